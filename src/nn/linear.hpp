@@ -1,0 +1,66 @@
+// vd::Linear: a fully connected layer y = act(x W^T + b) on oneDNN inner products, with its
+// parameters in a ParamStore in PyTorch's nn.Linear layout.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+
+#include "core/rng.hpp"
+#include "nn/context.hpp"
+#include "nn/dnnl_prims.hpp"
+#include "nn/param_store.hpp"
+
+namespace vd {
+
+enum class Activation { None, ReLU };
+
+class Linear {
+ public:
+  // Registers "<name>.weight" [O, I] and "<name>.bias" [O] in `store`, which must outlive
+  // the layer and must be finalized before init(), forward() or backward().
+  // Throws vd::ShapeError for non-positive sizes or a name already in the store.
+  Linear(ParamStore& store, std::string name, int in, int out, Activation act);
+
+  // PyTorch nn.Linear's default: weight and bias ~ U(-1/sqrt(I), 1/sqrt(I)); the weight is
+  // drawn first in row-major order, then the bias.
+  void init(Rng& rng);
+
+  // src [B, I] -> dst [B, O]. Primitives are built on the first call with a batch size
+  // and reused afterwards, so alternating batch sizes costs nothing after warm-up.
+  void forward(Context& ctx, int batch, const float* src, float* dst);
+
+  // Backward of the forward call that read src [B, I] and wrote dst [B, O], given
+  // diff_dst [B, O] = dL/d dst. OVERWRITES (does not accumulate) this layer's weight and
+  // bias gradients in the store's grad buffer, and writes diff_src [B, I] = dL/d src unless
+  // diff_src is nullptr (e.g. for the first layer).
+  // With ReLU, diff_dst IS MODIFIED IN PLACE: entries where dst <= 0 are set to 0 (the
+  // ReLU backward), which saves a copy; diff_src and diff_dst may not alias.
+  void backward(Context& ctx, int batch, const float* src, const float* dst, float* diff_dst,
+                float* diff_src);
+
+  int in() const { return in_; }
+  int out() const { return out_; }
+  Activation activation() const { return act_; }
+  const std::string& name() const { return name_; }
+  size_t weight_entry() const { return weight_; }  // ParamStore indices
+  size_t bias_entry() const { return bias_; }
+  double flops_per_sample_forward() const { return 2.0 * in_ * out_; }  // multiply-adds x2
+
+  // oneDNN implementation names for this batch size (see InnerProductPrims::impl_info).
+  std::string impl_info(Context& ctx, int batch);
+
+ private:
+  InnerProductPrims& prims(Context& ctx, int batch);
+
+  ParamStore& store_;
+  std::string name_;
+  int in_;
+  int out_;
+  Activation act_;
+  size_t weight_;
+  size_t bias_;
+  // One primitive set per batch size; few sizes occur (train, last batch, evaluation).
+  std::map<int, std::unique_ptr<InnerProductPrims>> cache_;
+};
+
+}  // namespace vd

@@ -1,0 +1,29 @@
+// Reference throughput of a bare oneDNN inner product (plain layouts, as vd::Linear uses),
+// the benchmark's yardstick for "peak" on this machine and thread count.
+#pragma once
+#include "nn/context.hpp"
+
+namespace vd {
+
+enum class InnerProductPass {
+  Forward,          // 2*B*I*O flops per run
+  BackwardData,     // 2*B*I*O
+  BackwardWeights,  // 2*B*I*O (+ B*O for the bias)
+  All,              // forward + backward_data + backward_weights: 6*B*I*O
+};
+
+// Runs `pass` of a [batch, in] x [out, in]^T inner product (with bias, no activation)
+// repeatedly for about `seconds` after a warm-up and returns the median GFLOP/s over the
+// timed repetitions (each a few milliseconds long). Uses as many threads as oneDNN's
+// OpenMP runtime is given (set OMP_NUM_THREADS=1 for the single-thread peak).
+double measure_inner_product_gflops(Context& ctx, int batch, int in, int out, InnerProductPass pass,
+                                    double seconds);
+
+// The forward pass alone: the single-thread peak reference of the benchmark.
+double measure_inner_product_peak_gflops(Context& ctx, int batch, int in, int out, double seconds);
+
+// Forward + backward_data + backward_weights, counted as 6*B*I*O flops per step.
+double measure_inner_product_train_peak_gflops(Context& ctx, int batch, int in, int out,
+                                               double seconds);
+
+}  // namespace vd
