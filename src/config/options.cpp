@@ -1,0 +1,481 @@
+// The option table and the parser built on it: Boost.Program_options tokenises the command
+// line and the INI file; values are converted and range-checked here so every error names its key.
+#include "config/options.hpp"
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <optional>
+#include <sstream>
+
+#include "core/error.hpp"
+
+namespace vd {
+
+namespace po = boost::program_options;
+
+namespace {
+
+// One row of the option table. `where` in set() is the label errors start with:
+// "--epochs" for the command line, "file.cfg: epochs" for the INI file.
+struct Spec {
+  std::string name;
+  std::string value_name;  // shown in --help, e.g. "<int>"
+  std::string help;        // what it does and its allowed values
+  bool in_file = true;     // false: command line only (config)
+  std::function<void(Options&, const std::string& value, const std::string& where)> set;
+  std::function<std::string(const Options&)> get;
+};
+
+std::string in_quotes(const std::string& s) {
+  return "'" + s + "'";
+}
+
+std::string format_double(double v) {
+  // Shortest text that reads back to the same double, so format_options round-trips exactly.
+  char buf[64];
+  const auto res = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, res.ptr);
+}
+
+template <class T>
+Spec integer_spec(std::string name, T Options::*field, T lo, std::optional<T> hi,
+                  std::string help) {
+  std::string range;
+  if (hi) {
+    range = "an integer in " + std::to_string(lo) + ".." + std::to_string(*hi);
+  } else if (lo == std::numeric_limits<T>::min()) {
+    range = "an integer";
+  } else {
+    range = "an integer >= " + std::to_string(lo);
+  }
+  Spec s;
+  s.name = name;
+  s.value_name = "<int>";
+  s.help = help + "; " + range;
+  s.set = [field, lo, hi, range](Options& o, const std::string& value, const std::string& where) {
+    T v{};
+    const char* first = value.data();
+    const char* last = first + value.size();
+    const auto res = std::from_chars(first, last, v);
+    if (res.ec == std::errc::result_out_of_range) {
+      throw ConfigError(where + ": " + in_quotes(value) + " is out of range; it must be " + range +
+                        " (at most " + std::to_string(std::numeric_limits<T>::max()) + ")");
+    }
+    if (res.ec != std::errc() || res.ptr != last || value.empty()) {
+      throw ConfigError(where + ": " + in_quotes(value) + " is not an integer; it must be " +
+                        range);
+    }
+    if (v < lo || (hi && v > *hi)) {
+      throw ConfigError(where + ": " + value + " is out of range; it must be " + range);
+    }
+    o.*field = v;
+  };
+  s.get = [field](const Options& o) { return std::to_string(o.*field); };
+  return s;
+}
+
+// A real bound; `strict` makes it exclusive.
+struct Bound {
+  double value;
+  bool strict;
+};
+
+Spec real_spec(std::string name, double Options::*field, Bound lo, std::optional<Bound> hi,
+               std::string help) {
+  std::string range;
+  if (hi) {
+    range = "a number in " + std::string(lo.strict ? "(" : "[") + format_double(lo.value) + ", " +
+            format_double(hi->value) + (hi->strict ? ")" : "]");
+  } else {
+    range = "a number " + std::string(lo.strict ? "> " : ">= ") + format_double(lo.value);
+  }
+  Spec s;
+  s.name = name;
+  s.value_name = "<num>";
+  s.help = help + "; " + range;
+  s.set = [field, lo, hi, range](Options& o, const std::string& value, const std::string& where) {
+    double v = 0;
+    const char* first = value.data();
+    const char* last = first + value.size();
+    const auto res = std::from_chars(first, last, v);
+    if (res.ec == std::errc::result_out_of_range) {
+      throw ConfigError(where + ": " + in_quotes(value) + " is out of range; it must be " + range);
+    }
+    if (res.ec != std::errc() || res.ptr != last || value.empty() || !std::isfinite(v)) {
+      throw ConfigError(where + ": " + in_quotes(value) + " is not a finite number; it must be " +
+                        range);
+    }
+    const bool below = lo.strict ? !(v > lo.value) : !(v >= lo.value);
+    const bool above = hi && (hi->strict ? !(v < hi->value) : !(v <= hi->value));
+    if (below || above) {
+      throw ConfigError(where + ": " + value + " is out of range; it must be " + range);
+    }
+    o.*field = v;
+  };
+  s.get = [field](const Options& o) { return format_double(o.*field); };
+  return s;
+}
+
+Spec string_spec(std::string name, std::string Options::*field, bool allow_empty,
+                 std::vector<std::string> choices, std::string help) {
+  Spec s;
+  s.name = name;
+  s.value_name = "<str>";
+  if (!choices.empty()) {
+    std::string list;
+    for (const auto& c : choices) list += (list.empty() ? "" : "|") + c;
+    s.value_name = "<" + list + ">";
+    help += "; one of " + list;
+  }
+  s.help = help;
+  s.set = [field, allow_empty, choices](Options& o, const std::string& value,
+                                        const std::string& where) {
+    if (!allow_empty && value.empty()) {
+      throw ConfigError(where + ": the value must not be empty");
+    }
+    if (!choices.empty() && std::find(choices.begin(), choices.end(), value) == choices.end()) {
+      std::string list;
+      for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+      throw ConfigError(where + ": " + in_quotes(value) + " is not one of " + list);
+    }
+    o.*field = value;
+  };
+  s.get = [field](const Options& o) { return o.*field; };
+  return s;
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+Spec bool_spec(std::string name, bool Options::*field, std::string help) {
+  Spec s;
+  s.name = name;
+  s.value_name = "<bool>";
+  s.help = help + "; true|false (a bare --" + name + " means true)";
+  s.set = [field](Options& o, const std::string& value, const std::string& where) {
+    const std::string v = lower(value);
+    if (v == "true" || v == "yes" || v == "on" || v == "1") {
+      o.*field = true;
+    } else if (v == "false" || v == "no" || v == "off" || v == "0") {
+      o.*field = false;
+    } else {
+      throw ConfigError(where + ": " + in_quotes(value) + " is not a boolean; use true or false");
+    }
+  };
+  s.get = [field](const Options& o) { return std::string(o.*field ? "true" : "false"); };
+  return s;
+}
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t");
+  if (b == std::string::npos) return "";
+  const auto e = s.find_last_not_of(" \t");
+  return s.substr(b, e - b + 1);
+}
+
+Spec hidden_spec() {
+  Spec s;
+  s.name = "hidden";
+  s.value_name = "<w1,w2,...>";
+  s.help = "encoder hidden-layer widths, comma-separated (e.g. 512,256); the decoder mirrors them";
+  s.set = [](Options& o, const std::string& value, const std::string& where) {
+    const std::string bad = where + ": " + in_quotes(value) +
+                            " is not a comma-separated list of integers >= 1 (e.g. 512,256)";
+    std::vector<int> widths;
+    std::stringstream in(value);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+      item = trim(item);
+      int w = 0;
+      const auto res = std::from_chars(item.data(), item.data() + item.size(), w);
+      if (item.empty() || res.ec != std::errc() || res.ptr != item.data() + item.size() || w < 1) {
+        throw ConfigError(bad);
+      }
+      widths.push_back(w);
+    }
+    // getline drops a trailing empty item, so "512," needs its own check.
+    if (widths.empty() || value.back() == ',') throw ConfigError(bad);
+    o.hidden = std::move(widths);
+  };
+  s.get = [](const Options& o) {
+    std::string out;
+    for (size_t i = 0; i < o.hidden.size(); ++i) {
+      if (i > 0) out += ',';
+      out += std::to_string(o.hidden[i]);
+    }
+    return out;
+  };
+  return s;
+}
+
+// The single source of truth for names, defaults, help and validation.
+const std::vector<Spec>& table() {
+  static const std::vector<Spec> specs = [] {
+    using O = Options;
+    constexpr auto none = std::nullopt;
+    std::vector<Spec> t;
+    {
+      Spec c = string_spec("config", &O::config, true, {},
+                           "INI file of 'key = value' lines; command-line only");
+      c.in_file = false;
+      t.push_back(std::move(c));
+    }
+    t.push_back(string_spec("data", &O::data, false, {}, "training HDF5 file"));
+    t.push_back(
+        string_spec("test-data", &O::test_data, true, {}, "test HDF5 file; empty = no evaluation"));
+    t.push_back(
+        string_spec("dataset", &O::dataset, false, {}, "data set name inside the HDF5 files"));
+    t.push_back(string_spec("out", &O::out, false, {}, "run directory"));
+    t.push_back(integer_spec<int>("epochs", &O::epochs, 1, none, "training epochs"));
+    t.push_back(
+        integer_spec<int>("batch-size", &O::batch_size, 1, none, "minibatch size per rank"));
+    t.push_back(real_spec("lr", &O::lr, {0, true}, none, "Adam learning rate"));
+    t.push_back(integer_spec<int>("latent-dim", &O::latent_dim, 1, none, "latent dimensions"));
+    t.push_back(hidden_spec());
+    t.push_back(string_spec("likelihood", &O::likelihood, false, {"bernoulli", "gaussian"},
+                            "decoder likelihood p(x|z)"));
+    t.push_back(real_spec("gaussian-sigma", &O::gaussian_sigma, {0, true}, none,
+                          "fixed decoder standard deviation of the gaussian likelihood"));
+    t.push_back(real_spec("beta", &O::beta, {0, false}, none, "KL weight (beta-VAE)"));
+    t.push_back(real_spec("kl-warmup-epochs", &O::kl_warmup_epochs, {0, false}, none,
+                          "epochs over which the KL weight ramps linearly from 0 to beta"));
+    t.push_back(real_spec("weight-decay", &O::weight_decay, {0, false}, none,
+                          "decoupled weight decay (AdamW)"));
+    t.push_back(real_spec("adam-beta1", &O::adam_beta1, {0, false}, Bound{1, true},
+                          "Adam first-moment decay"));
+    t.push_back(real_spec("adam-beta2", &O::adam_beta2, {0, false}, Bound{1, true},
+                          "Adam second-moment decay"));
+    t.push_back(real_spec("adam-eps", &O::adam_eps, {0, true}, none, "Adam epsilon"));
+    t.push_back(integer_spec<uint64_t>("seed", &O::seed, 0, none, "random seed"));
+    t.push_back(integer_spec<int>("threads", &O::threads, 0, none,
+                                  "OpenMP threads per rank; 0 = automatic"));
+    t.push_back(integer_spec<int>("log-every", &O::log_every, 1, none,
+                                  "steps between train rows in metrics.csv and progress lines"));
+    t.push_back(integer_spec<int>("eval-batch-size", &O::eval_batch_size, 1, none,
+                                  "minibatch size for evaluation"));
+    t.push_back(integer_spec<int>("grid-size", &O::grid_size, 1, 32,
+                                  "sample grids are grid-size x grid-size images"));
+    t.push_back(integer_spec<int>("iw-samples", &O::iw_samples, 0, none,
+                                  "importance samples for the final IWAE test log-likelihood; "
+                                  "0 = off"));
+    t.push_back(integer_spec<int64_t>("max-steps", &O::max_steps, 0, none,
+                                      "stop after this many optimizer steps; 0 = no limit"));
+    t.push_back(
+        string_spec("resume", &O::resume, true, {},
+                    "checkpoint to resume from: a path or \"latest\"; empty = start fresh"));
+    t.push_back(integer_spec<int>("checkpoint-every", &O::checkpoint_every, 0, none,
+                                  "epochs between checkpoints; 0 = only at the end"));
+    t.push_back(integer_spec<int>("keep-checkpoints", &O::keep_checkpoints, 1, none,
+                                  "checkpoints kept on disk"));
+    t.push_back(integer_spec<int>("checksum-every", &O::checksum_every, 0, none,
+                                  "steps between cross-rank parameter checksum checks; "
+                                  "0 = only at start"));
+    t.push_back(bool_spec("progress", &O::progress, "terminal progress line"));
+    return t;
+  }();
+  return specs;
+}
+
+const Spec* find_spec(const std::string& name) {
+  for (const auto& s : table()) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+// Boost descriptions built from the table. Values are plain strings: conversion happens in
+// Spec::set so that every message has the same shape.
+po::options_description make_description(bool command_line) {
+  po::options_description desc("Options", 100, 50);
+  const Options defaults;
+  for (const auto& s : table()) {
+    if (!command_line && !s.in_file) continue;
+    const std::string def = s.get(defaults);
+    const std::string text = s.help + " (default: " + (def.empty() ? "empty" : def) + ")";
+    auto* value = po::value<std::string>()->value_name(s.value_name);
+    if (s.value_name == "<bool>") value->implicit_value("true");
+    desc.add_options()(s.name.c_str(), value, text.c_str());
+  }
+  if (command_line) desc.add_options()("help,h", "print this help and exit");
+  return desc;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+// " (did you mean 'epochs'?)" when a key is close to a valid one, else "".
+std::string suggestion(const std::string& key, bool command_line) {
+  std::string best;
+  size_t best_d = std::numeric_limits<size_t>::max();
+  std::string k = lower(key);
+  std::replace(k.begin(), k.end(), '_', '-');
+  for (const auto& s : table()) {
+    if (!command_line && !s.in_file) continue;
+    const size_t d = edit_distance(k, s.name);
+    if (d < best_d) {
+      best_d = d;
+      best = s.name;
+    }
+  }
+  if (best_d <= std::max<size_t>(2, best.size() / 3)) {
+    return std::string(" (did you mean '") + (command_line ? "--" : "") + best + "'?)";
+  }
+  return "";
+}
+
+std::string basename_of(const char* argv0) {
+  if (argv0 == nullptr || *argv0 == '\0') return "vae_dist";
+  return std::filesystem::path(argv0).filename().string();
+}
+
+using ValueMap = std::map<std::string, std::string>;
+
+ValueMap read_config_file(const std::string& path) {
+  std::ifstream in(path);
+  std::error_code ec;
+  if (!in || std::filesystem::is_directory(path, ec)) {
+    throw ConfigError("--config: cannot open " + in_quotes(path) +
+                      "; check the path (relative paths start at the current directory)");
+  }
+  po::parsed_options parsed(nullptr);
+  try {
+    parsed = po::parse_config_file(in, make_description(false), true);
+  } catch (const po::error& e) {
+    throw ConfigError(path + ": " + e.what() + "; lines must be 'key = value' or '# comment'");
+  }
+  ValueMap values;
+  for (const auto& opt : parsed.options) {
+    const std::string& key = opt.string_key;
+    if (key == "config") {
+      throw ConfigError(path +
+                        ": key 'config' is not allowed in a config file; "
+                        "pass a single file with --config");
+    }
+    if (opt.unregistered) {
+      throw ConfigError(path + ": unknown key " + in_quotes(key) + suggestion(key, false) +
+                        "; run with --help for the list of keys");
+    }
+    if (values.contains(key)) {
+      throw ConfigError(path + ": key " + in_quotes(key) + " is set more than once");
+    }
+    values[key] = opt.value.empty() ? std::string() : opt.value.front();
+  }
+  return values;
+}
+
+}  // namespace
+
+std::string help_text(const std::string& program) {
+  std::ostringstream out;
+  out << "Usage: " << program << " [--config FILE] [--key value ...]\n"
+      << "Trains a variational autoencoder, data-parallel over MPI ranks.\n"
+      << "Settings come from the command line, then the --config INI file ('key = value' lines,\n"
+      << "the same key names without the dashes, '#' starts a comment), then the defaults.\n\n"
+      << make_description(true);
+  return out.str();
+}
+
+ParseResult parse_options(int argc, const char* const argv[]) {
+  ParseResult result;
+  const auto desc = make_description(true);
+  po::parsed_options parsed(nullptr);
+  try {
+    // No guessing: an abbreviated or misspelt option is an error, never a silent match.
+    const int style =
+        po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+    parsed =
+        po::command_line_parser(argc, argv).options(desc).style(style).allow_unregistered().run();
+  } catch (const po::error& e) {
+    throw ConfigError(std::string(e.what()) + "; run with --help for the list of options");
+  }
+  const std::string program = basename_of(argc > 0 ? argv[0] : nullptr);
+  for (const auto& opt : parsed.options) {
+    if (opt.string_key == "help" && !opt.unregistered) {
+      result.help = true;
+      result.help_text = help_text(program);
+      return result;
+    }
+  }
+
+  ValueMap cli;
+  for (const auto& opt : parsed.options) {
+    if (opt.string_key.empty()) {
+      const std::string token = opt.value.empty() ? std::string() : opt.value.front();
+      throw ConfigError("unexpected argument " + in_quotes(token) +
+                        "; options are written --key value or --key=value");
+    }
+    if (opt.unregistered) {
+      std::string token =
+          opt.original_tokens.empty() ? opt.string_key : opt.original_tokens.front();
+      token = token.substr(0, token.find('='));
+      std::string key = token;
+      key.erase(0, key.find_first_not_of('-'));
+      throw ConfigError("unknown option " + in_quotes(token) + suggestion(key, true) +
+                        "; run with --help for the list of options");
+    }
+    const Spec* spec = find_spec(opt.string_key);
+    if (spec == nullptr) continue;  // cannot happen: every registered key is in the table
+    std::string value = opt.value.empty() ? std::string("true") : opt.value.front();
+    if (value.rfind("--", 0) == 0) {
+      // Boost takes the next token as the value even when it is another option.
+      throw ConfigError("--" + spec->name + ": the value is missing (got " + in_quotes(value) +
+                        ")");
+    }
+    if (cli.contains(spec->name)) {
+      throw ConfigError("--" + spec->name + " is given more than once on the command line");
+    }
+    cli[spec->name] = value;
+  }
+
+  ValueMap file;
+  if (auto it = cli.find("config"); it != cli.end() && !it->second.empty()) {
+    file = read_config_file(it->second);
+  }
+
+  Options& o = result.options;
+  for (const auto& spec : table()) {
+    if (auto it = cli.find(spec.name); it != cli.end()) {
+      spec.set(o, it->second, "--" + spec.name);
+    } else if (auto jt = file.find(spec.name); jt != file.end()) {
+      spec.set(o, jt->second, cli.at("config") + ": " + spec.name);
+    }
+  }
+  return result;
+}
+
+std::string format_options(const Options& options) {
+  std::ostringstream out;
+  out << "# vae_dist resolved configuration; repeat the run with --config <this file>.\n";
+  for (const auto& spec : table()) {
+    const std::string value = spec.get(options);
+    if (!spec.in_file) {
+      out << "# " << spec.name << " = " << (value.empty() ? "(none)" : value) << "\n";
+    } else {
+      out << spec.name << " = " << value << "\n";
+    }
+  }
+  return out.str();
+}
+
+}  // namespace vd

@@ -1,0 +1,64 @@
+// Options: every run setting in one struct, parsed from the command line and an INI file.
+// One option table drives parsing, --help and format_options, so they cannot drift apart.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vd {
+
+// Field order matches the project brief so designated initialisers keep working.
+struct Options {
+  std::string config;                                    // INI file read with --config ("" = none)
+  std::string data = "data/fashion-mnist/train.h5";      // training HDF5 file
+  std::string test_data = "data/fashion-mnist/test.h5";  // "" = no evaluation
+  std::string dataset = "/images";                       // data set name inside the HDF5 files
+  std::string out = "runs/default";                      // run directory
+  std::string likelihood = "bernoulli";                  // "bernoulli" | "gaussian"
+  std::string resume;                                    // checkpoint path, "latest" or ""
+  int epochs = 10;
+  int batch_size = 128;  // per rank
+  int latent_dim = 20;
+  int threads = 0;  // OpenMP threads per rank, 0 = automatic
+  int log_every = 100;
+  int eval_batch_size = 1000;
+  int grid_size = 8;
+  int iw_samples = 0;        // 0 = no IWAE estimate
+  int checkpoint_every = 1;  // epochs, 0 = only at the end
+  int keep_checkpoints = 3;
+  int checksum_every = 1000;        // steps, 0 = only at start
+  std::vector<int> hidden = {400};  // encoder widths; the decoder mirrors them
+  double lr = 1e-3;
+  double gaussian_sigma = 1.0;
+  double beta = 1.0;
+  double kl_warmup_epochs = 0.0;
+  double weight_decay = 0.0;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_eps = 1e-8;
+  uint64_t seed = 1;
+  int64_t max_steps = 0;  // 0 = no limit
+  bool progress = true;
+
+  friend bool operator==(const Options&, const Options&) = default;
+};
+
+struct ParseResult {
+  Options options;
+  bool help = false;      // --help was given: print help_text and exit successfully
+  std::string help_text;  // filled only when help is true
+};
+
+// Parses argv (argv[0] is the program name). Precedence: command line, then the --config
+// file, then the defaults above. Throws vd::ConfigError naming the offending key.
+// With --help nothing else is read or checked.
+ParseResult parse_options(int argc, const char* const argv[]);
+
+// The resolved configuration as "key = value" lines (every option), re-parsable by --config.
+// The config key itself is written as a comment: a config file cannot name another one.
+std::string format_options(const Options& options);
+
+// The --help text (also returned in ParseResult::help_text); program names the binary.
+std::string help_text(const std::string& program = "vae_dist");
+
+}  // namespace vd

@@ -1,0 +1,136 @@
+// MetricsLog: CSV and JSON-lines writers with header checks on append.
+#include "io/metrics_log.hpp"
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.hpp"
+
+namespace vd {
+
+namespace {
+
+std::string real(double v, bool json) {
+  if (!std::isfinite(v)) {
+    if (json) return "null";  // JSON has no NaN or infinity
+    return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf");
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::FILE* open_or_throw(const std::string& path, const char* mode) {
+  std::FILE* f = std::fopen(path.c_str(), mode);
+  if (f == nullptr) {
+    throw IoError("cannot open metrics file " + path + " (" + std::strerror(errno) +
+                  "); check that the run directory exists and is writable");
+  }
+  return f;
+}
+
+void put(std::FILE* f, const std::string& text, const std::string& path) {
+  if (std::fwrite(text.data(), 1, text.size(), f) != text.size() || std::fflush(f) != 0) {
+    throw IoError("cannot write metrics file " + path + " (" + std::strerror(errno) +
+                  "); is the disk full?");
+  }
+}
+
+}  // namespace
+
+std::string metrics_jsonl_path(const std::string& csv_path) {
+  std::filesystem::path p(csv_path);
+  p.replace_extension(".jsonl");
+  return p.string();
+}
+
+MetricsLog::MetricsLog(const std::string& path, bool append)
+    : path_(path), jsonl_path_(metrics_jsonl_path(path)) {
+  if (jsonl_path_ == path_) {
+    throw IoError("metrics file " + path + " already ends in .jsonl; name the CSV file *.csv");
+  }
+  bool need_header = true;
+  if (append) {
+    std::ifstream in(path);
+    std::string first;
+    if (in && std::getline(in, first)) {
+      if (!first.empty() && first.back() == '\r') first.pop_back();
+      if (first != kMetricsHeader) {
+        throw IoError("metrics file " + path + " has header '" + first + "', expected '" +
+                      kMetricsHeader + "'; move the old file away or use a new run directory");
+      }
+      need_header = false;
+    }
+  }
+  csv_.reset(open_or_throw(path_, append ? "a" : "w"));
+  jsonl_.reset(open_or_throw(jsonl_path_, append ? "a" : "w"));
+  if (need_header) put(csv_.get(), std::string(kMetricsHeader) + "\n", path_);
+}
+
+void MetricsLog::write(const MetricsRow& row) {
+  // Built by appending: GCC 12 warns falsely (-Wrestrict) on "literal" + std::string temporaries.
+  const double reals[] = {row.loss, row.recon, row.kl, row.lr, row.images_per_s};
+  const char* names[] = {"loss", "recon", "kl", "lr", "images_per_s"};
+
+  std::string csv = csv_field(row.split);
+  for (int64_t v : {int64_t{row.epoch}, row.step, row.samples}) {
+    csv += ',';
+    csv += std::to_string(v);
+  }
+  for (double v : reals) {
+    csv += ',';
+    csv += real(v, false);
+  }
+  csv += '\n';
+  put(csv_.get(), csv, path_);
+
+  std::string json = "{\"split\":";
+  json += json_string(row.split);
+  json += ",\"epoch\":";
+  json += std::to_string(row.epoch);
+  json += ",\"step\":";
+  json += std::to_string(row.step);
+  json += ",\"samples\":";
+  json += std::to_string(row.samples);
+  for (size_t i = 0; i < std::size(reals); ++i) {
+    json += ",\"";
+    json += names[i];
+    json += "\":";
+    json += real(reals[i], true);
+  }
+  json += "}\n";
+  put(jsonl_.get(), json, jsonl_path_);
+}
+
+}  // namespace vd

@@ -1,0 +1,49 @@
+// MetricsLog: one CSV row (and a JSON-lines twin) per logged step or evaluation, flushed
+// at once so a killed run keeps everything it logged.
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+namespace vd {
+
+struct MetricsRow {
+  std::string split;  // "train", "test", ...: written as is (CSV-quoted if needed)
+  int epoch = 0;
+  int64_t step = 0;
+  int64_t samples = 0;
+  double loss = 0, recon = 0, kl = 0, lr = 0, images_per_s = 0;
+};
+
+// The CSV header, written once per file.
+inline constexpr const char* kMetricsHeader =
+    "split,epoch,step,samples,loss,recon,kl,lr,images_per_s";
+
+class MetricsLog {
+ public:
+  // Opens path (CSV) and its twin: path with the extension replaced by .jsonl. append=false
+  // truncates both. append=true keeps existing rows; the header is written only when the CSV
+  // is new or empty, and an existing file with a different header is a vd::IoError.
+  MetricsLog(const std::string& path, bool append);
+  // Reals are written with %.9g (round-trips a float); non-finite values are nan/inf in the
+  // CSV and null in the JSON. Throws vd::IoError when a write fails.
+  void write(const MetricsRow& row);
+
+  const std::string& path() const { return path_; }
+  const std::string& jsonl_path() const { return jsonl_path_; }
+
+ private:
+  struct FileCloser {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+  };
+  std::string path_;
+  std::string jsonl_path_;
+  std::unique_ptr<std::FILE, FileCloser> csv_;
+  std::unique_ptr<std::FILE, FileCloser> jsonl_;
+};
+
+// Path of the JSON-lines twin of a CSV path ("runs/x/metrics.csv" -> "runs/x/metrics.jsonl").
+std::string metrics_jsonl_path(const std::string& csv_path);
+
+}  // namespace vd

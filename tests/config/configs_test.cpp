@@ -1,0 +1,59 @@
+// Every shipped configs/*.cfg file parses, and the named experiments hold their settings.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "config/options.hpp"
+#include "core/error.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+vd::Options parse_config(const std::string& path) {
+  const char* argv[] = {"vae_train", "--config", path.c_str()};
+  return vd::parse_options(3, argv).options;
+}
+
+std::string config_path(const std::string& name) {
+  return (fs::path(VD_SOURCE_DIR) / "configs" / name).string();
+}
+
+TEST(Configs, EveryConfigFileParses) {
+  int count = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(VD_SOURCE_DIR) / "configs")) {
+    if (entry.path().extension() != ".cfg") continue;
+    SCOPED_TRACE(entry.path().string());
+    EXPECT_NO_THROW(parse_config(entry.path().string()));
+    ++count;
+  }
+  EXPECT_GE(count, 2);
+}
+
+TEST(Configs, FashionMlpIsTheClassicVae) {
+  const auto o = parse_config(config_path("fashion_mlp.cfg"));
+  EXPECT_EQ(o.data, "data/fashion-mnist/train.h5");
+  EXPECT_EQ(o.test_data, "data/fashion-mnist/test.h5");
+  EXPECT_EQ(o.out, "runs/fashion_mlp");
+  EXPECT_EQ(o.hidden, std::vector<int>{400});
+  EXPECT_EQ(o.latent_dim, 20);
+  EXPECT_EQ(o.likelihood, "bernoulli");
+  EXPECT_EQ(o.batch_size, 128);
+  EXPECT_EQ(o.lr, 1e-3);
+  EXPECT_EQ(o.epochs, 10);
+  EXPECT_EQ(o.beta, 1.0);
+  EXPECT_EQ(o.max_steps, 0);
+}
+
+TEST(Configs, SmokeIsOneShortEpoch) {
+  const auto o = parse_config(config_path("smoke.cfg"));
+  EXPECT_EQ(o.data, "data/fashion-mnist/train.h5");
+  EXPECT_EQ(o.test_data, "data/fashion-mnist/test.h5");
+  EXPECT_EQ(o.epochs, 1);
+  EXPECT_EQ(o.max_steps, 50);
+  EXPECT_NE(o.out, vd::Options{}.out);
+}
+
+}  // namespace
