@@ -1,0 +1,177 @@
+// vae_data: command-line tool to make and inspect data set files (import-idx, synth, info).
+#include <boost/program_options.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+
+#include "core/error.hpp"
+#include "data/dataset_file.hpp"
+
+namespace po = boost::program_options;
+
+namespace {
+
+// A usage mistake (exit code 2), as opposed to a failure while working (exit code 1).
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+constexpr const char* kUsage =
+    "usage: vae_data <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  import-idx  convert IDX files (MNIST, Fashion-MNIST) to an HDF5 data set file\n"
+    "  synth       write a synthetic data set file (tests, scale benchmarks)\n"
+    "  info        describe an HDF5 data set file\n"
+    "\n"
+    "Train and test splits are separate files, e.g. data/fashion-mnist/train.h5 and test.h5.\n"
+    "`vae_data <command> --help` shows the command's options.\n";
+
+std::string help_text(const std::string& synopsis, const po::options_description& desc) {
+  std::ostringstream out;
+  out << "usage: vae_data " << synopsis << "\n\n" << desc;
+  return out.str();
+}
+
+// Parses args (args[0] is the command name) into vm; returns false when --help was shown.
+bool parse(int argc, char** argv, const po::options_description& desc,
+           const po::positional_options_description& pos, const std::string& synopsis,
+           po::variables_map& vm) {
+  try {
+    po::store(po::command_line_parser(argc, argv).options(desc).positional(pos).run(), vm);
+    if (vm.count("help")) {
+      std::cout << help_text(synopsis, desc);
+      return false;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(std::string(e.what()) + "\n" + help_text(synopsis, desc));
+  }
+  return true;
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string out;
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? " x " : "") + std::to_string(shape[i]);
+  return out;
+}
+
+void print_summary(const vd::DatasetSummary& s, const std::string& out, double seconds) {
+  std::error_code ec;
+  const double mb = static_cast<double>(std::filesystem::file_size(out, ec)) / 1.0e6;
+  std::printf("wrote %lld rows x %s %s%s to %s (%.1f MB) in %.2f s\n",
+              static_cast<long long>(s.rows), shape_text(s.sample_shape).c_str(), s.dtype.c_str(),
+              s.has_labels ? " with labels" : "", out.c_str(), mb, seconds);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+int cmd_import(int argc, char** argv) {
+  po::options_description desc("import-idx options");
+  desc.add_options()("help,h", "show this help")(
+      "images", po::value<std::string>()->required(),
+      "IDX images file ([N,H,W] or [N,C,H,W] uint8), gzip or plain")(
+      "labels", po::value<std::string>()->default_value(""), "IDX labels file ([N] uint8)")(
+      "out", po::value<std::string>()->required(), "output HDF5 file")(
+      "shuffle-seed", po::value<uint64_t>(),
+      "shuffle rows (images and labels together) with this seed; default: keep file order");
+  po::variables_map vm;
+  const std::string synopsis =
+      "import-idx --images FILE [--labels FILE] --out FILE.h5 [--shuffle-seed N]";
+  if (!parse(argc, argv, desc, {}, synopsis, vm)) return 0;
+  std::optional<uint64_t> seed;
+  if (vm.count("shuffle-seed")) seed = vm["shuffle-seed"].as<uint64_t>();
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string out = vm["out"].as<std::string>();
+  const vd::DatasetSummary s =
+      vd::import_idx(vm["images"].as<std::string>(), vm["labels"].as<std::string>(), out, seed);
+  print_summary(s, out, seconds_since(t0));
+  return 0;
+}
+
+int cmd_synth(int argc, char** argv) {
+  po::options_description desc("synth options");
+  desc.add_options()("help,h", "show this help")("out", po::value<std::string>()->required(),
+                                                 "output HDF5 file")(
+      "n", po::value<int64_t>()->required(), "number of images")(
+      "channels", po::value<int64_t>()->default_value(1), "channels per image")(
+      "height", po::value<int64_t>()->default_value(28), "image height")(
+      "width", po::value<int64_t>()->default_value(28), "image width")(
+      "classes", po::value<int>()->default_value(10), "number of classes (1..256)")(
+      "seed", po::value<uint64_t>()->default_value(0), "random seed (same seed, same file)")(
+      "dtype", po::value<std::string>()->default_value("uint8"),
+      "uint8 (0..255) or float32 (in [0,1])");
+  po::variables_map vm;
+  const std::string synopsis =
+      "synth --out FILE.h5 --n N [--channels C --height H --width W --classes K --seed S "
+      "--dtype uint8|float32]";
+  if (!parse(argc, argv, desc, {}, synopsis, vm)) return 0;
+  const std::string dtype = vm["dtype"].as<std::string>();
+  if (dtype != "uint8" && dtype != "float32")
+    throw UsageError("--dtype must be uint8 or float32, not '" + dtype + "'");
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string out = vm["out"].as<std::string>();
+  const vd::DatasetSummary s = vd::write_synthetic(
+      out, vm["n"].as<int64_t>(), vm["channels"].as<int64_t>(), vm["height"].as<int64_t>(),
+      vm["width"].as<int64_t>(), vm["seed"].as<uint64_t>(),
+      dtype == "uint8" ? vd::SynthDType::UInt8 : vd::SynthDType::Float32, vm["classes"].as<int>());
+  print_summary(s, out, seconds_since(t0));
+  return 0;
+}
+
+int cmd_info(int argc, char** argv) {
+  po::options_description desc("info options");
+  desc.add_options()("help,h", "show this help")("file", po::value<std::string>()->required(),
+                                                 "HDF5 data set file (positional)");
+  po::positional_options_description pos;
+  pos.add("file", 1);
+  po::variables_map vm;
+  if (!parse(argc, argv, desc, pos, "info FILE.h5", vm)) return 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::cout << vd::describe(vm["file"].as<std::string>());
+  std::printf("(described in %.2f s)\n", seconds_since(t0));
+  return 0;
+}
+
+int run(int argc, char** argv) {
+  if (argc < 2) throw UsageError("no command given\n" + std::string(kUsage));
+  const std::string cmd = argv[1];
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  // The command's parser sees argv[1..]; it skips its first element like a program name.
+  if (cmd == "import-idx") return cmd_import(argc - 1, argv + 1);
+  if (cmd == "synth") return cmd_synth(argc - 1, argv + 1);
+  if (cmd == "info") return cmd_info(argc - 1, argv + 1);
+  throw UsageError("unknown command '" + cmd + "'\n" + std::string(kUsage));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "error: %s", e.what());
+    if (*e.what() && e.what()[std::strlen(e.what()) - 1] != '\n') std::fputc('\n', stderr);
+    return 2;
+  } catch (const vd::ConfigError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  } catch (const vd::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}

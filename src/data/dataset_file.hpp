@@ -1,0 +1,59 @@
+// The project's HDF5 data set files: importing IDX (MNIST-style) files, writing synthetic
+// data, and describing a file for `vae_data info`.
+//
+// Layout of a data set file (format "vae_dist-dataset", format_version 1):
+//   /images  uint8 or float32 [N, C, H, W] (float data in [0, 1]), chunked, usually gzip
+//   /labels  uint8 [N] (optional), the class of each image row
+//   root attributes: format, format_version, created_by, source file names, shuffle info.
+// Train and test splits are SEPARATE files, each with its own /images and /labels, e.g.
+// data/fashion-mnist/train.h5 and data/fashion-mnist/test.h5, so a shard reader never has
+// to know about splits and every file is self-describing.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vd {
+
+inline constexpr const char* kDatasetFormat = "vae_dist-dataset";
+inline constexpr int64_t kDatasetFormatVersion = 1;
+
+// What a writer produced, for the one-line summary of the command-line tool.
+struct DatasetSummary {
+  int64_t rows = 0;
+  std::vector<int64_t> sample_shape;  // {C, H, W}
+  std::string dtype;                  // "uint8" or "float32"
+  bool has_labels = false;
+};
+
+// Rows per HDF5 chunk for rows of row_bytes bytes: about 1 MiB per chunk (the default
+// chunk cache size), at most 1024 rows, at least 1, never more than n.
+int64_t chunk_rows_for(int64_t row_bytes, int64_t n);
+
+// The permutation import applies: output row r is input row perm[r]. Fisher-Yates from the
+// last element down, with j = vd::Rng(seed).below(i + 1).
+std::vector<int64_t> shuffle_permutation(int64_t n, uint64_t seed);
+
+// Converts IDX images ([N, H, W] -> C = 1, or [N, C, H, W]) and optional IDX labels ([N];
+// pass "" for none) to a data set file at out_path. With shuffle_seed, ONE permutation is
+// applied to images and labels together. Writes out_path + ".tmp" then renames it, so an
+// interrupted import never leaves a half-written file; creates missing parent directories.
+// Throws vd::DataError for bad input (naming the file), vd::IoError when writing fails.
+DatasetSummary import_idx(const std::string& images_path, const std::string& labels_path,
+                          const std::string& out_path, std::optional<uint64_t> shuffle_seed);
+
+enum class SynthDType { UInt8, Float32 };
+
+// Writes n deterministic (per seed) synthetic images [n, c, h, w] with labels: each class is
+// a smooth pattern (a blob at a class-dependent position over class-oriented stripes) plus
+// noise, values in [0, 1] (float32) or 0..255 (uint8). Streams chunk by chunk, so n may be
+// in the millions. Same temp-file-and-rename scheme as import_idx. num_classes in 1..256.
+DatasetSummary write_synthetic(const std::string& out_path, int64_t n, int64_t c, int64_t h,
+                               int64_t w, uint64_t seed, SynthDType dtype, int num_classes);
+
+// Text report of a data set file: file attributes, then every dataset with shape, dtype,
+// chunking, min/max (streamed in blocks) and attributes, and a histogram of /labels.
+std::string describe(const std::string& path);
+
+}  // namespace vd

@@ -1,0 +1,172 @@
+// Shard: validation of a data set file and the per-rank hyperslab read.
+#include "data/shard.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "core/h5.hpp"
+
+namespace vd {
+
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& dims) {
+  std::string out = "[";
+  for (size_t i = 0; i < dims.size(); ++i) out += (i ? ", " : "") + std::to_string(dims[i]);
+  return out + "]";
+}
+
+std::string join(const std::vector<std::string>& names) {
+  if (names.empty()) return "(none)";
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) out += (i ? ", " : "") + names[i];
+  return out;
+}
+
+// Rejects NaN/Inf always and values outside [0, 1] under UnitInterval, naming the first
+// offending row (global index) so the user can find it.
+void check_values(const std::vector<float>& data, int64_t row_size, int64_t first_row,
+                  ValueCheck check, const std::string& where) {
+  const int64_t rows = static_cast<int64_t>(data.size()) / row_size;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* p = data.data() + r * row_size;
+    bool bad = false;
+    for (int64_t i = 0; i < row_size; ++i) {
+      const float v = p[i];
+      // One branch for the common case: finite and in range (NaN fails every comparison).
+      bad |= check == ValueCheck::UnitInterval ? !(v >= 0.0f && v <= 1.0f) : !std::isfinite(v);
+    }
+    if (!bad) continue;
+    for (int64_t i = 0; i < row_size; ++i) {
+      const float v = p[i];
+      std::ostringstream msg;
+      msg << where << ": row " << first_row + r << ", element " << i;
+      if (!std::isfinite(v)) {
+        msg << " is " << v << "; the data must be finite, fix or drop that row";
+        throw DataError(msg.str());
+      }
+      if (check == ValueCheck::UnitInterval && !(v >= 0.0f && v <= 1.0f)) {
+        msg << " is " << v
+            << ", outside [0, 1], which the Bernoulli likelihood needs; rescale the data "
+               "to [0, 1] or train with --likelihood gaussian";
+        throw DataError(msg.str());
+      }
+    }
+  }
+}
+
+}  // namespace
+
+RowRange shard_rows(int64_t n, int rank, int world) {
+  if (world < 1 || rank < 0 || rank >= world)
+    throw ShapeError("shard_rows: rank " + std::to_string(rank) + " is not in [0, " +
+                     std::to_string(world) + ")");
+  if (n < 0) throw ShapeError("shard_rows: negative row count " + std::to_string(n));
+  // floor(rank * n / world) with n = q * world + rem, so no product exceeds n or world^2.
+  const int64_t q = n / world, rem = n % world;
+  auto start = [&](int64_t p) { return p * q + p * rem / world; };
+  return {start(rank), start(int64_t{rank} + 1)};
+}
+
+Shard Shard::read(const std::string& file, const std::string& dataset, int rank, int world,
+                  ValueCheck check) {
+  if (world < 1 || rank < 0 || rank >= world)
+    throw ShapeError("Shard::read: rank " + std::to_string(rank) + " is not in [0, " +
+                     std::to_string(world) + ")");
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec))
+    throw DataError("data file '" + file +
+                    "' does not exist; check the path, or create it "
+                    "with `vae_data import-idx` or `vae_data synth`");
+  if (!h5::is_hdf5(file))
+    throw DataError("data file '" + file +
+                    "' is not an HDF5 file; convert IDX files with "
+                    "`vae_data import-idx`");
+  h5::File f = h5::open_file(file);
+  const std::string where = "data file '" + file + "', data set '" + dataset + "'";
+  if (!h5::is_dataset(f, dataset))
+    throw DataError("data file '" + file + "' has no data set '" + dataset +
+                    "'; the data sets in it are: " + join(h5::list_datasets(f, "/", true)) +
+                    "; pass one of those or re-create the file with `vae_data import-idx`");
+  h5::Dataset dset = h5::open_dataset(f, dataset);
+  const std::vector<int64_t> dims = h5::dims_of(dset);
+  if (dims.size() != 4 && dims.size() != 2)
+    throw DataError(where + " has shape " + shape_text(dims) + " (rank " +
+                    std::to_string(dims.size()) +
+                    "); expected images [N, C, H, W] or vectors [N, D]");
+  const h5::DType type = h5::dtype_of(dset);
+  if (type != h5::DType::UInt8 && type != h5::DType::Float32 && type != h5::DType::Float64)
+    throw DataError(where + " has unsupported dtype " + h5::dtype_name(dset) +
+                    "; store uint8 (0..255) or float32 (in [0, 1])");
+  for (int64_t d : dims)
+    if (d == 0)
+      throw DataError(where + " is empty (shape " + shape_text(dims) +
+                      "); it needs at least one row and no zero dimension");
+  const int64_t n = dims[0];
+  if (n < world)
+    throw DataError(where + " has " + std::to_string(n) + " rows but there are " +
+                    std::to_string(world) +
+                    " ranks; every rank needs at least one row, so use fewer ranks or more "
+                    "data");
+
+  Shard s;
+  s.file_ = file;
+  s.dataset_ = dataset;
+  s.global_rows_ = n;
+  s.range_ = shard_rows(n, rank, world);
+  s.sample_shape_.assign(dims.begin() + 1, dims.end());
+  s.sample_size_ = 1;
+  for (int64_t d : s.sample_shape_) s.sample_size_ *= d;
+  const size_t count = static_cast<size_t>(s.range_.size() * s.sample_size_);
+  if (type == h5::DType::UInt8) {
+    s.u8_.resize(count);
+    h5::read_rows(dset, s.range_.begin, s.range_.size(), s.u8_.data());
+  } else {
+    s.f32_.resize(count);  // float64 is converted by HDF5 during the read
+    h5::read_rows(dset, s.range_.begin, s.range_.size(), s.f32_.data());
+    check_values(s.f32_, s.sample_size_, s.range_.begin, check, where);
+  }
+
+  if (dataset != "/labels" && h5::exists(f, "/labels")) {
+    const std::string lwhere = "data file '" + file + "', data set '/labels'";
+    if (!h5::is_dataset(f, "/labels"))
+      throw DataError(lwhere + " is not a data set; remove or rename it");
+    h5::Dataset lset = h5::open_dataset(f, "/labels");
+    const std::vector<int64_t> ldims = h5::dims_of(lset);
+    if (ldims.size() != 1)
+      throw DataError(lwhere + " has shape " + shape_text(ldims) +
+                      "; expected one label per row, [" + std::to_string(n) + "]");
+    if (ldims[0] != n)
+      throw DataError(lwhere + " has " + std::to_string(ldims[0]) + " labels but " + dataset +
+                      " has " + std::to_string(n) +
+                      " rows; the file is inconsistent, re-create it");
+    if (!h5::is_integer(h5::dtype_of(lset)))
+      throw DataError(lwhere + " has dtype " + h5::dtype_name(lset) + "; labels must be integers");
+    s.labels_.resize(static_cast<size_t>(s.range_.size()));
+    h5::read_rows(lset, s.range_.begin, s.range_.size(), s.labels_.data());
+  }
+  return s;
+}
+
+void Shard::gather(std::span<const int64_t> local_rows, float* dst) const {
+  const int64_t n = rows(), size = sample_size_;
+  for (size_t k = 0; k < local_rows.size(); ++k) {
+    const int64_t r = local_rows[k];
+    if (r < 0 || r >= n)
+      throw ShapeError("Shard::gather: local row " + std::to_string(r) + " is outside [0, " +
+                       std::to_string(n) + ")");
+    float* out = dst + static_cast<int64_t>(k) * size;
+    if (!u8_.empty()) {
+      const uint8_t* in = u8_.data() + r * size;
+      // Division (not multiplication by 1/255) keeps 255 -> exactly 1.0f.
+      for (int64_t i = 0; i < size; ++i) out[i] = static_cast<float>(in[i]) / 255.0f;
+    } else {
+      std::copy_n(f32_.data() + r * size, size, out);
+    }
+  }
+}
+
+}  // namespace vd

@@ -1,0 +1,332 @@
+// Tests of shard_rows and Shard: exact per-rank rows, uint8/float gather, and bad input.
+#include "data/shard.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+
+#include "core/error.hpp"
+#include "core/h5.hpp"
+#include "support/temp_dir.hpp"
+
+namespace vd {
+namespace {
+
+using testing::TempDir;
+
+// The reference formula in 128-bit arithmetic (__extension__ keeps -Wpedantic quiet).
+__extension__ typedef __int128 Int128;
+int64_t formula_begin(int64_t n, int rank, int world) {
+  return static_cast<int64_t>(static_cast<Int128>(rank) * n / world);
+}
+
+void check_tiling(int64_t n, int world) {
+  int64_t expected_begin = 0, lo = INT64_MAX, hi = 0;
+  for (int r = 0; r < world; ++r) {
+    const RowRange rr = shard_rows(n, r, world);
+    ASSERT_EQ(rr.begin, expected_begin) << "n=" << n << " world=" << world << " rank=" << r;
+    ASSERT_EQ(rr.begin, formula_begin(n, r, world)) << "n=" << n << " world=" << world;
+    ASSERT_EQ(rr.end, formula_begin(n, r + 1, world)) << "n=" << n << " world=" << world;
+    ASSERT_GE(rr.size(), 0);
+    lo = std::min(lo, rr.size());
+    hi = std::max(hi, rr.size());
+    expected_begin = rr.end;
+  }
+  ASSERT_EQ(expected_begin, n) << "n=" << n << " world=" << world;
+  ASSERT_LE(hi - lo, 1) << "n=" << n << " world=" << world;
+}
+
+TEST(ShardRows, TileExactlyWithSizesWithinOne) {
+  for (int64_t n = 0; n <= 70; ++n)
+    for (int world = 1; world <= 17; ++world) check_tiling(n, world);
+  for (int64_t n : {int64_t{1000}, int64_t{60000}, int64_t{60001}, int64_t{999999937}})
+    for (int world : {1, 2, 3, 7, 64, 1000, 4096}) check_tiling(n, world);
+}
+
+TEST(ShardRows, NoOverflowForHugeN) {
+  const int64_t big = std::numeric_limits<int64_t>::max();
+  for (int64_t n : {big, big - 1, int64_t{1} << 62, int64_t{1000000000000000003}})
+    for (int world : {1, 2, 3, 5, 1000003, std::numeric_limits<int>::max()})
+      for (int r : {0, 1, world / 2, world - 1})
+        if (r < world) {
+          const RowRange rr = shard_rows(n, r, world);
+          EXPECT_EQ(rr.begin, formula_begin(n, r, world));
+          EXPECT_EQ(rr.end, formula_begin(n, r + 1, world));
+        }
+}
+
+TEST(ShardRows, RejectsBadRankOrWorld) {
+  EXPECT_THROW(shard_rows(10, 2, 2), ShapeError);
+  EXPECT_THROW(shard_rows(10, -1, 2), ShapeError);
+  EXPECT_THROW(shard_rows(10, 0, 0), ShapeError);
+}
+
+// A file with /images uint8 [n, c, h, w] where every byte encodes (row, element), plus labels.
+std::vector<uint8_t> make_u8_file(const std::string& path, int64_t n, bool labels = true) {
+  const std::vector<int64_t> dims{n, 2, 3, 2};
+  std::vector<uint8_t> data(static_cast<size_t>(n * 12));
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>((i * 37 + i / 12) % 256);
+  h5::File f = h5::create_file(path);
+  h5::write_dataset<uint8_t>(f, "/images", data, dims, {{4, 2, 3, 2}, 4});
+  if (labels) {
+    std::vector<uint8_t> lab(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) lab[static_cast<size_t>(i)] = static_cast<uint8_t>(i % 10);
+    const std::vector<int64_t> ld{n};
+    h5::write_dataset<uint8_t>(f, "/labels", lab, ld);
+  }
+  return data;
+}
+
+TEST(Shard, RanksReassembleTheFileExactly) {
+  TempDir dir;
+  const int64_t n = 23;
+  const auto data = make_u8_file(dir.file("d.h5"), n);
+  for (int world : {1, 2, 3, 4, 7, 23}) {
+    std::vector<float> all;
+    std::vector<int32_t> labels;
+    for (int r = 0; r < world; ++r) {
+      const Shard s = Shard::read(dir.file("d.h5"), "/images", r, world, ValueCheck::UnitInterval);
+      EXPECT_EQ(s.global_rows(), n);
+      EXPECT_EQ(s.range().begin, shard_rows(n, r, world).begin);
+      EXPECT_EQ(s.range().end, shard_rows(n, r, world).end);
+      EXPECT_EQ(s.rows(), s.range().size());
+      EXPECT_EQ(s.sample_shape(), (std::vector<int64_t>{2, 3, 2}));
+      EXPECT_EQ(s.sample_size(), 12);
+      EXPECT_TRUE(s.stored_as_uint8());
+      ASSERT_TRUE(s.has_labels());
+      ASSERT_EQ(static_cast<int64_t>(s.labels().size()), s.rows());
+      std::vector<int64_t> idx(static_cast<size_t>(s.rows()));
+      for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int64_t>(i);
+      std::vector<float> buf(idx.size() * 12);
+      s.gather(idx, buf.data());
+      all.insert(all.end(), buf.begin(), buf.end());
+      labels.insert(labels.end(), s.labels().begin(), s.labels().end());
+    }
+    ASSERT_EQ(all.size(), data.size()) << "world=" << world;
+    for (size_t i = 0; i < data.size(); ++i)
+      ASSERT_EQ(all[i], static_cast<float>(data[i]) / 255.0f) << "world=" << world << " i=" << i;
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(labels[static_cast<size_t>(i)], i % 10);
+  }
+}
+
+TEST(Shard, GatherScalesUint8AndFollowsTheRowOrder) {
+  TempDir dir;
+  const std::vector<int64_t> dims{256, 1};
+  std::vector<uint8_t> data(256);
+  for (int i = 0; i < 256; ++i) data[static_cast<size_t>(i)] = static_cast<uint8_t>(i);
+  {
+    h5::File f = h5::create_file(dir.file("d.h5"));
+    h5::write_dataset<uint8_t>(f, "/images", data, dims);
+  }
+  const Shard s = Shard::read(dir.file("d.h5"), "/images", 0, 1, ValueCheck::UnitInterval);
+  EXPECT_FALSE(s.has_labels());
+  EXPECT_EQ(s.sample_shape(), (std::vector<int64_t>{1}));
+  const std::vector<int64_t> rows{255, 0, 128, 128, 1};
+  std::vector<float> out(rows.size(), -1.0f);
+  s.gather(rows, out.data());
+  EXPECT_EQ(out[0], 1.0f);
+  EXPECT_EQ(out[1], 0.0f);
+  EXPECT_FLOAT_EQ(out[2], 128.0f / 255.0f);
+  EXPECT_EQ(out[3], out[2]);
+  EXPECT_FLOAT_EQ(out[4], 1.0f / 255.0f);
+  const std::vector<int64_t> bad{256};
+  EXPECT_THROW(s.gather(bad, out.data()), ShapeError);
+  const std::vector<int64_t> neg{-1};
+  EXPECT_THROW(s.gather(neg, out.data()), ShapeError);
+}
+
+TEST(Shard, FloatDataIsReturnedUnchangedAndFloat64Converted) {
+  TempDir dir;
+  const std::vector<int64_t> dims{5, 3};
+  std::vector<float> f(15);
+  std::vector<double> d(15);
+  for (size_t i = 0; i < f.size(); ++i) {
+    f[i] = static_cast<float>(i) / 14.0f;
+    d[i] = static_cast<double>(i) / 14.0;
+  }
+  {
+    h5::File file = h5::create_file(dir.file("f.h5"));
+    h5::write_dataset<float>(file, "/images", f, dims);
+    h5::write_dataset<double>(file, "/d64", d, dims);
+  }
+  for (int world : {1, 2}) {
+    const Shard s =
+        Shard::read(dir.file("f.h5"), "/images", world - 1, world, ValueCheck::UnitInterval);
+    EXPECT_FALSE(s.stored_as_uint8());
+    std::vector<int64_t> idx(static_cast<size_t>(s.rows()));
+    for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int64_t>(i);
+    std::vector<float> out(idx.size() * 3);
+    s.gather(idx, out.data());
+    for (size_t i = 0; i < out.size(); ++i)
+      EXPECT_EQ(out[i], f[static_cast<size_t>(s.range().begin * 3) + i]);
+  }
+  const Shard s64 = Shard::read(dir.file("f.h5"), "/d64", 0, 1, ValueCheck::UnitInterval);
+  std::vector<float> out(15);
+  const std::vector<int64_t> idx{0, 1, 2, 3, 4};
+  s64.gather(idx, out.data());
+  for (size_t i = 0; i < out.size(); ++i) EXPECT_EQ(out[i], static_cast<float>(d[i]));
+}
+
+// Expects Shard::read to throw DataError whose message contains every word.
+void expect_data_error(const std::string& file, const std::string& dataset, int rank, int world,
+                       ValueCheck check, const std::vector<std::string>& words) {
+  try {
+    Shard::read(file, dataset, rank, world, check);
+    ADD_FAILURE() << "Shard::read(" << file << ", " << dataset << ") did not throw";
+  } catch (const DataError& e) {
+    const std::string msg = e.what();
+    for (const auto& w : words)
+      EXPECT_NE(msg.find(w), std::string::npos) << "'" << w << "' not in: " << msg;
+  }
+}
+
+TEST(ShardErrors, MissingFile) {
+  TempDir dir;
+  expect_data_error(dir.file("no.h5"), "/images", 0, 1, ValueCheck::None,
+                    {dir.file("no.h5"), "does not exist"});
+}
+
+TEST(ShardErrors, NotAnHdf5File) {
+  TempDir dir;
+  std::ofstream(dir.file("x.h5")) << "hello, I am text\n";
+  expect_data_error(dir.file("x.h5"), "/images", 0, 1, ValueCheck::None,
+                    {dir.file("x.h5"), "not an HDF5 file", "import-idx"});
+}
+
+TEST(ShardErrors, MissingDatasetListsTheExistingOnes) {
+  TempDir dir;
+  {
+    h5::File f = h5::create_file(dir.file("d.h5"));
+    const std::vector<float> v{0.5f, 0.5f};
+    const std::vector<int64_t> dims{2, 1};
+    h5::write_dataset<float>(f, "/pixels", v, dims);
+    h5::Group g = h5::create_group(f, "/extra");
+    h5::write_dataset<float>(f, "/extra/more", v, dims);
+  }
+  expect_data_error(dir.file("d.h5"), "/images", 0, 1, ValueCheck::None,
+                    {dir.file("d.h5"), "no data set '/images'", "/pixels", "/extra/more"});
+  expect_data_error(dir.file("d.h5"), "/extra", 0, 1, ValueCheck::None, {"no data set '/extra'"});
+}
+
+TEST(ShardErrors, WrongRank) {
+  TempDir dir;
+  {
+    h5::File f = h5::create_file(dir.file("d.h5"));
+    std::vector<uint8_t> v(4 * 5 * 6);
+    const std::vector<int64_t> d3{4, 5, 6}, d1{120};
+    h5::write_dataset<uint8_t>(f, "/images", v, d3);
+    h5::write_dataset<uint8_t>(f, "/flat", v, d1);
+  }
+  expect_data_error(dir.file("d.h5"), "/images", 0, 1, ValueCheck::None,
+                    {dir.file("d.h5"), "[4, 5, 6]", "[N, C, H, W]", "[N, D]"});
+  expect_data_error(dir.file("d.h5"), "/flat", 0, 1, ValueCheck::None, {"[120]", "[N, D]"});
+}
+
+TEST(ShardErrors, UnsupportedDtype) {
+  TempDir dir;
+  {
+    h5::File f = h5::create_file(dir.file("d.h5"));
+    std::vector<int64_t> v(8, 1);
+    const std::vector<int64_t> dims{4, 2};
+    h5::write_dataset<int64_t>(f, "/images", v, dims);
+    std::vector<int32_t> w(8, 1);
+    h5::write_dataset<int32_t>(f, "/i32", w, dims);
+  }
+  expect_data_error(dir.file("d.h5"), "/images", 0, 1, ValueCheck::None,
+                    {dir.file("d.h5"), "unsupported dtype int64", "uint8", "float32"});
+  expect_data_error(dir.file("d.h5"), "/i32", 0, 1, ValueCheck::None, {"unsupported dtype int32"});
+}
+
+TEST(ShardErrors, EmptyDataset) {
+  TempDir dir;
+  {
+    h5::File f = h5::create_file(dir.file("d.h5"));
+    const std::vector<uint8_t> none;
+    const std::vector<int64_t> d0{0, 1, 2, 2}, dz{3, 0};
+    h5::write_dataset<uint8_t>(f, "/images", none, d0);
+    h5::write_dataset<uint8_t>(f, "/zero_width", none, dz);
+  }
+  expect_data_error(dir.file("d.h5"), "/images", 0, 1, ValueCheck::None,
+                    {dir.file("d.h5"), "empty", "[0, 1, 2, 2]"});
+  expect_data_error(dir.file("d.h5"), "/zero_width", 0, 1, ValueCheck::None, {"empty", "[3, 0]"});
+}
+
+TEST(ShardErrors, FewerRowsThanRanks) {
+  TempDir dir;
+  make_u8_file(dir.file("d.h5"), 2);
+  expect_data_error(dir.file("d.h5"), "/images", 2, 3, ValueCheck::None,
+                    {dir.file("d.h5"), "2 rows", "3 ranks", "fewer ranks"});
+  // Exactly one row per rank is fine.
+  EXPECT_EQ(Shard::read(dir.file("d.h5"), "/images", 1, 2, ValueCheck::None).rows(), 1);
+}
+
+TEST(ShardErrors, NonFiniteFloatNamesTheRow) {
+  TempDir dir;
+  const std::vector<int64_t> dims{6, 2};
+  for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
+    std::vector<float> v(12, 0.25f);
+    v[3 * 2 + 1] = bad;  // row 3
+    {
+      h5::File f = h5::create_file(dir.file("d.h5"));
+      h5::write_dataset<float>(f, "/images", v, dims);
+    }
+    for (ValueCheck check : {ValueCheck::None, ValueCheck::UnitInterval}) {
+      expect_data_error(dir.file("d.h5"), "/images", 0, 1, check,
+                        {dir.file("d.h5"), "row 3", "finite"});
+      // The rank whose shard holds row 3 fails; the other rank reads fine.
+      expect_data_error(dir.file("d.h5"), "/images", 1, 2, check, {"row 3", "finite"});
+      EXPECT_EQ(Shard::read(dir.file("d.h5"), "/images", 0, 2, check).rows(), 3);
+    }
+  }
+}
+
+TEST(ShardErrors, OutsideUnitIntervalNamesRowAndValue) {
+  TempDir dir;
+  const std::vector<int64_t> dims{4, 3};
+  std::vector<float> v(12, 0.5f);
+  v[2 * 3] = 1.5f;
+  {
+    h5::File f = h5::create_file(dir.file("d.h5"));
+    h5::write_dataset<float>(f, "/images", v, dims);
+  }
+  expect_data_error(dir.file("d.h5"), "/images", 0, 1, ValueCheck::UnitInterval,
+                    {dir.file("d.h5"), "row 2", "1.5", "[0, 1]", "--likelihood gaussian"});
+  // Without the check (Gaussian likelihood) the same data is accepted unchanged.
+  const Shard s = Shard::read(dir.file("d.h5"), "/images", 0, 1, ValueCheck::None);
+  std::vector<float> out(3);
+  const std::vector<int64_t> idx{2};
+  s.gather(idx, out.data());
+  EXPECT_EQ(out[0], 1.5f);
+  v[2 * 3] = -0.01f;
+  {
+    h5::File f = h5::create_file(dir.file("d.h5"));
+    h5::write_dataset<float>(f, "/images", v, dims);
+  }
+  expect_data_error(dir.file("d.h5"), "/images", 0, 1, ValueCheck::UnitInterval,
+                    {"row 2", "-0.01"});
+}
+
+TEST(ShardErrors, LabelCountDiffersFromRows) {
+  TempDir dir;
+  make_u8_file(dir.file("d.h5"), 6, false);
+  {
+    h5::File f = h5::open_file(dir.file("d.h5"), true);
+    const std::vector<uint8_t> lab(5, 1);
+    const std::vector<int64_t> ld{5};
+    h5::write_dataset<uint8_t>(f, "/labels", lab, ld);
+  }
+  expect_data_error(dir.file("d.h5"), "/images", 0, 1, ValueCheck::None,
+                    {dir.file("d.h5"), "/labels", "5 labels", "6 rows"});
+}
+
+TEST(ShardErrors, BadRankArgumentsAreShapeErrors) {
+  TempDir dir;
+  make_u8_file(dir.file("d.h5"), 6);
+  EXPECT_THROW(Shard::read(dir.file("d.h5"), "/images", 2, 2, ValueCheck::None), ShapeError);
+  EXPECT_THROW(Shard::read(dir.file("d.h5"), "/images", 0, 0, ValueCheck::None), ShapeError);
+}
+
+}  // namespace
+}  // namespace vd
