@@ -1,0 +1,180 @@
+// vae_bench: training-step throughput of the MLP VAE (images/s, GFLOP/s, share of the oneDNN
+// inner-product peak measured in the same run, communication share, peak RSS per rank).
+// Run on one rank (`vae_bench`) or P ranks (`mpirun -np P vae_bench`). Prints figures; asserts
+// nothing.
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <vector>
+
+#include "app/main_support.hpp"
+#include "core/error.hpp"
+#include "core/rng.hpp"
+#include "dist/comm.hpp"
+#include "nn/context.hpp"
+#include "nn/param_store.hpp"
+#include "nn/peak.hpp"
+#include "optim/adam.hpp"
+#include "vae/model.hpp"
+
+namespace po = boost::program_options;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+std::vector<int> parse_hidden(const std::string& text) {
+  std::vector<int> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) out.push_back(std::stoi(item));
+  if (out.empty()) throw vd::ConfigError("--hidden needs at least one width, e.g. 400");
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::optional<vd::MpiSession> mpi;
+  try {
+    mpi.emplace(&argc, &argv);
+    vd::Comm comm;
+    int batch = 128, latent = 20, data_dim = 784, threads = 1, steps = 50, repeats = 7;
+    double peak_seconds = 2.0;
+    std::string hidden_text = "400";
+    po::options_description desc(
+        "vae_bench: training-step throughput of the MLP VAE on synthetic data held in memory\n"
+        "usage: [mpirun -np P] vae_bench [options]\noptions");
+    desc.add_options()("help", "print this help")(
+        "batch-size", po::value(&batch)->default_value(batch), "images per rank per step")(
+        "data-dim", po::value(&data_dim)->default_value(data_dim), "pixels per image (D)")(
+        "hidden", po::value(&hidden_text)->default_value(hidden_text), "encoder widths")(
+        "latent-dim", po::value(&latent)->default_value(latent), "latent dimension (L)")(
+        "threads", po::value(&threads)->default_value(threads), "OpenMP threads per rank")(
+        "steps", po::value(&steps)->default_value(steps), "timed steps per repetition")(
+        "repeats", po::value(&repeats)->default_value(repeats), "repetitions (median reported)")(
+        "peak-seconds", po::value(&peak_seconds)->default_value(peak_seconds),
+        "time spent measuring the inner-product peak");
+    po::variables_map vm;
+    try {
+      po::store(po::parse_command_line(argc, argv, desc), vm);
+      po::notify(vm);
+    } catch (const po::error& e) {
+      throw vd::ConfigError(e.what());
+    }
+    if (vm.count("help")) {
+      if (comm.is_root()) std::cout << desc << "\n";
+      return 0;
+    }
+    if (batch < 1 || steps < 1 || repeats < 1 || threads < 1 || latent < 1 || data_dim < 1)
+      throw vd::ConfigError("sizes, --threads, --steps and --repeats must be positive");
+    omp_set_num_threads(threads);
+
+    vd::Context ctx;
+    vd::VaeConfig cfg;
+    cfg.data_dim = data_dim;
+    cfg.hidden = parse_hidden(hidden_text);
+    cfg.latent_dim = latent;
+    vd::ParamStore store;
+    vd::Vae vae(cfg, store);
+    store.finalize();
+    vd::Rng rng(1);
+    vae.init(rng);
+    vd::Adam adam(store.size(), vd::AdamConfig{});
+
+    // A synthetic uint8 shard of 8 batches, converted per batch like Shard::gather does.
+    const size_t D = static_cast<size_t>(data_dim), B = static_cast<size_t>(batch);
+    std::vector<uint8_t> shard(8 * B * D);
+    for (auto& v : shard) v = static_cast<uint8_t>(rng.below(256));
+    std::vector<float> x(B * D), eps(B * static_cast<size_t>(latent));
+    const int global = batch * comm.size();
+
+    double comm_seconds = 0;
+    auto one_step = [&](int s) {
+      const uint8_t* src = shard.data() + static_cast<size_t>(s % 8) * B * D;
+      for (size_t i = 0; i < B * D; ++i) x[i] = static_cast<float>(src[i]) * (1.0f / 255.0f);
+      rng.fill_normal(eps.data(), eps.size());
+      vae.train_step(ctx, batch, x.data(), eps.data(), 1.0f, 1.0f / static_cast<float>(global));
+      const auto t0 = Clock::now();
+      comm.allreduce_sum(store.grads());
+      comm_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      adam.step(store.params(), store.grads(), 1e-3);
+    };
+
+    for (int s = 0; s < 10; ++s) one_step(s);  // warm-up: primitive creation, caches
+    std::vector<double> step_ms, comm_share;
+    for (int r = 0; r < repeats; ++r) {
+      comm.barrier();
+      comm_seconds = 0;
+      const auto t0 = Clock::now();
+      for (int s = 0; s < steps; ++s) one_step(s);
+      double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+      // The slowest rank sets the pace of a synchronous step.
+      double v[2] = {secs, comm_seconds};
+      MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+      step_ms.push_back(1e3 * v[0] / steps);
+      comm_share.push_back(v[1] / v[0]);
+    }
+    const double ms = median(step_ms);
+    // FLOPs of one step: forward, backward-data (skipped for the first layer) and
+    // backward-weights of every layer, each 2*I*O per sample.
+    const double fwd = vae.flops_per_sample_forward();
+    const double first = 2.0 * data_dim * cfg.hidden[0];
+    const double step_flops = static_cast<double>(batch) * (3 * fwd - first);
+    const double gflops = step_flops / (ms * 1e-3) / 1e9;
+    const double ips = global / (ms * 1e-3);
+
+    // Peak references on rank 0 alone, after the timed runs, so they do not compete.
+    double peak = 0, peak_train = 0;
+    comm.barrier();
+    if (comm.is_root()) {
+      peak =
+          vd::measure_inner_product_peak_gflops(ctx, batch, data_dim, cfg.hidden[0], peak_seconds);
+      peak_train = vd::measure_inner_product_train_peak_gflops(ctx, batch, data_dim, cfg.hidden[0],
+                                                               peak_seconds);
+    }
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    std::vector<long> rss(static_cast<size_t>(comm.size()));
+    long mine = ru.ru_maxrss;  // KiB on Linux
+    MPI_Gather(&mine, 1, MPI_LONG, rss.data(), 1, MPI_LONG, 0, MPI_COMM_WORLD);
+
+    if (comm.is_root()) {
+      std::printf(
+          "vae_bench: MLP VAE %d-%s-%d, batch %d per rank, %d rank(s) x %d thread(s), "
+          "%d repetitions of %d steps\n",
+          data_dim, hidden_text.c_str(), latent, batch, comm.size(), threads, repeats, steps);
+      std::printf("step_ms=%.3f images_per_s=%.0f gflops=%.2f flops_per_step=%.4g\n", ms, ips,
+                  gflops * comm.size(), step_flops);
+      std::printf("peak_inner_product_fwd_gflops=%.2f (oneDNN %dx%d->%d forward, 1 rank)\n", peak,
+                  batch, data_dim, cfg.hidden[0]);
+      std::printf("peak_inner_product_train_gflops=%.2f (forward+backward of the same layer)\n",
+                  peak_train);
+      std::printf("share_of_fwd_peak=%.1f%% share_of_train_peak=%.1f%% (per rank)\n",
+                  100 * gflops / peak, 100 * gflops / peak_train);
+      std::printf("comm_share=%.1f%% (median share of step time in the gradient allreduce)\n",
+                  100 * median(comm_share));
+      std::printf("peak_rss_mb_per_rank=");
+      for (size_t r = 0; r < rss.size(); ++r)
+        std::printf("%s%.1f", r ? "," : "", static_cast<double>(rss[r]) / 1024.0);
+      std::printf("\n");
+    }
+  } catch (const vd::ConfigError& e) {
+    vd::app::fail(std::string(e.what()) + " (see vae_bench --help)", 2);
+  } catch (const std::exception& e) {
+    vd::app::fail(e.what());
+  }
+  return 0;
+}

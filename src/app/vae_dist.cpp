@@ -1,0 +1,44 @@
+// vae_dist: trains a VAE on one or more MPI ranks (`mpirun -np P vae_dist --config F`).
+// Parses options, starts MPI, runs the Trainer; any error ends every rank with a message.
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <optional>
+
+#include "app/main_support.hpp"
+#include "config/options.hpp"
+#include "core/error.hpp"
+#include "dist/comm.hpp"
+#include "train/trainer.hpp"
+
+int main(int argc, char** argv) {
+  std::optional<vd::MpiSession> mpi;
+  try {
+    mpi.emplace(&argc, &argv);
+    vd::Comm comm;
+    const vd::ParseResult parsed = vd::parse_options(argc, argv);
+    if (parsed.help) {
+      if (comm.is_root()) std::printf("%s", parsed.help_text.c_str());
+      return 0;
+    }
+    if (comm.is_root()) {
+      std::printf("# vae_dist resolved configuration\n%s\n",
+                  vd::format_options(parsed.options).c_str());
+      std::fflush(stdout);
+    }
+    vd::Trainer trainer(parsed.options, comm);
+    const vd::TrainSummary s = trainer.run();
+    if (comm.is_root()) {
+      std::printf("done: %d epoch(s), %lld steps, %lld samples in %.1f s; %.0f training images/s",
+                  s.epochs, static_cast<long long>(s.steps), static_cast<long long>(s.samples),
+                  s.seconds, s.train_images_per_s);
+      if (std::isfinite(s.test_loss)) std::printf("; final test loss %.4f", s.test_loss);
+      std::printf("\nrun directory: %s\n", parsed.options.out.c_str());
+    }
+  } catch (const vd::ConfigError& e) {
+    vd::app::fail(std::string(e.what()) + " (see vae_dist --help)", 2);
+  } catch (const std::exception& e) {
+    vd::app::fail(e.what());
+  }
+  return 0;
+}

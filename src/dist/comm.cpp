@@ -1,0 +1,136 @@
+// MpiSession and Comm: checked MPI calls for the data-parallel trainer.
+#include "dist/comm.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "core/error.hpp"
+
+namespace vd {
+
+void mpi_check(int code, const char* call, const char* file, int line) {
+  if (code == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  if (MPI_Error_string(code, text, &len) != MPI_SUCCESS) len = 0;
+  throw DistError(source_location_prefix(file, line) + call +
+                  " failed: " + std::string(text, static_cast<size_t>(len)));
+}
+
+MpiSession::MpiSession(int* argc, char*** argv) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    int provided = 0;
+    VD_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+  }
+  VD_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+}
+
+MpiSession::~MpiSession() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+Comm::Comm(MPI_Comm comm) : comm_(comm) {
+  VD_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+  VD_MPI_CHECK(MPI_Comm_size(comm_, &size_));
+  VD_MPI_CHECK(
+      MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local_comm_));
+  VD_MPI_CHECK(MPI_Comm_rank(local_comm_, &local_rank_));
+  VD_MPI_CHECK(MPI_Comm_size(local_comm_, &local_size_));
+}
+
+Comm::~Comm() {
+  if (local_comm_ != MPI_COMM_NULL) MPI_Comm_free(&local_comm_);
+}
+
+namespace {
+// MPI counts are int: split very large buffers into pieces that fit.
+template <typename T>
+void allreduce_chunks(MPI_Comm comm, T* data, size_t n, MPI_Datatype type, MPI_Op op) {
+  constexpr size_t kMax = size_t{1} << 30;
+  for (size_t off = 0; off < n; off += kMax) {
+    const int count = static_cast<int>(std::min(kMax, n - off));
+    VD_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data + off, count, type, op, comm));
+  }
+}
+}  // namespace
+
+void Comm::allreduce_sum(std::span<float> data) const {
+  if (size_ > 1) allreduce_chunks(comm_, data.data(), data.size(), MPI_FLOAT, MPI_SUM);
+}
+void Comm::allreduce_sum(std::span<double> data) const {
+  if (size_ > 1) allreduce_chunks(comm_, data.data(), data.size(), MPI_DOUBLE, MPI_SUM);
+}
+void Comm::allreduce_sum(std::span<int64_t> data) const {
+  if (size_ > 1) allreduce_chunks(comm_, data.data(), data.size(), MPI_INT64_T, MPI_SUM);
+}
+
+int64_t Comm::allreduce_max(int64_t value) const {
+  VD_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT64_T, MPI_MAX, comm_));
+  return value;
+}
+int64_t Comm::allreduce_min(int64_t value) const {
+  VD_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT64_T, MPI_MIN, comm_));
+  return value;
+}
+uint64_t Comm::allreduce_min(uint64_t value) const {
+  VD_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_UINT64_T, MPI_MIN, comm_));
+  return value;
+}
+uint64_t Comm::allreduce_max(uint64_t value) const {
+  VD_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_UINT64_T, MPI_MAX, comm_));
+  return value;
+}
+
+void Comm::broadcast(std::span<float> data, int root) const {
+  constexpr size_t kMax = size_t{1} << 30;
+  for (size_t off = 0; off < data.size(); off += kMax) {
+    const int count = static_cast<int>(std::min(kMax, data.size() - off));
+    VD_MPI_CHECK(MPI_Bcast(data.data() + off, count, MPI_FLOAT, root, comm_));
+  }
+}
+
+void Comm::broadcast(std::string& text, int root) const {
+  int64_t n = static_cast<int64_t>(text.size());
+  VD_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT64_T, root, comm_));
+  if (n > INT_MAX) throw DistError("broadcast of a string longer than 2 GiB is not supported");
+  text.resize(static_cast<size_t>(n));
+  VD_MPI_CHECK(MPI_Bcast(text.data(), static_cast<int>(n), MPI_CHAR, root, comm_));
+}
+
+void Comm::barrier() const {
+  VD_MPI_CHECK(MPI_Barrier(comm_));
+}
+
+int default_threads_per_rank(const Comm& comm) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / std::max(1, comm.local_size()));
+}
+
+int resolve_threads(int requested, const Comm& comm) {
+  if (requested > 0) return requested;
+  if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n > 0) return n;
+  }
+  return default_threads_per_rank(comm);
+}
+
+uint64_t checksum(std::span<const float> data) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  const auto* bytes = reinterpret_cast<const unsigned char*>(data.data());
+  const size_t n = data.size_bytes();
+  for (size_t i = 0; i < n; ++i) {
+    h ^= bytes[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+}  // namespace vd
