@@ -13,7 +13,7 @@ namespace {
 namespace fs = std::filesystem;
 
 vd::Options parse_config(const std::string& path) {
-  const char* argv[] = {"vae_train", "--config", path.c_str()};
+  const char* argv[] = {"vae_dist", "--config", path.c_str()};
   return vd::parse_options(3, argv).options;
 }
 

@@ -14,7 +14,7 @@
 namespace {
 
 vd::ParseResult parse(const std::vector<std::string>& args) {
-  std::vector<const char*> argv = {"vae_train"};
+  std::vector<const char*> argv = {"vae_dist"};
   for (const auto& a : args) argv.push_back(a.c_str());
   return vd::parse_options(static_cast<int>(argv.size()), argv.data());
 }
@@ -272,7 +272,7 @@ TEST(Options, StructuralFileErrors) {
 TEST(Options, HelpNeedsNothingElse) {
   const auto r = parse({"--config", "/nonexistent.cfg", "--epochs", "zero", "--bogus", "--help"});
   EXPECT_TRUE(r.help);
-  EXPECT_CONTAINS(r.help_text, "Usage: vae_train");
+  EXPECT_CONTAINS(r.help_text, "Usage: vae_dist");
   EXPECT_TRUE(parse({"-h"}).help);
   EXPECT_FALSE(parse({}).help);
 }
