@@ -1,0 +1,463 @@
+// Checkpoint files: atomic HDF5 write, checked read (format, version, model shapes), and the
+// checkpoint_step<N>.h5 naming that find_latest_checkpoint and prune_checkpoints rely on.
+#include "io/checkpoint.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string_view>
+
+#include "core/error.hpp"
+#include "core/h5.hpp"
+
+namespace vd {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view kNamePrefix = "checkpoint_step";
+constexpr std::string_view kNameSuffix = ".h5";
+constexpr std::string_view kTmpSuffix = ".tmp";
+
+// An IoError whose message already names the checkpoint, so with_path does not wrap it again.
+class CheckpointError : public IoError {
+ public:
+  using IoError::IoError;
+};
+
+// Runs f; an IoError from the HDF5 helpers (which do not know the file name) is rethrown as
+// one that names the checkpoint and says what to do.
+template <class F>
+auto with_path(const std::string& prefix, const std::string& advice, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const IoError& e) {
+    throw CheckpointError(prefix + e.what() + "; " + advice);
+  }
+}
+
+std::string shape_text(std::span<const int64_t> shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) out += ", ";
+    out += std::to_string(shape[i]);
+  }
+  return out + "]";
+}
+
+// Step of "checkpoint_step<digits>.h5", or nothing for any other name (overflow included).
+std::optional<int64_t> step_of(std::string_view name) {
+  if (!name.starts_with(kNamePrefix) || !name.ends_with(kNameSuffix)) return std::nullopt;
+  const std::string_view digits =
+      name.substr(kNamePrefix.size(), name.size() - kNamePrefix.size() - kNameSuffix.size());
+  if (digits.empty() ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  int64_t step = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), step);
+  if (ec != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
+  return step;
+}
+
+struct Listed {
+  int64_t step;
+  std::string name;
+  auto operator<=>(const Listed&) const = default;
+};
+
+// Regular files in dir named checkpoint_step<digits>.h5 (or the same + ".tmp" when tmp),
+// sorted by step, ties by name so the order never depends on the directory's order.
+std::vector<Listed> list_checkpoints(const fs::path& dir, bool tmp) {
+  std::vector<Listed> out;
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec)
+    throw IoError("cannot list the checkpoint directory '" + dir.string() + "': " + ec.message() +
+                  "; check that it exists and is readable");
+  for (const fs::directory_entry& entry : it) {
+    std::error_code type_ec;
+    if (!entry.is_regular_file(type_ec)) continue;
+    std::string name = entry.path().filename().string();
+    std::string_view base = name;
+    if (tmp) {
+      if (!base.ends_with(kTmpSuffix)) continue;
+      base.remove_suffix(kTmpSuffix.size());
+    }
+    if (const auto step = step_of(base)) out.push_back({*step, std::move(name)});
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+h5::Datatype vlen_string_type() {
+  h5::Datatype type(VD_H5(H5Tcopy(H5T_C_S1), "cannot create a string type"));
+  VD_H5(H5Tset_size(type, H5T_VARIABLE), "cannot make a variable-length string type");
+  VD_H5(H5Tset_cset(type, H5T_CSET_UTF8), "cannot set a string type's character set");
+  return type;
+}
+
+// Variable-length strings: a scalar data set when dims is empty, else one dimension.
+void write_strings(hid_t loc, const std::string& name, const std::vector<std::string>& values,
+                   std::span<const int64_t> dims) {
+  h5::Datatype type = vlen_string_type();
+  std::vector<const char*> ptrs;
+  for (const std::string& v : values) ptrs.push_back(v.c_str());
+  h5::Dataset dset = h5::create_dataset(loc, name, type, dims);
+  h5::write_all(dset, type, ptrs.data());
+}
+
+// All strings of a string data set (scalar or 1-D; variable or fixed length).
+std::vector<std::string> read_strings(hid_t loc, const std::string& name) {
+  h5::Dataset dset = h5::open_dataset(loc, name);
+  h5::Datatype ftype(VD_H5(H5Dget_type(dset), "cannot read the type of '" + name + "'"));
+  if (H5Tget_class(ftype) != H5T_STRING)
+    throw IoError("data set '" + name + "' is a " + h5::type_name(ftype) + ", not a string");
+  size_t count = 1;
+  for (int64_t d : h5::dims_of(dset)) count *= static_cast<size_t>(d);
+  std::vector<std::string> out;
+  out.reserve(count);
+  if (VD_H5(H5Tis_variable_str(ftype), "cannot inspect a string type") > 0) {
+    h5::Datatype mtype = vlen_string_type();
+    std::vector<char*> ptrs(count, nullptr);
+    if (count > 0) h5::read_all(dset, mtype, ptrs.data());
+    // HDF5 allocated each string; free them even if copying throws.
+    struct Release {
+      std::vector<char*>& p;
+      ~Release() {
+        for (char* s : p) H5free_memory(s);
+      }
+    } release{ptrs};
+    for (const char* s : ptrs) out.emplace_back(s ? s : "");
+  } else {
+    const size_t size = H5Tget_size(ftype);
+    std::string buf(size * count, '\0');
+    if (count > 0) h5::read_all(dset, ftype, buf.data());
+    for (size_t i = 0; i < count; ++i) {
+      std::string s = buf.substr(i * size, size);
+      s.resize(std::min(s.find('\0'), s.size()));
+      out.push_back(std::move(s));
+    }
+  }
+  return out;
+}
+
+// Opens path and checks that it is one of our checkpoints in a version this build reads.
+h5::File open_checkpoint(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec))
+    throw CheckpointError("checkpoint '" + path +
+                          "' does not exist; check the path given to --resume");
+  if (!h5::is_hdf5(path))
+    throw CheckpointError("checkpoint '" + path +
+                          "' is not an HDF5 file (damaged, truncated or not a checkpoint); "
+                          "resume from another checkpoint");
+  const std::string prefix = "checkpoint '" + path + "': ";
+  const std::string advice = "the file is damaged or not a vae_dist checkpoint";
+  return with_path(prefix, advice, [&] {
+    h5::File file = h5::open_file(path);
+    if (!h5::has_attribute(file, "format"))
+      throw CheckpointError("'" + path +
+                            "' is an HDF5 file but not a vae_dist checkpoint (it has no 'format' "
+                            "attribute); pass a file written by vae_dist");
+    const std::string format = h5::read_string_attribute(file, "format");
+    if (format != kCheckpointFormat)
+      throw CheckpointError("'" + path + "' is not a vae_dist checkpoint: its format is '" +
+                            format + "', expected '" + kCheckpointFormat +
+                            "'; pass a file written by vae_dist");
+    const int64_t version = h5::read_int_attribute(file, "format_version");
+    if (version > kCheckpointFormatVersion)
+      throw CheckpointError(
+          "checkpoint '" + path + "' has format version " + std::to_string(version) +
+          ", newer than this build of vae_dist reads (up to " +
+          std::to_string(kCheckpointFormatVersion) + "); resume it with a newer vae_dist build");
+    if (version < 1)
+      throw CheckpointError("checkpoint '" + path + "' has an invalid format version " +
+                            std::to_string(version) + "; " + advice);
+    return file;
+  });
+}
+
+CheckpointMeta read_meta(hid_t file, const std::string& path) {
+  CheckpointMeta meta;
+  meta.epoch = h5::read_int_attribute(file, "epoch");
+  meta.step_in_epoch = h5::read_int_attribute(file, "step_in_epoch");
+  meta.step = h5::read_int_attribute(file, "step");
+  meta.samples = h5::read_int_attribute(file, "samples");
+  meta.adam_steps = h5::read_int_attribute(file, "adam_steps");
+  meta.seed = h5::read_attribute<uint64_t>(file, "seed");
+  const int64_t world_size = h5::read_int_attribute(file, "world_size");
+  if (world_size < 1 || world_size > INT_MAX)
+    throw CheckpointError("checkpoint '" + path + "' has an invalid world_size " +
+                          std::to_string(world_size) + "; the file is damaged");
+  meta.world_size = static_cast<int>(world_size);
+  std::vector<std::string> config = read_strings(file, "/config");
+  if (config.size() != 1)
+    throw CheckpointError("checkpoint '" + path + "': /config holds " +
+                          std::to_string(config.size()) +
+                          " strings instead of one; the file is damaged");
+  meta.config_ini = std::move(config.front());
+  meta.rng_states = read_strings(file, "/rng_states");
+  if (meta.rng_states.size() != static_cast<size_t>(meta.world_size))
+    throw CheckpointError("checkpoint '" + path + "' holds " +
+                          std::to_string(meta.rng_states.size()) + " RNG states for " +
+                          std::to_string(meta.world_size) + " ranks; the file is damaged");
+  return meta;
+}
+
+// "hidden = 512, latent-dim = 20" from the stored configuration, to say what the writer used.
+std::string model_options_of(const std::string& config_ini) {
+  std::string out;
+  size_t pos = 0;
+  while (pos < config_ini.size()) {
+    size_t end = config_ini.find('\n', pos);
+    if (end == std::string::npos) end = config_ini.size();
+    const std::string line = config_ini.substr(pos, end - pos);
+    for (const char* key : {"hidden", "latent-dim"}) {
+      const std::string k = key;
+      if (line.starts_with(k) && line.find('=') != std::string::npos &&
+          line.find_first_not_of(' ', k.size()) == line.find('=')) {
+        if (!out.empty()) out += ", ";
+        out += line;
+      }
+    }
+    pos = end + 1;
+  }
+  return out;
+}
+
+void sync_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    const std::string reason = std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    throw IoError("cannot flush '" + path + "' to disk: " + reason);
+  }
+  ::close(fd);
+}
+
+// Makes the rename itself durable; not every file system can sync a directory, so best effort.
+void sync_dir(const fs::path& dir) {
+  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  (void)::fsync(fd);
+  ::close(fd);
+}
+
+void write_file(const std::string& tmp, const CheckpointMeta& meta, const ParamStore& store,
+                std::span<const float> exp_avg, std::span<const float> exp_avg_sq) {
+  h5::File file = h5::create_file(tmp);
+  {
+    h5::write_attribute(file, "format", kCheckpointFormat);
+    h5::write_attribute(file, "format_version", int64_t{kCheckpointFormatVersion});
+    h5::write_attribute(file, "epoch", meta.epoch);
+    h5::write_attribute(file, "step_in_epoch", meta.step_in_epoch);
+    h5::write_attribute(file, "step", meta.step);
+    h5::write_attribute(file, "samples", meta.samples);
+    h5::write_attribute(file, "world_size", int64_t{meta.world_size});
+    h5::write_attribute(file, "seed", meta.seed);
+    h5::write_attribute(file, "adam_steps", meta.adam_steps);
+    h5::write_attribute(file, "num_parameters", static_cast<int64_t>(store.num_parameters()));
+    write_strings(file, "/config", {meta.config_ini}, {});
+    const int64_t ranks = meta.world_size;
+    write_strings(file, "/rng_states", meta.rng_states, std::span<const int64_t>(&ranks, 1));
+
+    h5::Group params = h5::create_group(file, "/params");
+    h5::Group adam = h5::create_group(file, "/adam");
+    h5::Group m = h5::create_group(adam, "exp_avg");
+    h5::Group v = h5::create_group(adam, "exp_avg_sq");
+    const auto& entries = store.entries();
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const ParamStore::Entry& e = entries[i];
+      h5::write_dataset<float>(params, e.name, {store.param(i), e.size}, e.shape);
+      h5::write_dataset<float>(m, e.name, exp_avg.subspan(e.offset, e.size), e.shape);
+      h5::write_dataset<float>(v, e.name, exp_avg_sq.subspan(e.offset, e.size), e.shape);
+    }
+  }  // every object closed, so closing the file really closes it
+  VD_H5(H5Fflush(file, H5F_SCOPE_GLOBAL), "cannot flush the HDF5 file (disk full?)");
+  VD_H5(H5Fclose(file.release()), "cannot close the HDF5 file (disk full?)");
+  sync_file(tmp);
+}
+
+}  // namespace
+
+void write_checkpoint(const std::string& path, const CheckpointMeta& meta, const ParamStore& store,
+                      std::span<const float> exp_avg, std::span<const float> exp_avg_sq) {
+  // Every argument check comes before the first file operation.
+  if (!store.finalized())
+    throw ShapeError("cannot write checkpoint '" + path +
+                     "': the parameter store is not finalized");
+  if (exp_avg.size() != store.size() || exp_avg_sq.size() != store.size())
+    throw ShapeError("cannot write checkpoint '" + path + "': the Adam moments hold " +
+                     std::to_string(exp_avg.size()) + " and " + std::to_string(exp_avg_sq.size()) +
+                     " floats but the parameter buffer holds " + std::to_string(store.size()));
+  if (meta.world_size < 1 || meta.rng_states.size() != static_cast<size_t>(meta.world_size))
+    throw ShapeError("cannot write checkpoint '" + path + "': " +
+                     std::to_string(meta.rng_states.size()) + " RNG states given for world_size " +
+                     std::to_string(meta.world_size) + "; pass one state per rank");
+  for (const ParamStore::Entry& e : store.entries())
+    if (e.name.find('/') != std::string::npos || e.name == "." || e.name == "..")
+      throw ShapeError("cannot write checkpoint '" + path + "': parameter name '" + e.name +
+                       "' cannot be an HDF5 data set name (no '/', not '.' or '..')");
+
+  const fs::path target(path);
+  std::error_code ec;
+  if (target.has_parent_path()) {
+    fs::create_directories(target.parent_path(), ec);
+    if (ec)
+      throw IoError("cannot create directory '" + target.parent_path().string() +
+                    "' for checkpoint '" + path + "': " + ec.message() +
+                    "; check the --out path and its permissions");
+  }
+  const std::string tmp = path + std::string(kTmpSuffix);
+  try {
+    with_path("cannot write checkpoint '" + path + "' (via '" + tmp + "'): ",
+              "check free disk space and write permission",
+              [&] { write_file(tmp, meta, store, exp_avg, exp_avg_sq); });
+    fs::rename(tmp, path, ec);
+    if (ec)
+      throw IoError("cannot rename '" + tmp + "' to checkpoint '" + path + "': " + ec.message() +
+                    "; check that '" + path + "' is not a directory and is writable");
+  } catch (...) {
+    // The .tmp is incomplete or orphaned; any checkpoint already at path is untouched.
+    std::error_code ignore;
+    fs::remove(tmp, ignore);
+    throw;
+  }
+  sync_dir(target.parent_path());
+}
+
+CheckpointMeta read_checkpoint_meta(const std::string& path) {
+  h5::File file = open_checkpoint(path);
+  return with_path("checkpoint '" + path + "': ",
+                   "the file is damaged or incomplete; resume from another checkpoint",
+                   [&] { return read_meta(file, path); });
+}
+
+CheckpointMeta read_checkpoint(const std::string& path, ParamStore& store, std::span<float> exp_avg,
+                               std::span<float> exp_avg_sq) {
+  if (!store.finalized())
+    throw ShapeError("cannot read checkpoint '" + path + "': the parameter store is not finalized");
+  if (exp_avg.size() != store.size() || exp_avg_sq.size() != store.size())
+    throw ShapeError("cannot read checkpoint '" + path + "': the Adam moment buffers hold " +
+                     std::to_string(exp_avg.size()) + " and " + std::to_string(exp_avg_sq.size()) +
+                     " floats but the parameter buffer holds " + std::to_string(store.size()));
+  h5::File file = open_checkpoint(path);
+  const std::string prefix = "checkpoint '" + path + "': ";
+  const std::string advice = "the file is damaged or incomplete; resume from another checkpoint";
+  return with_path(prefix, advice, [&] {
+    CheckpointMeta meta = read_meta(file, path);
+
+    // Model match: every difference is listed at once so one error tells the whole story.
+    std::map<std::string, std::vector<int64_t>> in_file;
+    for (const std::string& full : h5::list_datasets(file, "/params"))
+      in_file[full.substr(std::string("/params/").size())] =
+          h5::dims_of(h5::open_dataset(file, full));
+    std::vector<std::string> problems;
+    for (const ParamStore::Entry& e : store.entries()) {
+      const auto it = in_file.find(e.name);
+      if (it == in_file.end())
+        problems.push_back("it has no " + e.name + " but this model has " + e.name + " " +
+                           shape_text(e.shape));
+      else if (it->second != e.shape)
+        problems.push_back("it was written for a model with " + e.name + " " +
+                           shape_text(it->second) + " but this model has " + shape_text(e.shape));
+    }
+    for (const auto& [name, dims] : in_file)
+      if (std::none_of(store.entries().begin(), store.entries().end(),
+                       [&](const ParamStore::Entry& e) { return e.name == name; }))
+        problems.push_back("it has " + name + " " + shape_text(dims) + " which this model lacks");
+    if (!problems.empty()) {
+      std::string msg = "checkpoint '" + path + "' does not match this model: ";
+      for (size_t i = 0; i < problems.size(); ++i) msg += (i ? "; " : "") + problems[i];
+      msg += "; use the same --hidden/--latent-dim as the run that wrote it";
+      const std::string used = model_options_of(meta.config_ini);
+      if (!used.empty()) msg += " (" + used + ")";
+      throw ShapeError(msg);
+    }
+
+    // The moments must mirror the parameters, and values must be float32 to restore bitwise.
+    const auto& entries = store.entries();
+    for (const ParamStore::Entry& e : entries)
+      for (const char* group : {"/params/", "/adam/exp_avg/", "/adam/exp_avg_sq/"}) {
+        const std::string name = std::string(group) + e.name;
+        if (!h5::is_dataset(file, name))
+          throw CheckpointError("checkpoint '" + path + "' lacks " + name + "; " + advice);
+        h5::Dataset dset = h5::open_dataset(file, name);
+        if (h5::dims_of(dset) != e.shape)
+          throw CheckpointError("checkpoint '" + path + "': " + name + " is " +
+                                shape_text(h5::dims_of(dset)) + " but its parameter is " +
+                                shape_text(e.shape) + "; " + advice);
+        if (h5::dtype_of(dset) != h5::DType::Float32)
+          throw CheckpointError("checkpoint '" + path + "': " + name + " holds " +
+                                h5::dtype_name(dset) + " values, expected float32; " + advice);
+      }
+
+    // Padding between entries is not stored; it must be zero (see ParamStore).
+    std::fill(store.params().begin(), store.params().end(), 0.0f);
+    std::fill(exp_avg.begin(), exp_avg.end(), 0.0f);
+    std::fill(exp_avg_sq.begin(), exp_avg_sq.end(), 0.0f);
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const ParamStore::Entry& e = entries[i];
+      h5::read_all(h5::open_dataset(file, "/params/" + e.name), H5T_NATIVE_FLOAT, store.param(i));
+      h5::read_all(h5::open_dataset(file, "/adam/exp_avg/" + e.name), H5T_NATIVE_FLOAT,
+                   exp_avg.data() + e.offset);
+      h5::read_all(h5::open_dataset(file, "/adam/exp_avg_sq/" + e.name), H5T_NATIVE_FLOAT,
+                   exp_avg_sq.data() + e.offset);
+    }
+    return meta;
+  });
+}
+
+std::string checkpoint_file_name(int64_t step) {
+  if (step < 0)
+    throw ShapeError("checkpoint_file_name: the step must not be negative (got " +
+                     std::to_string(step) + ")");
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "checkpoint_step%09lld.h5", static_cast<long long>(step));
+  return buf;
+}
+
+std::string find_latest_checkpoint(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    throw IoError("checkpoint directory '" + dir +
+                  "' does not exist; nothing to resume — start without --resume");
+  const std::vector<Listed> found = list_checkpoints(dir, false);
+  if (found.empty())
+    throw IoError("no checkpoint_step*.h5 in " + dir +
+                  "; nothing to resume — start without --resume");
+  return (fs::path(dir) / found.back().name).string();
+}
+
+void prune_checkpoints(const std::string& dir, int keep) {
+  if (keep < 1)
+    throw ShapeError("prune_checkpoints: keep must be at least 1 (got " + std::to_string(keep) +
+                     "); the newest checkpoint is never deleted");
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return;
+  std::vector<Listed> doomed = list_checkpoints(dir, true);  // stale .tmp leftovers
+  std::vector<Listed> found = list_checkpoints(dir, false);
+  if (found.size() > static_cast<size_t>(keep))
+    doomed.insert(doomed.end(), found.begin(), found.end() - keep);
+  for (const Listed& f : doomed) {
+    const fs::path p = fs::path(dir) / f.name;
+    fs::remove(p, ec);
+    if (ec)
+      throw IoError("cannot delete old checkpoint '" + p.string() + "': " + ec.message() +
+                    "; check the run directory's permissions");
+  }
+}
+
+}  // namespace vd

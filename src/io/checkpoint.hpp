@@ -1,0 +1,78 @@
+// Checkpoints: one HDF5 file holding parameters, Adam moments, counters, configuration and
+// every rank's RNG state, written atomically; plus naming, finding and pruning them in a run dir.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "nn/param_store.hpp"
+
+namespace vd {
+
+// One checkpoint = one HDF5 file. Everything a run needs to continue exactly.
+struct CheckpointMeta {
+  std::string config_ini;     // resolved configuration (format_options text)
+  int64_t epoch = 0;          // epoch the run is in (1-based) ...
+  int64_t step_in_epoch = 0;  // ... and steps of it already done (== steps_per_epoch
+                              // at an epoch end)
+  int64_t step = 0;           // optimizer steps so far
+  int64_t samples = 0;        // training samples seen so far (all ranks)
+  int world_size = 1;         // ranks of the run that wrote it
+  uint64_t seed = 0;
+  std::vector<std::string> rng_states;  // one RNG state text (vd::Rng::state()) per rank
+  int64_t adam_steps = 0;
+
+  friend bool operator==(const CheckpointMeta&, const CheckpointMeta&) = default;
+};
+
+// Bumped whenever the layout changes incompatibly; readers refuse newer versions.
+inline constexpr int kCheckpointFormatVersion = 1;
+// Value of the root attribute "format" that marks a file as ours.
+inline constexpr const char* kCheckpointFormat = "vae_dist-checkpoint";
+
+// File layout (readable with h5py, e.g. f["params/encoder.fc1.weight"][...]):
+//   root attributes   format, format_version, epoch, step_in_epoch, step, samples, world_size,
+//                     seed (uint64), adam_steps, num_parameters (informational)
+//   /config           scalar variable-length UTF-8 string (an attribute is capped at 64 KiB)
+//   /rng_states       variable-length strings [world_size], rank order
+//   /params/<name>    float32, the entry's PyTorch shape, row-major; padding is not saved
+//   /adam/exp_avg/<name>, /adam/exp_avg_sq/<name>   the moments, same shapes
+//
+// Writes path + ".tmp" (creating parent directories), flushes and closes it, fsyncs it and
+// renames it over path, so an interrupted write never damages an existing checkpoint at path.
+// exp_avg and exp_avg_sq span the whole flat buffer (store.size() floats, store.params()'s
+// layout). Throws vd::ShapeError when the store is not finalized, a span has the wrong size,
+// rng_states does not hold world_size (>= 1) texts or an entry name contains '/'; vd::IoError
+// when the file cannot be written (the .tmp is removed then).
+void write_checkpoint(const std::string& path, const CheckpointMeta& meta, const ParamStore& store,
+                      std::span<const float> exp_avg, std::span<const float> exp_avg_sq);
+
+// Reads a checkpoint into a finalized store whose entries match the file's by name and shape,
+// and the moments into the spans (store.size() floats each; padding is set to zero). Throws
+// vd::ShapeError listing every missing, extra or differently shaped entry on a model mismatch,
+// and vd::IoError naming path for a missing, non-HDF5, foreign, newer-version or damaged file.
+// Everything is checked before any value is read; if reading the values then fails the store
+// and spans hold a partial copy. Returns the metadata.
+CheckpointMeta read_checkpoint(const std::string& path, ParamStore& store, std::span<float> exp_avg,
+                               std::span<float> exp_avg_sq);
+
+// Reads and checks only the metadata (for --resume decisions before the model exists).
+CheckpointMeta read_checkpoint_meta(const std::string& path);
+
+// "checkpoint_step000001234.h5": zero-padded to 9 digits so names sort by step (up to 10^9
+// steps; find_latest_checkpoint compares numbers, so longer names still work). step >= 0.
+std::string checkpoint_file_name(int64_t step);
+
+// Path of the checkpoint with the highest step in dir, chosen by file name
+// (checkpoint_step<digits>.h5; other files and *.tmp leftovers are ignored). Throws vd::IoError
+// naming dir when it does not exist or holds no checkpoint.
+std::string find_latest_checkpoint(const std::string& dir);
+
+// Deletes all but the `keep` (>= 1) highest-step checkpoint_step<digits>.h5 files in dir, and
+// removes stale checkpoint_step<digits>.h5.tmp leftovers of interrupted writes (never resumable,
+// so they only waste disk). Other files are never touched. Call it only when no
+// write_checkpoint into dir is in progress. A missing dir is not an error (nothing to prune).
+void prune_checkpoints(const std::string& dir, int keep);
+
+}  // namespace vd

@@ -1,0 +1,412 @@
+// Tests of io/checkpoint: bitwise round trip, file layout, model-mismatch and file errors,
+// atomic replacement, and the naming / find-latest / prune rules of a run directory.
+#include "io/checkpoint.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "core/h5.hpp"
+#include "core/rng.hpp"
+#include "support/temp_dir.hpp"
+
+namespace vd {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+
+// The test model: dotted PyTorch-style names and sizes that leave padding between entries.
+void add_model(ParamStore& store) {
+  store.add("encoder.fc1.weight", {3, 4});
+  store.add("encoder.fc1.bias", {3});
+  store.add("decoder.out.weight", {5, 3});
+  store.finalize();
+}
+
+// Buffers with distinct, awkward bit patterns (subnormals, -0, inf, NaN payloads) so a
+// conversion or a shifted offset anywhere shows up.
+struct State {
+  ParamStore store;
+  std::vector<float> m, v;
+  CheckpointMeta meta;
+  std::vector<Rng> rngs;
+
+  explicit State(uint64_t seed) {
+    add_model(store);
+    m.assign(store.size(), 0.0f);
+    v.assign(store.size(), 0.0f);
+    Rng fill(seed);
+    for (size_t i = 0; i < store.entries().size(); ++i) {
+      const auto& e = store.entries()[i];
+      for (size_t j = 0; j < e.size; ++j) {
+        store.param(i)[j] = static_cast<float>(fill.normal());
+        m[e.offset + j] = static_cast<float>(fill.normal()) * 1e-3f;
+        v[e.offset + j] = static_cast<float>(fill.uniform()) * 1e-6f;
+      }
+    }
+    store.param(0)[0] = std::numeric_limits<float>::denorm_min();
+    store.param(0)[1] = -0.0f;
+    store.param(0)[2] = std::numeric_limits<float>::infinity();
+    store.param(0)[3] = std::bit_cast<float>(0x7fc12345u);  // NaN with a payload
+    meta.config_ini = "# vae_dist configuration\nhidden = 400\nlatent-dim = 20\nlr = 0.001\n";
+    meta.epoch = 3;
+    meta.step_in_epoch = 17;
+    meta.step = 1234;
+    meta.samples = 1234 * 384;
+    meta.world_size = 3;
+    meta.seed = 0xfedcba9876543210ULL;  // above INT64_MAX: the attribute must be unsigned
+    meta.adam_steps = 1234;
+    for (int r = 0; r < 3; ++r) {
+      rngs.emplace_back(Rng::derive_seed(seed, 7, static_cast<uint64_t>(r)));
+      for (int k = 0; k < 100 + r; ++k) rngs.back().normal();
+      meta.rng_states.push_back(rngs.back().state());
+    }
+  }
+  void write(const std::string& path) const { write_checkpoint(path, meta, store, m, v); }
+};
+
+bool same_bits(const float* a, const float* b, size_t n) {
+  return std::memcmp(a, b, n * sizeof(float)) == 0;
+}
+
+// Runs f, which must throw E; returns the message.
+template <class E, class F>
+std::string message_of(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "threw the wrong type: " << e.what();
+    return "";
+  }
+  ADD_FAILURE() << "did not throw";
+  return "";
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+void touch(const std::string& path, const std::string& text = "x") {
+  std::ofstream(path) << text;
+}
+
+TEST(Checkpoint, RoundTripRestoresEverythingBitwise) {
+  TempDir dir;
+  const State a(11);
+  const std::string path = dir.file("run/ckpt/" + checkpoint_file_name(a.meta.step));
+  a.write(path);  // creates run/ckpt
+  ASSERT_TRUE(fs::is_regular_file(path));
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+
+  ParamStore store;
+  add_model(store);
+  // Garbage everywhere, padding included: read must overwrite entries and zero the padding.
+  std::fill(store.params().begin(), store.params().end(), 7.0f);
+  std::vector<float> m(store.size(), 7.0f), v(store.size(), 7.0f);
+  const CheckpointMeta meta = read_checkpoint(path, store, m, v);
+
+  EXPECT_EQ(meta, a.meta);
+  EXPECT_EQ(meta.config_ini, a.meta.config_ini);
+  EXPECT_EQ(meta.seed, 0xfedcba9876543210ULL);
+  ASSERT_EQ(meta.rng_states.size(), 3u);
+  EXPECT_TRUE(same_bits(store.params().data(), a.store.params().data(), store.size()));
+  EXPECT_TRUE(same_bits(m.data(), a.m.data(), m.size()));
+  EXPECT_TRUE(same_bits(v.data(), a.v.data(), v.size()));
+  EXPECT_GT(store.size(), store.num_parameters());  // there was padding to zero
+  EXPECT_EQ(store.params()[store.entries()[0].size], 0.0f);
+
+  // Each restored generator continues its rank's stream exactly.
+  for (int r = 0; r < 3; ++r) {
+    Rng restored(999);
+    restored.set_state(meta.rng_states[static_cast<size_t>(r)]);
+    Rng original = a.rngs[static_cast<size_t>(r)];
+    for (int k = 0; k < 50; ++k) ASSERT_EQ(restored.next_u64(), original.next_u64()) << r;
+  }
+  EXPECT_NE(meta.rng_states[0], meta.rng_states[1]);
+
+  EXPECT_EQ(read_checkpoint_meta(path), a.meta);
+}
+
+TEST(Checkpoint, LargeConfigRoundTrips) {
+  // Beyond HDF5's 64 KiB attribute limit: the config lives in a data set for this reason.
+  TempDir dir;
+  State a(12);
+  for (int i = 0; i < 5000; ++i) a.meta.config_ini += "# line " + std::to_string(i) + " ü\n";
+  ASSERT_GT(a.meta.config_ini.size(), 70000u);
+  a.write(dir.file("c.h5"));
+  EXPECT_EQ(read_checkpoint_meta(dir.file("c.h5")).config_ini, a.meta.config_ini);
+}
+
+TEST(Checkpoint, FileHasPyTorchShapesAndDocumentedLayout) {
+  TempDir dir;
+  const State a(13);
+  a.write(dir.file("c.h5"));
+  h5::File file = h5::open_file(dir.file("c.h5"));
+  EXPECT_EQ(h5::read_string_attribute(file, "format"), "vae_dist-checkpoint");
+  EXPECT_EQ(h5::read_int_attribute(file, "format_version"), kCheckpointFormatVersion);
+  EXPECT_EQ(h5::read_int_attribute(file, "step"), 1234);
+  EXPECT_EQ(h5::read_int_attribute(file, "world_size"), 3);
+  EXPECT_EQ(h5::read_attribute<uint64_t>(file, "seed"), 0xfedcba9876543210ULL);
+  EXPECT_EQ(h5::read_int_attribute(file, "num_parameters"), 12 + 3 + 15);
+  const std::vector<std::string> names = {"/params/decoder.out.weight", "/params/encoder.fc1.bias",
+                                          "/params/encoder.fc1.weight"};
+  EXPECT_EQ(h5::list_datasets(file, "/params"), names);
+  for (const char* group : {"/params/", "/adam/exp_avg/", "/adam/exp_avg_sq/"}) {
+    const std::string g = group;
+    EXPECT_EQ(h5::dims_of(h5::open_dataset(file, g + "encoder.fc1.weight")),
+              (std::vector<int64_t>{3, 4}));
+    EXPECT_EQ(h5::dims_of(h5::open_dataset(file, g + "encoder.fc1.bias")),
+              (std::vector<int64_t>{3}));
+    EXPECT_EQ(h5::dims_of(h5::open_dataset(file, g + "decoder.out.weight")),
+              (std::vector<int64_t>{5, 3}));
+    EXPECT_EQ(h5::dtype_name(h5::open_dataset(file, g + "decoder.out.weight")), "float32");
+  }
+  // Row-major values of exactly one entry, no padding: compare with the store's entry.
+  const auto w = h5::read_dataset<float>(file, "/params/decoder.out.weight");
+  ASSERT_EQ(w.data.size(), 15u);
+  EXPECT_TRUE(same_bits(w.data.data(), a.store.param(2), 15));
+  const auto m = h5::read_dataset<float>(file, "/adam/exp_avg_sq/encoder.fc1.bias");
+  EXPECT_TRUE(same_bits(m.data.data(), a.v.data() + a.store.entries()[1].offset, 3));
+  EXPECT_EQ(h5::dims_of(h5::open_dataset(file, "/rng_states")), (std::vector<int64_t>{3}));
+  EXPECT_EQ(h5::dtype_name(h5::open_dataset(file, "/rng_states")), "string");
+  EXPECT_EQ(h5::dims_of(h5::open_dataset(file, "/config")), (std::vector<int64_t>{}));
+}
+
+TEST(Checkpoint, ModelMismatchIsShapeErrorNamingEveryDifference) {
+  TempDir dir;
+  const State a(14);
+  const std::string path = dir.file("c.h5");
+  a.write(path);
+
+  ParamStore wider;
+  wider.add("encoder.fc1.weight", {3, 5});
+  wider.add("encoder.fc1.bias", {3});
+  wider.add("decoder.out.weight", {5, 3});
+  wider.finalize();
+  std::vector<float> m(wider.size()), v(wider.size());
+  std::string msg = message_of<ShapeError>([&] { read_checkpoint(path, wider, m, v); });
+  EXPECT_TRUE(contains(msg, path)) << msg;
+  EXPECT_TRUE(contains(msg, "encoder.fc1.weight [3, 4] but this model has [3, 5]")) << msg;
+  EXPECT_TRUE(contains(msg, "--hidden")) << msg;
+  EXPECT_TRUE(contains(msg, "hidden = 400")) << msg;  // what the writing run used
+  EXPECT_FALSE(contains(msg, "encoder.fc1.bias")) << msg;
+  EXPECT_EQ(wider.params()[0], 0.0f);  // nothing was read
+
+  ParamStore other;
+  other.add("encoder.fc1.weight", {3, 4});
+  other.add("encoder.fc1.bias", {3});
+  other.add("decoder.extra.bias", {2});
+  other.finalize();
+  std::vector<float> m2(other.size()), v2(other.size());
+  msg = message_of<ShapeError>([&] { read_checkpoint(path, other, m2, v2); });
+  EXPECT_TRUE(contains(msg, "decoder.extra.bias [2]")) << msg;  // missing from the file
+  EXPECT_TRUE(contains(msg, "decoder.out.weight [5, 3] which this model lacks")) << msg;
+
+  // Wrong moment buffer sizes are a caller error, reported before the file is opened.
+  ParamStore same;
+  add_model(same);
+  std::vector<float> small(same.size() - 1);
+  std::vector<float> ok(same.size());
+  EXPECT_THROW(read_checkpoint(path, same, small, ok), ShapeError);
+  EXPECT_THROW(read_checkpoint(dir.file("missing.h5"), same, ok, small), ShapeError);
+}
+
+TEST(Checkpoint, BadFilesAreIoErrorsNamingThePath) {
+  TempDir dir;
+  ParamStore store;
+  add_model(store);
+  std::vector<float> m(store.size()), v(store.size());
+  auto expect_io_error = [&](const std::string& path, const std::string& part) {
+    for (int full = 0; full < 2; ++full) {
+      const std::string msg = message_of<IoError>([&] {
+        if (full)
+          read_checkpoint(path, store, m, v);
+        else
+          read_checkpoint_meta(path);
+      });
+      EXPECT_TRUE(contains(msg, path)) << msg;
+      EXPECT_TRUE(contains(msg, part)) << msg;
+    }
+  };
+  ::testing::internal::CaptureStderr();
+  expect_io_error(dir.file("missing.h5"), "does not exist");
+
+  touch(dir.file("text.h5"), "not hdf5 at all\n");
+  expect_io_error(dir.file("text.h5"), "not an HDF5 file");
+
+  { h5::File f = h5::create_file(dir.file("plain.h5")); }
+  expect_io_error(dir.file("plain.h5"), "not a vae_dist checkpoint");
+
+  const State a(15);
+  a.write(dir.file("foreign.h5"));
+  h5::write_attribute(h5::open_file(dir.file("foreign.h5"), true), "format", "something-else");
+  expect_io_error(dir.file("foreign.h5"), "something-else");
+
+  a.write(dir.file("newer.h5"));
+  h5::write_attribute(h5::open_file(dir.file("newer.h5"), true), "format_version",
+                      int64_t{kCheckpointFormatVersion + 1});
+  expect_io_error(dir.file("newer.h5"), "newer");
+
+  // Damage below the header: a missing moment data set is reported with the path.
+  a.write(dir.file("damaged.h5"));
+  {
+    h5::File f = h5::open_file(dir.file("damaged.h5"), true);
+    ASSERT_GE(H5Ldelete(f, "/adam/exp_avg/encoder.fc1.bias", H5P_DEFAULT), 0);
+  }
+  const std::string msg =
+      message_of<IoError>([&] { read_checkpoint(dir.file("damaged.h5"), store, m, v); });
+  EXPECT_TRUE(contains(msg, dir.file("damaged.h5"))) << msg;
+  EXPECT_TRUE(contains(msg, "/adam/exp_avg/encoder.fc1.bias")) << msg;
+  // A missing counter attribute: the HDF5 helper's error gains the path.
+  a.write(dir.file("noattr.h5"));
+  ASSERT_GE(H5Adelete(h5::open_file(dir.file("noattr.h5"), true), "samples"), 0);
+  expect_io_error(dir.file("noattr.h5"), "samples");
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+}
+
+TEST(Checkpoint, WriteRejectsBadArgumentsBeforeTouchingDisk) {
+  TempDir dir;
+  State a(16);
+  const std::string path = dir.file("sub/c.h5");
+  std::vector<float> short_m(a.store.size() - 1);
+  EXPECT_THROW(write_checkpoint(path, a.meta, a.store, short_m, a.v), ShapeError);
+  a.meta.rng_states.pop_back();  // 2 states for 3 ranks
+  EXPECT_THROW(a.write(path), ShapeError);
+  ParamStore unfinished;
+  unfinished.add("w", {2});
+  EXPECT_THROW(write_checkpoint(path, a.meta, unfinished, {}, {}), ShapeError);
+  EXPECT_FALSE(fs::exists(dir.file("sub")));
+}
+
+TEST(Checkpoint, StaleTmpIsReplacedAndOverwriteIsWhole) {
+  TempDir dir;
+  const std::string path = dir.file("c.h5");
+  touch(path + ".tmp", "half-written garbage from a killed run");
+  const State a(17);
+  a.write(path);
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_EQ(read_checkpoint_meta(path), a.meta);
+
+  // Overwriting an existing checkpoint replaces it whole (a different file, new content).
+  State b(18);
+  b.meta.step = 99;
+  b.meta.world_size = 1;
+  b.meta.rng_states = {"1 2 3"};
+  b.write(path);
+  ParamStore store;
+  add_model(store);
+  std::vector<float> m(store.size()), v(store.size());
+  EXPECT_EQ(read_checkpoint(path, store, m, v), b.meta);
+  EXPECT_TRUE(same_bits(store.params().data(), b.store.params().data(), store.size()));
+  EXPECT_TRUE(same_bits(m.data(), b.m.data(), m.size()));
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+}
+
+TEST(Checkpoint, FailedWriteLeavesExistingCheckpointIntact) {
+  TempDir dir;
+  const std::string path = dir.file("c.h5");
+  const State a(19);
+  a.write(path);
+  const auto size_before = fs::file_size(path);
+
+  // Make the write fail part-way: the .tmp name is taken by a non-empty directory, so the
+  // HDF5 create fails, as a full disk or a kill would interrupt it.
+  fs::create_directories(path + ".tmp/blocker");
+  const State b(20);
+  const std::string msg = message_of<IoError>([&] { b.write(path); });
+  EXPECT_TRUE(contains(msg, path)) << msg;
+  EXPECT_EQ(fs::file_size(path), size_before);
+  ParamStore store;
+  add_model(store);
+  std::vector<float> m(store.size()), v(store.size());
+  EXPECT_EQ(read_checkpoint(path, store, m, v), a.meta);
+  EXPECT_TRUE(same_bits(store.params().data(), a.store.params().data(), store.size()));
+
+  // A path that is a directory: the rename fails, the .tmp is cleaned up.
+  fs::create_directories(dir.file("isdir.h5/x"));
+  EXPECT_THROW(b.write(dir.file("isdir.h5")), IoError);
+  EXPECT_FALSE(fs::exists(dir.file("isdir.h5.tmp")));
+  EXPECT_TRUE(fs::exists(dir.file("isdir.h5/x")));
+}
+
+TEST(Checkpoint, FileNamesAreZeroPaddedAndSortByStep) {
+  EXPECT_EQ(checkpoint_file_name(1234), "checkpoint_step000001234.h5");
+  EXPECT_EQ(checkpoint_file_name(0), "checkpoint_step000000000.h5");
+  const std::vector<int64_t> steps = {0, 1, 9, 10, 99, 100, 1000, 54321, 999999999};
+  std::vector<std::string> names;
+  for (int64_t s : steps) names.push_back(checkpoint_file_name(s));
+  std::vector<std::string> sorted = names;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(sorted, names);
+  EXPECT_THROW(checkpoint_file_name(-1), ShapeError);
+}
+
+TEST(Checkpoint, FindLatestPicksHighestStepByName) {
+  TempDir dir;
+  const State a(21);
+  for (int64_t step : {20, 3, 100, 7}) a.write(dir.file(checkpoint_file_name(step)));
+  // Decoys: a higher-step .tmp, unrelated names, a directory with a checkpoint name.
+  touch(dir.file("checkpoint_step000000500.h5.tmp"));
+  touch(dir.file("checkpoint_step000000900.h5.bak"));
+  touch(dir.file("xcheckpoint_step000000800.h5"));
+  touch(dir.file("checkpoint_stepabc.h5"));
+  touch(dir.file("checkpoint_step.h5"));
+  touch(dir.file("checkpoint_step-700.h5"));
+  touch(dir.file("notes.txt"));
+  fs::create_directories(dir.file("checkpoint_step000000600.h5"));
+  EXPECT_EQ(find_latest_checkpoint(dir.path().string()), dir.file("checkpoint_step000000100.h5"));
+  // The number decides, not the text: a 10-digit step beats 9-digit names.
+  touch(dir.file("checkpoint_step1000000000.h5"));
+  EXPECT_EQ(find_latest_checkpoint(dir.path().string()), dir.file("checkpoint_step1000000000.h5"));
+}
+
+TEST(Checkpoint, FindLatestInEmptyOrMissingDirIsIoError) {
+  TempDir dir;
+  touch(dir.file("notes.txt"));
+  touch(dir.file("checkpoint_step000000005.h5.tmp"));
+  std::string msg = message_of<IoError>([&] { find_latest_checkpoint(dir.path().string()); });
+  EXPECT_TRUE(contains(msg, dir.path().string())) << msg;
+  EXPECT_TRUE(contains(msg, "nothing to resume")) << msg;
+  msg = message_of<IoError>([&] { find_latest_checkpoint(dir.file("nope")); });
+  EXPECT_TRUE(contains(msg, dir.file("nope"))) << msg;
+}
+
+TEST(Checkpoint, PruneKeepsExactlyTheNewestK) {
+  TempDir dir;
+  for (int64_t step : {40, 10, 50, 20, 30}) touch(dir.file(checkpoint_file_name(step)));
+  touch(dir.file("checkpoint_step000000060.h5.tmp"));  // stale leftover: removed
+  touch(dir.file("notes.txt"));
+  touch(dir.file("model.h5"));
+  touch(dir.file("checkpoint_step000000001.h5.bak"));
+  auto names = [&] {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(dir.path()))
+      out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  prune_checkpoints(dir.path().string(), 5);  // nothing beyond 5: only the .tmp goes
+  EXPECT_EQ(names().size(), 8u);
+  EXPECT_FALSE(fs::exists(dir.file("checkpoint_step000000060.h5.tmp")));
+  prune_checkpoints(dir.path().string(), 2);
+  EXPECT_EQ(names(), (std::vector<std::string>{
+                         "checkpoint_step000000001.h5.bak", "checkpoint_step000000040.h5",
+                         "checkpoint_step000000050.h5", "model.h5", "notes.txt"}));
+  prune_checkpoints(dir.path().string(), 1);
+  EXPECT_TRUE(fs::exists(dir.file("checkpoint_step000000050.h5")));
+  EXPECT_FALSE(fs::exists(dir.file("checkpoint_step000000040.h5")));
+  EXPECT_EQ(names().size(), 4u);
+  EXPECT_THROW(prune_checkpoints(dir.path().string(), 0), ShapeError);
+  EXPECT_NO_THROW(prune_checkpoints(dir.file("missing"), 3));
+}
+
+}  // namespace
+}  // namespace vd
