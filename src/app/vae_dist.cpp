@@ -26,14 +26,25 @@ int main(int argc, char** argv) {
                   vd::format_options(parsed.options).c_str());
       std::fflush(stdout);
     }
+    vd::install_stop_signal_handlers();
     vd::Trainer trainer(parsed.options, comm);
     const vd::TrainSummary s = trainer.run();
+    if (s.signal != 0) {
+      if (comm.is_root())
+        std::printf(
+            "stopped by signal %d after step %lld; checkpoint %s\n"
+            "continue with: vae_dist --config %s/config.ini --resume latest\n",
+            s.signal, static_cast<long long>(s.steps), s.last_checkpoint.c_str(),
+            parsed.options.out.c_str());
+      return 128 + s.signal;
+    }
     if (comm.is_root()) {
       std::printf("done: %d epoch(s), %lld steps, %lld samples in %.1f s; %.0f training images/s",
                   s.epochs, static_cast<long long>(s.steps), static_cast<long long>(s.samples),
                   s.seconds, s.train_images_per_s);
       if (std::isfinite(s.test_loss)) std::printf("; final test loss %.4f", s.test_loss);
-      std::printf("\nrun directory: %s\n", parsed.options.out.c_str());
+      std::printf("\nrun directory: %s (last checkpoint %s)\n", parsed.options.out.c_str(),
+                  s.last_checkpoint.c_str());
     }
   } catch (const vd::ConfigError& e) {
     vd::app::fail(std::string(e.what()) + " (see vae_dist --help)", 2);

@@ -104,6 +104,30 @@ void Comm::broadcast(std::string& text, int root) const {
   VD_MPI_CHECK(MPI_Bcast(text.data(), static_cast<int>(n), MPI_CHAR, root, comm_));
 }
 
+std::vector<std::string> Comm::gather_strings(const std::string& text, int root) const {
+  if (text.size() > INT_MAX) throw DistError("gather of a string longer than 2 GiB");
+  int len = static_cast<int>(text.size());
+  std::vector<int> lens(rank_ == root ? static_cast<size_t>(size_) : 0);
+  VD_MPI_CHECK(MPI_Gather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, root, comm_));
+  std::vector<int> offsets(lens.size());
+  std::string all;
+  if (rank_ == root) {
+    int64_t total = 0;
+    for (size_t r = 0; r < lens.size(); ++r) {
+      offsets[r] = static_cast<int>(total);
+      total += lens[r];
+    }
+    if (total > INT_MAX) throw DistError("gathered strings exceed 2 GiB");
+    all.resize(static_cast<size_t>(total));
+  }
+  VD_MPI_CHECK(MPI_Gatherv(text.data(), len, MPI_CHAR, all.data(), lens.data(), offsets.data(),
+                           MPI_CHAR, root, comm_));
+  std::vector<std::string> out;
+  for (size_t r = 0; r < lens.size(); ++r)
+    out.push_back(all.substr(static_cast<size_t>(offsets[r]), static_cast<size_t>(lens[r])));
+  return out;
+}
+
 void Comm::barrier() const {
   VD_MPI_CHECK(MPI_Barrier(comm_));
 }
@@ -131,6 +155,14 @@ uint64_t checksum(std::span<const float> data) {
     h *= 0x100000001b3ULL;
   }
   return h;
+}
+
+void check_replicas(const Comm& comm, std::span<const float> params, const std::string& when) {
+  const uint64_t h = checksum(params);
+  if (comm.allreduce_min(h) != comm.allreduce_max(h))
+    throw DistError("the model replicas differ across ranks " + when +
+                    " (parameter checksums disagree), so the ranks no longer train one model; "
+                    "check that every rank runs the same binary and configuration");
 }
 
 }  // namespace vd

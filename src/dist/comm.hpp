@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace vd {
 
@@ -42,6 +43,8 @@ class Comm {
   uint64_t allreduce_min(uint64_t value) const;
   uint64_t allreduce_max(uint64_t value) const;
 
+  // Every rank's `text`, in rank order, on `root` (empty vector on the other ranks).
+  std::vector<std::string> gather_strings(const std::string& text, int root) const;
   void broadcast(std::span<float> data, int root) const;
   void broadcast(std::string& text, int root) const;
   void barrier() const;
@@ -64,5 +67,9 @@ int resolve_threads(int requested, const Comm& comm);
 
 // Order-sensitive 64-bit hash of a float buffer's bytes (FNV-1a), to compare replicas.
 uint64_t checksum(std::span<const float> data);
+
+// Collective: throws vd::DistError on every rank when the ranks' `params` differ (their
+// checksums disagree); `when` completes the sentence ("after start-up").
+void check_replicas(const Comm& comm, std::span<const float> params, const std::string& when);
 
 }  // namespace vd

@@ -1,4 +1,5 @@
-// Trainer: epochs of sharded, shuffled batches; gradient allreduce; Adam; evaluation; outputs.
+// Trainer: epochs of sharded, shuffled batches; gradient allreduce; Adam; evaluation;
+// checkpoints and resume; rank 0's outputs.
 #include "train/trainer.hpp"
 
 #include <omp.h>
@@ -7,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,11 +19,12 @@
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "data/epoch_plan.hpp"
 #include "data/shard.hpp"
+#include "io/checkpoint.hpp"
 #include "io/image_grid.hpp"
 #include "io/metrics_log.hpp"
 #include "nn/context.hpp"
-#include "nn/param_store.hpp"
 #include "optim/adam.hpp"
 #include "vae/model.hpp"
 
@@ -29,9 +32,10 @@ namespace vd {
 
 namespace {
 
-// Streams of random numbers, each derived from (seed, stream, ...), so every rank and
-// every purpose draws from its own reproducible sequence.
-enum Stream : uint64_t { kInit = 1, kShuffle = 2, kEps = 3, kEvalEps = 4, kGrid = 5, kIw = 6 };
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal = sig;
+}
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) {
@@ -45,7 +49,18 @@ std::string format_duration(double s) {
   return buf;
 }
 
+LossSums reduce(const Comm& comm, const LossSums& local) {
+  double v[4] = {local.loss, local.recon, local.kl, static_cast<double>(local.count)};
+  comm.allreduce_sum(std::span<double>(v, 4));
+  return LossSums{v[0], v[1], v[2], static_cast<int64_t>(v[3])};
+}
+
 }  // namespace
+
+void install_stop_signal_handlers() {
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
+}
 
 struct Trainer::State {
   const Options& opt;
@@ -56,34 +71,29 @@ struct Trainer::State {
   ParamStore store;
   std::unique_ptr<Vae> vae;
   std::unique_ptr<Adam> adam;
+  std::unique_ptr<EpochPlan> plan;
   std::unique_ptr<MetricsLog> log;
   std::filesystem::path out;
-  int64_t steps_per_epoch = 0;
   int64_t step = 0, samples = 0;
-  std::vector<float> grid_z;  // fixed prior draws for comparable sample grids [G*G, L]
+  // Where the loop starts: 1-based epoch and the steps of it already done.
+  int64_t start_epoch = 1, start_step_in_epoch = 0;
+  std::optional<Rng> resumed_eps_rng;  // this rank's noise stream, for a mid-epoch resume
+  std::vector<float> grid_z;           // fixed prior draws for comparable grids [G*G, L]
+  std::string last_checkpoint;
   bool tty = false;
 
   State(const Options& o, const Comm& c) : opt(o), comm(c) {}
 
-  // Rows this step takes on rank r: the step's slice of r's shard (possibly empty).
-  int64_t rows_in_step(int64_t shard_rows_r, int64_t s) const {
-    const int64_t b = opt.batch_size;
-    return std::clamp<int64_t>(shard_rows_r - s * b, 0, b);
-  }
   float beta_at(int64_t global_step) const {
     if (opt.kl_warmup_epochs <= 0) return static_cast<float>(opt.beta);
-    const double ramp = opt.kl_warmup_epochs * static_cast<double>(steps_per_epoch);
+    const double ramp = opt.kl_warmup_epochs * static_cast<double>(plan->steps_per_epoch());
     return static_cast<float>(opt.beta * std::min(1.0, static_cast<double>(global_step) / ramp));
   }
-  void check_replicas(const char* when) const {
-    const uint64_t h = checksum(store.params());
-    if (comm.allreduce_min(h) != comm.allreduce_max(h))
-      throw DistError(std::string("the model replicas differ across ranks ") + when +
-                      " (parameter checksums disagree); the ranks no longer train one model."
-                      " Check that every rank runs the same binary and configuration.");
-  }
-  LossSums evaluate(int epoch);
-  void write_grids(int epoch);
+  void check_replicas(const char* when) const { vd::check_replicas(comm, store.params(), when); }
+  void resume(const std::string& requested);
+  void save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng);
+  LossSums evaluate(int64_t epoch);
+  void write_grids(int64_t epoch);
   double iw_nll();
 };
 
@@ -112,15 +122,11 @@ Trainer::Trainer(const Options& options, const Comm& comm)
                       opt.data + "' has " + std::to_string(s.train.sample_size()) +
                       "; give a test set of the same image shape");
   }
+  s.plan =
+      std::make_unique<EpochPlan>(s.train.global_rows(), comm.rank(), comm.size(), opt.batch_size);
 
   s.vae = std::make_unique<Vae>(vc, s.store);
   s.store.finalize();
-  Rng init_rng(Rng::derive_seed(opt.seed, kInit));
-  s.vae->init(init_rng);
-  // Every rank initialised from the same seed; rank 0's values are the truth regardless.
-  comm.broadcast(s.store.params(), 0);
-  s.check_replicas("after start-up");
-
   AdamConfig ac;
   ac.lr = opt.lr;
   ac.beta1 = opt.adam_beta1;
@@ -129,15 +135,21 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   ac.weight_decay = opt.weight_decay;
   s.adam = std::make_unique<Adam>(s.store.size(), ac);
 
-  // Every rank runs the same number of steps: enough for the largest shard.
-  const int64_t max_rows = comm.allreduce_max(s.train.rows());
-  s.steps_per_epoch = (max_rows + opt.batch_size - 1) / opt.batch_size;
+  s.out = opt.out;
+  if (opt.resume.empty()) {
+    Rng init_rng = make_rng(opt.seed, RngStream::Init);
+    s.vae->init(init_rng);
+  } else {
+    s.resume(opt.resume);
+  }
+  // Every rank initialised (or restored) the same values; rank 0's are the truth regardless.
+  comm.broadcast(s.store.params(), 0);
+  s.check_replicas("after start-up");
 
-  Rng grid_rng(Rng::derive_seed(opt.seed, kGrid));
+  Rng grid_rng = make_rng(opt.seed, RngStream::Grid);
   s.grid_z.resize(static_cast<size_t>(opt.grid_size) * opt.grid_size * opt.latent_dim);
   grid_rng.fill_normal(s.grid_z.data(), s.grid_z.size());
 
-  s.out = opt.out;
   if (comm.is_root()) {
     std::error_code ec;
     std::filesystem::create_directories(s.out, ec);
@@ -147,21 +159,80 @@ Trainer::Trainer(const Options& options, const Comm& comm)
     std::ofstream cfg(s.out / "config.ini");
     cfg << format_options(opt);
     if (!cfg) throw IoError("cannot write " + (s.out / "config.ini").string());
-    s.log = std::make_unique<MetricsLog>((s.out / "metrics.csv").string(), false);
+    s.log = std::make_unique<MetricsLog>((s.out / "metrics.csv").string(), !opt.resume.empty());
     s.tty = opt.progress && isatty(STDOUT_FILENO);
     std::printf(
         "vae_dist: %d rank(s) x %d thread(s); %lld training rows (%lld on rank 0), %lld "
         "steps/epoch of %d x %d; %zu parameters\n",
         comm.size(), threads, static_cast<long long>(s.train.global_rows()),
-        static_cast<long long>(s.train.rows()), static_cast<long long>(s.steps_per_epoch),
-        comm.size(), opt.batch_size, s.store.size());
+        static_cast<long long>(s.train.rows()), static_cast<long long>(s.plan->steps_per_epoch()),
+        comm.size(), opt.batch_size, s.store.num_parameters());
     std::fflush(stdout);
   }
 }
 
 Trainer::~Trainer() = default;
 
-LossSums Trainer::State::evaluate(int epoch) {
+const ParamStore& Trainer::params() const {
+  return s_->store;
+}
+
+void Trainer::State::resume(const std::string& requested) {
+  // Rank 0 resolves "latest" so every rank opens the same file.
+  std::string path = requested;
+  if (comm.is_root() && requested == "latest") path = find_latest_checkpoint(out.string());
+  comm.broadcast(path, 0);
+  const CheckpointMeta meta = read_checkpoint(path, store, adam->exp_avg(), adam->exp_avg_sq());
+  adam->set_steps(meta.adam_steps);
+  step = meta.step;
+  samples = meta.samples;
+  const bool epoch_done = meta.step_in_epoch >= plan->steps_per_epoch();
+  if (meta.world_size == comm.size() && !epoch_done) {
+    // Same world: continue mid-epoch exactly where the run stopped.
+    start_epoch = meta.epoch;
+    start_step_in_epoch = meta.step_in_epoch;
+    Rng rng;
+    rng.set_state(meta.rng_states.at(static_cast<size_t>(comm.rank())));
+    resumed_eps_rng = rng;
+  } else {
+    // Another world size shards the data differently: the rest of a partial epoch cannot
+    // be replayed, so training goes on with the next epoch.
+    start_epoch = meta.epoch + 1;
+    start_step_in_epoch = 0;
+    if (comm.is_root() && !epoch_done)
+      std::printf(
+          "note: %s was written mid-epoch by %d rank(s); with %d rank(s) training "
+          "continues at the start of epoch %lld\n",
+          path.c_str(), meta.world_size, comm.size(), static_cast<long long>(start_epoch));
+  }
+  if (comm.is_root()) {
+    std::printf("resumed from %s: epoch %lld, step %lld, %lld samples seen\n", path.c_str(),
+                static_cast<long long>(meta.epoch), static_cast<long long>(meta.step),
+                static_cast<long long>(meta.samples));
+    std::fflush(stdout);
+  }
+}
+
+void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng) {
+  const std::vector<std::string> states = comm.gather_strings(eps_rng.state(), 0);
+  if (!comm.is_root()) return;
+  CheckpointMeta meta;
+  meta.config_ini = format_options(opt);
+  meta.epoch = epoch;
+  meta.step_in_epoch = step_in_epoch;
+  meta.step = step;
+  meta.samples = samples;
+  meta.world_size = comm.size();
+  meta.seed = opt.seed;
+  meta.rng_states = states;
+  meta.adam_steps = adam->steps();
+  const std::string path = (out / checkpoint_file_name(step)).string();
+  write_checkpoint(path, meta, store, adam->exp_avg(), adam->exp_avg_sq());
+  prune_checkpoints(out.string(), opt.keep_checkpoints);
+  last_checkpoint = path;
+}
+
+LossSums Trainer::State::evaluate(int64_t epoch) {
   LossSums sums;
   if (!test) return sums;
   const int64_t n = test->rows();
@@ -170,8 +241,8 @@ LossSums Trainer::State::evaluate(int epoch) {
   std::vector<float> x(static_cast<size_t>(std::min(n, eb)) * test->sample_size());
   std::vector<float> eps(static_cast<size_t>(std::min(n, eb)) * L);
   std::vector<int64_t> rows;
-  Rng rng(Rng::derive_seed(opt.seed, kEvalEps, static_cast<uint64_t>(epoch),
-                           static_cast<uint64_t>(comm.rank())));
+  Rng rng = make_rng(opt.seed, RngStream::EvalEps, static_cast<uint64_t>(epoch),
+                     static_cast<uint64_t>(comm.rank()));
   for (int64_t b0 = 0; b0 < n; b0 += eb) {
     const int64_t b = std::min(eb, n - b0);
     rows.resize(static_cast<size_t>(b));
@@ -181,16 +252,14 @@ LossSums Trainer::State::evaluate(int epoch) {
     sums +=
         vae->evaluate(ctx, static_cast<int>(b), x.data(), eps.data(), static_cast<float>(opt.beta));
   }
-  double v[4] = {sums.loss, sums.recon, sums.kl, static_cast<double>(sums.count)};
-  comm.allreduce_sum(std::span<double>(v, 4));
-  return LossSums{v[0], v[1], v[2], static_cast<int64_t>(v[3])};
+  return reduce(comm, sums);
 }
 
-void Trainer::State::write_grids(int epoch) {
+void Trainer::State::write_grids(int64_t epoch) {
   if (!comm.is_root()) return;
   const auto& shape = train.sample_shape();
-  // Images are drawn as [C, H, W]; flat [D] data becomes one row of pixels per sample
-  // unless D is a square (e.g. 784 = 28 x 28).
+  // Images are drawn as [C, H, W]; flat [D] data is drawn square when D is a square
+  // (784 = 28 x 28), else as one row of pixels per sample.
   int c = 1, h = 1, w = static_cast<int>(train.sample_size());
   if (shape.size() == 3) {
     c = static_cast<int>(shape[0]), h = static_cast<int>(shape[1]), w = static_cast<int>(shape[2]);
@@ -202,11 +271,11 @@ void Trainer::State::write_grids(int epoch) {
   char name[64];
   std::vector<float> images(static_cast<size_t>(g) * g * D);
   vae->decode_mean(ctx, g * g, grid_z.data(), images.data());
-  std::snprintf(name, sizeof name, "samples_epoch%03d.png", epoch);
+  std::snprintf(name, sizeof name, "samples_epoch%03lld.png", static_cast<long long>(epoch));
   write_image_grid((out / name).string(), images.data(), g * g, c, h, w, g);
 
   // Reconstructions: rows of inputs, each followed by a row of their reconstructions
-  // (through the posterior mean z = mu).
+  // through the posterior mean z = mu.
   const Shard& src = test ? *test : train;
   const int pairs = std::max(1, g / 2);
   const int n = static_cast<int>(std::min<int64_t>(static_cast<int64_t>(pairs) * g, src.rows()));
@@ -225,19 +294,19 @@ void Trainer::State::write_grids(int epoch) {
     std::copy_n(rec.data() + static_cast<size_t>(i) * D, D,
                 images.data() + (static_cast<size_t>(2 * r + 1) * g + col) * D);
   }
-  const int tiles = std::min(g * g, 2 * ((n + g - 1) / g) * g);
-  std::snprintf(name, sizeof name, "recon_epoch%03d.png", epoch);
+  const int tiles = 2 * ((n + g - 1) / g) * g;
+  std::snprintf(name, sizeof name, "recon_epoch%03lld.png", static_cast<long long>(epoch));
   write_image_grid((out / name).string(), images.data(), tiles, c, h, w, g);
 }
 
 double Trainer::State::iw_nll() {
   if (!test || opt.iw_samples <= 0) return std::numeric_limits<double>::quiet_NaN();
   const int64_t n = test->rows();
-  // k decoder passes per batch: keep the batch moderate so memory stays small.
+  // k decoder passes per batch: a moderate batch keeps the [B, k] weights small.
   const int64_t eb = std::min<int64_t>(opt.eval_batch_size, 500);
   std::vector<float> x(static_cast<size_t>(std::min(n, eb)) * test->sample_size());
   std::vector<int64_t> rows;
-  Rng rng(Rng::derive_seed(opt.seed, kIw, static_cast<uint64_t>(comm.rank())));
+  Rng rng = make_rng(opt.seed, RngStream::Iw, static_cast<uint64_t>(comm.rank()));
   double v[2] = {0, 0};
   for (int64_t b0 = 0; b0 < n; b0 += eb) {
     const int64_t b = std::min(eb, n - b0);
@@ -255,123 +324,127 @@ TrainSummary Trainer::run() {
   State& s = *s_;
   const Options& opt = s.opt;
   const Comm& comm = s.comm;
+  EpochPlan& plan = *s.plan;
   const int B = opt.batch_size, L = opt.latent_dim;
-  const int64_t D = s.train.sample_size();
-  // Rows of every rank's shard: each step's global sample count follows without talking.
-  std::vector<int64_t> shard_sizes(static_cast<size_t>(comm.size()));
-  for (int r = 0; r < comm.size(); ++r)
-    shard_sizes[static_cast<size_t>(r)] = shard_rows(s.train.global_rows(), r, comm.size()).size();
-
-  std::vector<float> x(static_cast<size_t>(B) * D), eps(static_cast<size_t>(B) * L);
-  std::vector<int64_t> perm(static_cast<size_t>(s.train.rows()));
-  Rng eps_rng(Rng::derive_seed(opt.seed, kEps, static_cast<uint64_t>(comm.rank())));
+  const int64_t steps_per_epoch = plan.steps_per_epoch();
+  std::vector<float> x(static_cast<size_t>(B) * s.train.sample_size());
+  std::vector<float> eps(static_cast<size_t>(B) * L);
 
   TrainSummary summary;
+  summary.test_loss = summary.iw_nll = std::numeric_limits<double>::quiet_NaN();
   const auto t_run = Clock::now();
+  const int64_t step_at_start = s.step;
   double train_seconds = 0;
   int64_t train_samples = 0;
-  const int64_t total_steps = opt.max_steps > 0
-                                  ? std::min<int64_t>(opt.max_steps, s.steps_per_epoch * opt.epochs)
-                                  : s.steps_per_epoch * opt.epochs;
-  bool stop = false;
+  const int64_t planned = steps_per_epoch * opt.epochs;
+  const int64_t last_step = opt.max_steps > 0 ? std::min(opt.max_steps, planned) : planned;
+  bool stop = s.step >= last_step;
 
-  for (int epoch = 1; epoch <= opt.epochs && !stop; ++epoch) {
-    std::iota(perm.begin(), perm.end(), 0);
-    Rng shuffle(Rng::derive_seed(opt.seed, kShuffle, static_cast<uint64_t>(epoch),
-                                 static_cast<uint64_t>(comm.rank())));
-    for (size_t i = perm.size(); i > 1; --i) std::swap(perm[i - 1], perm[shuffle.below(i)]);
+  for (int64_t epoch = s.start_epoch; epoch <= opt.epochs && !stop; ++epoch) {
+    plan.shuffle(opt.seed, epoch);
+    const int64_t first = epoch == s.start_epoch ? s.start_step_in_epoch : 0;
+    Rng eps_rng = plan.eps_rng(opt.seed, epoch);
+    if (epoch == s.start_epoch && s.resumed_eps_rng) eps_rng = *s.resumed_eps_rng;
 
     LossSums interval, epoch_sums;
-    auto t_interval = Clock::now();
     double interval_seconds = 0;
-    for (int64_t st = 0; st < s.steps_per_epoch; ++st) {
+    int64_t st = first;
+    for (; st < steps_per_epoch && !stop; ++st) {
       const auto t0 = Clock::now();
-      const int64_t local = s.rows_in_step(s.train.rows(), st);
-      int64_t global = 0;
-      for (int64_t n : shard_sizes) global += s.rows_in_step(n, st);
+      const auto rows = plan.local_rows(st);
+      const int local = static_cast<int>(rows.size());
       const float beta = s.beta_at(s.step);
-
-      s.train.gather(std::span<const int64_t>(perm.data() + st * B, static_cast<size_t>(local)),
-                     x.data());
+      s.train.gather(rows, x.data());
       eps_rng.fill_normal(eps.data(), static_cast<size_t>(local) * L);
-      interval += s.vae->train_step(s.ctx, static_cast<int>(local), x.data(), eps.data(), beta,
-                                    1.0f / static_cast<float>(global));
+      interval += s.vae->train_step(s.ctx, local, x.data(), eps.data(), beta,
+                                    1.0f / static_cast<float>(plan.global_count(st)));
       comm.allreduce_sum(s.store.grads());
       s.adam->step(s.store.params(), s.store.grads(), opt.lr);
       ++s.step;
-      s.samples += global;
+      s.samples += plan.global_count(st);
+      train_samples += plan.global_count(st);
       interval_seconds += seconds_since(t0);
-      train_samples += global;
 
       if (opt.checksum_every > 0 && s.step % opt.checksum_every == 0)
         s.check_replicas("during training");
-      stop = opt.max_steps > 0 && s.step >= opt.max_steps;
-      const bool last = st + 1 == s.steps_per_epoch || stop;
-      if (s.step % opt.log_every == 0 || last) {
-        double v[4] = {interval.loss, interval.recon, interval.kl,
-                       static_cast<double>(interval.count)};
-        comm.allreduce_sum(std::span<double>(v, 4));
-        epoch_sums += LossSums{v[0], v[1], v[2], static_cast<int64_t>(v[3])};
-        const double n = std::max(1.0, v[3]);
-        const double ips = v[3] / std::max(1e-9, interval_seconds);
+      // A stop signal on any rank stops every rank at the same step.
+      const int64_t signal =
+          comm.size() > 1 ? comm.allreduce_max(int64_t{g_stop_signal}) : int64_t{g_stop_signal};
+      if (signal != 0) summary.signal = static_cast<int>(signal);
+      stop = s.step >= last_step || signal != 0;
+      const bool epoch_end = st + 1 == steps_per_epoch;
+      if (s.step % opt.log_every == 0 || epoch_end || stop) {
+        const LossSums sum = reduce(comm, interval);
+        epoch_sums += sum;
+        const double n = std::max<double>(1.0, static_cast<double>(sum.count));
+        const double ips = static_cast<double>(sum.count) / std::max(1e-9, interval_seconds);
         train_seconds += interval_seconds;
         if (comm.is_root()) {
-          s.log->write(
-              {"train", epoch, s.step, s.samples, v[0] / n, v[1] / n, v[2] / n, opt.lr, ips});
-          const double eta = static_cast<double>(total_steps - s.step) * seconds_since(t_run) /
-                             static_cast<double>(s.step);
+          s.log->write({"train", static_cast<int>(epoch), s.step, s.samples, sum.loss / n,
+                        sum.recon / n, sum.kl / n, opt.lr, ips});
+          const double done = static_cast<double>(s.step - step_at_start);
+          const double eta =
+              static_cast<double>(last_step - s.step) * seconds_since(t_run) / std::max(1.0, done);
           std::printf(
-              "%sepoch %d/%d  step %lld/%lld  loss %.3f  recon %.3f  kl %.3f  "
+              "%sepoch %lld/%d  step %lld/%lld  loss %.3f  recon %.3f  kl %.3f  "
               "%.0f img/s  ETA %s%s",
-              s.tty ? "\r" : "", epoch, opt.epochs, static_cast<long long>(s.step),
-              static_cast<long long>(total_steps), v[0] / n, v[1] / n, v[2] / n, ips,
-              format_duration(eta).c_str(), s.tty ? "   " : "\n");
+              s.tty ? "\r" : "", static_cast<long long>(epoch), opt.epochs,
+              static_cast<long long>(s.step), static_cast<long long>(last_step), sum.loss / n,
+              sum.recon / n, sum.kl / n, ips, format_duration(eta).c_str(), s.tty ? "   " : "\n");
           std::fflush(stdout);
         }
         interval = LossSums{};
         interval_seconds = 0;
-        t_interval = Clock::now();
       }
-      if (stop) break;
     }
-    (void)t_interval;
+    summary.epochs = static_cast<int>(epoch);
+    summary.train_loss =
+        epoch_sums.loss / std::max<double>(1.0, static_cast<double>(epoch_sums.count));
+    if (comm.is_root() && s.tty) std::printf("\n");
+    if (summary.signal != 0) {
+      s.save_checkpoint(epoch, st, eps_rng);
+      break;
+    }
 
     const LossSums test = s.evaluate(epoch);
     s.write_grids(epoch);
-    summary.epochs = epoch;
-    summary.train_loss = epoch_sums.loss / std::max<int64_t>(1, epoch_sums.count);
-    summary.test_loss = std::numeric_limits<double>::quiet_NaN();
     if (test.count > 0) {
       const double n = static_cast<double>(test.count);
       summary.test_loss = test.loss / n;
       summary.test_recon = test.recon / n;
       summary.test_kl = test.kl / n;
       if (comm.is_root()) {
-        s.log->write({"test", epoch, s.step, s.samples, summary.test_loss, summary.test_recon,
-                      summary.test_kl, opt.lr, 0.0});
-        std::printf("%sepoch %d/%d  test loss %.4f  recon %.4f  kl %.4f  (%lld images)\n",
-                    s.tty ? "\n" : "", epoch, opt.epochs, summary.test_loss, summary.test_recon,
-                    summary.test_kl, static_cast<long long>(test.count));
+        s.log->write({"test", static_cast<int>(epoch), s.step, s.samples, summary.test_loss,
+                      summary.test_recon, summary.test_kl, opt.lr, 0.0});
+        std::printf("epoch %lld/%d  test loss %.4f  recon %.4f  kl %.4f  (%lld images)\n",
+                    static_cast<long long>(epoch), opt.epochs, summary.test_loss,
+                    summary.test_recon, summary.test_kl, static_cast<long long>(test.count));
         std::fflush(stdout);
       }
-    } else if (comm.is_root() && s.tty) {
-      std::printf("\n");
+    }
+    const bool finished = stop || epoch == opt.epochs;
+    if (finished || (opt.checkpoint_every > 0 && epoch % opt.checkpoint_every == 0)) {
+      s.save_checkpoint(epoch, st, eps_rng);
     }
   }
 
-  summary.iw_nll = s.iw_nll();
-  if (comm.is_root() && std::isfinite(summary.iw_nll)) {
-    const double nan = std::numeric_limits<double>::quiet_NaN();
-    s.log->write(
-        {"test_iw", summary.epochs, s.step, s.samples, summary.iw_nll, nan, nan, opt.lr, 0.0});
-    std::printf("test -log p(x) (importance-weighted, k=%d): %.4f nats\n", opt.iw_samples,
-                summary.iw_nll);
+  if (summary.signal == 0) {
+    summary.iw_nll = s.iw_nll();
+    if (comm.is_root() && std::isfinite(summary.iw_nll)) {
+      const double nan = std::numeric_limits<double>::quiet_NaN();
+      s.log->write(
+          {"test_iw", summary.epochs, s.step, s.samples, summary.iw_nll, nan, nan, opt.lr, 0.0});
+      std::printf("test -log p(x) (importance-weighted, k=%d): %.4f nats\n", opt.iw_samples,
+                  summary.iw_nll);
+    }
   }
   s.check_replicas("at the end of training");
   summary.steps = s.step;
   summary.samples = s.samples;
   summary.seconds = seconds_since(t_run);
   summary.train_images_per_s = static_cast<double>(train_samples) / std::max(1e-9, train_seconds);
+  summary.last_checkpoint = s.last_checkpoint;
+  comm.broadcast(summary.last_checkpoint, 0);
   return summary;
 }
 

@@ -1,36 +1,47 @@
 // The training loop: ties data shards, the VAE, Adam and the communicator together; rank 0
-// writes the metrics log, sample grids and the resolved configuration into the run directory.
+// writes the metrics log, sample grids, checkpoints and the resolved configuration.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "config/options.hpp"
 #include "dist/comm.hpp"
+#include "nn/param_store.hpp"
 
 namespace vd {
 
 // What a finished run reports (every rank gets the same, already reduced values).
 struct TrainSummary {
-  int epochs = 0;
-  int64_t steps = 0;
+  int epochs = 0;     // epochs the run reached
+  int64_t steps = 0;  // optimizer steps in total (including resumed ones)
   int64_t samples = 0;
-  double train_loss = 0;  // mean per-sample loss of the last epoch, nats
+  double train_loss = 0;  // mean per-sample loss of the last epoch's steps, nats
   double test_loss = 0;   // mean per-sample test loss after the last epoch (NaN if none)
   double test_recon = 0, test_kl = 0;
   double iw_nll = 0;              // -log p(x) from the importance-weighted bound (NaN if off)
-  double train_images_per_s = 0;  // over all training steps of the run, all ranks
+  double train_images_per_s = 0;  // over the training steps of this process, all ranks
   double seconds = 0;
+  int signal = 0;               // SIGTERM/SIGINT that stopped the run early, else 0
+  std::string last_checkpoint;  // path of the newest checkpoint written ("" if none)
 };
 
 class Trainer {
  public:
+  // Reads the shards, builds and initialises (or restores, with --resume) the model.
   Trainer(const Options& options, const Comm& comm);
   ~Trainer();
   TrainSummary run();
+  // The replica's parameters (identical on every rank), e.g. for tests.
+  const ParamStore& params() const;
 
  private:
   struct State;
   std::unique_ptr<State> s_;
 };
+
+// Installs SIGTERM/SIGINT handlers that ask a running Trainer to checkpoint and stop at the
+// next step boundary (Slurm sends SIGTERM before a time limit).
+void install_stop_signal_handlers();
 
 }  // namespace vd

@@ -1,0 +1,79 @@
+// MPI tests of vd::Comm (run with 2 and 3 ranks): sums, broadcasts and gathers give the
+// values computed by hand, and a replica mismatch is detected on every rank.
+#include "dist/comm.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "core/error.hpp"
+
+namespace {
+
+TEST(Comm, AllreduceSumsEveryElementOverRanks) {
+  vd::Comm comm;
+  const int P = comm.size(), r = comm.rank();
+  ASSERT_GE(P, 2) << "run this test under mpiexec with 2 or more ranks";
+  std::vector<float> f(1001);
+  std::vector<double> d(7);
+  std::vector<int64_t> i(3);
+  for (size_t k = 0; k < f.size(); ++k) f[k] = static_cast<float>(r + 1) * static_cast<float>(k);
+  for (size_t k = 0; k < d.size(); ++k) d[k] = 0.5 * r + static_cast<double>(k);
+  for (size_t k = 0; k < i.size(); ++k) i[k] = int64_t{1} << (40 + r);
+  comm.allreduce_sum(f);
+  comm.allreduce_sum(d);
+  comm.allreduce_sum(i);
+  const float ranks_sum = static_cast<float>(P * (P + 1) / 2);  // sum of (r + 1)
+  for (size_t k = 0; k < f.size(); ++k) ASSERT_EQ(f[k], ranks_sum * static_cast<float>(k));
+  for (size_t k = 0; k < d.size(); ++k)
+    ASSERT_DOUBLE_EQ(d[k], 0.5 * P * (P - 1) / 2 + static_cast<double>(P) * k);
+  int64_t expect = 0;
+  for (int q = 0; q < P; ++q) expect += int64_t{1} << (40 + q);
+  for (int64_t v : i) ASSERT_EQ(v, expect);
+  EXPECT_EQ(comm.allreduce_max(int64_t{r}), P - 1);
+  EXPECT_EQ(comm.allreduce_min(int64_t{r} + 5), 5);
+}
+
+TEST(Comm, BroadcastAndGatherMoveRankData) {
+  vd::Comm comm;
+  std::vector<float> v(5, static_cast<float>(comm.rank()));
+  comm.broadcast(v, 1);
+  for (float x : v) EXPECT_EQ(x, 1.0f);
+  std::string text = comm.rank() == 0 ? "from rank zero" : "";
+  comm.broadcast(text, 0);
+  EXPECT_EQ(text, "from rank zero");
+  const auto all = comm.gather_strings(std::string(static_cast<size_t>(comm.rank()), 'x'), 0);
+  if (comm.is_root()) {
+    ASSERT_EQ(static_cast<int>(all.size()), comm.size());
+    for (int r = 0; r < comm.size(); ++r) EXPECT_EQ(all[static_cast<size_t>(r)].size(), size_t(r));
+  } else {
+    EXPECT_TRUE(all.empty());
+  }
+}
+
+TEST(Comm, ReplicaMismatchIsDetectedOnEveryRank) {
+  vd::Comm comm;
+  std::vector<float> params(100);
+  std::iota(params.begin(), params.end(), 0.0f);
+  EXPECT_NO_THROW(vd::check_replicas(comm, params, "in the test"));
+  // One bit of one parameter on the last rank.
+  if (comm.rank() == comm.size() - 1) params[37] = std::nextafter(params[37], 1e9f);
+  try {
+    vd::check_replicas(comm, params, "in the test");
+    ADD_FAILURE() << "rank " << comm.rank() << " did not detect the mismatch";
+  } catch (const vd::DistError& e) {
+    EXPECT_NE(std::string(e.what()).find("differ across ranks in the test"), std::string::npos);
+  }
+}
+
+TEST(Comm, NodeLocalRanksAndDefaultThreads) {
+  vd::Comm comm;
+  // All ranks of the test run on this machine.
+  EXPECT_EQ(comm.local_size(), comm.size());
+  EXPECT_GE(vd::default_threads_per_rank(comm), 1);
+  EXPECT_EQ(vd::resolve_threads(3, comm), 3);
+}
+
+}  // namespace
