@@ -9,9 +9,13 @@
 #include "config/options.hpp"
 #include "core/error.hpp"
 #include "dist/comm.hpp"
+#include "train/stop_signals.hpp"
 #include "train/trainer.hpp"
 
 int main(int argc, char** argv) {
+  // Before MPI and OpenMP start threads, so that every thread inherits the blocked mask and
+  // SIGTERM/SIGINT only ever arrive through the trainer's poll between steps.
+  vd::block_stop_signals();
   std::optional<vd::MpiSession> mpi;
   try {
     mpi.emplace(&argc, &argv);
@@ -26,7 +30,6 @@ int main(int argc, char** argv) {
                   vd::format_options(parsed.options).c_str());
       std::fflush(stdout);
     }
-    vd::install_stop_signal_handlers();
     vd::Trainer trainer(parsed.options, comm);
     const vd::TrainSummary s = trainer.run();
     if (s.signal != 0) {

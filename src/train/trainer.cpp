@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -26,16 +25,12 @@
 #include "io/metrics_log.hpp"
 #include "nn/context.hpp"
 #include "optim/adam.hpp"
+#include "train/stop_signals.hpp"
 #include "vae/model.hpp"
 
 namespace vd {
 
 namespace {
-
-volatile std::sig_atomic_t g_stop_signal = 0;
-extern "C" void on_stop_signal(int sig) {
-  g_stop_signal = sig;
-}
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) {
@@ -56,11 +51,6 @@ LossSums reduce(const Comm& comm, const LossSums& local) {
 }
 
 }  // namespace
-
-void install_stop_signal_handlers() {
-  std::signal(SIGTERM, on_stop_signal);
-  std::signal(SIGINT, on_stop_signal);
-}
 
 struct Trainer::State {
   const Options& opt;
@@ -368,8 +358,8 @@ TrainSummary Trainer::run() {
       if (opt.checksum_every > 0 && s.step % opt.checksum_every == 0)
         s.check_replicas("during training");
       // A stop signal on any rank stops every rank at the same step.
-      const int64_t signal =
-          comm.size() > 1 ? comm.allreduce_max(int64_t{g_stop_signal}) : int64_t{g_stop_signal};
+      const int64_t mine = poll_stop_signal();
+      const int64_t signal = comm.size() > 1 ? comm.allreduce_max(mine) : mine;
       if (signal != 0) summary.signal = static_cast<int>(signal);
       stop = s.step >= last_step || signal != 0;
       const bool epoch_end = st + 1 == steps_per_epoch;

@@ -40,8 +40,4 @@ class Trainer {
   std::unique_ptr<State> s_;
 };
 
-// Installs SIGTERM/SIGINT handlers that ask a running Trainer to checkpoint and stop at the
-// next step boundary (Slurm sends SIGTERM before a time limit).
-void install_stop_signal_handlers();
-
 }  // namespace vd
