@@ -1,0 +1,199 @@
+// MPI tests of the Trainer (2 and 3 ranks): P ranks equal one process that trains on the union
+// of their batches, resume is bitwise identical to an uninterrupted run at the same world
+// size, and a checkpoint of P ranks resumes on one rank.
+#include "train/trainer.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "data/dataset_file.hpp"
+#include "data/epoch_plan.hpp"
+#include "data/shard.hpp"
+#include "io/checkpoint.hpp"
+#include "nn/context.hpp"
+#include "optim/adam.hpp"
+#include "support/temp_dir.hpp"
+#include "vae/model.hpp"
+
+namespace {
+
+// A synthetic data set on rank 0's temporary directory, visible to every rank of this node.
+struct SharedData {
+  std::unique_ptr<vd::testing::TempDir> dir;  // rank 0 only
+  std::string root, file;
+  explicit SharedData(const vd::Comm& comm) {
+    if (comm.is_root()) {
+      dir = std::make_unique<vd::testing::TempDir>();
+      root = dir->path().string();
+      file = dir->file("synth.h5");
+      vd::write_synthetic(file, 61, 1, 4, 4, 3, vd::SynthDType::UInt8, 4);
+    }
+    comm.broadcast(root, 0);
+    comm.broadcast(file, 0);
+  }
+};
+
+vd::Options small_options(const std::string& data, const std::string& out) {
+  vd::Options o;
+  o.data = data;
+  o.test_data = "";
+  o.out = out;
+  o.epochs = 3;
+  o.batch_size = 4;
+  o.hidden = {16};
+  o.latent_dim = 3;
+  o.lr = 3e-3;
+  o.seed = 7;
+  o.threads = 1;
+  o.progress = false;
+  o.log_every = 1000;
+  o.grid_size = 2;
+  o.iw_samples = 0;
+  o.checksum_every = 1;
+  o.checkpoint_every = 0;
+  return o;
+}
+
+std::vector<float> train(const vd::Options& o, const vd::Comm& comm) {
+  vd::Trainer t(o, comm);
+  t.run();
+  const auto p = t.params().params();
+  return std::vector<float>(p.begin(), p.end());
+}
+
+TEST(Trainer, RanksEqualOneProcessTrainingOnTheUnionOfTheirBatches) {
+  vd::Comm comm;
+  const int P = comm.size();
+  SharedData data(comm);
+  vd::Options o = small_options(data.file, data.root + "/union");
+  o.max_steps = 13;  // crosses an epoch boundary for P = 2 and 3 (8 and 6 steps per epoch)
+  const std::vector<float> got = train(o, comm);
+
+  // The reference: one model, fed each step the concatenation of every rank's batch and
+  // noise, drawn from the same plans and streams the ranks use.
+  vd::VaeConfig cfg;
+  cfg.data_dim = 16;
+  cfg.hidden = o.hidden;
+  cfg.latent_dim = o.latent_dim;
+  vd::ParamStore store;
+  vd::Vae vae(cfg, store);
+  store.finalize();
+  vd::Rng init = vd::make_rng(o.seed, vd::RngStream::Init);
+  vae.init(init);
+  vd::AdamConfig ac;
+  ac.lr = o.lr;
+  vd::Adam adam(store.size(), ac);
+  vd::Context ctx;
+  const vd::Shard all = vd::Shard::read(data.file, "/images", 0, 1, vd::ValueCheck::UnitInterval);
+  std::vector<vd::EpochPlan> plans;
+  for (int r = 0; r < P; ++r) plans.emplace_back(all.global_rows(), r, P, o.batch_size);
+  const int L = o.latent_dim;
+  int64_t step = 0;
+  for (int64_t epoch = 1; step < o.max_steps; ++epoch) {
+    std::vector<vd::Rng> eps_rngs;
+    for (auto& p : plans) {
+      p.shuffle(o.seed, epoch);
+      eps_rngs.push_back(p.eps_rng(o.seed, epoch));
+    }
+    for (int64_t st = 0; st < plans[0].steps_per_epoch() && step < o.max_steps; ++st, ++step) {
+      std::vector<int64_t> rows;
+      std::vector<float> eps;
+      for (int r = 0; r < P; ++r) {
+        const auto local = plans[static_cast<size_t>(r)].local_rows(st);
+        for (int64_t i : local) rows.push_back(plans[static_cast<size_t>(r)].shard().begin + i);
+        std::vector<float> e(local.size() * static_cast<size_t>(L));
+        eps_rngs[static_cast<size_t>(r)].fill_normal(e.data(), e.size());
+        eps.insert(eps.end(), e.begin(), e.end());
+      }
+      const int n = static_cast<int>(rows.size());
+      ASSERT_EQ(n, plans[0].global_count(st));
+      std::vector<float> x(rows.size() * 16);
+      all.gather(rows, x.data());
+      vae.train_step(ctx, n, x.data(), eps.data(), 1.0f, 1.0f / static_cast<float>(n));
+      adam.step(store.params(), store.grads(), o.lr);
+    }
+  }
+  const auto want = store.params();
+  ASSERT_EQ(got.size(), want.size());
+  size_t bad = 0;
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double diff = std::abs(double(got[i]) - want[i]);
+    worst = std::max(worst, diff);
+    if (diff > 1e-5 * std::abs(want[i]) + 1e-6 && bad++ < 5)
+      ADD_FAILURE() << "parameter " << i << ": " << P << " ranks " << got[i] << ", union "
+                    << want[i];
+  }
+  EXPECT_EQ(bad, 0u) << "largest difference " << worst;
+  // The training really moved the parameters.
+  vd::ParamStore fresh;
+  vd::Vae untrained(cfg, fresh);
+  fresh.finalize();
+  vd::Rng init2 = vd::make_rng(o.seed, vd::RngStream::Init);
+  untrained.init(init2);
+  double moved = 0;
+  for (size_t i = 0; i < want.size(); ++i) moved += std::abs(fresh.params()[i] - want[i]);
+  EXPECT_GT(moved, 1e-2);
+}
+
+TEST(Trainer, ResumeIsBitwiseIdenticalToAnUninterruptedRun) {
+  vd::Comm comm;
+  SharedData data(comm);
+  vd::Options whole = small_options(data.file, data.root + "/whole");
+  whole.max_steps = 17;
+  const std::vector<float> uninterrupted = train(whole, comm);
+
+  // Stop mid-epoch at step 5 and at an epoch end, then continue to 17.
+  for (int64_t stop : {int64_t{5}, int64_t{8}}) {
+    vd::Options first = small_options(data.file, data.root + "/split" + std::to_string(stop));
+    first.max_steps = stop;
+    train(first, comm);
+    vd::Options second = first;
+    second.max_steps = 17;
+    second.resume = "latest";
+    const std::vector<float> resumed = train(second, comm);
+    ASSERT_EQ(resumed.size(), uninterrupted.size());
+    size_t differing = 0;
+    for (size_t i = 0; i < resumed.size(); ++i) differing += resumed[i] != uninterrupted[i];
+    EXPECT_EQ(differing, 0u) << "resume after step " << stop << " changed " << differing
+                             << " parameters";
+  }
+}
+
+TEST(Trainer, CheckpointOfSeveralRanksResumesOnOneRank) {
+  vd::Comm comm;
+  SharedData data(comm);
+  vd::Options first = small_options(data.file, data.root + "/rescale");
+  first.max_steps = 2 * 8;  // whole epochs at P = 2; mid-epoch at P = 3
+  train(first, comm);
+
+  // Rank 0 alone continues, on a communicator of its own.
+  MPI_Comm solo_comm;
+  MPI_Comm_split(MPI_COMM_WORLD, comm.rank() == 0 ? 0 : MPI_UNDEFINED, 0, &solo_comm);
+  if (comm.rank() == 0) {
+    {
+      vd::Comm solo(solo_comm);
+      vd::Options second = first;
+      second.resume = "latest";
+      second.max_steps = 0;
+      second.epochs = 4;
+      vd::Trainer t(second, solo);
+      const vd::TrainSummary s = t.run();
+      // One rank runs 16 steps per epoch over the 61 rows; it starts after the
+      // checkpoint's epoch, so the step count is 16 + the steps of the remaining epochs.
+      const vd::CheckpointMeta meta = vd::read_checkpoint_meta(s.last_checkpoint);
+      EXPECT_EQ(meta.world_size, 1);
+      EXPECT_GT(s.steps, first.max_steps);
+      EXPECT_EQ(s.epochs, 4);
+      EXPECT_TRUE(std::isfinite(s.train_loss));
+    }
+    MPI_Comm_free(&solo_comm);
+  }
+  comm.barrier();
+}
+
+}  // namespace
