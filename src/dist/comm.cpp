@@ -1,6 +1,8 @@
 // MpiSession and Comm: checked MPI calls for the data-parallel trainer.
 #include "dist/comm.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
@@ -133,8 +135,14 @@ void Comm::barrier() const {
 }
 
 int default_threads_per_rank(const Comm& comm) {
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return std::max(1, cores / std::max(1, comm.local_size()));
+  const int node = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  const int allowed = sched_getaffinity(0, sizeof mask, &mask) == 0 ? CPU_COUNT(&mask) : node;
+  // A rank bound to some cores (mpirun --bind-to, srun --cpu-bind) owns exactly those;
+  // an unbound rank shares the node's cores with the other ranks on the node.
+  if (allowed > 0 && allowed < node) return allowed;
+  return std::max(1, node / std::max(1, comm.local_size()));
 }
 
 int resolve_threads(int requested, const Comm& comm) {
