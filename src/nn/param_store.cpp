@@ -77,19 +77,19 @@ void ParamStore::check_entry(size_t entry) const {
 
 float* ParamStore::param(size_t entry) {
   check_entry(entry);
-  return params_.get() + entries_[entry].offset;
+  return param_base() + entries_[entry].offset;
 }
 float* ParamStore::grad(size_t entry) {
   check_entry(entry);
-  return grads_.get() + entries_[entry].offset;
+  return grad_base() + entries_[entry].offset;
 }
 const float* ParamStore::param(size_t entry) const {
   check_entry(entry);
-  return params_.get() + entries_[entry].offset;
+  return param_base() + entries_[entry].offset;
 }
 const float* ParamStore::grad(size_t entry) const {
   check_entry(entry);
-  return grads_.get() + entries_[entry].offset;
+  return grad_base() + entries_[entry].offset;
 }
 
 size_t ParamStore::num_parameters() const {
@@ -112,7 +112,30 @@ const ParamStore::Entry& ParamStore::find(const std::string& name) const {
 }
 
 void ParamStore::zero_grads() {
-  if (finalized_) std::memset(grads_.get(), 0, total_ * sizeof(float));
+  if (finalized_) std::memset(grad_base(), 0, total_ * sizeof(float));
+}
+
+void ParamStore::use_external_grads(float* grads) {
+  if (!finalized_) throw Error("ParamStore::use_external_grads() needs finalize() first");
+  if (grads != nullptr && reinterpret_cast<uintptr_t>(grads) % (kAlignFloats * sizeof(float)) != 0)
+    throw ShapeError("external gradient memory must be 64-byte aligned");
+  if (grads != nullptr)
+    std::memcpy(grads, grads_.get(), total_ * sizeof(float));
+  else if (grads_external_ != nullptr)
+    std::memcpy(grads_.get(), grads_external_, total_ * sizeof(float));
+  grads_external_ = grads;
+}
+
+void ParamStore::use_external_params(float* params, bool copy) {
+  if (!finalized_) throw Error("ParamStore::use_external_params() needs finalize() first");
+  if (params != nullptr &&
+      reinterpret_cast<uintptr_t>(params) % (kAlignFloats * sizeof(float)) != 0)
+    throw ShapeError("external parameter memory must be 64-byte aligned");
+  if (params != nullptr && copy)
+    std::memcpy(params, params_.get(), total_ * sizeof(float));
+  else if (params_external_ != nullptr)
+    std::memcpy(params_.get(), params_external_, total_ * sizeof(float));
+  params_external_ = params;
 }
 
 }  // namespace vd

@@ -50,10 +50,10 @@ class ParamStore {
   std::span<float> grad_view(size_t entry) { return {grad(entry), entries_.at(entry).size}; }
 
   // The whole buffers, padding included (size() floats each). Empty before finalize().
-  std::span<float> params() { return {params_.get(), finalized_ ? total_ : 0}; }
-  std::span<float> grads() { return {grads_.get(), finalized_ ? total_ : 0}; }
-  std::span<const float> params() const { return {params_.get(), finalized_ ? total_ : 0}; }
-  std::span<const float> grads() const { return {grads_.get(), finalized_ ? total_ : 0}; }
+  std::span<float> params() { return {param_base(), finalized_ ? total_ : 0}; }
+  std::span<float> grads() { return {grad_base(), finalized_ ? total_ : 0}; }
+  std::span<const float> params() const { return {param_base(), finalized_ ? total_ : 0}; }
+  std::span<const float> grads() const { return {grad_base(), finalized_ ? total_ : 0}; }
 
   size_t size() const { return total_; }  // total floats in each buffer, padding included
   size_t num_parameters() const;          // sum of the entries' sizes (no padding)
@@ -63,6 +63,14 @@ class ParamStore {
   size_t index_of(const std::string& name) const;  // same lookup, returning the index
   void zero_grads();
 
+  // Gradients go to `grads` (size() floats, 64-byte aligned, owned by the caller and alive as
+  // long as the store) instead of the store's own buffer, e.g. memory shared by the ranks of
+  // a node; the current gradients are copied there. nullptr returns to the own buffer.
+  void use_external_grads(float* grads);
+  // The same for the parameters (one copy shared by the ranks of a node); with copy = false
+  // the external memory already holds them (another rank copied them in).
+  void use_external_params(float* params, bool copy = true);
+
  private:
   struct FreeDeleter {
     void operator()(float* p) const;
@@ -70,12 +78,16 @@ class ParamStore {
   using Buffer = std::unique_ptr<float[], FreeDeleter>;
 
   void check_entry(size_t entry) const;
+  float* grad_base() const { return grads_external_ ? grads_external_ : grads_.get(); }
+  float* param_base() const { return params_external_ ? params_external_ : params_.get(); }
 
   std::vector<Entry> entries_;
   size_t total_ = 0;
   bool finalized_ = false;
   Buffer params_;
   Buffer grads_;
+  float* grads_external_ = nullptr;
+  float* params_external_ = nullptr;
 };
 
 }  // namespace vd

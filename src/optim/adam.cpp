@@ -1,6 +1,8 @@
 // Adam: the torch-identical update as one vectorisable loop over the flat parameter buffer.
 #include "optim/adam.hpp"
 
+#include <algorithm>
+
 #include <cmath>
 #include <string>
 
@@ -80,11 +82,19 @@ void Adam::set_steps(int64_t steps) {
 }
 
 void Adam::step(std::span<float> params, std::span<const float> grads, double lr) {
+  step_range(params, grads, 0, m_.size(), lr);
+}
+
+void Adam::step_range(std::span<float> params, std::span<const float> grads, size_t begin,
+                      size_t end, double lr) {
   if (params.size() != m_.size() || grads.size() != m_.size()) {
     throw ShapeError("Adam::step: expected " + std::to_string(m_.size()) +
                      " parameters and gradients, got " + std::to_string(params.size()) + " and " +
                      std::to_string(grads.size()) + ".");
   }
+  if (begin > end || end > m_.size())
+    throw ShapeError("Adam::step_range: [" + std::to_string(begin) + ", " + std::to_string(end) +
+                     ") is outside the " + std::to_string(m_.size()) + " parameters.");
   ++steps_;
   // torch keeps the step in a float32 tensor and reads it back as a Python float; the two
   // agree exactly up to 2^24 steps.
@@ -101,8 +111,27 @@ void Adam::step(std::span<float> params, std::span<const float> grads, double lr
   s.eps = static_cast<float>(config_.eps);
   s.bc2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
   s.neg_step_size = static_cast<float>(-step_size);
-  adam_kernel(m_.size(), params.data(), grads.data(), m_.data(), v_.data(), s,
-              config_.weight_decay != 0.0);
+  adam_kernel(end - begin, params.data() + begin, grads.data() + begin, m_ptr() + begin,
+              v_ptr() + begin, s, config_.weight_decay != 0.0);
+}
+
+void Adam::use_external_moments(float* exp_avg, float* exp_avg_sq, bool copy) {
+  if ((exp_avg == nullptr) != (exp_avg_sq == nullptr))
+    throw ShapeError("Adam::use_external_moments needs both moment buffers or neither");
+  if (exp_avg != nullptr) {
+    if (!copy) {
+      m_ext_ = exp_avg;
+      v_ext_ = exp_avg_sq;
+      return;
+    }
+    std::copy(m_.begin(), m_.end(), exp_avg);
+    std::copy(v_.begin(), v_.end(), exp_avg_sq);
+  } else if (m_ext_ != nullptr) {
+    std::copy(m_ext_, m_ext_ + m_.size(), m_.begin());
+    std::copy(v_ext_, v_ext_ + v_.size(), v_.begin());
+  }
+  m_ext_ = exp_avg;
+  v_ext_ = exp_avg_sq;
 }
 
 }  // namespace vd

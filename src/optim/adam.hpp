@@ -33,13 +33,21 @@ class Adam {
   // One update of params [n] in place from grads [n] with learning rate lr. Throws
   // vd::ShapeError if a span's size is not n.
   void step(std::span<float> params, std::span<const float> grads, double lr);
+  // The same update applied to elements [begin, end) only (one rank's share when the ranks
+  // of a node update one shared copy); counts as one step.
+  void step_range(std::span<float> params, std::span<const float> grads, size_t begin, size_t end,
+                  double lr);
+  // Keeps the moments in caller-owned memory of size() floats each (e.g. shared by the ranks
+  // of a node); the current moments are copied there (unless copy = false: the memory holds
+  // them already), and back when called with nullptrs.
+  void use_external_moments(float* exp_avg, float* exp_avg_sq, bool copy = true);
 
   int64_t steps() const { return steps_; }
   // First and second moments [n], for checkpoints (read or restore in place).
-  std::span<float> exp_avg() { return m_; }
-  std::span<float> exp_avg_sq() { return v_; }
-  std::span<const float> exp_avg() const { return m_; }
-  std::span<const float> exp_avg_sq() const { return v_; }
+  std::span<float> exp_avg() { return {m_ptr(), m_.size()}; }
+  std::span<float> exp_avg_sq() { return {v_ptr(), v_.size()}; }
+  std::span<const float> exp_avg() const { return {m_ptr(), m_.size()}; }
+  std::span<const float> exp_avg_sq() const { return {v_ptr(), v_.size()}; }
   // Restores the step count from a checkpoint (>= 0, else vd::ConfigError).
   void set_steps(int64_t steps);
   const AdamConfig& config() const { return config_; }
@@ -48,8 +56,12 @@ class Adam {
  private:
   AdamConfig config_;
   int64_t steps_ = 0;
-  std::vector<float> m_;  // [n] exp_avg
-  std::vector<float> v_;  // [n] exp_avg_sq
+  std::vector<float> m_;    // [n] exp_avg
+  std::vector<float> v_;    // [n] exp_avg_sq
+  float* m_ext_ = nullptr;  // external moments, when set (use_external_moments)
+  float* v_ext_ = nullptr;
+  float* m_ptr() const { return m_ext_ ? m_ext_ : const_cast<float*>(m_.data()); }
+  float* v_ptr() const { return v_ext_ ? v_ext_ : const_cast<float*>(v_.data()); }
 };
 
 }  // namespace vd
