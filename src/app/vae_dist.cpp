@@ -26,8 +26,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (comm.is_root()) {
-      std::printf("# vae_dist resolved configuration\n%s\n",
-                  vd::format_options(parsed.options).c_str());
+      std::printf("%s\n", vd::format_options(parsed.options).c_str());
       std::fflush(stdout);
     }
     vd::Trainer trainer(parsed.options, comm);

@@ -20,6 +20,7 @@
 #include "core/rng.hpp"
 #include "data/epoch_plan.hpp"
 #include "data/shard.hpp"
+#include "dist/grad_sync.hpp"
 #include "io/checkpoint.hpp"
 #include "io/image_grid.hpp"
 #include "io/metrics_log.hpp"
@@ -61,6 +62,7 @@ struct Trainer::State {
   ParamStore store;
   std::unique_ptr<Vae> vae;
   std::unique_ptr<Adam> adam;
+  std::unique_ptr<GradientSync> grad_sync;
   std::unique_ptr<EpochPlan> plan;
   std::unique_ptr<MetricsLog> log;
   std::filesystem::path out;
@@ -80,7 +82,7 @@ struct Trainer::State {
     return static_cast<float>(opt.beta * std::min(1.0, static_cast<double>(global_step) / ramp));
   }
   void check_replicas(const char* when) const { vd::check_replicas(comm, store.params(), when); }
-  void resume(const std::string& requested);
+  void resume(const std::string& requested, bool writes_model);
   void save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng);
   LossSums evaluate(int64_t epoch);
   void write_grids(int64_t epoch);
@@ -124,16 +126,22 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   ac.eps = opt.adam_eps;
   ac.weight_decay = opt.weight_decay;
   s.adam = std::make_unique<Adam>(s.store.size(), ac);
+  s.grad_sync = std::make_unique<GradientSync>(comm, s.store, *s.adam);
 
   s.out = opt.out;
+  // With one shared copy of the model on the node only rank 0 writes it.
+  const bool writes_model = !s.grad_sync->shares_state() || comm.is_root();
   if (opt.resume.empty()) {
     Rng init_rng = make_rng(opt.seed, RngStream::Init);
-    s.vae->init(init_rng);
+    if (writes_model) s.vae->init(init_rng);
   } else {
-    s.resume(opt.resume);
+    s.resume(opt.resume, writes_model);
   }
   // Every rank initialised (or restored) the same values; rank 0's are the truth regardless.
-  comm.broadcast(s.store.params(), 0);
+  if (s.grad_sync->shares_state())
+    s.grad_sync->barrier();
+  else
+    comm.broadcast(s.store.params(), 0);
   s.check_replicas("after start-up");
 
   Rng grid_rng = make_rng(opt.seed, RngStream::Grid);
@@ -153,10 +161,10 @@ Trainer::Trainer(const Options& options, const Comm& comm)
     s.tty = opt.progress && isatty(STDOUT_FILENO);
     std::printf(
         "vae_dist: %d rank(s) x %d thread(s); %lld training rows (%lld on rank 0), %lld "
-        "steps/epoch of %d x %d; %zu parameters\n",
+        "steps/epoch of %d x %d; %zu parameters; gradients summed by %s\n",
         comm.size(), threads, static_cast<long long>(s.train.global_rows()),
         static_cast<long long>(s.train.rows()), static_cast<long long>(s.plan->steps_per_epoch()),
-        comm.size(), opt.batch_size, s.store.num_parameters());
+        comm.size(), opt.batch_size, s.store.num_parameters(), s.grad_sync->method().c_str());
     std::fflush(stdout);
   }
 }
@@ -167,12 +175,14 @@ const ParamStore& Trainer::params() const {
   return s_->store;
 }
 
-void Trainer::State::resume(const std::string& requested) {
+void Trainer::State::resume(const std::string& requested, bool writes_model) {
   // Rank 0 resolves "latest" so every rank opens the same file.
   std::string path = requested;
   if (comm.is_root() && requested == "latest") path = find_latest_checkpoint(out.string());
   comm.broadcast(path, 0);
-  const CheckpointMeta meta = read_checkpoint(path, store, adam->exp_avg(), adam->exp_avg_sq());
+  const CheckpointMeta meta =
+      writes_model ? read_checkpoint(path, store, adam->exp_avg(), adam->exp_avg_sq())
+                   : read_checkpoint_meta(path);
   adam->set_steps(meta.adam_steps);
   step = meta.step;
   samples = meta.samples;
@@ -348,8 +358,7 @@ TrainSummary Trainer::run() {
       eps_rng.fill_normal(eps.data(), static_cast<size_t>(local) * L);
       interval += s.vae->train_step(s.ctx, local, x.data(), eps.data(), beta,
                                     1.0f / static_cast<float>(plan.global_count(st)));
-      comm.allreduce_sum(s.store.grads());
-      s.adam->step(s.store.params(), s.store.grads(), opt.lr);
+      s.grad_sync->update(opt.lr);
       ++s.step;
       s.samples += plan.global_count(st);
       train_samples += plan.global_count(st);

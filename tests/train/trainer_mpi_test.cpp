@@ -25,7 +25,8 @@ namespace {
 struct SharedData {
   std::unique_ptr<vd::testing::TempDir> dir;  // rank 0 only
   std::string root, file;
-  explicit SharedData(const vd::Comm& comm) {
+  const vd::Comm& comm;
+  explicit SharedData(const vd::Comm& c) : comm(c) {
     if (comm.is_root()) {
       dir = std::make_unique<vd::testing::TempDir>();
       root = dir->path().string();
@@ -35,6 +36,8 @@ struct SharedData {
     comm.broadcast(root, 0);
     comm.broadcast(file, 0);
   }
+  // Rank 0 deletes the directory only after every rank is done with it.
+  ~SharedData() { comm.barrier(); }
 };
 
 vd::Options small_options(const std::string& data, const std::string& out) {
@@ -65,7 +68,17 @@ std::vector<float> train(const vd::Options& o, const vd::Comm& comm) {
   return std::vector<float>(p.begin(), p.end());
 }
 
-TEST(Trainer, RanksEqualOneProcessTrainingOnTheUnionOfTheirBatches) {
+// Sets VAE_DIST_GRAD_SYNC for the lifetime of a test ("allreduce" forces MPI_Allreduce; unset
+// lets ranks on one node share memory).
+struct GradSyncMethod {
+  explicit GradSyncMethod(const char* method) {
+    if (method) setenv("VAE_DIST_GRAD_SYNC", method, 1);
+  }
+  ~GradSyncMethod() { unsetenv("VAE_DIST_GRAD_SYNC"); }
+};
+
+void check_ranks_equal_union(const char* method) {
+  GradSyncMethod scope(method);
   vd::Comm comm;
   const int P = comm.size();
   SharedData data(comm);
@@ -140,7 +153,25 @@ TEST(Trainer, RanksEqualOneProcessTrainingOnTheUnionOfTheirBatches) {
   EXPECT_GT(moved, 1e-2);
 }
 
+TEST(Trainer, RanksSharingMemoryEqualOneProcessTrainingOnTheUnionOfTheirBatches) {
+  check_ranks_equal_union(nullptr);
+}
+
+TEST(Trainer, RanksUsingAllreduceEqualOneProcessTrainingOnTheUnionOfTheirBatches) {
+  check_ranks_equal_union("allreduce");
+}
+
+void check_resume_is_bitwise();
+
 TEST(Trainer, ResumeIsBitwiseIdenticalToAnUninterruptedRun) {
+  for (const char* method : {static_cast<const char*>(nullptr), "allreduce"}) {
+    SCOPED_TRACE(method ? method : "shared memory");
+    GradSyncMethod scope(method);
+    check_resume_is_bitwise();
+  }
+}
+
+void check_resume_is_bitwise() {
   vd::Comm comm;
   SharedData data(comm);
   vd::Options whole = small_options(data.file, data.root + "/whole");
