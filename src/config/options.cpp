@@ -250,7 +250,7 @@ const std::vector<Spec>& table() {
     t.push_back(real_spec("kl-warmup-epochs", &O::kl_warmup_epochs, {0, false}, none,
                           "epochs over which the KL weight ramps linearly from 0 to beta"));
     t.push_back(real_spec("weight-decay", &O::weight_decay, {0, false}, none,
-                          "decoupled weight decay (AdamW)"));
+                          "L2 weight decay added to the gradient, as torch.optim.Adam does"));
     t.push_back(real_spec("adam-beta1", &O::adam_beta1, {0, false}, Bound{1, true},
                           "Adam first-moment decay"));
     t.push_back(real_spec("adam-beta2", &O::adam_beta2, {0, false}, Bound{1, true},

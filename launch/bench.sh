@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Benchmark of the MLP VAE training step: vae_bench on 1 and 2 ranks beside PyTorch (one process,
+# and DistributedDataParallel with gloo on 1 and 2 ranks), one thread per rank, rounds interleaved
+# in one run so the shared machine's noise hits all alike; prints medians and ratios.
+#   bash launch/bench.sh [ROUNDS]          (needs: bash launch/setup.sh --with-reference)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+rounds=${1:-3}
+py=/usr/bin/python3
+# Debian's torch calls the system BLAS, netlib's reference one by default (~40x slower than
+# OpenBLAS on these GEMMs); compare against PyTorch on OpenBLAS, not against that.
+openblas=/usr/lib/x86_64-linux-gnu/openblas-openmp
+[[ -d $openblas ]] || { echo "bench: $openblas missing; run: bash launch/setup.sh --with-reference" >&2; exit 1; }
+[[ $(id -u) -eq 0 ]] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMP_NUM_THREADS=1
+
+field() { sed -n "s/.*\\b$1=\\([0-9.,]*\\).*/\\1/p" | head -1; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+declare -A runs
+for ((r = 1; r <= rounds; r++)); do
+  echo "bench: round $r/$rounds" >&2
+  out=$(build/vae_bench --threads 1 --repeats 7 --steps 100)
+  runs[ours1]+=" $(field images_per_s <<<"$out")"
+  runs[share]+=" $(field share_of_fwd_peak <<<"$out")"
+  runs[peak]+=" $(field peak_inner_product_fwd_gflops <<<"$out")"
+  runs[gflops]+=" $(field gflops <<<"$out")"
+  runs[rss1]+=" $(field peak_rss_mb_per_rank <<<"$out")"
+  out=$(mpirun -n 2 --bind-to core -x OMP_NUM_THREADS build/vae_bench --threads 1 --repeats 7 --steps 100 --peak-seconds 0.1)
+  runs[ours2]+=" $(field images_per_s <<<"$out")"
+  runs[comm]+=" $(field sync_share <<<"$out")"
+  runs[rss2]+=" $(field peak_rss_mb_per_rank <<<"$out" | tr ',' ' ' | awk '{print ($1 > $2 ? $1 : $2)}')"
+  out=$(LD_LIBRARY_PATH=$openblas $py tests/reference/bench_pytorch.py --threads 1 --reps 3)
+  runs[torch1]+=" $(field images_per_s <<<"$out")"
+  for p in 1 2; do
+    out=$(LD_LIBRARY_PATH=$openblas $py tests/reference/ddp_pytorch.py --world-size $p --threads-per-rank 1 --reps 3)
+    runs[ddp$p]+=" $(field images_per_s <<<"$out")"
+    runs[ddprss$p]+=" $(grep -o 'peak_rss_mb=[0-9.]*' <<<"$out" | cut -d= -f2 | sort -g | tail -1)"
+  done
+done
+
+m() { median <<<"${runs[$1]}"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+o1=$(m ours1) o2=$(m ours2) t1=$(m torch1) d1=$(m ddp1) d2=$(m ddp2)
+cat <<REPORT
+MLP VAE 784-400-20, batch 128 per rank, 1 thread per rank; medians of $rounds rounds
+($(lscpu | sed -n 's/^Model name: *//p'), $(getconf _NPROCESSORS_ONLN) cores)
+vae_dist  1 rank : $o1 images/s, $(m gflops) GFLOP/s = $(m share)% of the oneDNN inner-product peak ($(m peak) GFLOP/s), peak RSS $(m rss1) MB
+vae_dist  2 ranks: $o2 images/s, scaling efficiency $(awk -v a="$o2" -v b="$o1" 'BEGIN {printf "%.1f", 100 * a / (2 * b)}')%, gradient sum + Adam $(m comm)% of the step, peak RSS $(m rss2) MB per rank
+PyTorch   1 proc : $t1 images/s   -> vae_dist is $(ratio "$o1" "$t1")x
+DDP gloo  1 rank : $d1 images/s, peak RSS $(m ddprss1) MB
+DDP gloo  2 ranks: $d2 images/s   -> vae_dist is $(ratio "$o2" "$d2")x, peak RSS $(m ddprss2) MB per rank
+REPORT

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One-command setup on Debian bookworm: installs the Debian packages vae_dist needs, builds it
+# into build/, and converts Fashion-MNIST (package dataset-fashion-mnist) into data/*.h5.
+# Idempotent: a second run installs nothing, rebuilds only what changed, keeps the data.
+#   bash launch/setup.sh [--with-reference]   (also PyTorch + OpenBLAS for tests/reference and launch/bench.sh)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+packages=(g++ cmake make pkg-config openmpi-bin libopenmpi-dev libdnnl-dev libhdf5-dev
+          libboost-program-options-dev libgtest-dev libpng-dev zlib1g-dev dataset-fashion-mnist)
+if [[ "${1:-}" == "--with-reference" ]]; then
+  packages+=(python3 python3-torch python3-h5py python3-numpy libopenblas0-openmp)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all Debian packages present"
+fi
+
+echo "setup: building (Release) in build/"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$(nproc)"
+
+src=/usr/share/datasets/fashion-mnist
+mkdir -p data/fashion-mnist
+for split in train test; do
+  idx=$split
+  [[ $split == test ]] && idx=t10k
+  out=data/fashion-mnist/$split.h5
+  if [[ ! -f $out || $src/$idx-images-idx3-ubyte.gz -nt $out ]]; then
+    build/vae_data import-idx --images "$src/$idx-images-idx3-ubyte.gz" \
+      --labels "$src/$idx-labels-idx1-ubyte.gz" --out "$out"
+  else
+    echo "setup: $out is up to date"
+  fi
+done
+echo "setup: done. Train with: build/vae_dist --config configs/fashion_mlp.cfg"
