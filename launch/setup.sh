@@ -8,7 +8,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 packages=(g++ cmake make pkg-config openmpi-bin libopenmpi-dev libdnnl-dev libhdf5-dev
-          libboost-program-options-dev libgtest-dev libpng-dev zlib1g-dev dataset-fashion-mnist)
+          libboost-program-options-dev libgtest-dev libpng-dev zlib1g-dev dataset-fashion-mnist procps)
 if [[ "${1:-}" == "--with-reference" ]]; then
   packages+=(python3 python3-torch python3-h5py python3-numpy libopenblas0-openmp)
 fi
