@@ -73,21 +73,25 @@ void Comm::allreduce_sum(std::span<int64_t> data) const {
   if (size_ > 1) allreduce_chunks(comm_, data.data(), data.size(), MPI_INT64_T, MPI_SUM);
 }
 
-int64_t Comm::allreduce_max(int64_t value) const {
-  VD_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT64_T, MPI_MAX, comm_));
+namespace {
+template <typename T>
+T reduce_scalar(MPI_Comm comm, T value, MPI_Datatype type, MPI_Op op) {
+  VD_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &value, 1, type, op, comm));
   return value;
+}
+}  // namespace
+
+int64_t Comm::allreduce_max(int64_t value) const {
+  return reduce_scalar(comm_, value, MPI_INT64_T, MPI_MAX);
 }
 int64_t Comm::allreduce_min(int64_t value) const {
-  VD_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT64_T, MPI_MIN, comm_));
-  return value;
+  return reduce_scalar(comm_, value, MPI_INT64_T, MPI_MIN);
 }
 uint64_t Comm::allreduce_min(uint64_t value) const {
-  VD_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_UINT64_T, MPI_MIN, comm_));
-  return value;
+  return reduce_scalar(comm_, value, MPI_UINT64_T, MPI_MIN);
 }
 uint64_t Comm::allreduce_max(uint64_t value) const {
-  VD_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_UINT64_T, MPI_MAX, comm_));
-  return value;
+  return reduce_scalar(comm_, value, MPI_UINT64_T, MPI_MAX);
 }
 
 void Comm::broadcast(std::span<float> data, int root) const {

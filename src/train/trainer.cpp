@@ -45,6 +45,21 @@ std::string format_duration(double s) {
   return buf;
 }
 
+// Calls fn(b, x) for consecutive batches of at most `batch` rows of the shard, x [b, D].
+template <typename Fn>
+void for_each_batch(const Shard& shard, int64_t batch, Fn&& fn) {
+  const int64_t n = shard.rows();
+  std::vector<float> x(static_cast<size_t>(std::min(n, batch)) * shard.sample_size());
+  std::vector<int64_t> rows;
+  for (int64_t b0 = 0; b0 < n; b0 += batch) {
+    const int64_t b = std::min(batch, n - b0);
+    rows.resize(static_cast<size_t>(b));
+    std::iota(rows.begin(), rows.end(), b0);
+    shard.gather(rows, x.data());
+    fn(static_cast<int>(b), x.data());
+  }
+}
+
 LossSums reduce(const Comm& comm, const LossSums& local) {
   double v[4] = {local.loss, local.recon, local.kl, static_cast<double>(local.count)};
   comm.allreduce_sum(std::span<double>(v, 4));
@@ -235,23 +250,14 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
 LossSums Trainer::State::evaluate(int64_t epoch) {
   LossSums sums;
   if (!test) return sums;
-  const int64_t n = test->rows();
-  const int64_t eb = opt.eval_batch_size;
   const int L = opt.latent_dim;
-  std::vector<float> x(static_cast<size_t>(std::min(n, eb)) * test->sample_size());
-  std::vector<float> eps(static_cast<size_t>(std::min(n, eb)) * L);
-  std::vector<int64_t> rows;
+  std::vector<float> eps(static_cast<size_t>(opt.eval_batch_size) * L);
   Rng rng = make_rng(opt.seed, RngStream::EvalEps, static_cast<uint64_t>(epoch),
                      static_cast<uint64_t>(comm.rank()));
-  for (int64_t b0 = 0; b0 < n; b0 += eb) {
-    const int64_t b = std::min(eb, n - b0);
-    rows.resize(static_cast<size_t>(b));
-    std::iota(rows.begin(), rows.end(), b0);
-    test->gather(rows, x.data());
+  for_each_batch(*test, opt.eval_batch_size, [&](int b, const float* x) {
     rng.fill_normal(eps.data(), static_cast<size_t>(b) * L);
-    sums +=
-        vae->evaluate(ctx, static_cast<int>(b), x.data(), eps.data(), static_cast<float>(opt.beta));
-  }
+    sums += vae->evaluate(ctx, b, x, eps.data(), static_cast<float>(opt.beta));
+  });
   return reduce(comm, sums);
 }
 
@@ -301,21 +307,13 @@ void Trainer::State::write_grids(int64_t epoch) {
 
 double Trainer::State::iw_nll() {
   if (!test || opt.iw_samples <= 0) return std::numeric_limits<double>::quiet_NaN();
-  const int64_t n = test->rows();
-  // k decoder passes per batch: a moderate batch keeps the [B, k] weights small.
-  const int64_t eb = std::min<int64_t>(opt.eval_batch_size, 500);
-  std::vector<float> x(static_cast<size_t>(std::min(n, eb)) * test->sample_size());
-  std::vector<int64_t> rows;
   Rng rng = make_rng(opt.seed, RngStream::Iw, static_cast<uint64_t>(comm.rank()));
   double v[2] = {0, 0};
-  for (int64_t b0 = 0; b0 < n; b0 += eb) {
-    const int64_t b = std::min(eb, n - b0);
-    rows.resize(static_cast<size_t>(b));
-    std::iota(rows.begin(), rows.end(), b0);
-    test->gather(rows, x.data());
-    v[0] += vae->iw_log_likelihood_sum(ctx, static_cast<int>(b), x.data(), opt.iw_samples, rng);
-    v[1] += static_cast<double>(b);
-  }
+  // k decoder passes per batch: a moderate batch keeps the [B, k] weights small.
+  for_each_batch(*test, std::min(opt.eval_batch_size, 500), [&](int b, const float* x) {
+    v[0] += vae->iw_log_likelihood_sum(ctx, b, x, opt.iw_samples, rng);
+    v[1] += b;
+  });
   comm.allreduce_sum(std::span<double>(v, 2));
   return -v[0] / v[1];
 }
@@ -353,15 +351,16 @@ TrainSummary Trainer::run() {
       const auto t0 = Clock::now();
       const auto rows = plan.local_rows(st);
       const int local = static_cast<int>(rows.size());
+      const int64_t global = plan.global_count(st);
       const float beta = s.beta_at(s.step);
       s.train.gather(rows, x.data());
       eps_rng.fill_normal(eps.data(), static_cast<size_t>(local) * L);
       interval += s.vae->train_step(s.ctx, local, x.data(), eps.data(), beta,
-                                    1.0f / static_cast<float>(plan.global_count(st)));
+                                    1.0f / static_cast<float>(global));
       s.grad_sync->update(opt.lr);
       ++s.step;
-      s.samples += plan.global_count(st);
-      train_samples += plan.global_count(st);
+      s.samples += global;
+      train_samples += global;
       interval_seconds += seconds_since(t0);
 
       if (opt.checksum_every > 0 && s.step % opt.checksum_every == 0)
