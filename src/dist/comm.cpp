@@ -7,6 +7,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <thread>
 
 #include "core/error.hpp"
@@ -48,7 +49,8 @@ Comm::Comm(MPI_Comm comm) : comm_(comm) {
 }
 
 Comm::~Comm() {
-  if (local_comm_ != MPI_COMM_NULL) MPI_Comm_free(&local_comm_);
+  // Not while an exception unwinds: MPI_Comm_free is collective, and main() aborts the job.
+  if (local_comm_ != MPI_COMM_NULL && std::uncaught_exceptions() == 0) MPI_Comm_free(&local_comm_);
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 
 #include "core/error.hpp"
 
@@ -69,7 +70,9 @@ GradientSync::GradientSync(const Comm& comm, ParamStore& store, Adam& adam)
 }
 
 GradientSync::~GradientSync() {
-  if (win_ == MPI_WIN_NULL) return;
+  // During an exception the other ranks are elsewhere: a collective here would wait for them
+  // forever, while main() is about to end the whole job with MPI_Abort anyway.
+  if (win_ == MPI_WIN_NULL || std::uncaught_exceptions() > 0) return;
   // Leave every rank with private copies again (the window is about to go).
   store_.use_external_grads(nullptr);
   store_.use_external_params(nullptr);

@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <string>
 #include <vector>
@@ -62,6 +63,27 @@ TEST(AppFailure, NanInRankOnesShardEndsTheWholeJob) {
   // Rank 0's shard is clean: no rank 0 error, and no training started.
   EXPECT_FALSE(contains(r.output, "error (rank 0)")) << r.output;
   EXPECT_FALSE(std::filesystem::exists(tmp.file("run") + "/metrics.csv")) << r.output;
+}
+
+// Rank 0 fails after the ranks share the model (it alone creates the run directory) while
+// rank 1 goes on into training: rank 0 must not wait in a collective while unwinding.
+TEST(AppFailure, RunDirectoryErrorOnRankZeroEndsTheWholeJob) {
+  TempDir tmp;
+  const std::string data = tmp.file("d.h5");
+  write_synthetic(data, 64, 1, 8, 8, 5, SynthDType::UInt8, 4);
+  // A regular file where the run directory's parent should be.
+  { std::ofstream(tmp.file("blocker")) << "x"; }
+  const std::string out = tmp.file("blocker") + "/run";
+  const CommandResult r = run_command(
+      mpi_prefix(2) + " " + binary("vae_dist") + " --data " + data + " --test-data '' --out " +
+          out + " --epochs 50 --batch-size 8 --hidden 16 --latent-dim 2 --progress false",
+      60);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.exit_code, kTimedOut) << "the job hung:\n" << r.output;
+  EXPECT_LT(r.seconds, 30.0) << r.output;
+  EXPECT_TRUE(contains(r.output, "error (rank 0)")) << r.output;
+  EXPECT_TRUE(contains(r.output, "cannot create the run directory")) << r.output;
+  EXPECT_TRUE(contains(r.output, out)) << r.output;
 }
 
 TEST(AppFailure, KilledRankEndsTheWholeJob) {
