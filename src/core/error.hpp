@@ -1,6 +1,8 @@
 // Typed exceptions for every error a user can act on, and the check helpers that turn
 // a failing library call into one (with file and line). Library code throws; main() decides.
 #pragma once
+#include <cstdint>
+#include <span>
 #include <stdexcept>
 #include <string>
 
@@ -41,6 +43,9 @@ class DistError : public Error {
  public:
   using Error::Error;
 };
+
+// "[400, 784]": a tensor shape as error messages print it.
+std::string shape_text(std::span<const int64_t> shape);
 
 // "file.cpp:42: " prefix for errors that come from a failing library call.
 std::string source_location_prefix(const char* file, int line);

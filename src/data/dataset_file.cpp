@@ -25,12 +25,6 @@ constexpr int kDeflateLevel = 4;
 // about 12% at several times the write and read cost, so float32 is stored uncompressed.
 constexpr int kSynthDeflateUint8 = 1;
 
-std::string shape_text(const std::vector<int64_t>& dims) {
-  std::string out = "[";
-  for (size_t i = 0; i < dims.size(); ++i) out += (i ? ", " : "") + std::to_string(dims[i]);
-  return out + "]";
-}
-
 // Runs write(tmp_path) and renames tmp_path to out_path; removes the temp file on failure.
 void write_atomically(const std::string& out_path,
                       const std::function<void(const std::string&)>& write) {

@@ -13,12 +13,6 @@ namespace vd {
 
 namespace {
 
-std::string shape_text(const std::vector<int64_t>& dims) {
-  std::string out = "[";
-  for (size_t i = 0; i < dims.size(); ++i) out += (i ? ", " : "") + std::to_string(dims[i]);
-  return out + "]";
-}
-
 std::string join(const std::vector<std::string>& names) {
   if (names.empty()) return "(none)";
   std::string out;

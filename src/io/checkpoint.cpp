@@ -48,15 +48,6 @@ auto with_path(const std::string& prefix, const std::string& advice, F&& f) -> d
   }
 }
 
-std::string shape_text(std::span<const int64_t> shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i) out += ", ";
-    out += std::to_string(shape[i]);
-  }
-  return out + "]";
-}
-
 // Step of "checkpoint_step<digits>.h5", or nothing for any other name (overflow included).
 std::optional<int64_t> step_of(std::string_view name) {
   if (!name.starts_with(kNamePrefix) || !name.ends_with(kNameSuffix)) return std::nullopt;

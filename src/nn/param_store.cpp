@@ -12,12 +12,6 @@ namespace vd {
 
 namespace {
 
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 // 64-byte aligned, zero-filled; aligned_alloc needs the byte count to be a multiple of 64.
 float* alloc_zeroed(size_t floats) {
   const size_t bytes = std::max<size_t>(64, (floats * sizeof(float) + 63) / 64 * 64);
@@ -44,7 +38,7 @@ size_t ParamStore::add(std::string name, std::vector<int64_t> shape) {
   size_t n = 1;
   for (int64_t d : shape) {
     VD_CHECK(d > 0, ShapeError,
-             "Parameter \"" + name + "\" has shape " + shape_string(shape) +
+             "Parameter \"" + name + "\" has shape " + shape_text(shape) +
                  " with a non-positive dimension.");
     n *= static_cast<size_t>(d);
   }
