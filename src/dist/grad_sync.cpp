@@ -38,8 +38,15 @@ GradientSync::GradientSync(const Comm& comm, ParamStore& store, Adam& adam)
   const MPI_Aint bytes =
       comm.rank() == 0 ? static_cast<MPI_Aint>((regions * n_pad_ + kAlign) * sizeof(float)) : 0;
   void* mine = nullptr;
-  VD_MPI_CHECK(
-      MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, comm.local_raw(), &mine, &win_));
+  try {
+    VD_MPI_CHECK(MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, comm.local_raw(),
+                                         &mine, &win_));
+  } catch (const DistError& e) {
+    throw DistError(std::string(e.what()) + "; the node-shared model needs " +
+                    std::to_string(((P + 4) * n_pad_ * sizeof(float)) >> 20) +
+                    " MiB of shared memory (/dev/shm): free some, or set "
+                    "VAE_DIST_GRAD_SYNC=allreduce");
+  }
   MPI_Aint size = 0;
   int disp = 0;
   VD_MPI_CHECK(MPI_Win_shared_query(win_, 0, &size, &disp, &base_));
