@@ -23,7 +23,6 @@ class EpochPlan {
   // A smaller shard's last step may hold fewer rows, or none.
   int64_t steps_per_epoch() const { return steps_; }
   RowRange shard() const { return shard_; }
-  int batch_size() const { return batch_; }
 
   // Shuffles this rank's rows for `epoch` with a stream derived from (seed, epoch, rank).
   void shuffle(uint64_t seed, int64_t epoch);
