@@ -87,10 +87,8 @@ int main(int argc, char** argv) {
     omp_set_num_threads(threads);
 
     vd::Context ctx;
-    vd::VaeConfig cfg;
-    cfg.data_dim = data_dim;
-    cfg.hidden = parse_hidden(hidden_text);
-    cfg.latent_dim = latent;
+    const std::vector<int> hidden = parse_hidden(hidden_text);
+    const vd::VaeConfig cfg = vd::VaeConfig::mlp(data_dim, hidden, latent);
     vd::ParamStore store;
     vd::Vae vae(cfg, store);
     store.finalize();
@@ -113,7 +111,8 @@ int main(int argc, char** argv) {
       const uint8_t* src = shard.data() + static_cast<size_t>(s % 8) * B * D;
       for (size_t i = 0; i < B * D; ++i) x[i] = static_cast<float>(src[i]) * (1.0f / 255.0f);
       rng.fill_normal(eps.data(), eps.size());
-      vae.train_step(ctx, batch, x.data(), eps.data(), 1.0f, 1.0f / static_cast<float>(global));
+      vae.train_step(ctx, vd::Batch{batch, x.data(), nullptr, eps.data()}, 1.0f,
+                     1.0f / static_cast<float>(global));
       const auto t0 = Clock::now();
       if (no_sync)
         adam.step(store.params(), store.grads(), 1e-3);
@@ -140,7 +139,7 @@ int main(int argc, char** argv) {
     // FLOPs of one step: forward, backward-data (skipped for the first layer) and
     // backward-weights of every layer, each 2*I*O per sample.
     const double fwd = vae.flops_per_sample_forward();
-    const double first = 2.0 * data_dim * cfg.hidden[0];
+    const double first = 2.0 * data_dim * hidden[0];
     const double step_flops = static_cast<double>(batch) * (3 * fwd - first);
     const double gflops = step_flops / (ms * 1e-3) / 1e9;
     const double ips = global / (ms * 1e-3);
@@ -149,9 +148,8 @@ int main(int argc, char** argv) {
     double peak = 0, peak_train = 0;
     comm.barrier();
     if (comm.is_root()) {
-      peak =
-          vd::measure_inner_product_peak_gflops(ctx, batch, data_dim, cfg.hidden[0], peak_seconds);
-      peak_train = vd::measure_inner_product_train_peak_gflops(ctx, batch, data_dim, cfg.hidden[0],
+      peak = vd::measure_inner_product_peak_gflops(ctx, batch, data_dim, hidden[0], peak_seconds);
+      peak_train = vd::measure_inner_product_train_peak_gflops(ctx, batch, data_dim, hidden[0],
                                                                peak_seconds);
     }
     rusage ru{};
@@ -168,7 +166,7 @@ int main(int argc, char** argv) {
       std::printf("step_ms=%.3f images_per_s=%.0f gflops=%.2f flops_per_step=%.4g\n", ms, ips,
                   gflops * comm.size(), step_flops);
       std::printf("peak_inner_product_fwd_gflops=%.2f (oneDNN %dx%d->%d forward, 1 rank)\n", peak,
-                  batch, data_dim, cfg.hidden[0]);
+                  batch, data_dim, hidden[0]);
       std::printf("peak_inner_product_train_gflops=%.2f (forward+backward of the same layer)\n",
                   peak_train);
       std::printf("share_of_fwd_peak=%.1f%% share_of_train_peak=%.1f%% (per rank)\n",

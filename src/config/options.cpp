@@ -242,6 +242,18 @@ const std::vector<Spec>& table() {
     t.push_back(real_spec("lr", &O::lr, {0, true}, none, "Adam learning rate"));
     t.push_back(integer_spec<int>("latent-dim", &O::latent_dim, 1, none, "latent dimensions"));
     t.push_back(hidden_spec());
+    t.push_back(string_spec(
+        "encoder", &O::encoder, true, {},
+        "encoder layers before the mu/logvar heads, comma-separated: 'fc N', 'conv C kK sS pP', "
+        "'relu', 'flatten' (see README, The model); empty = the MLP of --hidden"));
+    t.push_back(string_spec("decoder", &O::decoder, true, {},
+                            "decoder layers from z to the data's shape: 'fc N', 'reshape CxHxW', "
+                            "'convt C kK sS pP [opO]', 'relu'; empty = the mirrored MLP"));
+    t.push_back(bool_spec("conditional", &O::conditional,
+                          "conditional VAE: the one-hot /labels go into the first fc layer of "
+                          "the encoder and of the decoder"));
+    t.push_back(integer_spec<int>("classes", &O::classes, 0, none,
+                                  "classes of the conditional model; 0 = largest label + 1"));
     t.push_back(string_spec("likelihood", &O::likelihood, false, {"bernoulli", "gaussian"},
                             "decoder likelihood p(x|z)"));
     t.push_back(real_spec("gaussian-sigma", &O::gaussian_sigma, {0, true}, none,

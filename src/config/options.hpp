@@ -39,6 +39,11 @@ struct Options {
   uint64_t seed = 1;
   int64_t max_steps = 0;  // 0 = no limit
   bool progress = true;
+  // Layer lists (vae/architecture.hpp); empty = the MLP given by `hidden`.
+  std::string encoder;
+  std::string decoder;
+  bool conditional = false;  // condition encoder and decoder on the one-hot /labels
+  int classes = 0;           // classes of a conditional model; 0 = max label + 1 of the data
 
   friend bool operator==(const Options&, const Options&) = default;
 };

@@ -4,8 +4,10 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/error.hpp"
+#include "nn/layer.hpp"
 
 namespace vd {
 
@@ -29,6 +31,28 @@ void* handle(const float* p) {
 }
 
 }  // namespace
+
+Layout plain_layout(int n, const Shape& shape) {
+  if (shape.flat()) return dnnl::memory::desc({n, shape.c}, dt::f32, tag::ab);
+  return dnnl::memory::desc({n, shape.c, shape.h, shape.w}, dt::f32, tag::nchw);
+}
+
+bool is_plain(const Layout& layout, int n, const Shape& shape) {
+  // A flat [N, D] batch and the same values as plain [N, C, H, W] are the same bytes.
+  return layout == plain_layout(n, shape) ||
+         layout == plain_layout(n, Shape{static_cast<int>(shape.size()), 1, 1}) ||
+         (layout.dims().size() == 2 &&
+          layout == dnnl::memory::desc(layout.dims(), dt::f32, tag::ab) && layout.dims()[0] == n &&
+          layout.dims()[1] == shape.size()) ||
+         (layout.dims().size() == 4 &&
+          layout == dnnl::memory::desc(layout.dims(), dt::f32, tag::nchw) &&
+          layout.dims()[0] == n &&
+          layout.dims()[1] * layout.dims()[2] * layout.dims()[3] == shape.size());
+}
+
+size_t layout_floats(const Layout& layout) {
+  return layout.get_size() / sizeof(float);
+}
 
 struct InnerProductPrims::Impl {
   InnerProductShape shape;
@@ -173,6 +197,309 @@ std::string InnerProductPrims::impl_info() {
   } catch (const dnnl::error& e) {
     throw Error("Could not create the oneDNN inner product backward primitives (" +
                 shape_text(impl_->shape) + "): " + e.what());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reorder
+
+struct ReorderPrims::Impl {
+  dnnl::reorder prim;
+  dnnl::memory src, dst;
+};
+
+ReorderPrims::ReorderPrims(const dnnl::engine& engine, const Layout& from, const Layout& to) {
+  try {
+    impl_ = std::make_unique<Impl>();
+    impl_->src = dnnl::memory(from, engine, DNNL_MEMORY_NONE);
+    impl_->dst = dnnl::memory(to, engine, DNNL_MEMORY_NONE);
+    impl_->prim = dnnl::reorder(dnnl::reorder::primitive_desc(engine, from, engine, to));
+  } catch (const dnnl::error& e) {
+    throw Error(std::string("Could not create a oneDNN reorder: ") + e.what());
+  }
+}
+
+ReorderPrims::~ReorderPrims() = default;
+
+void ReorderPrims::run(dnnl::stream& stream, const float* src, float* dst) {
+  try {
+    impl_->src.set_data_handle(handle(src));
+    impl_->dst.set_data_handle(dst);
+    impl_->prim.execute(stream, impl_->src, impl_->dst);
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    throw Error(std::string("A oneDNN reorder failed: ") + e.what());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution and transposed convolution
+
+namespace {
+
+std::string shape_text(const ConvShape& s) {
+  return std::string(s.transposed ? "transposed convolution" : "convolution") + " batch " +
+         std::to_string(s.batch) + ", " + std::to_string(s.ic) + "x" + std::to_string(s.ih) + "x" +
+         std::to_string(s.iw) + " -> " + std::to_string(s.oc) + "x" + std::to_string(s.oh) + "x" +
+         std::to_string(s.ow) + ", kernel " + std::to_string(s.kernel) + ", stride " +
+         std::to_string(s.stride) + ", padding " + std::to_string(s.pad);
+}
+
+// A buffer in a oneDNN layout plus the memory object that wraps it.
+struct Scratch {
+  std::vector<float> data;
+  dnnl::memory mem;
+  void make(const Layout& md, const dnnl::engine& engine) {
+    data.assign(layout_floats(md), 0.0f);
+    mem = dnnl::memory(md, engine, data.data());
+  }
+};
+
+// A memory wrapping caller-owned data in `md`, plus a reorder into/out of `want` if differs.
+struct Port {
+  dnnl::memory user;           // caller's memory, handle set per call
+  std::optional<Scratch> own;  // the primitive's layout, when it differs
+  dnnl::reorder reorder;       // user -> own (inputs) or own -> user (outputs)
+  void make(const Layout& user_md, const Layout& want, const dnnl::engine& engine, bool input) {
+    user = dnnl::memory(user_md, engine, DNNL_MEMORY_NONE);
+    if (user_md == want) return;
+    own.emplace();
+    own->make(want, engine);
+    reorder = input ? dnnl::reorder(user, own->mem) : dnnl::reorder(own->mem, user);
+  }
+  // The memory the primitive should use; for an input, reorders the caller's data first.
+  dnnl::memory in(dnnl::stream& stream, const float* p) {
+    user.set_data_handle(handle(p));
+    if (!own) return user;
+    reorder.execute(stream, user, own->mem);
+    return own->mem;
+  }
+  dnnl::memory out(float* p) {
+    user.set_data_handle(p);
+    return own ? own->mem : user;
+  }
+  // After the primitive ran: for an output, reorders into the caller's memory.
+  void finish(dnnl::stream& stream) {
+    if (own) reorder.execute(stream, own->mem, user);
+  }
+};
+
+}  // namespace
+
+struct ConvPrims::Impl {
+  ConvShape s;
+  dnnl::engine engine;
+  dnnl::algorithm alg;
+  dnnl::memory::dims strides, pad_l, pad_r;
+  Layout src_user, weights_user, bias_md;
+  // forward_training so the backward descriptors can take it as their hint
+  dnnl::primitive_desc fwd_pd;  // a shared handle to one of the two typed ones below
+  std::optional<dnnl::convolution_forward::primitive_desc> conv_pd;
+  std::optional<dnnl::deconvolution_forward::primitive_desc> deconv_pd;
+  dnnl::primitive fwd;
+  Port src, weights, dst;
+  dnnl::memory bias;
+  struct Backward {
+    dnnl::primitive_desc data_pd, weights_pd;
+    dnnl::primitive data, weights_prim;
+    Port data_diff_dst, data_weights, diff_src;  // backward-data ports
+    Port w_src, w_diff_dst, diff_weights;        // backward-weights ports
+    dnnl::memory diff_bias;
+  };
+  std::optional<Backward> bwd;
+
+  Impl(const dnnl::engine& eng, const ConvShape& sh, const Layout& src_layout)
+      : s(sh), engine(eng) {
+    alg =
+        s.transposed ? dnnl::algorithm::deconvolution_direct : dnnl::algorithm::convolution_direct;
+    strides = {s.stride, s.stride};
+    pad_l = {s.pad, s.pad};
+    // The right padding that makes the sizes exact (it absorbs PyTorch's floor for a
+    // convolution and the output padding of a transposed one).
+    const int pr_h = s.transposed ? (s.ih - 1) * s.stride + s.kernel - s.pad - s.oh
+                                  : (s.oh - 1) * s.stride + s.kernel - s.ih - s.pad;
+    const int pr_w = s.transposed ? (s.iw - 1) * s.stride + s.kernel - s.pad - s.ow
+                                  : (s.ow - 1) * s.stride + s.kernel - s.iw - s.pad;
+    pad_r = {pr_h, pr_w};
+    src_user = src_layout;
+    weights_user = dnnl::memory::desc({s.oc, s.ic, s.kernel, s.kernel}, dt::f32,
+                                      s.transposed ? tag::iohw : tag::oihw);
+    bias_md = dnnl::memory::desc({s.oc}, dt::f32, tag::a);
+    const auto any4 = [](int a, int b, int c, int d) {
+      return dnnl::memory::desc({a, b, c, d}, dt::f32, tag::any);
+    };
+    const auto src_any = any4(s.batch, s.ic, s.ih, s.iw);
+    const auto dst_any = any4(s.batch, s.oc, s.oh, s.ow);
+    const auto w_any = any4(s.oc, s.ic, s.kernel, s.kernel);
+    dnnl::primitive_attr attr;
+    if (s.relu) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+      attr.set_post_ops(ops);
+    }
+    const auto prop = dnnl::prop_kind::forward_training;
+    if (s.transposed) {
+      dnnl::deconvolution_forward::desc d(prop, alg, src_any, w_any, bias_md, dst_any, strides,
+                                          pad_l, pad_r);
+      deconv_pd.emplace(d, attr, engine);
+      fwd = dnnl::deconvolution_forward(*deconv_pd);
+      fwd_pd = *deconv_pd;
+    } else {
+      dnnl::convolution_forward::desc d(prop, alg, src_any, w_any, bias_md, dst_any, strides, pad_l,
+                                        pad_r);
+      conv_pd.emplace(d, attr, engine);
+      fwd = dnnl::convolution_forward(*conv_pd);
+      fwd_pd = *conv_pd;
+    }
+    src.make(src_user, fwd_pd.src_desc(), engine, true);
+    weights.make(weights_user, fwd_pd.weights_desc(), engine, true);
+    // dst stays in the primitive's layout: the next oneDNN layer reads it as it is.
+    dst.make(fwd_pd.dst_desc(), fwd_pd.dst_desc(), engine, false);
+    bias = dnnl::memory(bias_md, engine, DNNL_MEMORY_NONE);
+  }
+
+  Backward& backward() {
+    if (bwd) return *bwd;
+    const auto src_any = dnnl::memory::desc({s.batch, s.ic, s.ih, s.iw}, dt::f32, tag::any);
+    const auto dst_any = dnnl::memory::desc({s.batch, s.oc, s.oh, s.ow}, dt::f32, tag::any);
+    const auto w_any = dnnl::memory::desc({s.oc, s.ic, s.kernel, s.kernel}, dt::f32, tag::any);
+    Backward b;
+    if (s.transposed) {
+      const auto& hint = *deconv_pd;
+      dnnl::deconvolution_backward_data::desc dd(alg, src_any, w_any, dst_any, strides, pad_l,
+                                                 pad_r);
+      auto dpd = dnnl::deconvolution_backward_data::primitive_desc(dd, engine, hint);
+      dnnl::deconvolution_backward_weights::desc wd(alg, src_any, w_any, bias_md, dst_any, strides,
+                                                    pad_l, pad_r);
+      auto wpd = dnnl::deconvolution_backward_weights::primitive_desc(wd, engine, hint);
+      b.data = dnnl::deconvolution_backward_data(dpd);
+      b.weights_prim = dnnl::deconvolution_backward_weights(wpd);
+      b.data_pd = dpd;
+      b.weights_pd = wpd;
+    } else {
+      const auto& hint = *conv_pd;
+      dnnl::convolution_backward_data::desc dd(alg, src_any, w_any, dst_any, strides, pad_l, pad_r);
+      auto dpd = dnnl::convolution_backward_data::primitive_desc(dd, engine, hint);
+      dnnl::convolution_backward_weights::desc wd(alg, src_any, w_any, bias_md, dst_any, strides,
+                                                  pad_l, pad_r);
+      auto wpd = dnnl::convolution_backward_weights::primitive_desc(wd, engine, hint);
+      b.data = dnnl::convolution_backward_data(dpd);
+      b.weights_prim = dnnl::convolution_backward_weights(wpd);
+      b.data_pd = dpd;
+      b.weights_pd = wpd;
+    }
+    const Layout dst_md = fwd_pd.dst_desc();
+    b.data_diff_dst.make(dst_md, b.data_pd.diff_dst_desc(), engine, true);
+    // backward-data reads the weights forward() reordered, reordered again only if it
+    // wants another layout.
+    b.data_weights.make(fwd_pd.weights_desc(), b.data_pd.weights_desc(), engine, true);
+    b.diff_src.make(src_user, b.data_pd.diff_src_desc(), engine, false);
+    b.w_src.make(src_user, b.weights_pd.src_desc(), engine, true);
+    b.w_diff_dst.make(dst_md, b.weights_pd.diff_dst_desc(), engine, true);
+    b.diff_weights.make(weights_user, b.weights_pd.diff_weights_desc(), engine, false);
+    b.diff_bias = dnnl::memory(bias_md, engine, DNNL_MEMORY_NONE);
+    bwd.emplace(std::move(b));
+    return *bwd;
+  }
+
+  // The weights in the forward primitive's layout (valid after a forward call).
+  const float* fwd_weights(const float* user) const {
+    return weights.own ? weights.own->data.data() : user;
+  }
+  const float* last_user_weights = nullptr;
+};
+
+ConvPrims::ConvPrims(const dnnl::engine& engine, const ConvShape& shape, const Layout& src_layout) {
+  VD_CHECK(shape.batch > 0 && shape.ic > 0 && shape.oc > 0 && shape.ih > 0 && shape.iw > 0 &&
+               shape.oh > 0 && shape.ow > 0 && shape.kernel > 0 && shape.stride > 0 &&
+               shape.pad >= 0,
+           ShapeError, "A convolution needs positive sizes, got " + shape_text(shape) + ".");
+  try {
+    impl_ = std::make_unique<Impl>(engine, shape, src_layout);
+  } catch (const dnnl::error& e) {
+    throw Error("Could not create the oneDNN " + shape_text(shape) +
+                " forward primitive: " + e.what());
+  }
+}
+
+ConvPrims::~ConvPrims() = default;
+ConvPrims::ConvPrims(ConvPrims&&) noexcept = default;
+ConvPrims& ConvPrims::operator=(ConvPrims&&) noexcept = default;
+
+const ConvShape& ConvPrims::shape() const {
+  return impl_->s;
+}
+
+Layout ConvPrims::dst_layout() const {
+  return impl_->fwd_pd.dst_desc();
+}
+
+void ConvPrims::forward(dnnl::stream& stream, const float* src, const float* weights,
+                        const float* bias, float* dst) {
+  Impl& p = *impl_;
+  try {
+    p.bias.set_data_handle(handle(bias));
+    p.fwd.execute(stream, {{DNNL_ARG_SRC, p.src.in(stream, src)},
+                           {DNNL_ARG_WEIGHTS, p.weights.in(stream, weights)},
+                           {DNNL_ARG_BIAS, p.bias},
+                           {DNNL_ARG_DST, p.dst.out(dst)}});
+    stream.wait();
+    p.last_user_weights = weights;
+  } catch (const dnnl::error& e) {
+    throw Error("The oneDNN " + shape_text(p.s) + " forward pass failed: " + e.what());
+  }
+}
+
+void ConvPrims::backward_weights(dnnl::stream& stream, const float* src, const float* diff_dst,
+                                 float* diff_weights, float* diff_bias) {
+  try {
+    Impl::Backward& b = impl_->backward();
+    b.diff_bias.set_data_handle(diff_bias);
+    b.weights_prim.execute(stream, {{DNNL_ARG_SRC, b.w_src.in(stream, src)},
+                                    {DNNL_ARG_DIFF_DST, b.w_diff_dst.in(stream, diff_dst)},
+                                    {DNNL_ARG_DIFF_WEIGHTS, b.diff_weights.out(diff_weights)},
+                                    {DNNL_ARG_DIFF_BIAS, b.diff_bias}});
+    b.diff_weights.finish(stream);
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    throw Error("The oneDNN " + shape_text(impl_->s) + " weights gradient failed: " + e.what());
+  }
+}
+
+void ConvPrims::backward_data(dnnl::stream& stream, const float* diff_dst, float* diff_src) {
+  Impl& p = *impl_;
+  VD_CHECK(p.last_user_weights, Error,
+           "ConvPrims::backward_data needs a forward() call first (it reuses its weights).");
+  try {
+    Impl::Backward& b = p.backward();
+    b.data.execute(
+        stream, {{DNNL_ARG_DIFF_DST, b.data_diff_dst.in(stream, diff_dst)},
+                 {DNNL_ARG_WEIGHTS, b.data_weights.in(stream, p.fwd_weights(p.last_user_weights))},
+                 {DNNL_ARG_DIFF_SRC, b.diff_src.out(diff_src)}});
+    b.diff_src.finish(stream);
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    throw Error("The oneDNN " + shape_text(p.s) + " data gradient failed: " + e.what());
+  }
+}
+
+std::string ConvPrims::impl_info() {
+  try {
+    Impl::Backward& b = impl_->backward();
+    const auto reorders = [&]() {
+      std::string r;
+      if (impl_->src.own) r += " src";
+      if (b.data_diff_dst.own || b.w_diff_dst.own) r += " diff_dst";
+      if (b.diff_src.own) r += " diff_src";
+      return r.empty() ? std::string(" none") : r;
+    };
+    return std::string("forward=") + impl_->fwd_pd.impl_info_str() +
+           ", backward_data=" + b.data_pd.impl_info_str() +
+           ", backward_weights=" + b.weights_pd.impl_info_str() +
+           ", activation reorders:" + reorders();
+  } catch (const dnnl::error& e) {
+    throw Error("Could not create the oneDNN " + shape_text(impl_->s) +
+                " backward primitives: " + e.what());
   }
 }
 

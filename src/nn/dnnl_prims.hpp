@@ -1,11 +1,14 @@
-// vd::InnerProductPrims: the oneDNN inner-product primitives of one layer shape and batch size.
-// dnnl_prims.cpp is the only file that creates oneDNN descriptors (a v3 API port touches it alone).
+// The oneDNN primitives of the layers: inner product, (transposed) convolution and reorder, each
+// for one shape and batch size. dnnl_prims.cpp is the only file that creates oneDNN
+// descriptors (a v3 API port touches it alone).
 #pragma once
 #include <dnnl.hpp>
 #include <memory>
 #include <string>
 
 namespace vd {
+
+using Layout = dnnl::memory::desc;  // as in nn/layer.hpp
 
 struct InnerProductShape {
   int batch;  // B
@@ -41,6 +44,63 @@ class InnerProductPrims {
 
   // oneDNN's implementation names, "forward=..., backward_data=..., backward_weights=...";
   // builds the backward primitives if they do not exist yet.
+  std::string impl_info();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Copies a batch from one layout to another (e.g. blocked nChw16c -> plain nchw).
+class ReorderPrims {
+ public:
+  ReorderPrims(const dnnl::engine& engine, const Layout& from, const Layout& to);
+  ~ReorderPrims();
+  void run(dnnl::stream& stream, const float* src, float* dst);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// A 2-D convolution (Conv2d) or transposed convolution (ConvTranspose2d) of one batch size.
+struct ConvShape {
+  int batch;        // N
+  int ic, ih, iw;   // src [N, IC, IH, IW]
+  int oc, oh, ow;   // dst [N, OC, OH, OW]
+  int kernel;       // K x K
+  int stride, pad;  // the same for both axes; output padding of a transposed conv is
+                    // implied by (ih, oh)
+  bool transposed;  // ConvTranspose2d
+  bool relu;        // ReLU fused into the forward pass as a post-op
+};
+
+// Parameters stay in PyTorch's layout in the caller's memory: weights [OC, IC, K, K] for a
+// convolution, [IC, OC, K, K] for a transposed one, bias [OC]. oneDNN picks the layouts of
+// src, dst and weights (format_tag::any): src and diff_src are read and written in the layout
+// the caller says (`src_layout`) and reordered when the primitive wants another one; dst and
+// diff_dst lie in dst_layout(). Weights are reordered into the chosen layout by
+// forward() and reused by backward_data() of the same step; diff_weights are reordered back
+// into PyTorch's layout.
+class ConvPrims {
+ public:
+  ConvPrims(const dnnl::engine& engine, const ConvShape& shape, const Layout& src_layout);
+  ~ConvPrims();
+  ConvPrims(ConvPrims&&) noexcept;
+  ConvPrims& operator=(ConvPrims&&) noexcept;
+
+  const ConvShape& shape() const;
+  Layout dst_layout() const;
+
+  void forward(dnnl::stream& stream, const float* src, const float* weights, const float* bias,
+               float* dst);
+  // diff_dst must already include the activation's backward. Overwrites both outputs.
+  void backward_weights(dnnl::stream& stream, const float* src, const float* diff_dst,
+                        float* diff_weights, float* diff_bias);
+  // Uses the weights of the last forward() call (reordered there).
+  void backward_data(dnnl::stream& stream, const float* diff_dst, float* diff_src);
+
+  // oneDNN's implementation names and the layouts chosen, for the benchmark log.
   std::string impl_info();
 
  private:

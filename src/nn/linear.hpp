@@ -1,5 +1,5 @@
 // vd::Linear: a fully connected layer y = act(x W^T + b) on oneDNN inner products, with its
-// parameters in a ParamStore in PyTorch's nn.Linear layout.
+// parameters in a ParamStore in PyTorch's nn.Linear layout (config syntax: "fc 400").
 #pragma once
 #include <map>
 #include <memory>
@@ -8,26 +8,32 @@
 #include "core/rng.hpp"
 #include "nn/context.hpp"
 #include "nn/dnnl_prims.hpp"
+#include "nn/layer.hpp"
 #include "nn/param_store.hpp"
 
 namespace vd {
 
-enum class Activation { None, ReLU };
-
-class Linear {
+class Linear final : public Layer {
  public:
   // Registers "<name>.weight" [O, I] and "<name>.bias" [O] in `store`, which must outlive
-  // the layer and must be finalized before init(), forward() or backward().
+  // the layer and must be finalized before init(), forward() or backward(). The input may
+  // be any plain shape; it is read as I = C*H*W values per sample (PyTorch's flatten order).
   // Throws vd::ShapeError for non-positive sizes or a name already in the store.
-  Linear(ParamStore& store, std::string name, int in, int out, Activation act);
+  Linear(ParamStore& store, std::string name, Shape in, int out, Activation act);
+  Linear(ParamStore& store, std::string name, int in, int out, Activation act)
+      : Linear(store, std::move(name), Shape{in, 1, 1}, out, act) {}
 
   // PyTorch nn.Linear's default: weight and bias ~ U(-1/sqrt(I), 1/sqrt(I)); the weight is
   // drawn first in row-major order, then the bias.
-  void init(Rng& rng);
+  void init(Rng& rng) override;
+  std::string describe() const override;
+  double flops_per_sample() const override { return 2.0 * in_ * out_; }
+  // Plain src only (a blocked one needs a flatten first); dst is plain [B, O].
+  Layout prepare(Context& ctx, int batch, const Layout& src) override;
 
   // src [B, I] -> dst [B, O]. Primitives are built on the first call with a batch size
   // and reused afterwards, so alternating batch sizes costs nothing after warm-up.
-  void forward(Context& ctx, int batch, const float* src, float* dst);
+  void forward(Context& ctx, int batch, const float* src, float* dst) override;
 
   // Backward of the forward call that read src [B, I] and wrote dst [B, O], given
   // diff_dst [B, O] = dL/d dst. OVERWRITES (does not accumulate) this layer's weight and
@@ -36,15 +42,14 @@ class Linear {
   // With ReLU, diff_dst IS MODIFIED IN PLACE: entries where dst <= 0 are set to 0 (the
   // ReLU backward), which saves a copy; diff_src and diff_dst may not alias.
   void backward(Context& ctx, int batch, const float* src, const float* dst, float* diff_dst,
-                float* diff_src);
+                float* diff_src) override;
 
   int in() const { return in_; }
   int out() const { return out_; }
   Activation activation() const { return act_; }
-  const std::string& name() const { return name_; }
   size_t weight_entry() const { return weight_; }  // ParamStore indices
   size_t bias_entry() const { return bias_; }
-  double flops_per_sample_forward() const { return 2.0 * in_ * out_; }  // multiply-adds x2
+  double flops_per_sample_forward() const { return flops_per_sample(); }
 
   // oneDNN implementation names for this batch size (see InnerProductPrims::impl_info).
   std::string impl_info(Context& ctx, int batch);
@@ -53,7 +58,6 @@ class Linear {
   InnerProductPrims& prims(Context& ctx, int batch);
 
   ParamStore& store_;
-  std::string name_;
   int in_;
   int out_;
   Activation act_;

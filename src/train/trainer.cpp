@@ -27,6 +27,7 @@
 #include "nn/context.hpp"
 #include "optim/adam.hpp"
 #include "train/stop_signals.hpp"
+#include "vae/architecture.hpp"
 #include "vae/model.hpp"
 
 namespace vd {
@@ -45,19 +46,65 @@ std::string format_duration(double s) {
   return buf;
 }
 
-// Calls fn(b, x) for consecutive batches of at most `batch` rows of the shard, x [b, D].
+// Calls fn(batch) for consecutive batches of at most `batch` rows of the shard (x, labels).
 template <typename Fn>
 void for_each_batch(const Shard& shard, int64_t batch, Fn&& fn) {
   const int64_t n = shard.rows();
   std::vector<float> x(static_cast<size_t>(std::min(n, batch)) * shard.sample_size());
+  std::vector<int32_t> labels;
   std::vector<int64_t> rows;
   for (int64_t b0 = 0; b0 < n; b0 += batch) {
     const int64_t b = std::min(batch, n - b0);
     rows.resize(static_cast<size_t>(b));
     std::iota(rows.begin(), rows.end(), b0);
     shard.gather(rows, x.data());
-    fn(static_cast<int>(b), x.data());
+    Batch bt;
+    bt.n = static_cast<int>(b);
+    bt.x = x.data();
+    if (shard.has_labels()) {
+      labels.assign(shard.labels().begin() + b0, shard.labels().begin() + b0 + b);
+      bt.labels = labels.data();
+    }
+    fn(bt);
   }
+}
+
+// The model the options describe, shaped by the training data: the MLP of --hidden unless
+// --encoder/--decoder give layer lists; --conditional needs /labels in every file.
+VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, const Comm& comm) {
+  const auto& dims = train.sample_shape();
+  VaeConfig vc;
+  vc.data = dims.size() == 3 ? Shape{static_cast<int>(dims[0]), static_cast<int>(dims[1]),
+                                     static_cast<int>(dims[2])}
+                             : Shape{static_cast<int>(train.sample_size()), 1, 1};
+  vc.latent_dim = opt.latent_dim;
+  vc.likelihood = parse_likelihood(opt.likelihood);
+  vc.gaussian_sigma = static_cast<float>(opt.gaussian_sigma);
+  vc.encoder = opt.encoder.empty() ? mlp_encoder_spec(opt.hidden) : opt.encoder;
+  vc.decoder =
+      opt.decoder.empty() ? mlp_decoder_spec(opt.hidden, train.sample_size()) : opt.decoder;
+  if (opt.conditional) {
+    for (const Shard* sh : {&train, test}) {
+      if (sh && !sh->has_labels())
+        throw DataError("--conditional needs class labels, but '" + sh->file() +
+                        "' has no /labels data set; add one (integer [N]) or drop --conditional");
+    }
+    int64_t top = -1;
+    for (const Shard* sh : {&train, test})
+      if (sh)
+        for (int32_t l : sh->labels()) {
+          if (l < 0)
+            throw DataError("'" + sh->file() + "' has a negative label (" + std::to_string(l) +
+                            "); a conditional model needs labels 0..K-1");
+          top = std::max<int64_t>(top, l);
+        }
+    top = comm.size() > 1 ? comm.allreduce_max(top) : top;
+    vc.classes = opt.classes > 0 ? opt.classes : static_cast<int>(top + 1);
+    if (top >= vc.classes)
+      throw DataError("the data have label " + std::to_string(top) + " but --classes is " +
+                      std::to_string(opt.classes) + "; raise --classes or set it to 0 (automatic)");
+  }
+  return vc;
 }
 
 LossSums reduce(const Comm& comm, const LossSums& local) {
@@ -111,16 +158,11 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   const int threads = resolve_threads(opt.threads, comm);
   omp_set_num_threads(threads);
 
-  VaeConfig vc;
-  vc.likelihood = parse_likelihood(opt.likelihood);
-  vc.hidden = opt.hidden;
-  vc.latent_dim = opt.latent_dim;
-  vc.gaussian_sigma = static_cast<float>(opt.gaussian_sigma);
+  const Likelihood likelihood = parse_likelihood(opt.likelihood);
   const ValueCheck check =
-      vc.likelihood == Likelihood::Bernoulli ? ValueCheck::UnitInterval : ValueCheck::None;
+      likelihood == Likelihood::Bernoulli ? ValueCheck::UnitInterval : ValueCheck::None;
 
   s.train = Shard::read(opt.data, opt.dataset, comm.rank(), comm.size(), check);
-  vc.data_dim = static_cast<int>(s.train.sample_size());
   if (!opt.test_data.empty()) {
     s.test = Shard::read(opt.test_data, opt.dataset, comm.rank(), comm.size(), check);
     if (s.test->sample_size() != s.train.sample_size())
@@ -132,6 +174,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   s.plan =
       std::make_unique<EpochPlan>(s.train.global_rows(), comm.rank(), comm.size(), opt.batch_size);
 
+  const VaeConfig vc = vae_config(opt, s.train, s.test ? &*s.test : nullptr, comm);
   s.vae = std::make_unique<Vae>(vc, s.store);
   s.store.finalize();
   AdamConfig ac;
@@ -254,31 +297,51 @@ LossSums Trainer::State::evaluate(int64_t epoch) {
   std::vector<float> eps(static_cast<size_t>(opt.eval_batch_size) * L);
   Rng rng = make_rng(opt.seed, RngStream::EvalEps, static_cast<uint64_t>(epoch),
                      static_cast<uint64_t>(comm.rank()));
-  for_each_batch(*test, opt.eval_batch_size, [&](int b, const float* x) {
-    rng.fill_normal(eps.data(), static_cast<size_t>(b) * L);
-    sums += vae->evaluate(ctx, b, x, eps.data(), static_cast<float>(opt.beta));
+  for_each_batch(*test, opt.eval_batch_size, [&](Batch b) {
+    rng.fill_normal(eps.data(), static_cast<size_t>(b.n) * L);
+    b.eps = eps.data();
+    sums += vae->evaluate(ctx, b, static_cast<float>(opt.beta));
   });
   return reduce(comm, sums);
 }
 
 void Trainer::State::write_grids(int64_t epoch) {
   if (!comm.is_root()) return;
-  const auto& shape = train.sample_shape();
-  // Images are drawn as [C, H, W]; flat [D] data is drawn square when D is a square
+  const VaeConfig& vc = vae->config();
+  const Shape shape = vc.data;
+  // Images are drawn as C x H x W; flat [D] data is drawn square when D is a square
   // (784 = 28 x 28), else as one row of pixels per sample.
-  int c = 1, h = 1, w = static_cast<int>(train.sample_size());
-  if (shape.size() == 3) {
-    c = static_cast<int>(shape[0]), h = static_cast<int>(shape[1]), w = static_cast<int>(shape[2]);
-  } else {
+  int c = shape.c, h = shape.h, w = shape.w;
+  if (shape.flat()) {
+    c = 1, h = 1, w = shape.c;
     const int side = static_cast<int>(std::lround(std::sqrt(static_cast<double>(w))));
     if (side * side == w) h = w = side;
   }
-  const int g = opt.grid_size, D = static_cast<int>(train.sample_size());
+  const int g = opt.grid_size, D = static_cast<int>(shape.size()), K = vc.classes;
   char name[64];
   std::vector<float> images(static_cast<size_t>(g) * g * D);
-  vae->decode_mean(ctx, g * g, grid_z.data(), images.data());
+  // Prior samples from the fixed z; a conditional model draws row r as class r mod K.
+  std::vector<int32_t> labels(static_cast<size_t>(g) * g);
+  for (int i = 0; i < g * g; ++i) labels[static_cast<size_t>(i)] = K > 0 ? (i / g) % K : 0;
+  vae->decode_mean(ctx, g * g, grid_z.data(), K > 0 ? labels.data() : nullptr, images.data());
   std::snprintf(name, sizeof name, "samples_epoch%03lld.png", static_cast<long long>(epoch));
   write_image_grid((out / name).string(), images.data(), g * g, c, h, w, g);
+  if (K > 0) {
+    // One row per class, the same g draws of z in every row: what the label alone changes.
+    std::vector<float> z(static_cast<size_t>(K) * g * vc.latent_dim);
+    std::vector<int32_t> cls(static_cast<size_t>(K) * g);
+    for (int k = 0; k < K; ++k)
+      for (int j = 0; j < g; ++j) {
+        std::copy_n(grid_z.data() + static_cast<size_t>(j) * vc.latent_dim, vc.latent_dim,
+                    z.data() + (static_cast<size_t>(k) * g + j) * vc.latent_dim);
+        cls[static_cast<size_t>(k) * g + j] = k;
+      }
+    std::vector<float> class_images(static_cast<size_t>(K) * g * D);
+    vae->decode_mean(ctx, K * g, z.data(), cls.data(), class_images.data());
+    std::snprintf(name, sizeof name, "samples_class_epoch%03lld.png",
+                  static_cast<long long>(epoch));
+    write_image_grid((out / name).string(), class_images.data(), K * g, c, h, w, g);
+  }
 
   // Reconstructions: rows of inputs, each followed by a row of their reconstructions
   // through the posterior mean z = mu.
@@ -288,10 +351,11 @@ void Trainer::State::write_grids(int64_t epoch) {
   std::vector<int64_t> rows(static_cast<size_t>(n));
   std::iota(rows.begin(), rows.end(), 0);
   std::vector<float> x(static_cast<size_t>(n) * D), rec(static_cast<size_t>(n) * D);
-  std::vector<float> mu(static_cast<size_t>(n) * opt.latent_dim);
+  std::vector<float> mu(static_cast<size_t>(n) * vc.latent_dim);
   src.gather(rows, x.data());
-  vae->encode(ctx, n, x.data(), mu.data(), nullptr);
-  vae->decode_mean(ctx, n, mu.data(), rec.data());
+  const int32_t* y = src.has_labels() ? src.labels().data() : nullptr;
+  vae->encode(ctx, Batch{n, x.data(), y, nullptr}, mu.data(), nullptr);
+  vae->decode_mean(ctx, n, mu.data(), y, rec.data());
   std::fill(images.begin(), images.end(), 0.0f);
   for (int i = 0; i < n; ++i) {
     const int r = i / g, col = i % g;
@@ -310,9 +374,9 @@ double Trainer::State::iw_nll() {
   Rng rng = make_rng(opt.seed, RngStream::Iw, static_cast<uint64_t>(comm.rank()));
   double v[2] = {0, 0};
   // k decoder passes per batch: a moderate batch keeps the [B, k] weights small.
-  for_each_batch(*test, std::min(opt.eval_batch_size, 500), [&](int b, const float* x) {
-    v[0] += vae->iw_log_likelihood_sum(ctx, b, x, opt.iw_samples, rng);
-    v[1] += b;
+  for_each_batch(*test, std::min(opt.eval_batch_size, 500), [&](const Batch& b) {
+    v[0] += vae->iw_log_likelihood_sum(ctx, b, opt.iw_samples, rng);
+    v[1] += b.n;
   });
   comm.allreduce_sum(std::span<double>(v, 2));
   return -v[0] / v[1];
@@ -327,6 +391,7 @@ TrainSummary Trainer::run() {
   const int64_t steps_per_epoch = plan.steps_per_epoch();
   std::vector<float> x(static_cast<size_t>(B) * s.train.sample_size());
   std::vector<float> eps(static_cast<size_t>(B) * L);
+  std::vector<int32_t> labels(static_cast<size_t>(B));
 
   TrainSummary summary;
   summary.test_loss = summary.iw_nll = std::numeric_limits<double>::quiet_NaN();
@@ -355,8 +420,12 @@ TrainSummary Trainer::run() {
       const float beta = s.beta_at(s.step);
       s.train.gather(rows, x.data());
       eps_rng.fill_normal(eps.data(), static_cast<size_t>(local) * L);
-      interval += s.vae->train_step(s.ctx, local, x.data(), eps.data(), beta,
-                                    1.0f / static_cast<float>(global));
+      Batch batch{local, x.data(), nullptr, eps.data()};
+      if (s.train.has_labels()) {
+        for (int i = 0; i < local; ++i) labels[static_cast<size_t>(i)] = s.train.labels()[rows[i]];
+        batch.labels = labels.data();
+      }
+      interval += s.vae->train_step(s.ctx, batch, beta, 1.0f / static_cast<float>(global));
       s.grad_sync->update(opt.lr);
       ++s.step;
       s.samples += global;

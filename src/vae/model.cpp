@@ -1,10 +1,13 @@
-// Vae: assembly of the Linear layers and the loss pieces into forward and backward passes.
+// Vae: the encoder and decoder Sequentials, the Gaussian heads and the loss pieces put
+// together into forward and backward passes.
 #include "vae/model.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "core/error.hpp"
+#include "vae/architecture.hpp"
 #include "vae/loss.hpp"
 
 namespace vd {
@@ -15,210 +18,231 @@ Likelihood parse_likelihood(const std::string& name) {
   throw ConfigError("likelihood '" + name + "' is not known; use bernoulli or gaussian");
 }
 
-Vae::Vae(const VaeConfig& config, ParamStore& store) : config_(config), store_(store) {
-  VD_CHECK(config.data_dim > 0 && config.latent_dim > 0, ShapeError,
-           "a VAE needs a positive data dimension and latent dimension");
-  VD_CHECK(!config.hidden.empty(), ShapeError, "a VAE needs at least one hidden layer");
-  int in = config.data_dim;
-  for (size_t i = 0; i < config.hidden.size(); ++i) {
-    enc_.push_back(std::make_unique<Linear>(store, "encoder.fc" + std::to_string(i + 1), in,
-                                            config.hidden[i], Activation::ReLU));
-    in = config.hidden[i];
-  }
-  mu_head_ = std::make_unique<Linear>(store, "encoder.mu", in, config.latent_dim, Activation::None);
+VaeConfig VaeConfig::mlp(int data_dim, std::vector<int> hidden, int latent_dim) {
+  VaeConfig c;
+  c.data = Shape{data_dim, 1, 1};
+  c.latent_dim = latent_dim;
+  c.encoder = mlp_encoder_spec(hidden);
+  c.decoder = mlp_decoder_spec(hidden, data_dim);
+  return c;
+}
+
+Vae::Vae(const VaeConfig& config, ParamStore& store)
+    : config_(config),
+      store_(store),
+      data_size_(static_cast<int>(config.data.size())),
+      encoder_(config.data),
+      decoder_(Shape{config.latent_dim, 1, 1}) {
+  VD_CHECK(config.data.size() > 0 && config.latent_dim > 0, ShapeError,
+           "a VAE needs a positive data size and latent dimension");
+  VD_CHECK(config.classes >= 0, ShapeError, "the number of classes cannot be negative");
+  build_layers(encoder_, store, "encoder", parse_layers(config.encoder, "encoder"), false,
+               "encoder", config.classes, &condition_);
+  const Shape h = encoder_.out_shape();
+  if (!h.flat())
+    throw ConfigError("encoder: its output " + h.text() +
+                      " is an image; end it with 'flatten' or an fc layer before the mu/logvar "
+                      "heads");
+  mu_head_ = std::make_unique<Linear>(store, "encoder.mu", h, config.latent_dim, Activation::None);
   logvar_head_ =
-      std::make_unique<Linear>(store, "encoder.logvar", in, config.latent_dim, Activation::None);
-  in = config.latent_dim;
-  for (size_t i = 0; i < config.hidden.size(); ++i) {
-    const int width = config.hidden[config.hidden.size() - 1 - i];
-    dec_.push_back(std::make_unique<Linear>(store, "decoder.fc" + std::to_string(i + 1), in, width,
-                                            Activation::ReLU));
-    in = width;
+      std::make_unique<Linear>(store, "encoder.logvar", h, config.latent_dim, Activation::None);
+  const auto dec = parse_layers(config.decoder, "decoder");
+  if (dec.empty()) throw ConfigError("decoder: give at least one layer");
+  build_layers(decoder_, store, "decoder", dec, true, "decoder", config.classes, &condition_);
+  const Shape out = decoder_.out_shape();
+  const bool fits = out == config.data || (out.flat() && out.size() == config.data.size());
+  if (!fits) {
+    const Layer& last = *decoder_.layers().back();
+    throw ConfigError("decoder: its last layer " + last.name() + " (" + last.describe() +
+                      ") gives " + out.text() + " per sample but the data are " +
+                      config.data.text() + "; change the decoder so it ends in the data's shape");
   }
-  dec_.push_back(
-      std::make_unique<Linear>(store, "decoder.out", in, config.data_dim, Activation::None));
-  enc_act_.resize(enc_.size());
-  dec_act_.resize(dec_.size());
 }
 
 void Vae::init(Rng& rng) {
-  for (auto& l : enc_) l->init(rng);
+  encoder_.init(rng);
   mu_head_->init(rng);
   logvar_head_->init(rng);
-  for (auto& l : dec_) l->init(rng);
+  decoder_.init(rng);
+}
+
+std::string Vae::summary() const {
+  std::string s;
+  char line[256];
+  const auto row = [&](const std::string& name, const std::string& what, const Shape& out) {
+    std::snprintf(line, sizeof line, "  %-18s %-28s -> %s\n", name.c_str(), what.c_str(),
+                  out.text().c_str());
+    s += line;
+  };
+  row("input", "data", config_.data);
+  for (const auto& l : encoder_.layers()) row(l->name(), l->describe(), l->out_shape());
+  row("encoder.mu/logvar", "fc " + std::to_string(config_.latent_dim) + " (each)",
+      Shape{config_.latent_dim, 1, 1});
+  for (const auto& l : decoder_.layers()) row(l->name(), l->describe(), l->out_shape());
+  return s;
 }
 
 double Vae::flops_per_sample_forward() const {
-  double f = mu_head_->flops_per_sample_forward() + logvar_head_->flops_per_sample_forward();
-  for (auto& l : enc_) f += l->flops_per_sample_forward();
-  for (auto& l : dec_) f += l->flops_per_sample_forward();
-  return f;
+  return encoder_.flops_per_sample() + mu_head_->flops_per_sample() +
+         logvar_head_->flops_per_sample() + decoder_.flops_per_sample();
 }
 
-void Vae::ensure_workspace(int batch) {
-  if (batch <= capacity_) return;
-  const size_t b = static_cast<size_t>(batch), L = static_cast<size_t>(config_.latent_dim);
-  size_t widest = static_cast<size_t>(config_.data_dim);
-  for (size_t i = 0; i < enc_.size(); ++i) enc_act_[i].resize(b * enc_[i]->out());
-  for (size_t i = 0; i < dec_.size(); ++i) dec_act_[i].resize(b * dec_[i]->out());
-  for (int h : config_.hidden) widest = std::max(widest, static_cast<size_t>(h));
-  for (auto* v : {&mu_, &logvar_, &z_, &eps_copy_, &diff_mu_, &diff_logvar_, &diff_z_, &diff_head_})
-    v->resize(b * L);
-  grad_a_.resize(b * widest);
-  grad_b_.resize(b * widest);
+void Vae::ensure_workspace(int n) {
+  if (n <= capacity_) return;
+  const size_t b = static_cast<size_t>(n), L = static_cast<size_t>(config_.latent_dim);
+  const size_t H = static_cast<size_t>(encoder_.out_shape().size());
+  for (auto* v : {&mu_, &logvar_, &z_, &diff_mu_, &diff_logvar_, &diff_z_}) v->resize(b * L);
+  diff_out_.resize(b * static_cast<size_t>(data_size_));
+  diff_h_.resize(b * H);
+  diff_h2_.resize(b * H);
+  onehot_.resize(b * static_cast<size_t>(config_.classes));
   recon_ws_.resize(b);
   kl_ws_.resize(b);
-  capacity_ = batch;
+  capacity_ = n;
 }
 
-void Vae::encoder_forward(Context& ctx, int batch, const float* x) {
-  const float* src = x;
-  for (size_t i = 0; i < enc_.size(); ++i) {
-    enc_[i]->forward(ctx, batch, src, enc_act_[i].data());
-    src = enc_act_[i].data();
+void Vae::set_condition(int n, const int32_t* labels) {
+  const int K = config_.classes;
+  if (K == 0) return;
+  VD_CHECK(labels, DataError, "a conditional model needs the labels of every batch");
+  std::fill_n(onehot_.begin(), static_cast<size_t>(n) * K, 0.0f);
+  for (int b = 0; b < n; ++b) {
+    if (labels[b] < 0 || labels[b] >= K)
+      throw DataError("label " + std::to_string(labels[b]) + " is outside 0.." +
+                      std::to_string(K - 1) + " of the conditional model's " + std::to_string(K) +
+                      " classes");
+    onehot_[static_cast<size_t>(b) * K + static_cast<size_t>(labels[b])] = 1.0f;
   }
-  mu_head_->forward(ctx, batch, src, mu_.data());
-  logvar_head_->forward(ctx, batch, src, logvar_.data());
+  condition_ = onehot_.data();
 }
 
-void Vae::decoder_forward(Context& ctx, int batch) {
-  const float* src = z_.data();
-  for (size_t i = 0; i < dec_.size(); ++i) {
-    dec_[i]->forward(ctx, batch, src, dec_act_[i].data());
-    src = dec_act_[i].data();
-  }
+const float* Vae::encoder_forward(Context& ctx, int n, const float* x) {
+  h_ = encoder_.empty() ? x : encoder_.forward(ctx, n, x);
+  mu_head_->forward(ctx, n, h_, mu_.data());
+  logvar_head_->forward(ctx, n, h_, logvar_.data());
+  return h_;
 }
 
-void Vae::reconstruction(int batch, const float* x, float* diff, float scale) {
-  const float* out = dec_act_.back().data();
+void Vae::reconstruction(int n, const float* out, const float* x, float* diff, float scale) {
   if (config_.likelihood == Likelihood::Bernoulli)
-    bernoulli_nll(batch, config_.data_dim, out, x, recon_ws_.data(), diff, scale);
+    bernoulli_nll(n, data_size_, out, x, recon_ws_.data(), diff, scale);
   else
-    gaussian_nll(batch, config_.data_dim, out, x, config_.gaussian_sigma, recon_ws_.data(), diff,
-                 scale);
+    gaussian_nll(n, data_size_, out, x, config_.gaussian_sigma, recon_ws_.data(), diff, scale);
 }
 
-LossSums Vae::train_step(Context& ctx, int batch, const float* x, const float* eps, float beta,
-                         float grad_scale) {
+LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float grad_scale) {
   LossSums sums;
-  if (batch == 0) {
-    // Nothing to learn from on this rank this step; contribute zero to the allreduce.
+  const int n = batch.n;
+  if (n == 0) {
+    // Nothing to learn from on this rank this step; contribute zero to the gradient sum.
     store_.zero_grads();
     return sums;
   }
-  ensure_workspace(batch);
+  ensure_workspace(n);
+  set_condition(n, batch.labels);
   const int L = config_.latent_dim;
-  // Forward: x -> (mu, logvar) -> z -> logits.
-  encoder_forward(ctx, batch, x);
-  reparameterize(batch, L, mu_.data(), logvar_.data(), eps, z_.data());
-  decoder_forward(ctx, batch);
+  // Forward: x -> encoder -> (mu, logvar) -> z -> decoder -> logits (or Gaussian mean).
+  encoder_forward(ctx, n, batch.x);
+  reparameterize(n, L, mu_.data(), logvar_.data(), batch.eps, z_.data());
+  const float* out = decoder_.forward(ctx, n, z_.data());
 
-  // Reconstruction NLL and its gradient w.r.t. the decoder output, into grad_a_ [B, D].
-  reconstruction(batch, x, grad_a_.data(), grad_scale);
-
-  // Backward, in reverse order: decoder.out ... decoder.fc1, then z -> (mu, logvar), then
-  // the heads and the encoder. diff buffers ping-pong between grad_a_ and grad_b_.
-  float* diff_dst = grad_a_.data();
-  float* diff_src = grad_b_.data();
-  for (size_t i = dec_.size(); i-- > 0;) {
-    const float* src = i == 0 ? z_.data() : dec_act_[i - 1].data();
-    float* dsrc = i == 0 ? diff_z_.data() : diff_src;
-    dec_[i]->backward(ctx, batch, src, dec_act_[i].data(), diff_dst, dsrc);
-    std::swap(diff_dst, diff_src);
-  }
-  reparameterize_backward(batch, L, logvar_.data(), eps, diff_z_.data(), diff_mu_.data(),
+  // Backward, in reverse order. The likelihood's gradient w.r.t. the decoder output first.
+  reconstruction(n, out, batch.x, diff_out_.data(), grad_scale);
+  decoder_.backward(ctx, n, z_.data(), diff_out_.data(), diff_z_.data());
+  reparameterize_backward(n, L, logvar_.data(), batch.eps, diff_z_.data(), diff_mu_.data(),
                           diff_logvar_.data());
   // The KL term adds beta * grad_scale * dKL to the same head gradients.
-  kl_standard_normal(batch, L, mu_.data(), logvar_.data(), kl_ws_.data(), diff_mu_.data(),
+  kl_standard_normal(n, L, mu_.data(), logvar_.data(), kl_ws_.data(), diff_mu_.data(),
                      diff_logvar_.data(), beta * grad_scale);
-  for (int b = 0; b < batch; ++b) {
+  for (int b = 0; b < n; ++b) {
     sums.recon += recon_ws_[b];
     sums.kl += kl_ws_[b];
   }
   sums.loss = sums.recon + beta * sums.kl;
-  sums.count = batch;
+  sums.count = n;
 
-  // Heads: both read the last encoder activation, so their input gradients add up.
-  const float* h = enc_act_.back().data();
-  const int H = enc_.back()->out();
-  float* dh = grad_a_.data();
-  mu_head_->backward(ctx, batch, h, mu_.data(), diff_mu_.data(), dh);
-  logvar_head_->backward(ctx, batch, h, logvar_.data(), diff_logvar_.data(), grad_b_.data());
-  const size_t n = static_cast<size_t>(batch) * H;
-  const float* db = grad_b_.data();
+  // Heads: both read the encoder's output, so their input gradients add up.
+  const bool need_dh = !encoder_.empty();
+  mu_head_->backward(ctx, n, h_, mu_.data(), diff_mu_.data(), need_dh ? diff_h_.data() : nullptr);
+  logvar_head_->backward(ctx, n, h_, logvar_.data(), diff_logvar_.data(),
+                         need_dh ? diff_h2_.data() : nullptr);
+  if (need_dh) {
+    float* dh = diff_h_.data();
+    const float* dh2 = diff_h2_.data();
+    const size_t count = static_cast<size_t>(n) * static_cast<size_t>(encoder_.out_shape().size());
 #pragma omp simd
-  for (size_t i = 0; i < n; ++i) dh[i] += db[i];
-
-  diff_dst = grad_a_.data();
-  diff_src = grad_b_.data();
-  for (size_t i = enc_.size(); i-- > 0;) {
-    const float* src = i == 0 ? x : enc_act_[i - 1].data();
-    // The data needs no gradient: skip backward-data of the first layer.
-    enc_[i]->backward(ctx, batch, src, enc_act_[i].data(), diff_dst, i == 0 ? nullptr : diff_src);
-    std::swap(diff_dst, diff_src);
+    for (size_t i = 0; i < count; ++i) dh[i] += dh2[i];
+    // The data needs no gradient: the first layer skips its backward-data.
+    encoder_.backward(ctx, n, batch.x, dh, nullptr);
   }
   return sums;
 }
 
-LossSums Vae::evaluate(Context& ctx, int batch, const float* x, const float* eps, float beta) {
+LossSums Vae::evaluate(Context& ctx, const Batch& batch, float beta) {
   LossSums sums;
-  if (batch == 0) return sums;
-  ensure_workspace(batch);
+  const int n = batch.n;
+  if (n == 0) return sums;
+  ensure_workspace(n);
+  set_condition(n, batch.labels);
   const int L = config_.latent_dim;
-  encoder_forward(ctx, batch, x);
-  reparameterize(batch, L, mu_.data(), logvar_.data(), eps, z_.data());
-  decoder_forward(ctx, batch);
-  reconstruction(batch, x, nullptr, 0.0f);
-  kl_standard_normal(batch, L, mu_.data(), logvar_.data(), kl_ws_.data(), nullptr, nullptr, 0.0f);
-  for (int b = 0; b < batch; ++b) {
+  encoder_forward(ctx, n, batch.x);
+  reparameterize(n, L, mu_.data(), logvar_.data(), batch.eps, z_.data());
+  const float* out = decoder_.forward(ctx, n, z_.data());
+  reconstruction(n, out, batch.x, nullptr, 0.0f);
+  kl_standard_normal(n, L, mu_.data(), logvar_.data(), kl_ws_.data(), nullptr, nullptr, 0.0f);
+  for (int b = 0; b < n; ++b) {
     sums.recon += recon_ws_[b];
     sums.kl += kl_ws_[b];
   }
   sums.loss = sums.recon + beta * sums.kl;
-  sums.count = batch;
+  sums.count = n;
   return sums;
 }
 
-void Vae::encode(Context& ctx, int batch, const float* x, float* mu, float* logvar) {
-  if (batch == 0) return;
-  ensure_workspace(batch);
-  encoder_forward(ctx, batch, x);
-  const size_t n = static_cast<size_t>(batch) * config_.latent_dim;
-  std::copy_n(mu_.data(), n, mu);
-  if (logvar) std::copy_n(logvar_.data(), n, logvar);
+void Vae::encode(Context& ctx, const Batch& batch, float* mu, float* logvar) {
+  const int n = batch.n;
+  if (n == 0) return;
+  ensure_workspace(n);
+  set_condition(n, batch.labels);
+  encoder_forward(ctx, n, batch.x);
+  const size_t count = static_cast<size_t>(n) * config_.latent_dim;
+  std::copy_n(mu_.data(), count, mu);
+  if (logvar) std::copy_n(logvar_.data(), count, logvar);
 }
 
-void Vae::decode_mean(Context& ctx, int batch, const float* z, float* mean) {
-  if (batch == 0) return;
-  ensure_workspace(batch);
-  std::copy_n(z, static_cast<size_t>(batch) * config_.latent_dim, z_.data());
-  decoder_forward(ctx, batch);
-  const float* out = dec_act_.back().data();
-  const size_t n = static_cast<size_t>(batch) * config_.data_dim;
+void Vae::decode_mean(Context& ctx, int n, const float* z, const int32_t* labels, float* mean) {
+  if (n == 0) return;
+  ensure_workspace(n);
+  set_condition(n, labels);
+  std::copy_n(z, static_cast<size_t>(n) * config_.latent_dim, z_.data());
+  const float* out = decoder_.forward(ctx, n, z_.data());
+  const size_t count = static_cast<size_t>(n) * data_size_;
   if (config_.likelihood == Likelihood::Bernoulli) {
-    for (size_t i = 0; i < n; ++i) mean[i] = 1.0f / (1.0f + std::exp(-out[i]));
+    for (size_t i = 0; i < count; ++i) mean[i] = 1.0f / (1.0f + std::exp(-out[i]));
   } else {
-    std::copy_n(out, n, mean);
+    std::copy_n(out, count, mean);
   }
 }
 
-double Vae::iw_log_likelihood_sum(Context& ctx, int batch, const float* x, int k, Rng& rng) {
+double Vae::iw_log_likelihood_sum(Context& ctx, const Batch& batch, int k, Rng& rng) {
   VD_CHECK(k >= 1, ShapeError, "the importance-weighted bound needs at least one sample");
-  if (batch == 0) return 0.0;
-  ensure_workspace(batch);
+  const int n = batch.n;
+  if (n == 0) return 0.0;
+  ensure_workspace(n);
+  set_condition(n, batch.labels);
   const int L = config_.latent_dim;
-  encoder_forward(ctx, batch, x);
+  encoder_forward(ctx, n, batch.x);
   // mu and logvar stay fixed while the decoder runs k times; keep copies.
-  std::vector<float> mu(mu_.begin(), mu_.begin() + static_cast<size_t>(batch) * L);
-  std::vector<float> logvar(logvar_.begin(), logvar_.begin() + static_cast<size_t>(batch) * L);
-  std::vector<float> eps(static_cast<size_t>(batch) * L);
-  std::vector<double> log_w(static_cast<size_t>(batch) * k);  // [B, k]
+  std::vector<float> mu(mu_.begin(), mu_.begin() + static_cast<size_t>(n) * L);
+  std::vector<float> logvar(logvar_.begin(), logvar_.begin() + static_cast<size_t>(n) * L);
+  std::vector<float> eps(static_cast<size_t>(n) * L);
+  std::vector<double> log_w(static_cast<size_t>(n) * k);  // [N, k]
   for (int s = 0; s < k; ++s) {
     rng.fill_normal(eps.data(), eps.size());
-    reparameterize(batch, L, mu.data(), logvar.data(), eps.data(), z_.data());
-    decoder_forward(ctx, batch);
-    reconstruction(batch, x, nullptr, 0.0f);
-    for (int b = 0; b < batch; ++b) {
+    reparameterize(n, L, mu.data(), logvar.data(), eps.data(), z_.data());
+    const float* out = decoder_.forward(ctx, n, z_.data());
+    reconstruction(n, out, batch.x, nullptr, 0.0f);
+    for (int b = 0; b < n; ++b) {
       const float* zb = z_.data() + static_cast<size_t>(b) * L;
       const double log_p_z = log_standard_normal(L, zb);
       const double log_q = log_normal_diag(L, zb, mu.data() + static_cast<size_t>(b) * L,
@@ -227,7 +251,7 @@ double Vae::iw_log_likelihood_sum(Context& ctx, int batch, const float* x, int k
     }
   }
   double sum = 0;
-  for (int b = 0; b < batch; ++b) sum += log_mean_exp(log_w.data() + static_cast<size_t>(b) * k, k);
+  for (int b = 0; b < n; ++b) sum += log_mean_exp(log_w.data() + static_cast<size_t>(b) * k, k);
   return sum;
 }
 

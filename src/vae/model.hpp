@@ -1,6 +1,7 @@
-// The VAE: an MLP encoder with mean and log-variance heads, the reparameterisation, an MLP
-// decoder, and the per-sample ELBO terms; forward and backward for training, plus the
-// forward-only pieces (evaluation, encoding, decoding, importance-weighted bound).
+// The VAE: encoder (a Sequential) -> mean and log-variance heads -> reparameterisation ->
+// decoder (a Sequential) -> likelihood, built from the layer lists of the config; forward and
+// backward for training, plus the forward-only pieces (evaluation, encoding, decoding,
+// importance-weighted bound). A conditional model feeds the one-hot label to both networks.
 #pragma once
 #include <memory>
 #include <string>
@@ -8,8 +9,10 @@
 
 #include "core/rng.hpp"
 #include "nn/context.hpp"
+#include "nn/layer.hpp"
 #include "nn/linear.hpp"
 #include "nn/param_store.hpp"
+#include "nn/sequential.hpp"
 
 namespace vd {
 
@@ -17,11 +20,18 @@ enum class Likelihood { Bernoulli, Gaussian };
 Likelihood parse_likelihood(const std::string& name);  // "bernoulli" | "gaussian"
 
 struct VaeConfig {
-  int data_dim = 784;            // D
-  std::vector<int> hidden{400};  // encoder widths; the decoder mirrors them
-  int latent_dim = 20;           // L
+  Shape data{784, 1, 1};  // one sample: C x H x W, or D
+  int latent_dim = 20;    // L
+  // Layer lists (see vae/architecture.hpp). The encoder ends before the heads; the decoder's
+  // output must have the data's shape (or its size, flat).
+  std::string encoder = "fc 400, relu";
+  std::string decoder = "fc 400, relu, fc 784";
+  int classes = 0;  // > 0: conditional on a one-hot label of this many classes
   Likelihood likelihood = Likelihood::Bernoulli;
   float gaussian_sigma = 1.0f;  // fixed decoder std for the Gaussian likelihood
+
+  // The classic MLP: encoder widths `hidden`, mirrored in the decoder.
+  static VaeConfig mlp(int data_dim, std::vector<int> hidden, int latent_dim);
 };
 
 // Sums over the samples of a batch, in nats. loss = recon + beta * kl.
@@ -34,55 +44,70 @@ struct LossSums {
   }
 };
 
+// What goes through the model: n samples x [N, D] (plain, in the likelihood's range), their
+// labels [N] (needed by a conditional model, else ignored) and the noise eps [N, L].
+struct Batch {
+  int n = 0;
+  const float* x = nullptr;
+  const int32_t* labels = nullptr;
+  const float* eps = nullptr;
+};
+
 class Vae {
  public:
-  // Registers the parameters in `store` (which must not be finalized yet) under
-  // PyTorch-style names: encoder.fc1.weight [H1, D], ..., encoder.mu.*, encoder.logvar.*,
-  // decoder.fc1.* ..., decoder.out.* [D, H1].
+  // Builds the layers and registers their parameters in `store` (not finalized yet) under
+  // PyTorch-style names: encoder.fc1.*, encoder.conv1.*, ..., encoder.mu.*, encoder.logvar.*,
+  // decoder.fc1.*, ..., decoder.out.*. Throws vd::ConfigError naming the layer and both
+  // shapes when the layers do not fit the data.
   Vae(const VaeConfig& config, ParamStore& store);
 
   const VaeConfig& config() const { return config_; }
-  // PyTorch nn.Linear initialisation of every layer, in module order.
+  const Sequential& encoder() const { return encoder_; }
+  const Sequential& decoder() const { return decoder_; }
+  // PyTorch initialisation of every layer, in module order (encoder, heads, decoder).
   void init(Rng& rng);
+  // One line per layer: name, what it is, output shape.
+  std::string summary() const;
 
-  // Forward and backward of one batch. x [B, D] in the likelihood's range, eps [B, L].
-  // Writes every parameter's gradient of (sum over the batch of recon + beta*kl) * grad_scale.
-  // B = 0 is allowed (a rank with no rows left in the last step): gradients become zero.
-  LossSums train_step(Context& ctx, int batch, const float* x, const float* eps, float beta,
-                      float grad_scale);
+  // Forward and backward of one batch. Writes every parameter's gradient of (sum over the
+  // batch of recon + beta*kl) * grad_scale. n = 0 is allowed (a rank with no rows left in
+  // the last step): gradients become zero.
+  LossSums train_step(Context& ctx, const Batch& batch, float beta, float grad_scale);
+  // Forward only with the batch's eps: the same per-sample terms, no gradients.
+  LossSums evaluate(Context& ctx, const Batch& batch, float beta);
 
-  // Forward only with the given eps: the same per-sample terms, no gradients.
-  LossSums evaluate(Context& ctx, int batch, const float* x, const float* eps, float beta);
-
-  // q(z|x): mu, logvar [B, L].
-  void encode(Context& ctx, int batch, const float* x, float* mu, float* logvar);
-  // Mean of p(x|z) for z [B, L] into mean [B, D] (sigmoid of the logits for Bernoulli).
-  void decode_mean(Context& ctx, int batch, const float* z, float* mean);
+  // q(z|x): mu, logvar [N, L] (logvar may be nullptr). Reads x and labels of the batch.
+  void encode(Context& ctx, const Batch& batch, float* mu, float* logvar);
+  // Mean of p(x|z) for z [N, L] into mean [N, D] (sigmoid of the logits for Bernoulli);
+  // labels [N] for a conditional model.
+  void decode_mean(Context& ctx, int n, const float* z, const int32_t* labels, float* mean);
   // Sum over the batch of the importance-weighted estimate of log p(x) with k samples
   // per data point (Burda et al.): log (1/k) sum_i p(x, z_i) / q(z_i | x).
-  double iw_log_likelihood_sum(Context& ctx, int batch, const float* x, int k, Rng& rng);
+  double iw_log_likelihood_sum(Context& ctx, const Batch& batch, int k, Rng& rng);
 
   double flops_per_sample_forward() const;
 
  private:
-  void ensure_workspace(int batch);
-  void encoder_forward(Context& ctx, int batch, const float* x);
-  void decoder_forward(Context& ctx, int batch);
+  void ensure_workspace(int n);
+  void set_condition(int n, const int32_t* labels);
+  const float* encoder_forward(Context& ctx, int n, const float* x);
   // Per-sample reconstruction NLL into recon_ws_ and, when diff != nullptr, its gradient.
-  void reconstruction(int batch, const float* x, float* diff, float scale);
+  void reconstruction(int n, const float* out, const float* x, float* diff, float scale);
 
   VaeConfig config_;
   ParamStore& store_;
-  std::vector<std::unique_ptr<Linear>> enc_, dec_;  // hidden layers (ReLU) and decoder.out
+  int data_size_;
+  const float* condition_ = nullptr;  // one-hot [N, K] of the current batch (conditional)
+  Sequential encoder_, decoder_;
   std::unique_ptr<Linear> mu_head_, logvar_head_;
   int capacity_ = 0;
-  // Activations: enc_act_[i] = output of enc_[i] [B, Hi]; dec_act_[i] likewise; the last
-  // decoder activation is the logits (or Gaussian mean) [B, D].
-  std::vector<std::vector<float>> enc_act_, dec_act_;
-  std::vector<float> mu_, logvar_, z_, eps_copy_;  // [B, L]
-  // Gradient scratch: two ping-pong buffers as wide as the widest layer, and [B, L] ones.
-  std::vector<float> grad_a_, grad_b_, diff_mu_, diff_logvar_, diff_z_, diff_head_;
-  std::vector<double> recon_ws_, kl_ws_;  // per-sample terms [B]
+  const float* h_ = nullptr;            // the encoder's output of the current batch
+  std::vector<float> onehot_;           // [N, K]
+  std::vector<float> mu_, logvar_, z_;  // [N, L]
+  std::vector<float> diff_mu_, diff_logvar_, diff_z_;
+  std::vector<float> diff_out_;           // [N, D]
+  std::vector<float> diff_h_, diff_h2_;   // [N, H]
+  std::vector<double> recon_ws_, kl_ws_;  // per-sample terms [N]
 };
 
 }  // namespace vd

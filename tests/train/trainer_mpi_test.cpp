@@ -88,10 +88,7 @@ void check_ranks_equal_union(const char* method) {
 
   // The reference: one model, fed each step the concatenation of every rank's batch and
   // noise, drawn from the same plans and streams the ranks use.
-  vd::VaeConfig cfg;
-  cfg.data_dim = 16;
-  cfg.hidden = o.hidden;
-  cfg.latent_dim = o.latent_dim;
+  const vd::VaeConfig cfg = vd::VaeConfig::mlp(16, o.hidden, o.latent_dim);
   vd::ParamStore store;
   vd::Vae vae(cfg, store);
   store.finalize();
@@ -126,7 +123,8 @@ void check_ranks_equal_union(const char* method) {
       ASSERT_EQ(n, plans[0].global_count(st));
       std::vector<float> x(rows.size() * 16);
       all.gather(rows, x.data());
-      vae.train_step(ctx, n, x.data(), eps.data(), 1.0f, 1.0f / static_cast<float>(n));
+      vae.train_step(ctx, vd::Batch{n, x.data(), nullptr, eps.data()}, 1.0f,
+                     1.0f / static_cast<float>(n));
       adam.step(store.params(), store.grads(), o.lr);
     }
   }
