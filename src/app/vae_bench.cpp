@@ -1,5 +1,6 @@
-// vae_bench: training-step throughput of the MLP VAE (images/s, GFLOP/s, share of the oneDNN
-// inner-product peak measured in the same run, communication share, peak RSS per rank).
+// vae_bench: training-step throughput of a VAE, the MLP by default or a conv model given as
+// layer lists (images/s, GFLOP/s, share of the oneDNN inner-product or convolution peak
+// measured in the same run, communication share, peak RSS per rank).
 // Run on one rank (`vae_bench`) or P ranks (`mpirun -np P vae_bench`). Prints figures; asserts
 // nothing.
 #include <omp.h>
@@ -20,6 +21,7 @@
 #include "dist/comm.hpp"
 #include "dist/grad_sync.hpp"
 #include "nn/context.hpp"
+#include "nn/conv.hpp"
 #include "nn/param_store.hpp"
 #include "nn/peak.hpp"
 #include "optim/adam.hpp"
@@ -55,7 +57,8 @@ int main(int argc, char** argv) {
     int batch = 128, latent = 20, data_dim = 784, threads = 1, steps = 50, repeats = 7;
     double peak_seconds = 2.0;
     bool no_sync = false;
-    std::string hidden_text = "400";
+    std::string hidden_text = "400", encoder, decoder, shape_text = "1x28x28";
+    bool impl = false;
     po::options_description desc(
         "vae_bench: training-step throughput of the MLP VAE on synthetic data held in memory\n"
         "usage: [mpirun -np P] vae_bench [options]\noptions");
@@ -63,6 +66,11 @@ int main(int argc, char** argv) {
         "batch-size", po::value(&batch)->default_value(batch), "images per rank per step")(
         "data-dim", po::value(&data_dim)->default_value(data_dim), "pixels per image (D)")(
         "hidden", po::value(&hidden_text)->default_value(hidden_text), "encoder widths")(
+        "encoder", po::value(&encoder), "encoder layer list (as vae_dist --encoder); a conv model")(
+        "decoder", po::value(&decoder), "decoder layer list (as vae_dist --decoder)")(
+        "shape", po::value(&shape_text)->default_value(shape_text),
+        "image shape CxHxW of a conv model (--data-dim is the MLP's)")(
+        "impl", po::bool_switch(&impl), "print oneDNN's implementation of every conv layer")(
         "latent-dim", po::value(&latent)->default_value(latent), "latent dimension (L)")(
         "threads", po::value(&threads)->default_value(threads), "OpenMP threads per rank")(
         "steps", po::value(&steps)->default_value(steps), "timed steps per repetition")(
@@ -88,7 +96,19 @@ int main(int argc, char** argv) {
 
     vd::Context ctx;
     const std::vector<int> hidden = parse_hidden(hidden_text);
-    const vd::VaeConfig cfg = vd::VaeConfig::mlp(data_dim, hidden, latent);
+    vd::VaeConfig cfg = vd::VaeConfig::mlp(data_dim, hidden, latent);
+    const bool conv_model = !encoder.empty() || !decoder.empty();
+    if (conv_model) {
+      int c = 0, h = 0, w = 0;
+      char x1 = 0, x2 = 0;
+      std::istringstream in(shape_text);
+      if (!(in >> c >> x1 >> h >> x2 >> w) || x1 != 'x' || x2 != 'x' || c < 1 || h < 1 || w < 1)
+        throw vd::ConfigError("--shape needs CxHxW, e.g. 1x28x28");
+      cfg.data = vd::Shape{c, h, w};
+      data_dim = static_cast<int>(cfg.data.size());
+      cfg.encoder = encoder;
+      cfg.decoder = decoder;
+    }
     vd::ParamStore store;
     vd::Vae vae(cfg, store);
     store.finalize();
@@ -139,15 +159,27 @@ int main(int argc, char** argv) {
     // FLOPs of one step: forward, backward-data (skipped for the first layer) and
     // backward-weights of every layer, each 2*I*O per sample.
     const double fwd = vae.flops_per_sample_forward();
-    const double first = 2.0 * data_dim * hidden[0];
+    double first = 0;  // the first parameter layer skips backward-data
+    for (const auto& l : vae.encoder().layers())
+      if ((first = l->flops_per_sample()) > 0) break;
     const double step_flops = static_cast<double>(batch) * (3 * fwd - first);
     const double gflops = step_flops / (ms * 1e-3) / 1e9;
     const double ips = global / (ms * 1e-3);
 
     // Peak references on rank 0 alone, after the timed runs, so they do not compete.
-    double peak = 0, peak_train = 0;
+    double peak = 0, peak_train = 0, peak_conv = 0;
+    std::vector<vd::ConvShape> convs;
+    for (const vd::Sequential* seq : {&vae.encoder(), &vae.decoder()})
+      for (const auto& l : seq->layers())
+        if (auto* c = dynamic_cast<vd::Conv2d*>(l.get())) {
+          convs.push_back(c->conv_shape(batch));
+          if (impl && comm.is_root())
+            std::printf("%s: %s\n", c->name().c_str(), c->impl_info(ctx, batch).c_str());
+        }
     comm.barrier();
-    if (comm.is_root()) {
+    if (comm.is_root() && !convs.empty())
+      peak_conv = vd::measure_conv_train_peak_gflops(ctx, convs, peak_seconds);
+    if (comm.is_root() && !conv_model) {
       peak = vd::measure_inner_product_peak_gflops(ctx, batch, data_dim, hidden[0], peak_seconds);
       peak_train = vd::measure_inner_product_train_peak_gflops(ctx, batch, data_dim, hidden[0],
                                                                peak_seconds);
@@ -159,18 +191,28 @@ int main(int argc, char** argv) {
     MPI_Gather(&mine, 1, MPI_LONG, rss.data(), 1, MPI_LONG, 0, MPI_COMM_WORLD);
 
     if (comm.is_root()) {
-      std::printf(
-          "vae_bench: MLP VAE %d-%s-%d, batch %d per rank, %d rank(s) x %d thread(s), "
-          "%d repetitions of %d steps\n",
-          data_dim, hidden_text.c_str(), latent, batch, comm.size(), threads, repeats, steps);
+      if (conv_model)
+        std::printf("vae_bench: conv VAE %s, encoder '%s', decoder '%s', latent %d",
+                    cfg.data.text().c_str(), encoder.c_str(), decoder.c_str(), latent);
+      else
+        std::printf("vae_bench: MLP VAE %d-%s-%d", data_dim, hidden_text.c_str(), latent);
+      std::printf(", batch %d per rank, %d rank(s) x %d thread(s), %d repetitions of %d steps\n",
+                  batch, comm.size(), threads, repeats, steps);
       std::printf("step_ms=%.3f images_per_s=%.0f gflops=%.2f flops_per_step=%.4g\n", ms, ips,
                   gflops * comm.size(), step_flops);
-      std::printf("peak_inner_product_fwd_gflops=%.2f (oneDNN %dx%d->%d forward, 1 rank)\n", peak,
-                  batch, data_dim, hidden[0]);
-      std::printf("peak_inner_product_train_gflops=%.2f (forward+backward of the same layer)\n",
-                  peak_train);
-      std::printf("share_of_fwd_peak=%.1f%% share_of_train_peak=%.1f%% (per rank)\n",
-                  100 * gflops / peak, 100 * gflops / peak_train);
+      if (!conv_model) {
+        std::printf("peak_inner_product_fwd_gflops=%.2f (oneDNN %dx%d->%d forward, 1 rank)\n", peak,
+                    batch, data_dim, hidden[0]);
+        std::printf("peak_inner_product_train_gflops=%.2f (forward+backward of the same layer)\n",
+                    peak_train);
+        std::printf("share_of_fwd_peak=%.1f%% share_of_train_peak=%.1f%% (per rank)\n",
+                    100 * gflops / peak, 100 * gflops / peak_train);
+      }
+      if (peak_conv > 0)
+        std::printf(
+            "peak_conv_train_gflops=%.2f (oneDNN alone: the model's %zu conv layers, forward + "
+            "backward, format any, 1 rank) share_of_conv_peak=%.1f%% (per rank)\n",
+            peak_conv, convs.size(), 100 * gflops / peak_conv);
       std::printf(
           "sync_share=%.1f%% (median share of step time in the gradient sum and Adam: %s)\n",
           100 * median(comm_share), sync ? sync->method().c_str() : "none");

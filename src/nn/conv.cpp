@@ -80,25 +80,27 @@ ConvPrims& Conv2d::prims(int n) {
   return *it->second;
 }
 
+ConvShape Conv2d::conv_shape(int n) const {
+  const Shape& i = in_shape();
+  const Shape& o = out_shape();
+  return ConvShape{n,
+                   i.c,
+                   i.h,
+                   i.w,
+                   o.c,
+                   o.h,
+                   o.w,
+                   spec_.kernel,
+                   spec_.stride,
+                   spec_.pad,
+                   spec_.transposed,
+                   act_ == Activation::ReLU};
+}
+
 Layout Conv2d::prepare(Context& ctx, int n, const Layout& src) {
   auto it = cache_.find(n);
-  if (it == cache_.end()) {
-    const Shape& i = in_shape();
-    const Shape& o = out_shape();
-    const ConvShape cs{n,
-                       i.c,
-                       i.h,
-                       i.w,
-                       o.c,
-                       o.h,
-                       o.w,
-                       spec_.kernel,
-                       spec_.stride,
-                       spec_.pad,
-                       spec_.transposed,
-                       act_ == Activation::ReLU};
-    it = cache_.emplace(n, std::make_unique<ConvPrims>(ctx.engine, cs, src)).first;
-  }
+  if (it == cache_.end())
+    it = cache_.emplace(n, std::make_unique<ConvPrims>(ctx.engine, conv_shape(n), src)).first;
   return it->second->dst_layout();
 }
 

@@ -44,6 +44,7 @@ class Conv2d final : public Layer {
   const ConvSpec& spec() const { return spec_; }
   Activation activation() const { return act_; }
   std::string impl_info(Context& ctx, int n);  // oneDNN implementations for batch n
+  ConvShape conv_shape(int n) const;
 
  private:
   ConvPrims& prims(int n);

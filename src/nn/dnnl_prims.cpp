@@ -434,6 +434,10 @@ Layout ConvPrims::dst_layout() const {
   return impl_->fwd_pd.dst_desc();
 }
 
+Layout ConvPrims::wanted_src_layout() const {
+  return impl_->fwd_pd.src_desc();
+}
+
 void ConvPrims::forward(dnnl::stream& stream, const float* src, const float* weights,
                         const float* bias, float* dst) {
   Impl& p = *impl_;

@@ -91,6 +91,7 @@ class ConvPrims {
 
   const ConvShape& shape() const;
   Layout dst_layout() const;
+  Layout wanted_src_layout() const;  // the src layout the forward primitive chose
 
   void forward(dnnl::stream& stream, const float* src, const float* weights, const float* bias,
                float* dst);

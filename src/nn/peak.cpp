@@ -4,11 +4,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "nn/dnnl_prims.hpp"
+#include "nn/layer.hpp"
 
 namespace vd {
 
@@ -64,6 +66,57 @@ double measure_inner_product_gflops(Context& ctx, int batch, int in, int out, In
     const auto t0 = Clock::now();
     for (int k = 0; k < reps; ++k) run();
     gflops.push_back(reps * flops / seconds_since(t0) * 1e-9);
+  }
+  std::nth_element(gflops.begin(), gflops.begin() + gflops.size() / 2, gflops.end());
+  return gflops[gflops.size() / 2];
+}
+
+double measure_conv_train_peak_gflops(Context& ctx, const std::vector<ConvShape>& layers,
+                                      double seconds) {
+  VD_CHECK(seconds > 0 && std::isfinite(seconds) && !layers.empty(), ShapeError,
+           "The convolution peak measurement needs layers and a positive duration in seconds.");
+  struct One {
+    std::unique_ptr<ConvPrims> prims;
+    std::vector<float> src, weights, bias, dst, diff_src, diff_weights, diff_bias;
+  };
+  std::vector<One> all;
+  double flops = 0;
+  Rng rng(1);
+  for (const ConvShape& s : layers) {
+    One o;
+    // Ask which src layout the primitive wants, then build it with exactly that one.
+    const ConvPrims probe(ctx.engine, s, plain_layout(s.batch, Shape{s.ic, s.ih, s.iw}));
+    o.prims = std::make_unique<ConvPrims>(ctx.engine, s, probe.wanted_src_layout());
+    o.src.resize(layout_floats(probe.wanted_src_layout()));
+    o.diff_src.resize(o.src.size());
+    o.dst.resize(layout_floats(o.prims->dst_layout()));
+    o.weights.resize(static_cast<size_t>(s.oc) * s.ic * s.kernel * s.kernel);
+    o.diff_weights.resize(o.weights.size());
+    o.bias.resize(static_cast<size_t>(s.oc));
+    o.diff_bias.resize(o.bias.size());
+    for (auto* v : {&o.src, &o.weights, &o.bias})
+      for (float& x : *v) x = static_cast<float>(rng.uniform(-0.5, 0.5));
+    const double small = s.transposed ? double(s.ic) * s.ih * s.iw : double(s.oc) * s.oh * s.ow;
+    const double other = s.transposed ? s.oc : s.ic;
+    flops += 3 * 2.0 * s.batch * small * other * s.kernel * s.kernel;
+    all.push_back(std::move(o));
+  }
+  // dst doubles as diff_dst, as in the inner-product peak.
+  auto run = [&] {
+    for (One& o : all) {
+      o.prims->forward(ctx.stream, o.src.data(), o.weights.data(), o.bias.data(), o.dst.data());
+      o.prims->backward_weights(ctx.stream, o.src.data(), o.dst.data(), o.diff_weights.data(),
+                                o.diff_bias.data());
+      o.prims->backward_data(ctx.stream, o.dst.data(), o.diff_src.data());
+    }
+  };
+  for (int k = 0; k < 2; ++k) run();
+  std::vector<double> gflops;
+  const auto t_start = Clock::now();
+  while (gflops.size() < 5 || seconds_since(t_start) < seconds) {
+    const auto t0 = Clock::now();
+    run();
+    gflops.push_back(flops / seconds_since(t0) * 1e-9);
   }
   std::nth_element(gflops.begin(), gflops.begin() + gflops.size() / 2, gflops.end());
   return gflops[gflops.size() / 2];

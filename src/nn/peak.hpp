@@ -1,7 +1,10 @@
 // Reference throughput of a bare oneDNN inner product (plain layouts, as vd::Linear uses),
 // the benchmark's yardstick for "peak" on this machine and thread count.
 #pragma once
+#include <vector>
+
 #include "nn/context.hpp"
+#include "nn/dnnl_prims.hpp"
 
 namespace vd {
 
@@ -25,5 +28,12 @@ double measure_inner_product_peak_gflops(Context& ctx, int batch, int in, int ou
 // Forward + backward_data + backward_weights, counted as 6*B*I*O flops per step.
 double measure_inner_product_train_peak_gflops(Context& ctx, int batch, int in, int out,
                                                double seconds);
+
+// oneDNN's convolutions alone: every shape in `layers` runs forward, backward-weights and
+// backward-data with src in the layout the primitive chose (format_tag::any), no reorder of
+// activations, no framework; returns their total GFLOP/s (median over repetitions). The
+// yardstick for "share of the convolution peak" of a conv model.
+double measure_conv_train_peak_gflops(Context& ctx, const std::vector<ConvShape>& layers,
+                                      double seconds);
 
 }  // namespace vd

@@ -15,6 +15,73 @@
 
 namespace vd::testing {
 
+// One sample through one layer, parameters read by name from p (a double copy of the
+// store's flat buffer); `label` is the sample's class for a conditional model.
+inline std::vector<double> reference_layer(const vd::ParamStore& store,
+                                           const std::vector<double>& p, const vd::Layer& l,
+                                           const std::vector<double>& in, int label) {
+  using Vec = std::vector<double>;
+  const auto w = [&](const Vec& q, const std::string& name) {
+    return q.data() + store.find(name).offset;
+  };
+  const vd::Shape is = l.in_shape(), os = l.out_shape();
+  Vec out(static_cast<size_t>(os.size()), 0.0);
+  if (auto* fc = dynamic_cast<const vd::Linear*>(&l)) {
+    const double* W = w(p, l.name() + ".weight");
+    const double* b = w(p, l.name() + ".bias");
+    const size_t I = static_cast<size_t>(fc->in());
+    for (size_t o = 0; o < out.size(); ++o) {
+      double acc = b[o];
+      for (size_t i = 0; i < I; ++i) acc += W[o * I + i] * in[i];
+      out[o] = fc->activation() == vd::Activation::ReLU ? std::max(acc, 0.0) : acc;
+    }
+  } else if (auto* cv = dynamic_cast<const vd::Conv2d*>(&l)) {
+    const auto& s = cv->spec();
+    const double* W = w(p, l.name() + ".weight");
+    const double* b = w(p, l.name() + ".bias");
+    const int K = s.kernel;
+    for (int oc = 0; oc < os.c; ++oc)
+      for (int i = 0; i < os.h * os.w; ++i) out[static_cast<size_t>(oc * os.h * os.w + i)] = b[oc];
+    for (int ic = 0; ic < is.c; ++ic)
+      for (int oc = 0; oc < os.c; ++oc)
+        for (int ky = 0; ky < K; ++ky)
+          for (int kx = 0; kx < K; ++kx) {
+            // Conv2d weight [OC, IC, K, K]; ConvTranspose2d weight [IC, OC, K, K].
+            const double wt = s.transposed ? W[((ic * os.c + oc) * K + ky) * K + kx]
+                                           : W[((oc * is.c + ic) * K + ky) * K + kx];
+            if (!s.transposed) {
+              for (int oy = 0; oy < os.h; ++oy)
+                for (int ox = 0; ox < os.w; ++ox) {
+                  const int iy = oy * s.stride - s.pad + ky, ix = ox * s.stride - s.pad + kx;
+                  if (iy < 0 || iy >= is.h || ix < 0 || ix >= is.w) continue;
+                  out[static_cast<size_t>((oc * os.h + oy) * os.w + ox)] +=
+                      wt * in[static_cast<size_t>((ic * is.h + iy) * is.w + ix)];
+                }
+            } else {
+              for (int iy = 0; iy < is.h; ++iy)
+                for (int ix = 0; ix < is.w; ++ix) {
+                  const int oy = iy * s.stride - s.pad + ky, ox = ix * s.stride - s.pad + kx;
+                  if (oy < 0 || oy >= os.h || ox < 0 || ox >= os.w) continue;
+                  out[static_cast<size_t>((oc * os.h + oy) * os.w + ox)] +=
+                      wt * in[static_cast<size_t>((ic * is.h + iy) * is.w + ix)];
+                }
+            }
+          }
+    if (cv->activation() == vd::Activation::ReLU)
+      for (auto& v : out) v = std::max(v, 0.0);
+  } else if (dynamic_cast<const vd::Relu*>(&l)) {
+    for (size_t i = 0; i < out.size(); ++i) out[i] = std::max(in[i], 0.0);
+  } else if (dynamic_cast<const vd::Reshape*>(&l)) {
+    out = in;
+  } else if (dynamic_cast<const vd::ConcatCondition*>(&l)) {
+    std::copy(in.begin(), in.end(), out.begin());
+    out[in.size() + static_cast<size_t>(label)] = 1.0;
+  } else {
+    ADD_FAILURE() << "the reference does not know layer " << l.name();
+  }
+  return out;
+}
+
 struct ReferenceVae {
   const vd::Vae& vae;
   const vd::ParamStore& store;
@@ -27,63 +94,7 @@ struct ReferenceVae {
 
   // One sample through one layer; `label` is the sample's class for a conditional model.
   Vec layer(const Vec& p, const vd::Layer& l, const Vec& in, int label) const {
-    const vd::Shape is = l.in_shape(), os = l.out_shape();
-    Vec out(static_cast<size_t>(os.size()), 0.0);
-    if (auto* fc = dynamic_cast<const vd::Linear*>(&l)) {
-      const double* W = w(p, l.name() + ".weight");
-      const double* b = w(p, l.name() + ".bias");
-      const size_t I = static_cast<size_t>(fc->in());
-      for (size_t o = 0; o < out.size(); ++o) {
-        double acc = b[o];
-        for (size_t i = 0; i < I; ++i) acc += W[o * I + i] * in[i];
-        out[o] = fc->activation() == vd::Activation::ReLU ? std::max(acc, 0.0) : acc;
-      }
-    } else if (auto* cv = dynamic_cast<const vd::Conv2d*>(&l)) {
-      const auto& s = cv->spec();
-      const double* W = w(p, l.name() + ".weight");
-      const double* b = w(p, l.name() + ".bias");
-      const int K = s.kernel;
-      for (int oc = 0; oc < os.c; ++oc)
-        for (int i = 0; i < os.h * os.w; ++i)
-          out[static_cast<size_t>(oc * os.h * os.w + i)] = b[oc];
-      for (int ic = 0; ic < is.c; ++ic)
-        for (int oc = 0; oc < os.c; ++oc)
-          for (int ky = 0; ky < K; ++ky)
-            for (int kx = 0; kx < K; ++kx) {
-              // Conv2d weight [OC, IC, K, K]; ConvTranspose2d weight [IC, OC, K, K].
-              const double wt = s.transposed ? W[((ic * os.c + oc) * K + ky) * K + kx]
-                                             : W[((oc * is.c + ic) * K + ky) * K + kx];
-              if (!s.transposed) {
-                for (int oy = 0; oy < os.h; ++oy)
-                  for (int ox = 0; ox < os.w; ++ox) {
-                    const int iy = oy * s.stride - s.pad + ky, ix = ox * s.stride - s.pad + kx;
-                    if (iy < 0 || iy >= is.h || ix < 0 || ix >= is.w) continue;
-                    out[static_cast<size_t>((oc * os.h + oy) * os.w + ox)] +=
-                        wt * in[static_cast<size_t>((ic * is.h + iy) * is.w + ix)];
-                  }
-              } else {
-                for (int iy = 0; iy < is.h; ++iy)
-                  for (int ix = 0; ix < is.w; ++ix) {
-                    const int oy = iy * s.stride - s.pad + ky, ox = ix * s.stride - s.pad + kx;
-                    if (oy < 0 || oy >= os.h || ox < 0 || ox >= os.w) continue;
-                    out[static_cast<size_t>((oc * os.h + oy) * os.w + ox)] +=
-                        wt * in[static_cast<size_t>((ic * is.h + iy) * is.w + ix)];
-                  }
-              }
-            }
-      if (cv->activation() == vd::Activation::ReLU)
-        for (auto& v : out) v = std::max(v, 0.0);
-    } else if (dynamic_cast<const vd::Relu*>(&l)) {
-      for (size_t i = 0; i < out.size(); ++i) out[i] = std::max(in[i], 0.0);
-    } else if (dynamic_cast<const vd::Reshape*>(&l)) {
-      out = in;
-    } else if (dynamic_cast<const vd::ConcatCondition*>(&l)) {
-      std::copy(in.begin(), in.end(), out.begin());
-      out[in.size() + static_cast<size_t>(label)] = 1.0;
-    } else {
-      ADD_FAILURE() << "the reference does not know layer " << l.name();
-    }
-    return out;
+    return reference_layer(store, p, l, in, label);
   }
 
   Vec net(const Vec& p, const vd::Sequential& seq, Vec h, int label) const {
