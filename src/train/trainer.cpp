@@ -223,6 +223,11 @@ Trainer::Trainer(const Options& options, const Comm& comm)
         comm.size(), threads, static_cast<long long>(s.train.global_rows()),
         static_cast<long long>(s.train.rows()), static_cast<long long>(s.plan->steps_per_epoch()),
         comm.size(), opt.batch_size, s.store.num_parameters(), s.grad_sync->method().c_str());
+    std::printf("model%s (layer, what it is, output shape per sample):\n%s",
+                vc.classes > 0
+                    ? (" conditional on " + std::to_string(vc.classes) + " classes").c_str()
+                    : "",
+                s.vae->summary().c_str());
     std::fflush(stdout);
   }
 }

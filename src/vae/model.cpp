@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "core/error.hpp"
+#include "nn/conv.hpp"
 #include "vae/architecture.hpp"
 #include "vae/loss.hpp"
 
@@ -38,11 +39,11 @@ Vae::Vae(const VaeConfig& config, ParamStore& store)
   VD_CHECK(config.classes >= 0, ShapeError, "the number of classes cannot be negative");
   build_layers(encoder_, store, "encoder", parse_layers(config.encoder, "encoder"), false,
                "encoder", config.classes, &condition_);
+  if (!encoder_.out_shape().flat())  // the heads are fc layers: flatten first, as for any fc
+    encoder_.add(
+        std::make_unique<Reshape>("encoder.flatten", encoder_.out_shape(),
+                                  Shape{static_cast<int>(encoder_.out_shape().size()), 1, 1}));
   const Shape h = encoder_.out_shape();
-  if (!h.flat())
-    throw ConfigError("encoder: its output " + h.text() +
-                      " is an image; end it with 'flatten' or an fc layer before the mu/logvar "
-                      "heads");
   mu_head_ = std::make_unique<Linear>(store, "encoder.mu", h, config.latent_dim, Activation::None);
   logvar_head_ =
       std::make_unique<Linear>(store, "encoder.logvar", h, config.latent_dim, Activation::None);

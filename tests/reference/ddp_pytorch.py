@@ -1,4 +1,5 @@
-"""Training-step throughput of the reference VAE under DistributedDataParallel (gloo, 127.0.0.1 only).
+"""Training-step throughput of the reference VAE under DistributedDataParallel (gloo, 127.0.0.1 only);
+--model mlp|conv and --conditional select the model as in pytorch_vae.py.
 Spawns --world-size processes with torch.multiprocessing; each rank trains batch --batch-size on its own in-memory data."""
 import argparse
 import os
@@ -13,8 +14,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from bench_pytorch import add_common_args, make_batches
-from pytorch_vae import VAE, blas_library, make_optimizer, train_step
+from bench_pytorch import add_common_args, describe, setup
+from pytorch_vae import make_optimizer, train_step
 
 
 def free_port():
@@ -30,20 +31,23 @@ def worker(rank, a, port):
     torch.set_num_threads(a.threads_per_rank)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=a.world_size)
     torch.manual_seed(a.seed)  # DDP broadcasts rank 0's parameters anyway
-    batches = make_batches(a.nbatches, a.batch_size, a.input_dim, a.seed + 7919 * rank, a.data)
-    model = DDP(VAE(a.input_dim, a.hidden, a.latent_dim))
+    net, batches, cbatches = setup(a, a.seed + 7919 * rank)
+    model = DDP(net)
     opt = make_optimizer(model, a.lr)
+
+    def labels(k):
+        return None if cbatches is None else cbatches[k % a.nbatches]
 
     k = 0
     for _ in range(a.warmup):
-        train_step(model, opt, batches[k % a.nbatches])
+        train_step(model, opt, batches[k % a.nbatches], cb=labels(k))
         k += 1
     rep_dt = []
     for _ in range(a.reps):
         dist.barrier()
         t0 = time.perf_counter()
         for _ in range(a.steps):
-            train_step(model, opt, batches[k % a.nbatches])
+            train_step(model, opt, batches[k % a.nbatches], cb=labels(k))
             k += 1
         dt = time.perf_counter() - t0
         rep_dt.append(dt)
@@ -58,9 +62,7 @@ def worker(rank, a, port):
         agg = [a.world_size * a.steps * a.batch_size / dt for dt in per_rep_max]
         print(f"ddp_pytorch: torch {torch.__version__} backend=gloo world_size={a.world_size} "
               f"threads_per_rank={torch.get_num_threads()} batch_per_rank={a.batch_size} "
-              f"model={a.input_dim}-{a.hidden}-{a.latent_dim} warmup={a.warmup} steps={a.steps} reps={a.reps} "
-              f"data={'synthetic' if not a.data else a.data} blas={blas_library()} "
-              f"loadavg_1min_end={os.getloadavg()[0]:.2f}")
+              f"{describe(net, a)} loadavg_1min_end={os.getloadavg()[0]:.2f}")
         print("reps aggregate images_per_s: " + " ".join(f"{v:.1f}" for v in agg))
         print(f"ms_per_step_median={statistics.median(per_rep_max) / a.steps * 1e3:.4f}")
         for r, v in enumerate(allv):

@@ -1,6 +1,7 @@
 // MPI tests of the Trainer (2 and 3 ranks): P ranks equal one process that trains on the union
 // of their batches, resume is bitwise identical to an uninterrupted run at the same world
-// size, and a checkpoint of P ranks resumes on one rank.
+// size (for the MLP and for a conditional conv model), and a checkpoint of P ranks resumes
+// on one rank.
 #include "train/trainer.hpp"
 
 #include <gtest/gtest.h>
@@ -61,6 +62,18 @@ vd::Options small_options(const std::string& data, const std::string& out) {
   return o;
 }
 
+// The same run with a conditional convolutional model on the 1 x 4 x 4 images.
+constexpr const char* kConvEncoder = "conv 4 k3 s1 p1, relu, conv 8 k2 s2, relu, fc 8, relu";
+constexpr const char* kConvDecoder =
+    "fc 8, relu, fc 32, relu, reshape 8x2x2, convt 4 k2 s2, relu, conv 1 k3 s1 p1";
+vd::Options conv_options(const std::string& data, const std::string& out) {
+  vd::Options o = small_options(data, out);
+  o.encoder = kConvEncoder;
+  o.decoder = kConvDecoder;
+  o.conditional = true;
+  return o;
+}
+
 std::vector<float> train(const vd::Options& o, const vd::Comm& comm) {
   vd::Trainer t(o, comm);
   t.run();
@@ -77,18 +90,25 @@ struct GradSyncMethod {
   ~GradSyncMethod() { unsetenv("VAE_DIST_GRAD_SYNC"); }
 };
 
-void check_ranks_equal_union(const char* method) {
+void check_ranks_equal_union(const char* method, bool conv) {
   GradSyncMethod scope(method);
   vd::Comm comm;
   const int P = comm.size();
   SharedData data(comm);
-  vd::Options o = small_options(data.file, data.root + "/union");
+  vd::Options o = conv ? conv_options(data.file, data.root + "/union")
+                       : small_options(data.file, data.root + "/union");
   o.max_steps = 13;  // crosses an epoch boundary for P = 2 and 3 (8 and 6 steps per epoch)
   const std::vector<float> got = train(o, comm);
 
   // The reference: one model, fed each step the concatenation of every rank's batch and
   // noise, drawn from the same plans and streams the ranks use.
-  const vd::VaeConfig cfg = vd::VaeConfig::mlp(16, o.hidden, o.latent_dim);
+  vd::VaeConfig cfg = vd::VaeConfig::mlp(16, o.hidden, o.latent_dim);
+  if (conv) {
+    cfg.data = vd::Shape{1, 4, 4};
+    cfg.encoder = kConvEncoder;
+    cfg.decoder = kConvDecoder;
+    cfg.classes = 4;  // write_synthetic's 4 classes: the trainer takes max label + 1
+  }
   vd::ParamStore store;
   vd::Vae vae(cfg, store);
   store.finalize();
@@ -123,7 +143,9 @@ void check_ranks_equal_union(const char* method) {
       ASSERT_EQ(n, plans[0].global_count(st));
       std::vector<float> x(rows.size() * 16);
       all.gather(rows, x.data());
-      vae.train_step(ctx, vd::Batch{n, x.data(), nullptr, eps.data()}, 1.0f,
+      std::vector<int32_t> labels;
+      for (int64_t r : rows) labels.push_back(all.labels()[static_cast<size_t>(r)]);
+      vae.train_step(ctx, vd::Batch{n, x.data(), labels.data(), eps.data()}, 1.0f,
                      1.0f / static_cast<float>(n));
       adam.step(store.params(), store.grads(), o.lr);
     }
@@ -152,33 +174,42 @@ void check_ranks_equal_union(const char* method) {
 }
 
 TEST(Trainer, RanksSharingMemoryEqualOneProcessTrainingOnTheUnionOfTheirBatches) {
-  check_ranks_equal_union(nullptr);
+  check_ranks_equal_union(nullptr, false);
 }
 
 TEST(Trainer, RanksUsingAllreduceEqualOneProcessTrainingOnTheUnionOfTheirBatches) {
-  check_ranks_equal_union("allreduce");
+  check_ranks_equal_union("allreduce", false);
 }
 
-void check_resume_is_bitwise();
+TEST(Trainer, ConditionalConvRanksEqualOneProcessTrainingOnTheUnionOfTheirBatches) {
+  check_ranks_equal_union(nullptr, true);
+}
+
+void check_resume_is_bitwise(bool conv);
 
 TEST(Trainer, ResumeIsBitwiseIdenticalToAnUninterruptedRun) {
   for (const char* method : {static_cast<const char*>(nullptr), "allreduce"}) {
     SCOPED_TRACE(method ? method : "shared memory");
     GradSyncMethod scope(method);
-    check_resume_is_bitwise();
+    check_resume_is_bitwise(false);
   }
 }
 
-void check_resume_is_bitwise() {
+TEST(Trainer, ConditionalConvResumeIsBitwiseIdenticalToAnUninterruptedRun) {
+  check_resume_is_bitwise(true);
+}
+
+void check_resume_is_bitwise(bool conv) {
   vd::Comm comm;
   SharedData data(comm);
-  vd::Options whole = small_options(data.file, data.root + "/whole");
+  const auto options = conv ? conv_options : small_options;
+  vd::Options whole = options(data.file, data.root + "/whole");
   whole.max_steps = 17;
   const std::vector<float> uninterrupted = train(whole, comm);
 
   // Stop mid-epoch at step 5 and at an epoch end, then continue to 17.
   for (int64_t stop : {int64_t{5}, int64_t{8}}) {
-    vd::Options first = small_options(data.file, data.root + "/split" + std::to_string(stop));
+    vd::Options first = options(data.file, data.root + "/split" + std::to_string(stop));
     first.max_steps = stop;
     train(first, comm);
     vd::Options second = first;
