@@ -75,4 +75,14 @@ std::string find_latest_checkpoint(const std::string& dir);
 // write_checkpoint into dir is in progress. A missing dir is not an error (nothing to prune).
 void prune_checkpoints(const std::string& dir, int keep);
 
+// When a run writes checkpoints: after every `every_epochs` epochs (0 = never on a schedule),
+// always at the end and when a stop signal arrives; the newest `keep` stay on disk.
+struct CheckpointPolicy {
+  int every_epochs = 1;
+  int keep = 3;
+  bool due_after_epoch(int64_t epoch, bool last) const {
+    return last || (every_epochs > 0 && epoch % every_epochs == 0);
+  }
+};
+
 }  // namespace vd

@@ -22,13 +22,13 @@
 #include "data/shard.hpp"
 #include "dist/grad_sync.hpp"
 #include "io/checkpoint.hpp"
-#include "io/image_grid.hpp"
-#include "io/metrics_log.hpp"
+#include "io/run_report.hpp"
 #include "nn/context.hpp"
 #include "optim/adam.hpp"
 #include "train/stop_signals.hpp"
 #include "vae/architecture.hpp"
 #include "vae/model.hpp"
+#include "vae/sample_grids.hpp"
 
 namespace vd {
 
@@ -37,13 +37,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-std::string format_duration(double s) {
-  const long t = std::lround(std::max(0.0, s));
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-  return buf;
 }
 
 // Calls fn(batch) for consecutive batches of at most `batch` rows of the shard (x, labels).
@@ -107,13 +100,20 @@ VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, 
   return vc;
 }
 
-LossSums reduce(const Comm& comm, const LossSums& local) {
+// The sums over every rank, in the report's terms.
+ReportSums reduce(const Comm& comm, const LossSums& local) {
   double v[4] = {local.loss, local.recon, local.kl, static_cast<double>(local.count)};
   comm.allreduce_sum(std::span<double>(v, 4));
-  return LossSums{v[0], v[1], v[2], static_cast<int64_t>(v[3])};
+  return ReportSums{v[0], v[1], v[2], static_cast<int64_t>(v[3])};
 }
 
 }  // namespace
+
+// The host buffers of one training step: x [B, D], eps [B, L], labels [B].
+struct StepBuffers {
+  std::vector<float> x, eps;
+  std::vector<int32_t> labels;
+};
 
 struct Trainer::State {
   const Options& opt;
@@ -126,15 +126,15 @@ struct Trainer::State {
   std::unique_ptr<Adam> adam;
   std::unique_ptr<GradientSync> grad_sync;
   std::unique_ptr<EpochPlan> plan;
-  std::unique_ptr<MetricsLog> log;
+  std::unique_ptr<RunReport> report;  // rank 0 only
+  std::unique_ptr<SampleGrids> grids;
+  CheckpointPolicy checkpoints;
   std::filesystem::path out;
   int64_t step = 0, samples = 0;
   // Where the loop starts: 1-based epoch and the steps of it already done.
   int64_t start_epoch = 1, start_step_in_epoch = 0;
   std::optional<Rng> resumed_eps_rng;  // this rank's noise stream, for a mid-epoch resume
-  std::vector<float> grid_z;           // fixed prior draws for comparable grids [G*G, L]
   std::string last_checkpoint;
-  bool tty = false;
 
   State(const Options& o, const Comm& c) : opt(o), comm(c) {}
 
@@ -146,7 +146,8 @@ struct Trainer::State {
   void check_replicas(const char* when) const { vd::check_replicas(comm, store.params(), when); }
   void resume(const std::string& requested, bool writes_model);
   void save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng);
-  LossSums evaluate(int64_t epoch);
+  ReportSums evaluate(int64_t epoch);
+  LossSums step_once(int64_t st, Rng& eps_rng, StepBuffers& buf);
   void write_grids(int64_t epoch);
   double iw_nll();
 };
@@ -202,9 +203,12 @@ Trainer::Trainer(const Options& options, const Comm& comm)
     comm.broadcast(s.store.params(), 0);
   s.check_replicas("after start-up");
 
+  // Fixed prior draws [G*G, L], so the sample grids compare across epochs.
   Rng grid_rng = make_rng(opt.seed, RngStream::Grid);
-  s.grid_z.resize(static_cast<size_t>(opt.grid_size) * opt.grid_size * opt.latent_dim);
-  grid_rng.fill_normal(s.grid_z.data(), s.grid_z.size());
+  std::vector<float> grid_z(static_cast<size_t>(opt.grid_size) * opt.grid_size * opt.latent_dim);
+  grid_rng.fill_normal(grid_z.data(), grid_z.size());
+  s.grids = std::make_unique<SampleGrids>(std::move(grid_z), opt.grid_size);
+  s.checkpoints = CheckpointPolicy{opt.checkpoint_every, opt.keep_checkpoints};
 
   if (comm.is_root()) {
     std::error_code ec;
@@ -215,8 +219,11 @@ Trainer::Trainer(const Options& options, const Comm& comm)
     std::ofstream cfg(s.out / "config.ini");
     cfg << format_options(opt);
     if (!cfg) throw IoError("cannot write " + (s.out / "config.ini").string());
-    s.log = std::make_unique<MetricsLog>((s.out / "metrics.csv").string(), !opt.resume.empty());
-    s.tty = opt.progress && isatty(STDOUT_FILENO);
+    const int64_t planned = s.plan->steps_per_epoch() * opt.epochs;
+    s.report =
+        std::make_unique<RunReport>((s.out / "metrics.csv").string(), !opt.resume.empty(),
+                                    opt.progress && isatty(STDOUT_FILENO), opt.epochs, s.step,
+                                    opt.max_steps > 0 ? std::min(opt.max_steps, planned) : planned);
     std::printf(
         "vae_dist: %d rank(s) x %d thread(s); %lld training rows (%lld on rank 0), %lld "
         "steps/epoch of %d x %d; %zu parameters; gradients summed by %s\n",
@@ -291,13 +298,13 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   meta.adam_steps = adam->steps();
   const std::string path = (out / checkpoint_file_name(step)).string();
   write_checkpoint(path, meta, store, adam->exp_avg(), adam->exp_avg_sq());
-  prune_checkpoints(out.string(), opt.keep_checkpoints);
+  prune_checkpoints(out.string(), checkpoints.keep);
   last_checkpoint = path;
 }
 
-LossSums Trainer::State::evaluate(int64_t epoch) {
+ReportSums Trainer::State::evaluate(int64_t epoch) {
   LossSums sums;
-  if (!test) return sums;
+  if (!test) return ReportSums{};
   const int L = opt.latent_dim;
   std::vector<float> eps(static_cast<size_t>(opt.eval_batch_size) * L);
   Rng rng = make_rng(opt.seed, RngStream::EvalEps, static_cast<uint64_t>(epoch),
@@ -312,66 +319,17 @@ LossSums Trainer::State::evaluate(int64_t epoch) {
 
 void Trainer::State::write_grids(int64_t epoch) {
   if (!comm.is_root()) return;
-  const VaeConfig& vc = vae->config();
-  const Shape shape = vc.data;
-  // Images are drawn as C x H x W; flat [D] data is drawn square when D is a square
-  // (784 = 28 x 28), else as one row of pixels per sample.
-  int c = shape.c, h = shape.h, w = shape.w;
-  if (shape.flat()) {
-    c = 1, h = 1, w = shape.c;
-    const int side = static_cast<int>(std::lround(std::sqrt(static_cast<double>(w))));
-    if (side * side == w) h = w = side;
-  }
-  const int g = opt.grid_size, D = static_cast<int>(shape.size()), K = vc.classes;
-  char name[64];
-  std::vector<float> images(static_cast<size_t>(g) * g * D);
-  // Prior samples from the fixed z; a conditional model draws row r as class r mod K.
-  std::vector<int32_t> labels(static_cast<size_t>(g) * g);
-  for (int i = 0; i < g * g; ++i) labels[static_cast<size_t>(i)] = K > 0 ? (i / g) % K : 0;
-  vae->decode_mean(ctx, g * g, grid_z.data(), K > 0 ? labels.data() : nullptr, images.data());
-  std::snprintf(name, sizeof name, "samples_epoch%03lld.png", static_cast<long long>(epoch));
-  write_image_grid((out / name).string(), images.data(), g * g, c, h, w, g);
-  if (K > 0) {
-    // One row per class, the same g draws of z in every row: what the label alone changes.
-    std::vector<float> z(static_cast<size_t>(K) * g * vc.latent_dim);
-    std::vector<int32_t> cls(static_cast<size_t>(K) * g);
-    for (int k = 0; k < K; ++k)
-      for (int j = 0; j < g; ++j) {
-        std::copy_n(grid_z.data() + static_cast<size_t>(j) * vc.latent_dim, vc.latent_dim,
-                    z.data() + (static_cast<size_t>(k) * g + j) * vc.latent_dim);
-        cls[static_cast<size_t>(k) * g + j] = k;
-      }
-    std::vector<float> class_images(static_cast<size_t>(K) * g * D);
-    vae->decode_mean(ctx, K * g, z.data(), cls.data(), class_images.data());
-    std::snprintf(name, sizeof name, "samples_class_epoch%03lld.png",
-                  static_cast<long long>(epoch));
-    write_image_grid((out / name).string(), class_images.data(), K * g, c, h, w, g);
-  }
-
-  // Reconstructions: rows of inputs, each followed by a row of their reconstructions
-  // through the posterior mean z = mu.
+  // Reconstructions of the first test images (training images without a test set).
   const Shard& src = test ? *test : train;
-  const int pairs = std::max(1, g / 2);
-  const int n = static_cast<int>(std::min<int64_t>(static_cast<int64_t>(pairs) * g, src.rows()));
+  const int g = opt.grid_size;
+  const int n =
+      static_cast<int>(std::min<int64_t>(static_cast<int64_t>(std::max(1, g / 2)) * g, src.rows()));
   std::vector<int64_t> rows(static_cast<size_t>(n));
   std::iota(rows.begin(), rows.end(), 0);
-  std::vector<float> x(static_cast<size_t>(n) * D), rec(static_cast<size_t>(n) * D);
-  std::vector<float> mu(static_cast<size_t>(n) * vc.latent_dim);
+  std::vector<float> x(static_cast<size_t>(n) * src.sample_size());
   src.gather(rows, x.data());
-  const int32_t* y = src.has_labels() ? src.labels().data() : nullptr;
-  vae->encode(ctx, Batch{n, x.data(), y, nullptr}, mu.data(), nullptr);
-  vae->decode_mean(ctx, n, mu.data(), y, rec.data());
-  std::fill(images.begin(), images.end(), 0.0f);
-  for (int i = 0; i < n; ++i) {
-    const int r = i / g, col = i % g;
-    std::copy_n(x.data() + static_cast<size_t>(i) * D, D,
-                images.data() + (static_cast<size_t>(2 * r) * g + col) * D);
-    std::copy_n(rec.data() + static_cast<size_t>(i) * D, D,
-                images.data() + (static_cast<size_t>(2 * r + 1) * g + col) * D);
-  }
-  const int tiles = 2 * ((n + g - 1) / g) * g;
-  std::snprintf(name, sizeof name, "recon_epoch%03lld.png", static_cast<long long>(epoch));
-  write_image_grid((out / name).string(), images.data(), tiles, c, h, w, g);
+  grids->write(ctx, *vae, out.string(), epoch, n, x.data(),
+               src.has_labels() ? src.labels().data() : nullptr);
 }
 
 double Trainer::State::iw_nll() {
@@ -387,21 +345,41 @@ double Trainer::State::iw_nll() {
   return -v[0] / v[1];
 }
 
+// One optimizer step on this rank's rows of step `st`: gather the batch, draw its noise,
+// forward and backward, then the gradient sum over the ranks and the Adam update.
+LossSums Trainer::State::step_once(int64_t st, Rng& eps_rng, StepBuffers& buf) {
+  const auto rows = plan->local_rows(st);
+  const int local = static_cast<int>(rows.size());
+  const int64_t global = plan->global_count(st);
+  train.gather(rows, buf.x.data());
+  eps_rng.fill_normal(buf.eps.data(), static_cast<size_t>(local) * opt.latent_dim);
+  Batch batch{local, buf.x.data(), nullptr, buf.eps.data()};
+  if (train.has_labels()) {
+    for (int i = 0; i < local; ++i) buf.labels[static_cast<size_t>(i)] = train.labels()[rows[i]];
+    batch.labels = buf.labels.data();
+  }
+  const LossSums sums =
+      vae->train_step(ctx, batch, beta_at(step), 1.0f / static_cast<float>(global));
+  grad_sync->update(opt.lr);
+  ++step;
+  samples += global;
+  return sums;
+}
+
 TrainSummary Trainer::run() {
   State& s = *s_;
   const Options& opt = s.opt;
   const Comm& comm = s.comm;
   EpochPlan& plan = *s.plan;
-  const int B = opt.batch_size, L = opt.latent_dim;
   const int64_t steps_per_epoch = plan.steps_per_epoch();
-  std::vector<float> x(static_cast<size_t>(B) * s.train.sample_size());
-  std::vector<float> eps(static_cast<size_t>(B) * L);
-  std::vector<int32_t> labels(static_cast<size_t>(B));
+  StepBuffers buf;
+  buf.x.resize(static_cast<size_t>(opt.batch_size) * s.train.sample_size());
+  buf.eps.resize(static_cast<size_t>(opt.batch_size) * opt.latent_dim);
+  buf.labels.resize(static_cast<size_t>(opt.batch_size));
 
   TrainSummary summary;
   summary.test_loss = summary.iw_nll = std::numeric_limits<double>::quiet_NaN();
   const auto t_run = Clock::now();
-  const int64_t step_at_start = s.step;
   double train_seconds = 0;
   int64_t train_samples = 0;
   const int64_t planned = steps_per_epoch * opt.epochs;
@@ -409,33 +387,23 @@ TrainSummary Trainer::run() {
   bool stop = s.step >= last_step;
 
   for (int64_t epoch = s.start_epoch; epoch <= opt.epochs && !stop; ++epoch) {
+    // Plan: this epoch's shuffle and noise stream (or the resumed ones, mid-epoch).
     plan.shuffle(opt.seed, epoch);
     const int64_t first = epoch == s.start_epoch ? s.start_step_in_epoch : 0;
     Rng eps_rng = plan.eps_rng(opt.seed, epoch);
     if (epoch == s.start_epoch && s.resumed_eps_rng) eps_rng = *s.resumed_eps_rng;
 
-    LossSums interval, epoch_sums;
+    LossSums interval;
+    ReportSums epoch_sums;
     double interval_seconds = 0;
     int64_t st = first;
     for (; st < steps_per_epoch && !stop; ++st) {
+      // Batch, step, sync.
       const auto t0 = Clock::now();
-      const auto rows = plan.local_rows(st);
-      const int local = static_cast<int>(rows.size());
-      const int64_t global = plan.global_count(st);
-      const float beta = s.beta_at(s.step);
-      s.train.gather(rows, x.data());
-      eps_rng.fill_normal(eps.data(), static_cast<size_t>(local) * L);
-      Batch batch{local, x.data(), nullptr, eps.data()};
-      if (s.train.has_labels()) {
-        for (int i = 0; i < local; ++i) labels[static_cast<size_t>(i)] = s.train.labels()[rows[i]];
-        batch.labels = labels.data();
-      }
-      interval += s.vae->train_step(s.ctx, batch, beta, 1.0f / static_cast<float>(global));
-      s.grad_sync->update(opt.lr);
-      ++s.step;
-      s.samples += global;
-      train_samples += global;
+      const int64_t samples_before = s.samples;
+      interval += s.step_once(st, eps_rng, buf);
       interval_seconds += seconds_since(t0);
+      train_samples += s.samples - samples_before;
 
       if (opt.checksum_every > 0 && s.step % opt.checksum_every == 0)
         s.check_replicas("during training");
@@ -444,27 +412,14 @@ TrainSummary Trainer::run() {
       const int64_t signal = comm.size() > 1 ? comm.allreduce_max(mine) : mine;
       if (signal != 0) summary.signal = static_cast<int>(signal);
       stop = s.step >= last_step || signal != 0;
-      const bool epoch_end = st + 1 == steps_per_epoch;
-      if (s.step % opt.log_every == 0 || epoch_end || stop) {
-        const LossSums sum = reduce(comm, interval);
-        epoch_sums += sum;
-        const double n = std::max<double>(1.0, static_cast<double>(sum.count));
-        const double ips = static_cast<double>(sum.count) / std::max(1e-9, interval_seconds);
+
+      // Report.
+      if (s.step % opt.log_every == 0 || st + 1 == steps_per_epoch || stop) {
+        const ReportSums sum = reduce(comm, interval);
+        epoch_sums.loss += sum.loss;
+        epoch_sums.count += sum.count;
         train_seconds += interval_seconds;
-        if (comm.is_root()) {
-          s.log->write({"train", static_cast<int>(epoch), s.step, s.samples, sum.loss / n,
-                        sum.recon / n, sum.kl / n, opt.lr, ips});
-          const double done = static_cast<double>(s.step - step_at_start);
-          const double eta =
-              static_cast<double>(last_step - s.step) * seconds_since(t_run) / std::max(1.0, done);
-          std::printf(
-              "%sepoch %lld/%d  step %lld/%lld  loss %.3f  recon %.3f  kl %.3f  "
-              "%.0f img/s  ETA %s%s",
-              s.tty ? "\r" : "", static_cast<long long>(epoch), opt.epochs,
-              static_cast<long long>(s.step), static_cast<long long>(last_step), sum.loss / n,
-              sum.recon / n, sum.kl / n, ips, format_duration(eta).c_str(), s.tty ? "   " : "\n");
-          std::fflush(stdout);
-        }
+        if (s.report) s.report->train(epoch, s.step, s.samples, sum, opt.lr, interval_seconds);
         interval = LossSums{};
         interval_seconds = 0;
       }
@@ -472,43 +427,30 @@ TrainSummary Trainer::run() {
     summary.epochs = static_cast<int>(epoch);
     summary.train_loss =
         epoch_sums.loss / std::max<double>(1.0, static_cast<double>(epoch_sums.count));
-    if (comm.is_root() && s.tty) std::printf("\n");
+    if (s.report) s.report->end_of_epoch();
     if (summary.signal != 0) {
       s.save_checkpoint(epoch, st, eps_rng);
       break;
     }
 
-    const LossSums test = s.evaluate(epoch);
+    const ReportSums test = s.evaluate(epoch);
     s.write_grids(epoch);
     if (test.count > 0) {
       const double n = static_cast<double>(test.count);
       summary.test_loss = test.loss / n;
       summary.test_recon = test.recon / n;
       summary.test_kl = test.kl / n;
-      if (comm.is_root()) {
-        s.log->write({"test", static_cast<int>(epoch), s.step, s.samples, summary.test_loss,
-                      summary.test_recon, summary.test_kl, opt.lr, 0.0});
-        std::printf("epoch %lld/%d  test loss %.4f  recon %.4f  kl %.4f  (%lld images)\n",
-                    static_cast<long long>(epoch), opt.epochs, summary.test_loss,
-                    summary.test_recon, summary.test_kl, static_cast<long long>(test.count));
-        std::fflush(stdout);
-      }
+      if (s.report) s.report->test(epoch, s.step, s.samples, test, opt.lr);
     }
-    const bool finished = stop || epoch == opt.epochs;
-    if (finished || (opt.checkpoint_every > 0 && epoch % opt.checkpoint_every == 0)) {
+    if (s.checkpoints.due_after_epoch(epoch, stop || epoch == opt.epochs))
       s.save_checkpoint(epoch, st, eps_rng);
-    }
   }
 
   if (summary.signal == 0) {
     summary.iw_nll = s.iw_nll();
-    if (comm.is_root() && std::isfinite(summary.iw_nll)) {
-      const double nan = std::numeric_limits<double>::quiet_NaN();
-      s.log->write(
-          {"test_iw", summary.epochs, s.step, s.samples, summary.iw_nll, nan, nan, opt.lr, 0.0});
-      std::printf("test -log p(x) (importance-weighted, k=%d): %.4f nats\n", opt.iw_samples,
-                  summary.iw_nll);
-    }
+    if (s.report && std::isfinite(summary.iw_nll))
+      s.report->importance_weighted(summary.epochs, s.step, s.samples, opt.iw_samples,
+                                    summary.iw_nll, opt.lr);
   }
   s.check_replicas("at the end of training");
   summary.steps = s.step;

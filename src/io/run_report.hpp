@@ -1,0 +1,44 @@
+// RunReport: what rank 0 tells the user while training runs: the progress lines on stdout and
+// the rows of metrics.csv/.jsonl (train intervals, test evaluations, the IWAE estimate).
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "io/metrics_log.hpp"
+
+namespace vd {
+
+// Sums over the samples of an interval or evaluation, in nats (loss = recon + beta * kl).
+struct ReportSums {
+  double loss = 0, recon = 0, kl = 0;
+  int64_t count = 0;
+};
+
+class RunReport {
+ public:
+  // metrics_csv is appended to when resuming. With tty the train line rewrites itself (\r).
+  // epochs and last_step set the "epoch e/E  step s/S" counters and the ETA.
+  RunReport(const std::string& metrics_csv, bool resuming, bool tty, int epochs, int64_t first_step,
+            int64_t last_step);
+
+  // A train row (means over the interval) and the progress line with images/s and ETA.
+  void train(int64_t epoch, int64_t step, int64_t samples, const ReportSums& sums, double lr,
+             double interval_seconds);
+  void end_of_epoch();  // ends a rewriting tty line
+  void test(int64_t epoch, int64_t step, int64_t samples, const ReportSums& sums, double lr);
+  void importance_weighted(int epoch, int64_t step, int64_t samples, int k, double nll, double lr);
+
+ private:
+  MetricsLog log_;
+  bool tty_;
+  int epochs_;
+  int64_t first_step_, last_step_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// "1:02:03" for seconds (clamped at 0).
+std::string format_duration(double seconds);
+
+}  // namespace vd

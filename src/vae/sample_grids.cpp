@@ -1,0 +1,87 @@
+// SampleGrids: decoding the fixed z, the class rows and the reconstructions into PNG grids.
+#include "vae/sample_grids.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "io/image_grid.hpp"
+
+namespace vd {
+
+TileShape tile_shape(const Shape& data) {
+  if (!data.flat()) return TileShape{data.c == 3 ? 3 : 1, data.h, data.w};
+  const int d = data.c;
+  const int side = static_cast<int>(std::lround(std::sqrt(static_cast<double>(d))));
+  return side * side == d ? TileShape{1, side, side} : TileShape{1, 1, d};
+}
+
+namespace {
+
+// Images [n, C, H, W] as the tiles draw them: unchanged for 1 or 3 channels, else the mean.
+std::vector<float> as_tiles(const std::vector<float>& images, int n, const Shape& data) {
+  if (data.flat() || data.c == 1 || data.c == 3) return images;
+  const size_t hw = static_cast<size_t>(data.h) * data.w, C = static_cast<size_t>(data.c);
+  std::vector<float> out(static_cast<size_t>(n) * hw, 0.0f);
+  for (size_t i = 0; i < static_cast<size_t>(n); ++i)
+    for (size_t c = 0; c < C; ++c)
+      for (size_t p = 0; p < hw; ++p) out[i * hw + p] += images[(i * C + c) * hw + p] / C;
+  return out;
+}
+
+void write_grid(const std::string& dir, const char* stem, int64_t epoch,
+                const std::vector<float>& images, int n, const Shape& data, int cols) {
+  char name[64];
+  std::snprintf(name, sizeof name, "%s_epoch%03lld.png", stem, static_cast<long long>(epoch));
+  const TileShape t = tile_shape(data);
+  write_image_grid(dir + "/" + name, as_tiles(images, n, data).data(), n, t.c, t.h, t.w, cols);
+}
+
+}  // namespace
+
+void SampleGrids::write(Context& ctx, Vae& vae, const std::string& dir, int64_t epoch, int n,
+                        const float* x, const int32_t* labels) const {
+  const VaeConfig& vc = vae.config();
+  const int g = g_, L = vc.latent_dim, K = vc.classes;
+  const size_t D = static_cast<size_t>(vc.data.size());
+
+  // Prior samples from the fixed z; a conditional model draws row r as class r mod K.
+  std::vector<int32_t> rows(static_cast<size_t>(g) * g);
+  for (int i = 0; i < g * g; ++i) rows[static_cast<size_t>(i)] = K > 0 ? (i / g) % K : 0;
+  std::vector<float> images(static_cast<size_t>(g) * g * D);
+  vae.decode_mean(ctx, g * g, z_.data(), K > 0 ? rows.data() : nullptr, images.data());
+  write_grid(dir, "samples", epoch, images, g * g, vc.data, g);
+
+  if (K > 0) {
+    // One row per class, the same g draws of z in every row: what the label alone changes.
+    std::vector<float> z(static_cast<size_t>(K) * g * L);
+    std::vector<int32_t> cls(static_cast<size_t>(K) * g);
+    for (int k = 0; k < K; ++k)
+      for (int j = 0; j < g; ++j) {
+        std::copy_n(z_.data() + static_cast<size_t>(j) * L, L,
+                    z.data() + (static_cast<size_t>(k) * g + j) * L);
+        cls[static_cast<size_t>(k) * g + j] = k;
+      }
+    std::vector<float> class_images(static_cast<size_t>(K) * g * D);
+    vae.decode_mean(ctx, K * g, z.data(), cls.data(), class_images.data());
+    write_grid(dir, "samples_class", epoch, class_images, K * g, vc.data, g);
+  }
+
+  // Reconstructions: rows of inputs, each followed by a row of their reconstructions
+  // through the posterior mean z = mu.
+  n = std::min(n, std::max(1, g / 2) * g);
+  if (n <= 0) return;
+  std::vector<float> rec(static_cast<size_t>(n) * D), mu(static_cast<size_t>(n) * L);
+  vae.encode(ctx, Batch{n, x, labels, nullptr}, mu.data(), nullptr);
+  vae.decode_mean(ctx, n, mu.data(), labels, rec.data());
+  std::fill(images.begin(), images.end(), 0.0f);
+  for (int i = 0; i < n; ++i) {
+    const size_t r = static_cast<size_t>(i / g), col = static_cast<size_t>(i % g);
+    std::copy_n(x + static_cast<size_t>(i) * D, D, images.data() + (2 * r * g + col) * D);
+    std::copy_n(rec.data() + static_cast<size_t>(i) * D, D,
+                images.data() + ((2 * r + 1) * g + col) * D);
+  }
+  write_grid(dir, "recon", epoch, images, 2 * ((n + g - 1) / g) * g, vc.data, g);
+}
+
+}  // namespace vd

@@ -1,0 +1,36 @@
+// The pictures a run shows after each epoch, made by the model: prior samples from fixed z,
+// one row per class for a conditional model, and inputs above their reconstructions. Each is
+// written as a PNG grid (io/image_grid) in the data's own shape.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "nn/context.hpp"
+#include "vae/model.hpp"
+
+namespace vd {
+
+// How one sample is drawn: C x H x W for images; flat [D] data square when D is a square
+// (784 -> 28 x 28), else one row of pixels. Channels other than 1 (gray) or 3 (RGB) are
+// drawn as the gray mean of their channels.
+struct TileShape {
+  int c = 1, h = 1, w = 1;
+};
+TileShape tile_shape(const Shape& data);
+
+class SampleGrids {
+ public:
+  // grid_z [g*g, L]: the fixed prior draws, so grids compare across epochs.
+  SampleGrids(std::vector<float> grid_z, int grid_size) : z_(std::move(grid_z)), g_(grid_size) {}
+
+  // Writes <dir>/samples_epochNNN.png, samples_class_epochNNN.png (conditional models) and
+  // recon_epochNNN.png from the first rows of `x` [n, D] (labels [n] or nullptr).
+  void write(Context& ctx, Vae& vae, const std::string& dir, int64_t epoch, int n, const float* x,
+             const int32_t* labels) const;
+
+ private:
+  std::vector<float> z_;
+  int g_;
+};
+
+}  // namespace vd
