@@ -1,5 +1,5 @@
-// Trainer: epochs of sharded, shuffled batches; gradient allreduce; Adam; evaluation;
-// checkpoints and resume; rank 0's outputs.
+// Trainer: epochs of sharded, shuffled batches; gradient sum and Adam; evaluation;
+// checkpoints and resume.
 #include "train/trainer.hpp"
 
 #include <omp.h>

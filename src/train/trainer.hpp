@@ -1,5 +1,6 @@
-// The training loop: ties data shards, the VAE, Adam and the communicator together; rank 0
-// writes the metrics log, sample grids, checkpoints and the resolved configuration.
+// The training loop: plan -> batch -> step -> gradient sum -> report, over the data shards,
+// the VAE, Adam and the communicator; resume and stop signals. What rank 0 shows and writes
+// lives in io/RunReport, vae/SampleGrids and io/checkpoint.
 #pragma once
 #include <cstdint>
 #include <memory>
