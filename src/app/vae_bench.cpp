@@ -13,6 +13,7 @@
 #include <iostream>
 #include <optional>
 #include <sstream>
+#include <utility>
 #include <vector>
 
 #include "app/main_support.hpp"
@@ -58,7 +59,7 @@ int main(int argc, char** argv) {
     double peak_seconds = 2.0;
     bool no_sync = false;
     std::string hidden_text = "400", encoder, decoder, shape_text = "1x28x28";
-    bool impl = false;
+    bool impl = false, plain = false;
     po::options_description desc(
         "vae_bench: training-step throughput of the MLP VAE on synthetic data held in memory\n"
         "usage: [mpirun -np P] vae_bench [options]\noptions");
@@ -71,7 +72,10 @@ int main(int argc, char** argv) {
         "shape", po::value(&shape_text)->default_value(shape_text),
         "image shape CxHxW of a conv model (--data-dim is the MLP's)")(
         "impl", po::bool_switch(&impl), "print oneDNN's implementation of every conv layer")(
-        "latent-dim", po::value(&latent)->default_value(latent), "latent dimension (L)")(
+        "plain-activations", po::bool_switch(&plain),
+        "convolutions keep activations in plain nchw instead of oneDNN's choice (to measure "
+        "what blocked layouts are worth)")("latent-dim", po::value(&latent)->default_value(latent),
+                                           "latent dimension (L)")(
         "threads", po::value(&threads)->default_value(threads), "OpenMP threads per rank")(
         "steps", po::value(&steps)->default_value(steps), "timed steps per repetition")(
         "repeats", po::value(&repeats)->default_value(repeats), "repetitions (median reported)")(
@@ -94,6 +98,7 @@ int main(int argc, char** argv) {
       throw vd::ConfigError("sizes, --threads, --steps and --repeats must be positive");
     omp_set_num_threads(threads);
 
+    if (plain) vd::set_conv_layouts(vd::ConvLayouts::Plain);
     vd::Context ctx;
     const std::vector<int> hidden = parse_hidden(hidden_text);
     vd::VaeConfig cfg = vd::VaeConfig::mlp(data_dim, hidden, latent);
@@ -177,8 +182,28 @@ int main(int argc, char** argv) {
             std::printf("%s: %s\n", c->name().c_str(), c->impl_info(ctx, batch).c_str());
         }
     comm.barrier();
-    if (comm.is_root() && !convs.empty())
+    // The time the model's oneDNN primitives take on their own (each conv and fc layer
+    // forward + backward, the heads included): the step's floor without any framework.
+    double primitives_ms = 0;
+    if (comm.is_root() && !convs.empty()) {
       peak_conv = vd::measure_conv_train_peak_gflops(ctx, convs, peak_seconds);
+      double conv_flops = 0;
+      for (const auto& c : convs) {
+        const double small = c.transposed ? double(c.ic) * c.ih * c.iw : double(c.oc) * c.oh * c.ow;
+        conv_flops += 6.0 * c.batch * small * (c.transposed ? c.oc : c.ic) * c.kernel * c.kernel;
+      }
+      primitives_ms = 1e3 * conv_flops / (peak_conv * 1e9);
+      std::vector<std::pair<int, int>> fcs{{vae.encoder().out_shape().c, latent},
+                                           {vae.encoder().out_shape().c, latent}};
+      for (const vd::Sequential* seq : {&vae.encoder(), &vae.decoder()})
+        for (const auto& l : seq->layers())
+          if (auto* f = dynamic_cast<vd::Linear*>(l.get())) fcs.emplace_back(f->in(), f->out());
+      for (const auto& [in, out] : fcs) {
+        const double g = vd::measure_inner_product_gflops(
+            ctx, batch, in, out, vd::InnerProductPass::All, peak_seconds / 4);
+        primitives_ms += 1e3 * 6.0 * batch * in * out / (g * 1e9);
+      }
+    }
     if (comm.is_root() && !conv_model) {
       peak = vd::measure_inner_product_peak_gflops(ctx, batch, data_dim, hidden[0], peak_seconds);
       peak_train = vd::measure_inner_product_train_peak_gflops(ctx, batch, data_dim, hidden[0],
@@ -192,8 +217,9 @@ int main(int argc, char** argv) {
 
     if (comm.is_root()) {
       if (conv_model)
-        std::printf("vae_bench: conv VAE %s, encoder '%s', decoder '%s', latent %d",
-                    cfg.data.text().c_str(), encoder.c_str(), decoder.c_str(), latent);
+        std::printf("vae_bench: conv VAE %s, encoder '%s', decoder '%s', latent %d, %s activations",
+                    cfg.data.text().c_str(), encoder.c_str(), decoder.c_str(), latent,
+                    plain ? "plain nchw" : "oneDNN-chosen (blocked)");
       else
         std::printf("vae_bench: MLP VAE %d-%s-%d", data_dim, hidden_text.c_str(), latent);
       std::printf(", batch %d per rank, %d rank(s) x %d thread(s), %d repetitions of %d steps\n",
@@ -213,6 +239,11 @@ int main(int argc, char** argv) {
             "peak_conv_train_gflops=%.2f (oneDNN alone: the model's %zu conv layers, forward + "
             "backward, format any, 1 rank) share_of_conv_peak=%.1f%% (per rank)\n",
             peak_conv, convs.size(), 100 * gflops / peak_conv);
+      if (primitives_ms > 0)
+        std::printf(
+            "primitives_alone_ms=%.3f share_of_primitives=%.1f%% (every conv and fc layer of "
+            "the model timed alone, forward + backward, against the whole step)\n",
+            primitives_ms, 100 * primitives_ms / ms);
       std::printf(
           "sync_share=%.1f%% (median share of step time in the gradient sum and Adam: %s)\n",
           100 * median(comm_share), sync ? sync->method().c_str() : "none");

@@ -286,6 +286,14 @@ struct Port {
 
 }  // namespace
 
+namespace {
+ConvLayouts g_conv_layouts = ConvLayouts::Any;
+}  // namespace
+
+void set_conv_layouts(ConvLayouts layouts) {
+  g_conv_layouts = layouts;
+}
+
 struct ConvPrims::Impl {
   ConvShape s;
   dnnl::engine engine;
@@ -325,12 +333,10 @@ struct ConvPrims::Impl {
     weights_user = dnnl::memory::desc({s.oc, s.ic, s.kernel, s.kernel}, dt::f32,
                                       s.transposed ? tag::iohw : tag::oihw);
     bias_md = dnnl::memory::desc({s.oc}, dt::f32, tag::a);
-    const auto any4 = [](int a, int b, int c, int d) {
-      return dnnl::memory::desc({a, b, c, d}, dt::f32, tag::any);
-    };
-    const auto src_any = any4(s.batch, s.ic, s.ih, s.iw);
-    const auto dst_any = any4(s.batch, s.oc, s.oh, s.ow);
-    const auto w_any = any4(s.oc, s.ic, s.kernel, s.kernel);
+    const tag act = g_conv_layouts == ConvLayouts::Plain ? tag::nchw : tag::any;
+    const auto src_any = dnnl::memory::desc({s.batch, s.ic, s.ih, s.iw}, dt::f32, act);
+    const auto dst_any = dnnl::memory::desc({s.batch, s.oc, s.oh, s.ow}, dt::f32, act);
+    const auto w_any = dnnl::memory::desc({s.oc, s.ic, s.kernel, s.kernel}, dt::f32, tag::any);
     dnnl::primitive_attr attr;
     if (s.relu) {
       dnnl::post_ops ops;
@@ -360,8 +366,9 @@ struct ConvPrims::Impl {
 
   Backward& backward() {
     if (bwd) return *bwd;
-    const auto src_any = dnnl::memory::desc({s.batch, s.ic, s.ih, s.iw}, dt::f32, tag::any);
-    const auto dst_any = dnnl::memory::desc({s.batch, s.oc, s.oh, s.ow}, dt::f32, tag::any);
+    const tag act = g_conv_layouts == ConvLayouts::Plain ? tag::nchw : tag::any;
+    const auto src_any = dnnl::memory::desc({s.batch, s.ic, s.ih, s.iw}, dt::f32, act);
+    const auto dst_any = dnnl::memory::desc({s.batch, s.oc, s.oh, s.ow}, dt::f32, act);
     const auto w_any = dnnl::memory::desc({s.oc, s.ic, s.kernel, s.kernel}, dt::f32, tag::any);
     Backward b;
     if (s.transposed) {

@@ -63,6 +63,12 @@ class ReorderPrims {
   std::unique_ptr<Impl> impl_;
 };
 
+// How convolutions lay out activations: Any lets oneDNN choose (blocked on AVX-512, the
+// default); Plain forces nchw, for measuring what the blocked layouts are worth (vae_bench
+// --plain-activations). Read when a primitive is built.
+enum class ConvLayouts { Any, Plain };
+void set_conv_layouts(ConvLayouts layouts);
+
 // A 2-D convolution (Conv2d) or transposed convolution (ConvTranspose2d) of one batch size.
 struct ConvShape {
   int batch;        // N
