@@ -8,7 +8,7 @@
 #include "app/main_support.hpp"
 #include "config/options.hpp"
 #include "core/error.hpp"
-#include "dist/comm.hpp"
+#include "parallel/comm.hpp"
 #include "train/stop_signals.hpp"
 #include "train/trainer.hpp"
 

@@ -20,7 +20,7 @@
 #include "core/rng.hpp"
 #include "data/epoch_plan.hpp"
 #include "data/shard.hpp"
-#include "dist/grad_sync.hpp"
+#include "parallel/grad_sync.hpp"
 #include "io/checkpoint.hpp"
 #include "io/run_report.hpp"
 #include "nn/context.hpp"

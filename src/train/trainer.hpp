@@ -7,7 +7,7 @@
 #include <string>
 
 #include "config/options.hpp"
-#include "dist/comm.hpp"
+#include "parallel/comm.hpp"
 #include "nn/param_store.hpp"
 
 namespace vd {

@@ -1,5 +1,5 @@
 // GradientSync: sharded update through node-shared memory, or MPI_Allreduce across nodes.
-#include "dist/grad_sync.hpp"
+#include "parallel/grad_sync.hpp"
 
 #include <cstdint>
 #include <cstdlib>

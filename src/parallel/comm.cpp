@@ -1,5 +1,5 @@
 // MpiSession and Comm: checked MPI calls for the data-parallel trainer.
-#include "dist/comm.hpp"
+#include "parallel/comm.hpp"
 
 #include <sched.h>
 

@@ -1,7 +1,7 @@
 // MPI tests of vd::Comm (run with 2 and 3 ranks): sums, broadcasts and gathers give the
 // values computed by hand, and a replica mismatch is detected on every rank.
-#include "dist/comm.hpp"
-#include "dist/grad_sync.hpp"
+#include "parallel/comm.hpp"
+#include "parallel/grad_sync.hpp"
 
 #include <gtest/gtest.h>
 

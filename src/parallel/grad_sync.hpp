@@ -9,7 +9,7 @@
 #include <span>
 #include <string>
 
-#include "dist/comm.hpp"
+#include "parallel/comm.hpp"
 #include "nn/param_store.hpp"
 #include "optim/adam.hpp"
 
