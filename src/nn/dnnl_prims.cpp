@@ -371,30 +371,12 @@ struct ConvPrims::Impl {
     const auto dst_any = dnnl::memory::desc({s.batch, s.oc, s.oh, s.ow}, dt::f32, act);
     const auto w_any = dnnl::memory::desc({s.oc, s.ic, s.kernel, s.kernel}, dt::f32, tag::any);
     Backward b;
-    if (s.transposed) {
-      const auto& hint = *deconv_pd;
-      dnnl::deconvolution_backward_data::desc dd(alg, src_any, w_any, dst_any, strides, pad_l,
-                                                 pad_r);
-      auto dpd = dnnl::deconvolution_backward_data::primitive_desc(dd, engine, hint);
-      dnnl::deconvolution_backward_weights::desc wd(alg, src_any, w_any, bias_md, dst_any, strides,
-                                                    pad_l, pad_r);
-      auto wpd = dnnl::deconvolution_backward_weights::primitive_desc(wd, engine, hint);
-      b.data = dnnl::deconvolution_backward_data(dpd);
-      b.weights_prim = dnnl::deconvolution_backward_weights(wpd);
-      b.data_pd = dpd;
-      b.weights_pd = wpd;
-    } else {
-      const auto& hint = *conv_pd;
-      dnnl::convolution_backward_data::desc dd(alg, src_any, w_any, dst_any, strides, pad_l, pad_r);
-      auto dpd = dnnl::convolution_backward_data::primitive_desc(dd, engine, hint);
-      dnnl::convolution_backward_weights::desc wd(alg, src_any, w_any, bias_md, dst_any, strides,
-                                                  pad_l, pad_r);
-      auto wpd = dnnl::convolution_backward_weights::primitive_desc(wd, engine, hint);
-      b.data = dnnl::convolution_backward_data(dpd);
-      b.weights_prim = dnnl::convolution_backward_weights(wpd);
-      b.data_pd = dpd;
-      b.weights_pd = wpd;
-    }
+    if (s.transposed)
+      make_backward<dnnl::deconvolution_backward_data, dnnl::deconvolution_backward_weights>(
+          b, *deconv_pd, src_any, w_any, dst_any);
+    else
+      make_backward<dnnl::convolution_backward_data, dnnl::convolution_backward_weights>(
+          b, *conv_pd, src_any, w_any, dst_any);
     const Layout dst_md = fwd_pd.dst_desc();
     b.data_diff_dst.make(dst_md, b.data_pd.diff_dst_desc(), engine, true);
     // backward-data reads the weights forward() reordered, reordered again only if it
@@ -407,6 +389,20 @@ struct ConvPrims::Impl {
     b.diff_bias = dnnl::memory(bias_md, engine, DNNL_MEMORY_NONE);
     bwd.emplace(std::move(b));
     return *bwd;
+  }
+
+  // Backward-data and backward-weights primitives of a (de)convolution, the forward pd as hint.
+  template <class Data, class Weights, class Hint>
+  void make_backward(Backward& b, const Hint& hint, const Layout& src, const Layout& w,
+                     const Layout& dst) {
+    const typename Data::desc dd(alg, src, w, dst, strides, pad_l, pad_r);
+    const typename Data::primitive_desc dpd(dd, engine, hint);
+    const typename Weights::desc wd(alg, src, w, bias_md, dst, strides, pad_l, pad_r);
+    const typename Weights::primitive_desc wpd(wd, engine, hint);
+    b.data = Data(dpd);
+    b.weights_prim = Weights(wpd);
+    b.data_pd = dpd;
+    b.weights_pd = wpd;
   }
 
   // The weights in the forward primitive's layout (valid after a forward call).

@@ -12,19 +12,13 @@
 #include "app/child_process.hpp"
 #include "data/idx_files.hpp"
 #include "io/png.hpp"
+#include "support/fashion_mnist.hpp"
 #include "support/temp_dir.hpp"
 
 namespace vd::testing {
 namespace {
 
 namespace fs = std::filesystem;
-
-#define VD_REQUIRE_FASHION_MNIST()                                                            \
-  do {                                                                                        \
-    const fs::path dir = fs::path(VD_SOURCE_DIR) / "data" / "fashion-mnist";                  \
-    if (!fs::is_regular_file(dir / "train.h5") || !fs::is_regular_file(dir / "test.h5"))      \
-      GTEST_SKIP() << "no " << dir.string() << "/{train,test}.h5: run launch/setup.sh first"; \
-  } while (0)
 
 // The Fashion-MNIST conv model of configs/fashion_conv.cfg, 40 steps of batch 32.
 std::string conv_run(const std::string& launcher, const std::string& out,

@@ -11,20 +11,13 @@
 #include "app/child_process.hpp"
 #include "config/options.hpp"
 #include "io/png.hpp"
+#include "support/fashion_mnist.hpp"
 #include "support/temp_dir.hpp"
 
 namespace vd::testing {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Skips the calling test unless launch/setup.sh has converted Fashion-MNIST.
-#define VD_REQUIRE_FASHION_MNIST()                                                            \
-  do {                                                                                        \
-    const fs::path dir = fs::path(VD_SOURCE_DIR) / "data" / "fashion-mnist";                  \
-    if (!fs::is_regular_file(dir / "train.h5") || !fs::is_regular_file(dir / "test.h5"))      \
-      GTEST_SKIP() << "no " << dir.string() << "/{train,test}.h5: run launch/setup.sh first"; \
-  } while (0)
 
 std::string smoke_command(const std::string& launcher, const std::string& out) {
   return "cd " + shell_quote(VD_SOURCE_DIR) + " && " + launcher + " " + binary("vae_dist") +
