@@ -7,8 +7,12 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-packages=(g++ cmake make pkg-config openmpi-bin libopenmpi-dev libdnnl-dev libhdf5-dev
-          libboost-program-options-dev libgtest-dev libpng-dev zlib1g-dev dataset-fashion-mnist procps)
+# Debian's oneDNN is built with the OpenCL GPU runtime: its CMake config calls find_package(OpenCL),
+# so the build needs ocl-icd-opencl-dev, which libdnnl-dev only recommends. procps: the tests use
+# pgrep. launch/bare_root_check.sh proves this list on a bare bookworm.
+packages=(g++ cmake make pkg-config openmpi-bin libopenmpi-dev libdnnl-dev ocl-icd-opencl-dev
+          libhdf5-dev libboost-program-options-dev libgtest-dev libpng-dev zlib1g-dev
+          dataset-fashion-mnist procps)
 if [[ "${1:-}" == "--with-reference" ]]; then
   packages+=(python3 python3-torch python3-h5py python3-numpy libopenblas0-openmp)
 fi
@@ -31,6 +35,7 @@ echo "setup: building (Release) in build/"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)"
 
+echo "setup: converting Fashion-MNIST into data/fashion-mnist/"
 src=/usr/share/datasets/fashion-mnist
 mkdir -p data/fashion-mnist
 for split in train test; do
