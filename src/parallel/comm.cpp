@@ -27,6 +27,16 @@ MpiSession::MpiSession(int* argc, char*** argv) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
+    // Two start-up settings, mostly for a process started without mpirun; a value the user
+    // set is kept. hwloc's gl component opens X displays :0 to :9 to find GPUs; without an X
+    // server each attempt falls back to TCP on "localhost", a DNS query where /etc/hosts
+    // lacks the name, and one unanswered query costs the resolver's 5 s timeout. Nothing
+    // here needs GPU topology.
+    ::setenv("HWLOC_COMPONENTS", "-gl", 0);
+    // Open MPI 4 forks a daemon (orted, which loads the topology again) for a process started
+    // alone, only so that it could spawn more processes; nothing here spawns. Other MPIs, and
+    // ranks started by mpirun or srun, ignore the variable.
+    ::setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
     int provided = 0;
     VD_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
   }
