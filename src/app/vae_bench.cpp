@@ -19,13 +19,14 @@
 #include "app/main_support.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
-#include "parallel/comm.hpp"
-#include "parallel/grad_sync.hpp"
+#include "core/version.hpp"
 #include "nn/context.hpp"
 #include "nn/conv.hpp"
 #include "nn/param_store.hpp"
 #include "nn/peak.hpp"
 #include "optim/adam.hpp"
+#include "parallel/comm.hpp"
+#include "parallel/grad_sync.hpp"
 #include "vae/model.hpp"
 
 namespace po = boost::program_options;
@@ -51,10 +52,13 @@ std::vector<int> parse_hidden(const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Options first, without MPI: --help, --version and a usage error are the same on every rank.
+  if (vd::app::asks_for_version(argc, argv)) {
+    vd::app::print_once(vd::version_text("vae_bench"));
+    return 0;
+  }
   std::optional<vd::MpiSession> mpi;
   try {
-    mpi.emplace(&argc, &argv);
-    vd::Comm comm;
     int batch = 128, latent = 20, data_dim = 784, threads = 1, steps = 50, repeats = 7;
     double peak_seconds = 2.0;
     bool no_sync = false;
@@ -82,20 +86,26 @@ int main(int argc, char** argv) {
         "peak-seconds", po::value(&peak_seconds)->default_value(peak_seconds),
         "time spent measuring the inner-product peak")(
         "no-sync", po::bool_switch(&no_sync),
-        "skip the gradient sum over ranks: the machine's ceiling for P ranks computing at once");
+        "skip the gradient sum over ranks: the machine's ceiling for P ranks computing at once")(
+        "version", "print the versions of vae_bench, oneDNN, HDF5 and MPI and exit");
     po::variables_map vm;
     try {
       po::store(po::parse_command_line(argc, argv, desc), vm);
       po::notify(vm);
     } catch (const po::error& e) {
-      throw vd::ConfigError(e.what());
+      vd::app::usage_error(std::string(e.what()) + " (see vae_bench --help)");
     }
     if (vm.count("help")) {
-      if (comm.is_root()) std::cout << desc << "\n";
+      std::ostringstream help;
+      help << desc << "\n";
+      vd::app::print_once(help.str());
       return 0;
     }
     if (batch < 1 || steps < 1 || repeats < 1 || threads < 1 || latent < 1 || data_dim < 1)
-      throw vd::ConfigError("sizes, --threads, --steps and --repeats must be positive");
+      vd::app::usage_error("sizes, --threads, --steps and --repeats must be positive");
+
+    mpi.emplace(&argc, &argv);
+    vd::Comm comm;
     omp_set_num_threads(threads);
 
     if (plain) vd::set_conv_layouts(vd::ConvLayouts::Plain);

@@ -1,4 +1,5 @@
 // vae_data: command-line tool to make and inspect data set files (import-idx, synth, info).
+// It never starts MPI.
 #include <boost/program_options.hpp>
 
 #include <chrono>
@@ -11,6 +12,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "core/version.hpp"
 #include "data/dataset_file.hpp"
 
 namespace po = boost::program_options;
@@ -31,7 +33,8 @@ constexpr const char* kUsage =
     "  info        describe an HDF5 data set file\n"
     "\n"
     "Train and test splits are separate files, e.g. data/fashion-mnist/train.h5 and test.h5.\n"
-    "`vae_data <command> --help` shows the command's options.\n";
+    "`vae_data <command> --help` shows the command's options; `vae_data --version` prints the\n"
+    "versions of vae_data, oneDNN, HDF5 and MPI.\n";
 
 std::string help_text(const std::string& synopsis, const po::options_description& desc) {
   std::ostringstream out;
@@ -146,6 +149,10 @@ int run(int argc, char** argv) {
   const std::string cmd = argv[1];
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     std::cout << kUsage;
+    return 0;
+  }
+  if (cmd == "--version") {
+    std::cout << vd::version_text("vae_data");
     return 0;
   }
   // The command's parser sees argv[1..]; it skips its first element like a program name.

@@ -1,5 +1,6 @@
 // vae_dist: trains a VAE on one or more MPI ranks (`mpirun -np P vae_dist --config F`).
-// Parses options, starts MPI, runs the Trainer; any error ends every rank with a message.
+// Parses options (--help, --version and usage errors answer before MPI starts), starts MPI,
+// runs the Trainer; any error ends every rank with a message.
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -8,6 +9,7 @@
 #include "app/main_support.hpp"
 #include "config/options.hpp"
 #include "core/error.hpp"
+#include "core/version.hpp"
 #include "parallel/comm.hpp"
 #include "train/stop_signals.hpp"
 #include "train/trainer.hpp"
@@ -16,15 +18,28 @@ int main(int argc, char** argv) {
   // Before MPI and OpenMP start threads, so that every thread inherits the blocked mask and
   // SIGTERM/SIGINT only ever arrive through the trainer's poll between steps.
   vd::block_stop_signals();
+  // Options first: every rank parses the same arguments to the same answer, so --help,
+  // --version and a usage error need no MPI (whose start takes longer than all of these).
+  if (vd::app::asks_for_version(argc, argv)) {
+    vd::app::print_once(vd::version_text("vae_dist"));
+    return 0;
+  }
+  vd::ParseResult parsed;
+  try {
+    parsed = vd::parse_options(argc, argv);
+  } catch (const vd::ConfigError& e) {
+    const std::string what = e.what();
+    vd::app::usage_error(what.find("--help") == std::string::npos ? what + " (see vae_dist --help)"
+                                                                  : what);
+  }
+  if (parsed.help) {
+    vd::app::print_once(vd::app::with_version_option(parsed.help_text));
+    return 0;
+  }
   std::optional<vd::MpiSession> mpi;
   try {
     mpi.emplace(&argc, &argv);
     vd::Comm comm;
-    const vd::ParseResult parsed = vd::parse_options(argc, argv);
-    if (parsed.help) {
-      if (comm.is_root()) std::printf("%s", parsed.help_text.c_str());
-      return 0;
-    }
     if (comm.is_root()) {
       std::printf("%s\n", vd::format_options(parsed.options).c_str());
       std::fflush(stdout);

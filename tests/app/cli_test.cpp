@@ -1,8 +1,10 @@
-// End-to-end tests of vae_dist's command line: --help, usage errors (exit 2) and unusable
-// data files (exit 1), each run as a real child process.
+// End-to-end tests of the binaries' command lines: --help, --version and usage errors (exit 2),
+// answered without starting MPI and printed once on several ranks, and unusable data files
+// (exit 1), each run as a real child process.
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <regex>
 #include <string>
 
 #include "app/child_process.hpp"
@@ -15,6 +17,20 @@ std::string vae_dist() {
   return env_prefix() + " " + binary("vae_dist");
 }
 
+// Runs binary `name` where MPI cannot start: Open MPI looks for its components in a directory
+// that does not exist, so MPI_Init fails. A command that succeeds here never started MPI.
+std::string without_mpi(const std::string& name) {
+  return env_prefix() + " OMPI_MCA_mca_base_component_path=/nonexistent " + binary(name);
+}
+
+size_t count(const std::string& haystack, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = haystack.find(needle); at != std::string::npos;
+       at = haystack.find(needle, at + needle.size()))
+    ++n;
+  return n;
+}
+
 TEST(AppCli, HelpExitsZeroAndListsTheMainOptions) {
   const CommandResult r = run_command(vae_dist() + " --help", 60);
   EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -24,6 +40,68 @@ TEST(AppCli, HelpExitsZeroAndListsTheMainOptions) {
                                             << r.output;
   // --help only prints: no configuration dump, no training.
   EXPECT_FALSE(contains(r.output, "resolved configuration")) << r.output;
+}
+
+TEST(AppCli, WithoutMpiComponentsATrainingRunFails) {
+  // The premise of the tests below: in this environment anything that starts MPI fails.
+  TempDir tmp;
+  const CommandResult r =
+      run_command(without_mpi("vae_dist") + " --data " + shell_quote(tmp.file("missing.h5")) +
+                      " --test-data '' --out " + tmp.file("run"),
+                  60);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(contains(r.output, "does not exist")) << "MPI started after all:\n" << r.output;
+}
+
+TEST(AppCli, VersionNamesTheLibrariesWithoutStartingMpi) {
+  for (const std::string name : {"vae_dist", "vae_data", "vae_bench"}) {
+    const CommandResult r = run_command(without_mpi(name) + " --version", 60);
+    EXPECT_EQ(r.exit_code, 0) << name << ":\n" << r.output;
+    const std::regex first_line("^" + name + " [0-9]+\\.[0-9]+\\.[0-9]+\n");
+    EXPECT_TRUE(std::regex_search(r.output, first_line)) << name << ":\n" << r.output;
+    for (const char* library : {"\noneDNN ", "\nHDF5 ", "\nMPI "})
+      EXPECT_TRUE(contains(r.output, library))
+          << name << " --version does not name" << library << ":\n"
+          << r.output;
+  }
+}
+
+TEST(AppCli, HelpAndUsageErrorsDoNotStartMpi) {
+  CommandResult r = run_command(without_mpi("vae_dist") + " --help", 60);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "--version")) << r.output;
+  r = run_command(without_mpi("vae_dist") + " --epochs 0", 60);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "error: --epochs")) << r.output;
+  r = run_command(without_mpi("vae_bench") + " --help", 60);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  r = run_command(without_mpi("vae_bench") + " --no-such-option", 60);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "--no-such-option")) << r.output;
+}
+
+TEST(AppCli, ReadmeOptionsSectionIsTheHelpOutput) {
+  const CommandResult r = run_command(vae_dist() + " --help", 60);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string readme = read_text(std::string(VD_SOURCE_DIR) + "/README.md");
+  EXPECT_TRUE(contains(readme, "```\n" + r.output + "```\n"))
+      << "README.md's Options section is not the output of `vae_dist --help`; paste it in:\n"
+      << r.output;
+}
+
+TEST(AppCli, OnTwoRanksHelpVersionAndUsageErrorsPrintOnce) {
+  const std::string two_ranks = mpi_prefix(2) + " " + binary("vae_dist");
+  CommandResult r = run_command(two_ranks + " --version", 60);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(count(r.output, "oneDNN "), 1u) << r.output;
+  r = run_command(two_ranks + " --help", 60);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(count(r.output, "Usage: vae_dist"), 1u) << r.output;
+  // Every rank exits 2 at once; mpirun reports it and ends nonzero rather than waiting.
+  r = run_command(two_ranks + " --no-such-option 3", 60);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.exit_code, kTimedOut) << r.output;
+  EXPECT_EQ(count(r.output, "error: unknown option '--no-such-option'"), 1u) << r.output;
 }
 
 TEST(AppCli, UnknownOptionExitsTwoNamingIt) {
