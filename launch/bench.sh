@@ -40,12 +40,20 @@ for ((r = 1; r <= rounds; r++)); do
   done
 done
 
+# lscpu (util-linux) where it exists, else the kernel's own line: never an empty model.
+cpu_model() {
+  local model=""
+  command -v lscpu >/dev/null && model=$(LC_ALL=C lscpu | sed -n 's/^Model name: *//p' | head -1)
+  [[ -n $model ]] || model=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -1)
+  echo "${model:-unknown CPU}"
+}
+
 m() { median <<<"${runs[$1]}"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 o1=$(m ours1) o2=$(m ours2) t1=$(m torch1) d1=$(m ddp1) d2=$(m ddp2)
 cat <<REPORT
 MLP VAE 784-400-20, batch 128 per rank, 1 thread per rank; medians of $rounds rounds
-($(lscpu | sed -n 's/^Model name: *//p'), $(getconf _NPROCESSORS_ONLN) cores)
+($(cpu_model), $(getconf _NPROCESSORS_ONLN) cores)
 vae_dist  1 rank : $o1 images/s, $(m gflops) GFLOP/s = $(m share)% of the oneDNN inner-product peak ($(m peak) GFLOP/s), peak RSS $(m rss1) MB
 vae_dist  2 ranks: $o2 images/s, scaling efficiency $(awk -v a="$o2" -v b="$o1" 'BEGIN {printf "%.1f", 100 * a / (2 * b)}')%, gradient sum + Adam $(m comm)% of the step, peak RSS $(m rss2) MB per rank
 PyTorch   1 proc : $t1 images/s   -> vae_dist is $(ratio "$o1" "$t1")x
