@@ -52,9 +52,10 @@ measure help "$bin" --help
 measure version "$bin" --version
 measure rank1 "$bin" "${one_step[@]}" "$tmp/r1"
 measure rank2 bash launch/vae_mpirun -n 2 -- "${one_step[@]}" "$tmp/r2"
-# The start before: hwloc's gl probe on (an empty HWLOC_COMPONENTS) and Open MPI's singleton
-# daemon started.
-measure before env HWLOC_COMPONENTS= OMPI_MCA_ess_singleton_isolated=0 "$bin" "${one_step[@]}" "$tmp/r0"
+# The start before: hwloc's gl probe on (an empty HWLOC_COMPONENTS), Open MPI's singleton
+# daemon started, its default transport selection (an empty OMPI_MCA_pml).
+measure before env HWLOC_COMPONENTS= OMPI_MCA_ess_singleton_isolated=0 OMPI_MCA_pml= \
+  "$bin" "${one_step[@]}" "$tmp/r0"
 
 m() { median <<<"$1"; }
 model=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -1)
@@ -64,5 +65,5 @@ vae_dist --help                   : $(m "${total[help]}") s
 vae_dist --version                : $(m "${total[version]}") s
 1 rank, Fashion-MNIST, 1 step     : first step after $(m "${first[rank1]}") s, exit after $(m "${total[rank1]}") s
 2 ranks (launch/vae_mpirun -n 2)  : first step after $(m "${first[rank2]}") s, exit after $(m "${total[rank2]}") s
-1 rank, start as before (gl probe, singleton daemon): first step after $(m "${first[before]}") s, exit after $(m "${total[before]}") s
+1 rank, start as before (gl probe, daemon, all PMLs): first step after $(m "${first[before]}") s, exit after $(m "${total[before]}") s
 REPORT
