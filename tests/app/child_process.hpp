@@ -53,9 +53,11 @@ inline std::string regex_escape(const std::string& s) {
   return out;
 }
 
-// The environment every child run gets: root is allowed to run OpenMPI, one OpenMP thread.
+// The environment every child run gets: root is allowed to run OpenMPI, one OpenMP thread, and
+// no hwloc probe of X displays in mpiexec (vae_dist skips it itself; see MpiSession).
 inline std::string env_prefix() {
-  return "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1";
+  return "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
+         "HWLOC_COMPONENTS=-gl";
 }
 
 // env_prefix() plus mpiexec with ranks ranks (oversubscribed: the machine has 2 cores).
