@@ -393,11 +393,11 @@ struct ConvPrims::Impl {
 
   // Backward-data and backward-weights primitives of a (de)convolution, the forward pd as hint.
   template <class Data, class Weights, class Hint>
-  void make_backward(Backward& b, const Hint& hint, const Layout& src, const Layout& w,
-                     const Layout& dst) {
-    const typename Data::desc dd(alg, src, w, dst, strides, pad_l, pad_r);
+  void make_backward(Backward& b, const Hint& hint, const Layout& src_md, const Layout& w_md,
+                     const Layout& dst_md) {
+    const typename Data::desc dd(alg, src_md, w_md, dst_md, strides, pad_l, pad_r);
     const typename Data::primitive_desc dpd(dd, engine, hint);
-    const typename Weights::desc wd(alg, src, w, bias_md, dst, strides, pad_l, pad_r);
+    const typename Weights::desc wd(alg, src_md, w_md, bias_md, dst_md, strides, pad_l, pad_r);
     const typename Weights::primitive_desc wpd(wd, engine, hint);
     b.data = Data(dpd);
     b.weights_prim = Weights(wpd);
