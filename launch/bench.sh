@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Benchmark of the MLP VAE training step: vae_bench on 1 and 2 ranks beside PyTorch (one process,
-# and DistributedDataParallel with gloo on 1 and 2 ranks), one thread per rank, rounds interleaved
-# in one run so the shared machine's noise hits all alike; prints medians and ratios.
-#   bash launch/bench.sh [ROUNDS]          (needs: bash launch/setup.sh --with-reference)
+# Benchmark of a VAE training step: vae_bench on 1 and 2 ranks beside PyTorch (one process, and
+# DistributedDataParallel with gloo on 1 and 2 ranks), one thread per rank, rounds interleaved in
+# one run so the shared machine's noise hits all alike; prints medians and ratios.
+#   bash launch/bench.sh [ROUNDS] [mlp|conv]   (needs: bash launch/setup.sh --with-reference)
+# mlp: the 784-400-20 MLP VAE; conv: the Fashion-MNIST conv VAE of configs/fashion_conv.cfg, also
+# with plain nchw activations to show what oneDNN's blocked layouts are worth.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 rounds=${1:-3}
+model=${2:-mlp}
+[[ $model == mlp || $model == conv ]] || { echo "bench: model must be mlp or conv, got '$model'" >&2; exit 2; }
 py=/usr/bin/python3
 # Debian's torch calls the system BLAS, netlib's reference one by default (~40x slower than
 # OpenBLAS on these GEMMs); compare against PyTorch on OpenBLAS, not against that.
@@ -17,24 +21,41 @@ export OMP_NUM_THREADS=1
 
 field() { sed -n "s/.*\\b$1=\\([0-9.,]*\\).*/\\1/p" | head -1; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+cfg_value() { sed -n "s/^$1 *= *//p" configs/fashion_conv.cfg; }
+
+if [[ $model == mlp ]]; then
+  ours=(--repeats 7 --steps 100)
+  torch=(--model mlp --reps 3)
+else
+  ours=(--repeats 5 --steps 20 --encoder "$(cfg_value encoder)" --decoder "$(cfg_value decoder)")
+  torch=(--model conv --warmup 5 --steps 20 --reps 3)
+fi
 
 declare -A runs
 for ((r = 1; r <= rounds; r++)); do
   echo "bench: round $r/$rounds" >&2
-  out=$(build/vae_bench --threads 1 --repeats 7 --steps 100)
+  out=$(build/vae_bench --threads 1 "${ours[@]}")
   runs[ours1]+=" $(field images_per_s <<<"$out")"
-  runs[share]+=" $(field share_of_fwd_peak <<<"$out")"
-  runs[peak]+=" $(field peak_inner_product_fwd_gflops <<<"$out")"
   runs[gflops]+=" $(field gflops <<<"$out")"
   runs[rss1]+=" $(field peak_rss_mb_per_rank <<<"$out")"
-  out=$(mpirun -n 2 --bind-to core -x OMP_NUM_THREADS build/vae_bench --threads 1 --repeats 7 --steps 100 --peak-seconds 0.1)
+  if [[ $model == mlp ]]; then
+    runs[share]+=" $(field share_of_fwd_peak <<<"$out")"
+    runs[peak]+=" $(field peak_inner_product_fwd_gflops <<<"$out")"
+  else
+    runs[share]+=" $(field share_of_conv_peak <<<"$out")"
+    runs[peak]+=" $(field peak_conv_train_gflops <<<"$out")"
+    runs[prims]+=" $(field share_of_primitives <<<"$out")"
+    out=$(build/vae_bench --threads 1 "${ours[@]}" --plain-activations --peak-seconds 0.1)
+    runs[plain]+=" $(field images_per_s <<<"$out")"
+  fi
+  out=$(mpirun -n 2 --bind-to core -x OMP_NUM_THREADS build/vae_bench --threads 1 "${ours[@]}" --peak-seconds 0.1)
   runs[ours2]+=" $(field images_per_s <<<"$out")"
   runs[comm]+=" $(field sync_share <<<"$out")"
   runs[rss2]+=" $(field peak_rss_mb_per_rank <<<"$out" | tr ',' ' ' | awk '{print ($1 > $2 ? $1 : $2)}')"
-  out=$(LD_LIBRARY_PATH=$openblas $py tests/reference/bench_pytorch.py --threads 1 --reps 3)
+  out=$(LD_LIBRARY_PATH=$openblas $py tests/reference/bench_pytorch.py --threads 1 "${torch[@]}")
   runs[torch1]+=" $(field images_per_s <<<"$out")"
   for p in 1 2; do
-    out=$(LD_LIBRARY_PATH=$openblas $py tests/reference/ddp_pytorch.py --world-size $p --threads-per-rank 1 --reps 3)
+    out=$(LD_LIBRARY_PATH=$openblas $py tests/reference/ddp_pytorch.py --world-size $p --threads-per-rank 1 "${torch[@]}")
     runs[ddp$p]+=" $(field images_per_s <<<"$out")"
     runs[ddprss$p]+=" $(grep -o 'peak_rss_mb=[0-9.]*' <<<"$out" | cut -d= -f2 | sort -g | tail -1)"
   done
@@ -42,21 +63,31 @@ done
 
 # lscpu (util-linux) where it exists, else the kernel's own line: never an empty model.
 cpu_model() {
-  local model=""
-  command -v lscpu >/dev/null && model=$(LC_ALL=C lscpu | sed -n 's/^Model name: *//p' | head -1)
-  [[ -n $model ]] || model=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -1)
-  echo "${model:-unknown CPU}"
+  local cpu=""
+  command -v lscpu >/dev/null && cpu=$(LC_ALL=C lscpu | sed -n 's/^Model name: *//p' | head -1)
+  [[ -n $cpu ]] || cpu=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -1)
+  echo "${cpu:-unknown CPU}"
 }
 
 m() { median <<<"${runs[$1]}"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 o1=$(m ours1) o2=$(m ours2) t1=$(m torch1) d1=$(m ddp1) d2=$(m ddp2)
+if [[ $model == mlp ]]; then
+  title="MLP VAE 784-400-20"
+  one="$(m gflops) GFLOP/s = $(m share)% of the oneDNN inner-product peak ($(m peak) GFLOP/s)"
+else
+  title="conv VAE (configs/fashion_conv.cfg)"
+  one="$(m gflops) GFLOP/s = $(m share)% of the oneDNN convolution peak ($(m peak) GFLOP/s, conv layers alone); its primitives alone take $(m prims)% of the step"
+fi
 cat <<REPORT
-MLP VAE 784-400-20, batch 128 per rank, 1 thread per rank; medians of $rounds rounds
+$title, batch 128 per rank, 1 thread per rank; medians of $rounds rounds
 ($(cpu_model), $(getconf _NPROCESSORS_ONLN) cores)
-vae_dist  1 rank : $o1 images/s, $(m gflops) GFLOP/s = $(m share)% of the oneDNN inner-product peak ($(m peak) GFLOP/s), peak RSS $(m rss1) MB
+vae_dist  1 rank : $o1 images/s, $one, peak RSS $(m rss1) MB
 vae_dist  2 ranks: $o2 images/s, scaling efficiency $(awk -v a="$o2" -v b="$o1" 'BEGIN {printf "%.1f", 100 * a / (2 * b)}')%, gradient sum + Adam $(m comm)% of the step, peak RSS $(m rss2) MB per rank
 PyTorch   1 proc : $t1 images/s   -> vae_dist is $(ratio "$o1" "$t1")x
 DDP gloo  1 rank : $d1 images/s, peak RSS $(m ddprss1) MB
 DDP gloo  2 ranks: $d2 images/s   -> vae_dist is $(ratio "$o2" "$d2")x, peak RSS $(m ddprss2) MB per rank
 REPORT
+if [[ $model == conv ]]; then
+  echo "vae_dist  1 rank, plain nchw activations: $(m plain) images/s -> blocked layouts give $(ratio "$o1" "$(m plain)")x"
+fi
