@@ -15,6 +15,9 @@ py=/usr/bin/python3
 # Debian's torch calls the system BLAS, netlib's reference one by default (~40x slower than
 # OpenBLAS on these GEMMs); compare against PyTorch on OpenBLAS, not against that.
 openblas=/usr/lib/x86_64-linux-gnu/openblas-openmp
+# Some machines set OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for older OpenBLAS builds; they slow
+# 0.3.21 down, so PyTorch runs without them.
+torch_env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE LD_LIBRARY_PATH=$openblas)
 [[ -d $openblas ]] || { echo "bench: $openblas missing; run: bash launch/setup.sh --with-reference" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMP_NUM_THREADS=1
@@ -52,10 +55,10 @@ for ((r = 1; r <= rounds; r++)); do
   runs[ours2]+=" $(field images_per_s <<<"$out")"
   runs[comm]+=" $(field sync_share <<<"$out")"
   runs[rss2]+=" $(field peak_rss_mb_per_rank <<<"$out" | tr ',' ' ' | awk '{print ($1 > $2 ? $1 : $2)}')"
-  out=$(LD_LIBRARY_PATH=$openblas $py tests/reference/bench_pytorch.py --threads 1 "${torch[@]}")
+  out=$("${torch_env[@]}" $py tests/reference/bench_pytorch.py --threads 1 "${torch[@]}")
   runs[torch1]+=" $(field images_per_s <<<"$out")"
   for p in 1 2; do
-    out=$(LD_LIBRARY_PATH=$openblas $py tests/reference/ddp_pytorch.py --world-size $p --threads-per-rank 1 "${torch[@]}")
+    out=$("${torch_env[@]}" $py tests/reference/ddp_pytorch.py --world-size $p --threads-per-rank 1 "${torch[@]}")
     runs[ddp$p]+=" $(field images_per_s <<<"$out")"
     runs[ddprss$p]+=" $(grep -o 'peak_rss_mb=[0-9.]*' <<<"$out" | cut -d= -f2 | sort -g | tail -1)"
   done
@@ -85,7 +88,7 @@ $title, batch 128 per rank, 1 thread per rank; medians of $rounds rounds
 vae_dist  1 rank : $o1 images/s, $one, peak RSS $(m rss1) MB
 vae_dist  2 ranks: $o2 images/s, scaling efficiency $(awk -v a="$o2" -v b="$o1" 'BEGIN {printf "%.1f", 100 * a / (2 * b)}')%, gradient sum + Adam $(m comm)% of the step, peak RSS $(m rss2) MB per rank
 PyTorch   1 proc : $t1 images/s   -> vae_dist is $(ratio "$o1" "$t1")x
-DDP gloo  1 rank : $d1 images/s, peak RSS $(m ddprss1) MB
+DDP gloo  1 rank : $d1 images/s   -> vae_dist is $(ratio "$o1" "$d1")x, peak RSS $(m ddprss1) MB
 DDP gloo  2 ranks: $d2 images/s   -> vae_dist is $(ratio "$o2" "$d2")x, peak RSS $(m ddprss2) MB per rank
 REPORT
 if [[ $model == conv ]]; then
