@@ -7,8 +7,8 @@
 #include <string>
 
 #include "config/options.hpp"
-#include "parallel/comm.hpp"
 #include "nn/param_store.hpp"
+#include "parallel/comm.hpp"
 
 namespace vd {
 
