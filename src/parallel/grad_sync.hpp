@@ -9,9 +9,9 @@
 #include <span>
 #include <string>
 
-#include "parallel/comm.hpp"
 #include "nn/param_store.hpp"
 #include "optim/adam.hpp"
+#include "parallel/comm.hpp"
 
 namespace vd {
 
