@@ -158,12 +158,6 @@ void Reshape::backward(Context& ctx, int n, const float* /*src*/, const float* /
 
 // ---------------------------------------------------------------------------------------------
 
-void relu_backward_in_place(const float* __restrict dst, float* __restrict diff_dst, size_t n) {
-  // Branch-free so -O3 vectorises it; measured 5 us for 128 x 400 on one Zen 4 core, against
-  // 26 us for oneDNN's eltwise_relu_use_dst_for_bwd.
-  for (size_t i = 0; i < n; ++i) diff_dst[i] = dst[i] > 0.0f ? diff_dst[i] : 0.0f;
-}
-
 Layout Relu::prepare(Context& /*ctx*/, int n, const Layout& src) {
   floats_[n] = layout_floats(src);
   return src;

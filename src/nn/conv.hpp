@@ -89,7 +89,4 @@ class Relu final : public Layer {
   std::map<int, size_t> floats_;  // buffer floats per batch size (blocked layouts pad)
 };
 
-// diff_dst[i] = 0 where dst[i] <= 0: the backward of a ReLU fused into the forward pass.
-void relu_backward_in_place(const float* dst, float* diff_dst, size_t n);
-
 }  // namespace vd

@@ -38,16 +38,14 @@ Layout plain_layout(int n, const Shape& shape) {
 }
 
 bool is_plain(const Layout& layout, int n, const Shape& shape) {
-  // A flat [N, D] batch and the same values as plain [N, C, H, W] are the same bytes.
-  return layout == plain_layout(n, shape) ||
-         layout == plain_layout(n, Shape{static_cast<int>(shape.size()), 1, 1}) ||
-         (layout.dims().size() == 2 &&
-          layout == dnnl::memory::desc(layout.dims(), dt::f32, tag::ab) && layout.dims()[0] == n &&
-          layout.dims()[1] == shape.size()) ||
-         (layout.dims().size() == 4 &&
-          layout == dnnl::memory::desc(layout.dims(), dt::f32, tag::nchw) &&
-          layout.dims()[0] == n &&
-          layout.dims()[1] * layout.dims()[2] * layout.dims()[3] == shape.size());
+  // Row-major [N, D] or [N, C, H, W] with the same N and C*H*W: the same bytes either way.
+  const auto dims = layout.dims();
+  if (dims.empty() || dims[0] != n) return false;
+  int64_t size = 1;
+  for (size_t i = 1; i < dims.size(); ++i) size *= dims[i];
+  if (size != shape.size()) return false;
+  return (dims.size() == 2 && layout == dnnl::memory::desc(dims, dt::f32, tag::ab)) ||
+         (dims.size() == 4 && layout == dnnl::memory::desc(dims, dt::f32, tag::nchw));
 }
 
 size_t layout_floats(const Layout& layout) {

@@ -1,6 +1,8 @@
 // vd::Layer: the one interface every network layer implements (forward, backward, parameters
 // in the ParamStore), vd::Shape (one sample's shape) and the layout a batch lies in.
 #pragma once
+#include <cstddef>
+#include <cstdint>
 #include <dnnl.hpp>
 #include <memory>
 #include <string>
@@ -32,6 +34,10 @@ bool is_plain(const Layout& layout, int n, const Shape& shape);
 size_t layout_floats(const Layout& layout);  // floats a buffer in this layout needs
 
 enum class Activation { None, ReLU };
+
+// diff_dst[i] = 0 where dst[i] <= 0: the backward of a ReLU fused into the layer's forward
+// pass (any layout: it is elementwise, and padding holds zeros).
+void relu_backward_in_place(const float* dst, float* diff_dst, size_t n);
 
 class Layer {
  public:

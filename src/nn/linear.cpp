@@ -7,7 +7,6 @@
 #include <cstdint>
 
 #include "core/error.hpp"
-#include "nn/conv.hpp"  // relu_backward_in_place
 
 namespace vd {
 

@@ -49,7 +49,6 @@ class Linear final : public Layer {
   Activation activation() const { return act_; }
   size_t weight_entry() const { return weight_; }  // ParamStore indices
   size_t bias_entry() const { return bias_; }
-  double flops_per_sample_forward() const { return flops_per_sample(); }
 
   // oneDNN implementation names for this batch size (see InnerProductPrims::impl_info).
   std::string impl_info(Context& ctx, int batch);

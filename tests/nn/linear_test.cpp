@@ -72,7 +72,7 @@ TEST(Linear, RegistersPyTorchNamedParameters) {
   EXPECT_EQ(store.find("enc1.bias").shape, (std::vector<int64_t>{400}));
   EXPECT_EQ(layer.in(), 784);
   EXPECT_EQ(layer.out(), 400);
-  EXPECT_DOUBLE_EQ(layer.flops_per_sample_forward(), 2.0 * 784 * 400);
+  EXPECT_DOUBLE_EQ(layer.flops_per_sample(), 2.0 * 784 * 400);
   EXPECT_THROW(vd::Linear(store, "enc1", 3, 4, vd::Activation::None), vd::ShapeError);
   EXPECT_THROW(vd::Linear(store, "bad", 0, 4, vd::Activation::None), vd::ShapeError);
 }

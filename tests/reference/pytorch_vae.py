@@ -16,7 +16,17 @@ INV255 = np.float32(1.0 / 255.0)
 CSV_COLUMNS = ["split", "epoch", "step", "samples", "loss", "recon", "kl", "lr", "images_per_s"]
 
 
-class VAE(nn.Module):
+class GaussianVAE(nn.Module):
+    """What both models share: x -> encode -> (mu, logvar) -> z = mu + exp(logvar/2) * eps -> decode."""
+
+    def forward(self, x, generator=None, c=None):
+        mu, logvar = self.encode(x, c)
+        eps = torch.randn(mu.shape, dtype=mu.dtype, generator=generator)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        return self.decode(z, c), mu, logvar
+
+
+class VAE(GaussianVAE):
     """fc1 D->H ReLU, fc21/fc22 H->L (mu, logvar), fc3 L->H ReLU, fc4 H->D (logits).
     With classes=K > 0 (conditional VAE) the one-hot label c [N, K] is appended to the inputs of fc1 and fc3:
     fc1 takes [x, c] (D+K) and fc3 takes [z, c] (L+K). classes=0 is the plain MLP VAE, unchanged."""
@@ -43,17 +53,12 @@ class VAE(nn.Module):
             z = torch.cat([z, c], 1)
         return self.fc4(F.relu(self.fc3(z)))  # logits
 
-    def forward(self, x, generator=None, c=None):
-        mu, logvar = self.encode(x, c)
-        eps = torch.randn(mu.shape, dtype=mu.dtype, generator=generator)
-        z = mu + torch.exp(0.5 * logvar) * eps
-        return self.decode(z, c), mu, logvar
 
     def sizes(self):
         return f"{self.fc4.out_features}-{self.fc1.out_features}-{self.fc21.out_features}"
 
 
-class ConvVAE(nn.Module):
+class ConvVAE(GaussianVAE):
     """The conventional conv VAE for 1x28x28 images (input and logits [N, C, H, W], H and W multiples of 4):
     encoder conv1 C->32 k4 s2 p1, ReLU, conv2 32->64 k4 s2 p1, ReLU, flatten (C,H,W order: 64*H/4*W/4 = 3136),
     fc1 3136->256, ReLU, fc21/fc22 256->L (mu, logvar);
@@ -99,11 +104,6 @@ class ConvVAE(nn.Module):
         h = h.view(h.shape[0], *self.feat_shape)
         return self.deconv2(F.relu(self.deconv1(h)))  # logits [N, C, H, W]
 
-    def forward(self, x, generator=None, c=None):
-        mu, logvar = self.encode(x, c)
-        eps = torch.randn(mu.shape, dtype=mu.dtype, generator=generator)
-        z = mu + torch.exp(0.5 * logvar) * eps
-        return self.decode(z, c), mu, logvar
 
     def sizes(self):
         ch, h, w = self.image_shape
