@@ -69,7 +69,7 @@ void SampleGrids::write(Context& ctx, Vae& vae, const std::string& dir, int64_t 
 
   // Reconstructions: rows of inputs, each followed by a row of their reconstructions
   // through the posterior mean z = mu.
-  n = std::min(n, std::max(1, g / 2) * g);
+  n = std::min(n, reconstruction_count());
   if (n <= 0) return;
   std::vector<float> rec(static_cast<size_t>(n) * D), mu(static_cast<size_t>(n) * L);
   vae.encode(ctx, Batch{n, x, labels, nullptr}, mu.data(), nullptr);

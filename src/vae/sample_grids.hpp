@@ -23,8 +23,12 @@ class SampleGrids {
   // grid_z [g*g, L]: the fixed prior draws, so grids compare across epochs.
   SampleGrids(std::vector<float> grid_z, int grid_size) : z_(std::move(grid_z)), g_(grid_size) {}
 
+  // Images the reconstruction grid shows: g/2 rows of inputs (each above its reconstructions).
+  int reconstruction_count() const { return (g_ / 2 > 0 ? g_ / 2 : 1) * g_; }
+
   // Writes <dir>/samples_epochNNN.png, samples_class_epochNNN.png (conditional models) and
-  // recon_epochNNN.png from the first rows of `x` [n, D] (labels [n] or nullptr).
+  // recon_epochNNN.png from the first min(n, reconstruction_count()) rows of `x` [n, D]
+  // (labels [n] or nullptr).
   void write(Context& ctx, Vae& vae, const std::string& dir, int64_t epoch, int n, const float* x,
              const int32_t* labels) const;
 
