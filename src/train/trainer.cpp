@@ -321,9 +321,7 @@ void Trainer::State::write_grids(int64_t epoch) {
   if (!comm.is_root()) return;
   // Reconstructions of the first test images (training images without a test set).
   const Shard& src = test ? *test : train;
-  const int g = opt.grid_size;
-  const int n =
-      static_cast<int>(std::min<int64_t>(static_cast<int64_t>(std::max(1, g / 2)) * g, src.rows()));
+  const int n = static_cast<int>(std::min<int64_t>(grids->reconstruction_count(), src.rows()));
   std::vector<int64_t> rows(static_cast<size_t>(n));
   std::iota(rows.begin(), rows.end(), 0);
   std::vector<float> x(static_cast<size_t>(n) * src.sample_size());
