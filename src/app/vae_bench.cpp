@@ -146,8 +146,11 @@ int main(int argc, char** argv) {
       const uint8_t* src = shard.data() + static_cast<size_t>(s % 8) * B * D;
       for (size_t i = 0; i < B * D; ++i) x[i] = static_cast<float>(src[i]) * (1.0f / 255.0f);
       rng.fill_normal(eps.data(), eps.size());
+      // As the trainer does: across nodes the gradient sum starts during backward.
+      if (sync) ctx.grad_listener = &*sync;
       vae.train_step(ctx, vd::Batch{batch, x.data(), nullptr, eps.data()}, 1.0f,
                      1.0f / static_cast<float>(global));
+      ctx.grad_listener = nullptr;
       const auto t0 = Clock::now();
       if (no_sync)
         adam.step(store.params(), store.grads(), 1e-3);

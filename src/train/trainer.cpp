@@ -147,7 +147,7 @@ struct Trainer::State {
   void resume(const std::string& requested, bool writes_model);
   void save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng);
   ReportSums evaluate(int64_t epoch);
-  LossSums step_once(int64_t st, Rng& eps_rng, StepBuffers& buf);
+  LossSums step_once(int64_t st, Rng& eps_rng, StepBuffers& buf, int& signal);
   void write_grids(int64_t epoch);
   double iw_nll();
 };
@@ -188,8 +188,8 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   s.grad_sync = std::make_unique<GradientSync>(comm, s.store, *s.adam);
 
   s.out = opt.out;
-  // With one shared copy of the model on the node only rank 0 writes it.
-  const bool writes_model = !s.grad_sync->shares_state() || comm.is_root();
+  // With one shared copy of the model per node only that node's first rank writes it.
+  const bool writes_model = s.grad_sync->writes_model();
   if (opt.resume.empty()) {
     Rng init_rng = make_rng(opt.seed, RngStream::Init);
     if (writes_model) s.vae->init(init_rng);
@@ -197,10 +197,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
     s.resume(opt.resume, writes_model);
   }
   // Every rank initialised (or restored) the same values; rank 0's are the truth regardless.
-  if (s.grad_sync->shares_state())
-    s.grad_sync->barrier();
-  else
-    comm.broadcast(s.store.params(), 0);
+  s.grad_sync->share_initial_state();
   s.check_replicas("after start-up");
 
   // Fixed prior draws [G*G, L], so the sample grids compare across epochs.
@@ -344,8 +341,10 @@ double Trainer::State::iw_nll() {
 }
 
 // One optimizer step on this rank's rows of step `st`: gather the batch, draw its noise,
-// forward and backward, then the gradient sum over the ranks and the Adam update.
-LossSums Trainer::State::step_once(int64_t st, Rng& eps_rng, StepBuffers& buf) {
+// forward and backward, then the gradient sum over the ranks and the Adam update. `signal`
+// goes in as this rank's stop request and comes out as the one all ranks agree on: it rides
+// in the gradient exchange, so stopping costs no collective of its own.
+LossSums Trainer::State::step_once(int64_t st, Rng& eps_rng, StepBuffers& buf, int& signal) {
   const auto rows = plan->local_rows(st);
   const int local = static_cast<int>(rows.size());
   const int64_t global = plan->global_count(st);
@@ -356,9 +355,12 @@ LossSums Trainer::State::step_once(int64_t st, Rng& eps_rng, StepBuffers& buf) {
     for (int i = 0; i < local; ++i) buf.labels[static_cast<size_t>(i)] = train.labels()[rows[i]];
     batch.labels = buf.labels.data();
   }
+  // The gradient sum starts on each layer's gradients as backward finishes them.
+  ctx.grad_listener = grad_sync.get();
   const LossSums sums =
       vae->train_step(ctx, batch, beta_at(step), 1.0f / static_cast<float>(global));
-  grad_sync->update(opt.lr);
+  ctx.grad_listener = nullptr;
+  signal = grad_sync->update(opt.lr, signal);
   ++step;
   samples += global;
   return sums;
@@ -399,16 +401,15 @@ TrainSummary Trainer::run() {
       // Batch, step, sync.
       const auto t0 = Clock::now();
       const int64_t samples_before = s.samples;
-      interval += s.step_once(st, eps_rng, buf);
+      // A stop signal on any rank stops every rank after the same step.
+      int signal = poll_stop_signal();
+      interval += s.step_once(st, eps_rng, buf, signal);
       interval_seconds += seconds_since(t0);
       train_samples += s.samples - samples_before;
 
       if (opt.checksum_every > 0 && s.step % opt.checksum_every == 0)
         s.check_replicas("during training");
-      // A stop signal on any rank stops every rank at the same step.
-      const int64_t mine = poll_stop_signal();
-      const int64_t signal = comm.size() > 1 ? comm.allreduce_max(mine) : mine;
-      if (signal != 0) summary.signal = static_cast<int>(signal);
+      if (signal != 0) summary.signal = signal;
       stop = s.step >= last_step || signal != 0;
 
       // Report.

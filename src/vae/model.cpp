@@ -167,6 +167,10 @@ LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float gra
   mu_head_->backward(ctx, n, h_, mu_.data(), diff_mu_.data(), need_dh ? diff_h_.data() : nullptr);
   logvar_head_->backward(ctx, n, h_, logvar_.data(), diff_logvar_.data(),
                          need_dh ? diff_h2_.data() : nullptr);
+  if (ctx.grad_listener) {
+    ctx.grad_listener->backward_done(mu_head_->name());
+    ctx.grad_listener->backward_done(logvar_head_->name());
+  }
   if (need_dh) {
     float* dh = diff_h_.data();
     const float* dh2 = diff_h2_.data();
