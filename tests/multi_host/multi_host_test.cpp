@@ -8,8 +8,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -56,9 +56,9 @@ class MultiHost : public ::testing::Test {
   // own network (eth0), ranks on another host reached through the namespace launcher.
   static std::string mpirun(int per_host) {
     const std::string n = std::to_string(per_host);
-    return kScript + " exec " + host(1) + " " + env_prefix() +
-           " VD_TEST_HOSTS=1 mpirun --host " + host(1) + ":" + n + "," + host(2) + ":" + n +
-           " --mca plm_rsh_agent " + shell_quote(kScript + " rsh") +
+    return kScript + " exec " + host(1) + " " + env_prefix() + " VD_TEST_HOSTS=1 mpirun --host " +
+           host(1) + ":" + n + "," + host(2) + ":" + n + " --mca plm_rsh_agent " +
+           shell_quote(kScript + " rsh") +
            " --mca btl_tcp_if_include eth0 --mca oob_tcp_if_include eth0 --bind-to none"
            " --oversubscribe -x OMP_NUM_THREADS -x HWLOC_COMPONENTS -x VD_TEST_HOSTS";
   }
@@ -109,9 +109,9 @@ TEST_F(MultiHost, HostsAreSeparateNodesOfOneJob) {
 TEST_F(MultiHost, MpiTestSuitesPassAcrossHosts) {
   for (int per_host : {1, 2})
     for (const char* suite : {"parallel_comm_mpi_test", "train_trainer_mpi_test"}) {
-      const CommandResult r = run_command(mpirun(per_host) + " " + binary(std::string("tests/") + suite), 240);
-      EXPECT_EQ(r.exit_code, 0) << suite << " on 2 hosts x " << per_host << " ranks:\n"
-                                << r.output;
+      const CommandResult r =
+          run_command(mpirun(per_host) + " " + binary(std::string("tests/") + suite), 240);
+      EXPECT_EQ(r.exit_code, 0) << suite << " on 2 hosts x " << per_host << " ranks:\n" << r.output;
       EXPECT_TRUE(contains(r.output, "PASSED")) << r.output;
     }
 }
