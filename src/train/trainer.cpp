@@ -25,8 +25,9 @@
 #include "nn/context.hpp"
 #include "optim/adam.hpp"
 #include "parallel/grad_sync.hpp"
+#include "train/model_config.hpp"
 #include "train/stop_signals.hpp"
-#include "vae/architecture.hpp"
+#include "vae/latent.hpp"
 #include "vae/model.hpp"
 #include "vae/sample_grids.hpp"
 
@@ -60,44 +61,6 @@ void for_each_batch(const Shard& shard, int64_t batch, Fn&& fn) {
     }
     fn(bt);
   }
-}
-
-// The model the options describe, shaped by the training data: the MLP of --hidden unless
-// --encoder/--decoder give layer lists; --conditional needs /labels in every file.
-VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, const Comm& comm) {
-  const auto& dims = train.sample_shape();
-  VaeConfig vc;
-  vc.data = dims.size() == 3 ? Shape{static_cast<int>(dims[0]), static_cast<int>(dims[1]),
-                                     static_cast<int>(dims[2])}
-                             : Shape{static_cast<int>(train.sample_size()), 1, 1};
-  vc.latent_dim = opt.latent_dim;
-  vc.likelihood = parse_likelihood(opt.likelihood);
-  vc.gaussian_sigma = static_cast<float>(opt.gaussian_sigma);
-  vc.encoder = opt.encoder.empty() ? mlp_encoder_spec(opt.hidden) : opt.encoder;
-  vc.decoder =
-      opt.decoder.empty() ? mlp_decoder_spec(opt.hidden, train.sample_size()) : opt.decoder;
-  if (opt.conditional) {
-    for (const Shard* sh : {&train, test}) {
-      if (sh && !sh->has_labels())
-        throw DataError("--conditional needs class labels, but '" + sh->file() +
-                        "' has no /labels data set; add one (integer [N]) or drop --conditional");
-    }
-    int64_t top = -1;
-    for (const Shard* sh : {&train, test})
-      if (sh)
-        for (int32_t l : sh->labels()) {
-          if (l < 0)
-            throw DataError("'" + sh->file() + "' has a negative label (" + std::to_string(l) +
-                            "); a conditional model needs labels 0..K-1");
-          top = std::max<int64_t>(top, l);
-        }
-    top = comm.size() > 1 ? comm.allreduce_max(top) : top;
-    vc.classes = opt.classes > 0 ? opt.classes : static_cast<int>(top + 1);
-    if (top >= vc.classes)
-      throw DataError("the data have label " + std::to_string(top) + " but --classes is " +
-                      std::to_string(opt.classes) + "; raise --classes or set it to 0 (automatic)");
-  }
-  return vc;
 }
 
 // The sums over every rank, in the report's terms.
@@ -293,12 +256,17 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   meta.seed = opt.seed;
   meta.rng_states = states;
   meta.adam_steps = adam->steps();
+  const Shape& data = vae->config().data;
+  meta.data_shape = {data.c, data.h, data.w};
+  meta.classes = vae->config().classes;
   const std::string path = (out / checkpoint_file_name(step)).string();
   write_checkpoint(path, meta, store, adam->exp_avg(), adam->exp_avg_sq());
   prune_checkpoints(out.string(), checkpoints.keep);
   last_checkpoint = path;
 }
 
+// The test set's loss terms and posterior-collapse diagnostics. Active units need the
+// variance of mu over the whole test set, so the ranks sum exact per-dimension moments.
 ReportSums Trainer::State::evaluate(int64_t epoch) {
   LossSums sums;
   if (!test) return ReportSums{};
@@ -306,12 +274,17 @@ ReportSums Trainer::State::evaluate(int64_t epoch) {
   std::vector<float> eps(static_cast<size_t>(opt.eval_batch_size) * L);
   Rng rng = make_rng(opt.seed, RngStream::EvalEps, static_cast<uint64_t>(epoch),
                      static_cast<uint64_t>(comm.rank()));
+  PosteriorStats stats(L);
   for_each_batch(*test, opt.eval_batch_size, [&](Batch b) {
     rng.fill_normal(eps.data(), static_cast<size_t>(b.n) * L);
     b.eps = eps.data();
-    sums += vae->evaluate(ctx, b, static_cast<float>(opt.beta));
+    sums += vae->evaluate(ctx, b, static_cast<float>(opt.beta), &stats);
   });
-  return reduce(comm, sums);
+  comm.allreduce_sum(stats.data());
+  ReportSums result = reduce(comm, sums);
+  result.active_units = stats.active_units();
+  result.kl_per_dim = stats.kl_per_dim();
+  return result;
 }
 
 void Trainer::State::write_grids(int64_t epoch) {

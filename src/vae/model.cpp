@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "nn/conv.hpp"
 #include "vae/architecture.hpp"
+#include "vae/latent.hpp"
 #include "vae/loss.hpp"
 
 namespace vd {
@@ -183,7 +184,7 @@ LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float gra
   return sums;
 }
 
-LossSums Vae::evaluate(Context& ctx, const Batch& batch, float beta) {
+LossSums Vae::evaluate(Context& ctx, const Batch& batch, float beta, PosteriorStats* stats) {
   LossSums sums;
   const int n = batch.n;
   if (n == 0) return sums;
@@ -191,6 +192,7 @@ LossSums Vae::evaluate(Context& ctx, const Batch& batch, float beta) {
   set_condition(n, batch.labels);
   const int L = config_.latent_dim;
   encoder_forward(ctx, n, batch.x);
+  if (stats) stats->add(n, mu_.data(), logvar_.data());
   reparameterize(n, L, mu_.data(), logvar_.data(), batch.eps, z_.data());
   const float* out = decoder_.forward(ctx, n, z_.data());
   reconstruction(n, out, batch.x, nullptr, 0.0f);
