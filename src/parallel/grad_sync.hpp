@@ -3,11 +3,13 @@
 //   one node:   the ranks keep ONE copy of the parameters and Adam moments in an MPI-3 shared
 //               window; each writes its gradient slot, then sums one slice of all slots (in
 //               rank order) and updates that slice only.
-//   many nodes: the same node-shared model, plus one exchange per slice among the ranks of equal
-//               local rank on every node (an allreduce of the node sums), started bucket by
-//               bucket during backward as the layers' gradients become final, so the network
-//               transfer overlaps the rest of backward; each bucket's Adam update runs as soon
-//               as its sum arrives.
+//   many nodes: the same node-shared model, plus one allreduce per slice among the ranks of
+//               equal local rank on every node (of the node sums), then the slice's update.
+//               With VAE_DIST_OVERLAP=1 the slices go in buckets started during backward as
+//               the layers' gradients become final (MPI_Iallreduce), so the transfer overlaps
+//               the rest of backward, and each bucket's update runs as soon as its sum
+//               arrives. Off by default: where the kernel's TCP work shares the cores that
+//               train, it measured no faster (README, "Several hosts").
 //   otherwise (nodes with unequal rank counts, or VAE_DIST_GRAD_SYNC=allreduce): one
 //               MPI_Allreduce of the whole gradient and a full Adam step on every rank.
 #pragma once
@@ -30,7 +32,7 @@ class GradientSync : public GradListener {
  public:
   // Collective over `comm`. Picks the method (above) and moves the store's parameters and
   // gradients and Adam's moments into the node-shared window where it uses one (values kept).
-  // VAE_DIST_BUCKET_KB sets the largest bucket sent across nodes (default 256).
+  // VAE_DIST_BUCKET_KB sets the largest overlapped bucket (default 256).
   GradientSync(const Comm& comm, ParamStore& store, Adam& adam);
   ~GradientSync() override;
   GradientSync(const GradientSync&) = delete;
@@ -71,6 +73,8 @@ class GradientSync : public GradListener {
   void publish_progress(size_t frontier);
   bool node_ready(size_t begin) const;
   void start_ready_buckets();
+  void poll_arrivals();
+  static void pause();
   void sum_slots(size_t begin, size_t end, bool with_counts);
   int update_node(double lr, int signal);
   int update_nodes(double lr, int signal);
@@ -82,6 +86,7 @@ class GradientSync : public GradListener {
   std::string method_;
   MPI_Win win_ = MPI_WIN_NULL;
   MPI_Comm cross_ = MPI_COMM_NULL;  // ranks of this local rank on every node
+  bool overlap_ = false;            // VAE_DIST_OVERLAP=1: buckets during backward
   float* base_ = nullptr;           // [header][P slots][sum][params][exp_avg][exp_avg_sq]
   float* header_ = nullptr;         // per local rank: stop counts, progress; then the result
   float* own_grads_ = nullptr;      // Allreduce mode: gradients with the stop counts before them

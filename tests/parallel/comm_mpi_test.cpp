@@ -89,7 +89,10 @@ TEST(Comm, NodeLocalRanksAndDefaultThreads) {
 // written and announced first, then "enc"'s, as the VAE's backward does.
 std::vector<float> three_updates(const char* method, const char* bucket_kb, std::string* used) {
   if (method) setenv("VAE_DIST_GRAD_SYNC", method, 1);
-  if (bucket_kb) setenv("VAE_DIST_BUCKET_KB", bucket_kb, 1);
+  if (bucket_kb) {
+    setenv("VAE_DIST_OVERLAP", "1", 1);
+    setenv("VAE_DIST_BUCKET_KB", bucket_kb, 1);
+  }
   vd::Comm comm;
   vd::ParamStore store;
   store.add("enc.weight", {300, 7});
@@ -119,6 +122,7 @@ std::vector<float> three_updates(const char* method, const char* bucket_kb, std:
     out.assign(store.params().begin(), store.params().end());
   }
   unsetenv("VAE_DIST_GRAD_SYNC");
+  unsetenv("VAE_DIST_OVERLAP");
   unsetenv("VAE_DIST_BUCKET_KB");
   // After the sync object is gone the store holds a private copy of the same values.
   EXPECT_TRUE(std::equal(out.begin(), out.end(), store.params().begin()));
@@ -129,7 +133,7 @@ TEST(GradientSync, EveryMethodGivesTheSameUpdateOnEveryRank) {
   vd::Comm comm;
   std::string own_method, small_method, allreduce_method;
   const std::vector<float> own = three_updates(nullptr, nullptr, &own_method);
-  // 1 KiB buckets: many exchanges across nodes, most started before update().
+  // Overlapped, in 1 KiB buckets: many exchanges across nodes, most started before update().
   const std::vector<float> small = three_updates(nullptr, "1", &small_method);
   const std::vector<float> reduced = three_updates("allreduce", nullptr, &allreduce_method);
   const int64_t local = comm.local_size();
@@ -154,8 +158,9 @@ TEST(GradientSync, EveryMethodGivesTheSameUpdateOnEveryRank) {
 // The stop requests ride in the gradient exchange: every rank gets the same answer, SIGTERM
 // over SIGINT, from any rank.
 TEST(GradientSync, StopRequestsReachEveryRankWithTheUpdate) {
-  for (const char* method : {static_cast<const char*>(nullptr), "allreduce"}) {
-    if (method) setenv("VAE_DIST_GRAD_SYNC", method, 1);
+  for (const std::string method : {"", "overlap", "allreduce"}) {
+    if (method == "allreduce") setenv("VAE_DIST_GRAD_SYNC", "allreduce", 1);
+    if (method == "overlap") setenv("VAE_DIST_OVERLAP", "1", 1);
     vd::Comm comm;
     vd::ParamStore store;
     store.add("w", {40});
@@ -172,6 +177,7 @@ TEST(GradientSync, StopRequestsReachEveryRankWithTheUpdate) {
           << sync.method();
       EXPECT_EQ(sync.update(1e-3, 0), 0) << sync.method();
     }
+    unsetenv("VAE_DIST_OVERLAP");
     unsetenv("VAE_DIST_GRAD_SYNC");
   }
 }
