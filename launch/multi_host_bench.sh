@@ -3,6 +3,7 @@
 # (tests/support/netns_hosts.sh), vae_bench with the cost model (--project) on one node and on
 # 2 hosts x 1, 2 hosts x 2 and 3 hosts x 1 ranks, ROUNDS times each, interleaved, medians.
 # Run as root with nothing else running:  sudo bash launch/multi_host_bench.sh [ROUNDS] [mlp|conv]
+# SETUPS="one_node_2 hosts_2x1" limits the layouts (2 x 2 and 3 x 1 oversubscribe a 2-core box).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rounds=${1:-3}
@@ -18,7 +19,7 @@ trap '"$hosts_sh" down "$id"' EXIT
 
 args=(--repeats 7 --peak-seconds 0.5 --project)
 if [[ $model == conv ]]; then
-  args+=(--batch-size 64 --steps 10 --encoder "conv 32 k4 s2 p1, relu, conv 64 k4 s2 p1, relu, fc 256, relu"
+  args=(--repeats 3 --steps 10 --peak-seconds 0.5 --project --encoder "conv 32 k4 s2 p1, relu, conv 64 k4 s2 p1, relu, fc 256, relu"
          --decoder "fc 256, relu, fc 3136, relu, reshape 64x7x7, convt 32 k4 s2 p1 op0, relu, convt 1 k4 s2 p1 op0")
 fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 HWLOC_COMPONENTS=-gl OMP_NUM_THREADS=1
@@ -30,8 +31,9 @@ across() {
     -x OMP_NUM_THREADS -x HWLOC_COMPONENTS "$bench" "${args[@]}"
 }
 declare -A ips
+setups=${SETUPS:-one_node_2 hosts_2x1 hosts_2x2 hosts_3x1}
 for r in $(seq 1 "$rounds"); do
-  for setup in one_node_2 hosts_2x1 hosts_2x2 hosts_3x1; do
+  for setup in $setups; do
     case $setup in
       one_node_2) out=$(mpirun -n 2 --bind-to core "$bench" "${args[@]}") ;;
       hosts_2x1) out=$(across "$id-h1:1,$id-h2:1") ;;
@@ -46,7 +48,7 @@ done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "== medians over $rounds rounds (images/s)"
 base=$(echo "${ips[one_node_2]}" | median)
-for setup in one_node_2 hosts_2x1 hosts_2x2 hosts_3x1; do
+for setup in $setups; do
   m=$(echo "${ips[$setup]}" | median)
   echo "$setup images_per_s=$m"
 done
