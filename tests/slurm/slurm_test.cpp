@@ -166,7 +166,7 @@ class SlurmJobs : public ::testing::Test {
       Reference r;
       r.out = cluster().dir().file("reference");
       r.id = submit(r.out, kTrainArgs);
-      r.line = wait_job(r.id, 90, finished);
+      r.line = wait_job(r.id, 300, finished);
       return r;
     }();
     return ref;
@@ -255,24 +255,24 @@ TEST_F(SlurmJobs, TermMidEpochCheckpointsRequeuesAndResumesBitwise) {
         ranks = ranks_of(id);
         return ranks.size() == 2 && contains(log_of(id), "step 20/200");
       },
-      60))
+      180))
       << job_line(id) << "\n"
       << log_of(id);
   for (pid_t p : ranks) ASSERT_EQ(::kill(p, SIGSTOP), 0);
   const CommandResult sc = cluster().run("scancel --batch --signal=TERM " + id);
   const bool delivered =
-      wait_until([&] { return term_pending(ranks[0]) && term_pending(ranks[1]); }, 30);
+      wait_until([&] { return term_pending(ranks[0]) && term_pending(ranks[1]); }, 60);
   for (pid_t p : ranks) ::kill(p, SIGCONT);
   ASSERT_TRUE(delivered) << "the ranks never saw the TERM\n" << sc.output << "\n" << log_of(id);
 
   // The job requeues itself; Slurm holds a requeued job for ~2 minutes (BeginTime), which
   // this test shortens.
-  std::string line = wait_job(id, 60, [](const std::string& l) {
+  std::string line = wait_job(id, 120, [](const std::string& l) {
     return field(l, "Restarts") == "1" && field(l, "JobState") == "PENDING";
   });
   ASSERT_EQ(field(line, "JobState"), "PENDING") << line << "\n" << log_of(id);
   cluster().run("scontrol update JobId=" + id + " StartTime=now");
-  line = wait_job(id, 90,
+  line = wait_job(id, 300,
                   [](const std::string& l) { return field(l, "Restarts") == "1" && finished(l); });
   const std::string log = log_of(id);
   ASSERT_EQ(field(line, "JobState"), "COMPLETED") << line << "\n" << log;
@@ -313,7 +313,7 @@ TEST_F(SlurmJobs, OpenMpBindingWithoutTaskBindingDrawsTheWarning) {
   const std::string id = submit(cluster().dir().file("bound"),
                                 "--epochs 1 --max-steps 2 --iw-samples 0 --progress false",
                                 "OMP_PROC_BIND=close OMP_PLACES=cores");
-  const std::string line = wait_job(id, 60, finished);
+  const std::string line = wait_job(id, 180, finished);
   const std::string log = log_of(id);
   ASSERT_EQ(field(line, "JobState"), "COMPLETED") << line << "\n" << log;
   EXPECT_TRUE(contains(log, "ranks 0 and 1 " + std::string(kSharedCpusWarning))) << log;
