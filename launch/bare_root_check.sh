@@ -159,13 +159,19 @@ cluster_phase() {
   say "\$ $setup"
   in_root "$root" "$setup" || status=$?
   ((status == 0)) || { say "FAILED (exit $status): $setup"; return "$status"; }
-  # What a booted machine has and a chroot lacks: cgroup2 at /sys/fs/cgroup (slurmd reads it
-  # even with proctrack/linuxproc), munge's run directory, and this host's name in /etc/hosts
-  # (slurmctld looks itself up before it starts).
+  # What a booted machine has and a chroot lacks: the cgroup file system (slurmd reads it even
+  # with proctrack/linuxproc), munge's run directory, and this host's name in /etc/hosts
+  # (slurmctld looks itself up before it starts). The cgroups are the host's own tree: a
+  # cgroup2 mount where /proc/self/cgroup lists v1 controllers (as under gVisor) makes slurmd
+  # stop with "Hybrid mode is not supported".
   if ! mountpoint -q "$root/sys/fs/cgroup"; then
-    mount -t cgroup2 cgroup2 "$root/sys/fs/cgroup" && mounted+=("$root/sys/fs/cgroup")
+    if mountpoint -q /sys/fs/cgroup; then
+      mount --rbind /sys/fs/cgroup "$root/sys/fs/cgroup" && mounted+=("$root/sys/fs/cgroup")
+    else
+      mount -t cgroup2 cgroup2 "$root/sys/fs/cgroup" && mounted+=("$root/sys/fs/cgroup")
+    fi
   fi
-  mountpoint -q "$root/sys/fs/cgroup" || die "cannot mount cgroup2 at $root/sys/fs/cgroup"
+  mountpoint -q "$root/sys/fs/cgroup" || die "cannot mount cgroups at $root/sys/fs/cgroup"
   in_root "$root" "install -d -o munge -g munge -m 755 /run/munge" || die "cannot make /run/munge"
   local host
   host=$(hostname)

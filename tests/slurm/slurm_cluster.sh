@@ -56,7 +56,7 @@ start() {
     command -v "$c" >/dev/null || die "no '$c'; install slurm-wlm and munge (bash launch/setup.sh --with-cluster)"
   done
   [[ -e $dir/slurm.conf ]] && die "$dir already holds a cluster; stop it first"
-  mkdir -p "$dir"/{state,spool,log,run,munge}
+  mkdir -p "$dir"/{state,spool/"$(hostname -s)",log,run,munge}
   : >"$dir/pids"
   # A start that fails half-way undoes what it did.
   trap 'status=$?; ((status == 0)) || stop; exit $status' EXIT
@@ -69,7 +69,9 @@ start() {
     echo "added" >"$dir/hosts_line"
     say "added '$host' to /etc/hosts"
   fi
-  # slurmd reads /sys/fs/cgroup at start-up even with proctrack/linuxproc.
+  # slurmd reads /sys/fs/cgroup at start-up even with proctrack/linuxproc. (Where
+  # /proc/self/cgroup lists v1 controllers, slurmd refuses a cgroup2 mount: "Hybrid mode is not
+  # supported"; mount the machine's own cgroup tree there instead.)
   if ! mountpoint -q /sys/fs/cgroup; then
     mount -t cgroup2 none /sys/fs/cgroup || die "cannot mount cgroup2 at /sys/fs/cgroup"
     echo "mounted" >"$dir/cgroup_mount"
