@@ -108,7 +108,9 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$socket
+# cred_expire: how long a requeued job waits before it may start again (default 120 s; the
+# credentials of its earlier run are revoked until then).
+AuthInfo=socket=$socket,cred_expire=10
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool/%n
 SlurmctldPidFile=$dir/run/slurmctld.pid
