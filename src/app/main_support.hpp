@@ -11,6 +11,9 @@
 #include <optional>
 #include <string>
 
+#include "core/error.hpp"
+#include "parallel/comm.hpp"
+
 namespace vd::app {
 
 // The rank a launcher gave this process, read from its environment because MPI has not started
@@ -91,6 +94,23 @@ inline std::string with_version_option(const std::string& help) {
   if (mpi_up && size > 1) MPI_Abort(MPI_COMM_WORLD, code);
   if (mpi_up) MPI_Finalize();
   std::exit(code);
+}
+
+// Starts MPI, runs body(comm) and returns its exit code. An error on any rank ends every rank
+// with its message: a vd::ConfigError with exit code 2 and `see` appended ("(see ... --help)"),
+// any other exception with exit code 1.
+template <class Body>
+int run_with_mpi(int* argc, char*** argv, const std::string& see, Body&& body) {
+  std::optional<MpiSession> mpi;
+  try {
+    mpi.emplace(argc, argv);
+    const Comm comm;
+    return body(comm);
+  } catch (const ConfigError& e) {
+    fail(std::string(e.what()) + see, 2);
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
 }
 
 }  // namespace vd::app

@@ -26,6 +26,7 @@
 #include "nn/peak.hpp"
 #include "optim/adam.hpp"
 #include "parallel/comm.hpp"
+#include "parallel/cost_model.hpp"
 #include "parallel/grad_sync.hpp"
 #include "vae/model.hpp"
 
@@ -63,7 +64,7 @@ int main(int argc, char** argv) {
     double peak_seconds = 2.0;
     bool no_sync = false;
     std::string hidden_text = "400", encoder, decoder, shape_text = "1x28x28";
-    bool impl = false, plain = false;
+    bool impl = false, plain = false, project = false;
     po::options_description desc(
         "vae_bench: training-step throughput of the MLP VAE on synthetic data held in memory\n"
         "usage: [mpirun -np P] vae_bench [options]\noptions");
@@ -87,6 +88,10 @@ int main(int argc, char** argv) {
         "time spent measuring the inner-product peak")(
         "no-sync", po::bool_switch(&no_sync),
         "skip the gradient sum over ranks: the machine's ceiling for P ranks computing at once")(
+        "project", po::bool_switch(&project),
+        "also measure the link between rank 0 and the last rank (ping-pong latency and "
+        "bandwidth) and the allreduce of this model's gradient, and project step time and "
+        "scaling efficiency for 2 to 64 nodes (one rank per node, ring allreduce)")(
         "version", "print the versions of vae_bench, oneDNN, HDF5 and MPI and exit");
     po::variables_map vm;
     try {
@@ -146,8 +151,11 @@ int main(int argc, char** argv) {
       const uint8_t* src = shard.data() + static_cast<size_t>(s % 8) * B * D;
       for (size_t i = 0; i < B * D; ++i) x[i] = static_cast<float>(src[i]) * (1.0f / 255.0f);
       rng.fill_normal(eps.data(), eps.size());
+      // As the trainer does: across nodes the gradient sum starts during backward.
+      if (sync) ctx.grad_listener = &*sync;
       vae.train_step(ctx, vd::Batch{batch, x.data(), nullptr, eps.data()}, 1.0f,
                      1.0f / static_cast<float>(global));
+      ctx.grad_listener = nullptr;
       const auto t0 = Clock::now();
       if (no_sync)
         adam.step(store.params(), store.grads(), 1e-3);
@@ -171,6 +179,23 @@ int main(int argc, char** argv) {
       comm_share.push_back(v[1] / v[0]);
     }
     const double ms = median(step_ms);
+    // Cost-model inputs, measured with nothing else running: the link between rank 0 and the
+    // last rank (another host when there is one rank per host), the blocking allreduce of this
+    // gradient, and the forward pass alone (the part of a step the sum cannot overlap).
+    double t_small = 0, t_large = 0, t_allreduce = 0, forward_ms = 0;
+    constexpr size_t kLarge = size_t{4} << 20;
+    if (project && comm.size() > 1) {
+      t_small = vd::pingpong_seconds(comm, 0, comm.size() - 1, 8, 200);
+      t_large = vd::pingpong_seconds(comm, 0, comm.size() - 1, kLarge, 20);
+      t_allreduce = vd::allreduce_seconds(comm, store.size(), 50);
+      std::vector<double> fwd;
+      for (int r = 0; r < 20; ++r) {
+        const auto t0 = Clock::now();
+        vae.evaluate(ctx, vd::Batch{batch, x.data(), nullptr, eps.data()}, 1.0f);
+        fwd.push_back(1e3 * std::chrono::duration<double>(Clock::now() - t0).count());
+      }
+      forward_ms = median(fwd);
+    }
     // FLOPs of one step: forward, backward-data (skipped for the first layer) and
     // backward-weights of every layer, each 2*I*O per sample.
     const double fwd = vae.flops_per_sample_forward();
@@ -257,6 +282,30 @@ int main(int argc, char** argv) {
       std::printf(
           "sync_share=%.1f%% (median share of step time in the gradient sum and Adam: %s)\n",
           100 * median(comm_share), sync ? sync->method().c_str() : "none");
+      if (project && comm.size() > 1) {
+        const vd::Link link = vd::fit_link(t_small, kLarge, t_large);
+        const double bytes = static_cast<double>(store.size() * sizeof(float));
+        const double compute = 1e-3 * ms * (1 - median(comm_share));
+        std::printf(
+            "link rank 0 <-> rank %d: latency_us=%.1f bandwidth_gb_per_s=%.2f (ping-pong, 8 B "
+            "and 4 MiB); allreduce of the %.2f MB gradient over %d ranks: %.3f ms (ring model "
+            "%.3f ms)\n",
+            comm.size() - 1, 1e6 * link.latency_s, 1e-9 * link.bandwidth_bytes_per_s, bytes / 1e6,
+            comm.size(), 1e3 * t_allreduce,
+            1e3 * vd::ring_allreduce_seconds(comm.size(), bytes, link));
+        std::printf(
+            "projection, one rank per node: compute_ms=%.3f (step minus exposed sync) "
+            "forward_ms=%.3f; serial = compute + ring allreduce, overlapped = max(compute, "
+            "forward + ring allreduce)\n",
+            1e3 * compute, forward_ms);
+        std::printf(
+            "nodes  allreduce_ms  step_ms_serial  eff_serial  step_ms_overlap  eff_overlap\n");
+        for (const auto& pr :
+             vd::project({2, 3, 8, 16, 32, 64}, bytes, compute, 1e-3 * forward_ms, link))
+          std::printf("%5d  %12.3f  %14.3f  %9.1f%%  %15.3f  %10.1f%%\n", pr.nodes, 1e3 * pr.comm_s,
+                      1e3 * pr.step_serial_s, 100 * pr.efficiency_serial, 1e3 * pr.step_overlap_s,
+                      100 * pr.efficiency_overlap);
+      }
       std::printf("peak_rss_mb_per_rank=");
       for (size_t r = 0; r < rss.size(); ++r)
         std::printf("%s%.1f", r ? "," : "", static_cast<double>(rss[r]) / 1024.0);

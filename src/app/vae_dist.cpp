@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
-#include <optional>
 
 #include "app/main_support.hpp"
 #include "config/options.hpp"
@@ -36,10 +35,7 @@ int main(int argc, char** argv) {
     vd::app::print_once(vd::app::with_version_option(parsed.help_text));
     return 0;
   }
-  std::optional<vd::MpiSession> mpi;
-  try {
-    mpi.emplace(&argc, &argv);
-    vd::Comm comm;
+  return vd::app::run_with_mpi(&argc, &argv, " (see vae_dist --help)", [&](const vd::Comm& comm) {
     if (comm.is_root()) {
       std::printf("%s\n", vd::format_options(parsed.options).c_str());
       std::fflush(stdout);
@@ -63,10 +59,6 @@ int main(int argc, char** argv) {
       std::printf("\nrun directory: %s (last checkpoint %s)\n", parsed.options.out.c_str(),
                   s.last_checkpoint.c_str());
     }
-  } catch (const vd::ConfigError& e) {
-    vd::app::fail(std::string(e.what()) + " (see vae_dist --help)", 2);
-  } catch (const std::exception& e) {
-    vd::app::fail(e.what());
-  }
-  return 0;
+    return 0;
+  });
 }

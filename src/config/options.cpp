@@ -363,13 +363,8 @@ std::string basename_of(const char* argv0) {
 
 using ValueMap = std::map<std::string, std::string>;
 
-ValueMap read_config_file(const std::string& path) {
-  std::ifstream in(path);
-  std::error_code ec;
-  if (!in || std::filesystem::is_directory(path, ec)) {
-    throw ConfigError("--config: cannot open " + in_quotes(path) +
-                      "; check the path (relative paths start at the current directory)");
-  }
+// The 'key = value' lines of `in`; origin names them in errors (a path, or "checkpoint X").
+ValueMap read_config(std::istream& in, const std::string& path) {
   po::parsed_options parsed(nullptr);
   try {
     parsed = po::parse_config_file(in, make_description(false), true);
@@ -394,6 +389,16 @@ ValueMap read_config_file(const std::string& path) {
     values[key] = opt.value.empty() ? std::string() : opt.value.front();
   }
   return values;
+}
+
+ValueMap read_config_file(const std::string& path) {
+  std::ifstream in(path);
+  std::error_code ec;
+  if (!in || std::filesystem::is_directory(path, ec)) {
+    throw ConfigError("--config: cannot open " + in_quotes(path) +
+                      "; check the path (relative paths start at the current directory)");
+  }
+  return read_config(in, path);
 }
 
 }  // namespace
@@ -474,6 +479,16 @@ ParseResult parse_options(int argc, const char* const argv[]) {
     }
   }
   return result;
+}
+
+Options parse_config_text(const std::string& text, const std::string& origin) {
+  std::istringstream in(text);
+  const ValueMap values = read_config(in, origin);
+  Options o;
+  for (const auto& spec : table())
+    if (auto it = values.find(spec.name); it != values.end())
+      spec.set(o, it->second, origin + ": " + spec.name);
+  return o;
 }
 
 std::string format_options(const Options& options) {

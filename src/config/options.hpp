@@ -59,6 +59,10 @@ struct ParseResult {
 // With --help nothing else is read or checked.
 ParseResult parse_options(int argc, const char* const argv[]);
 
+// Options from the text of a configuration file (format_options' output, e.g. the copy a
+// checkpoint keeps), over the defaults; `origin` names the text in errors. Throws vd::ConfigError.
+Options parse_config_text(const std::string& text, const std::string& origin);
+
 // The resolved configuration as "key = value" lines (every option), re-parsable by --config.
 // The config key itself is written as a comment: a config file cannot name another one.
 std::string format_options(const Options& options);

@@ -184,7 +184,16 @@ File create_file(const std::string& path) {
 
 File open_file(const std::string& path, bool writable) {
   quiet_errors();
-  return File(VD_H5(H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT),
+  PropList fapl(VD_H5(H5Pcreate(H5P_FILE_ACCESS), "cannot create a property list"));
+#if H5_VERSION_GE(1, 10, 7)
+  // Readers take no file lock: HDF5's flock fails on many NFS and Lustre mounts (the
+  // h5py #1082 and #1101 reports; users set HDF5_USE_FILE_LOCKING=FALSE), and every rank of a
+  // job opens the data read-only, so a lock protects nothing. Writers (checkpoints: rank 0,
+  // to a temporary name then rename) keep the default.
+  if (!writable)
+    VD_H5(H5Pset_file_locking(fapl.get(), false, true), "cannot switch off HDF5 file locking");
+#endif
+  return File(VD_H5(H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.get()),
                     "cannot open HDF5 file '" + path + "'"));
 }
 

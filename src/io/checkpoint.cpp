@@ -199,6 +199,10 @@ CheckpointMeta read_meta(hid_t file, const std::string& path) {
                           std::to_string(config.size()) +
                           " strings instead of one; the file is damaged");
   meta.config_ini = std::move(config.front());
+  if (h5::is_dataset(file, "/data_shape")) {
+    meta.data_shape = h5::read_dataset<int64_t>(file, "/data_shape").data;
+    if (h5::has_attribute(file, "classes")) meta.classes = h5::read_int_attribute(file, "classes");
+  }
   meta.rng_states = read_strings(file, "/rng_states");
   if (meta.rng_states.size() != static_cast<size_t>(meta.world_size))
     throw CheckpointError("checkpoint '" + path + "' holds " +
@@ -263,6 +267,12 @@ void write_file(const std::string& tmp, const CheckpointMeta& meta, const ParamS
     write_strings(file, "/config", {meta.config_ini}, {});
     const int64_t ranks = meta.world_size;
     write_strings(file, "/rng_states", meta.rng_states, std::span<const int64_t>(&ranks, 1));
+    if (!meta.data_shape.empty()) {
+      const int64_t rank = static_cast<int64_t>(meta.data_shape.size());
+      h5::write_dataset<int64_t>(file, "/data_shape", meta.data_shape,
+                                 std::span<const int64_t>(&rank, 1));
+      h5::write_attribute(file, "classes", meta.classes);
+    }
 
     h5::Group params = h5::create_group(file, "/params");
     h5::Group adam = h5::create_group(file, "/adam");

@@ -22,6 +22,11 @@ struct CheckpointMeta {
   uint64_t seed = 0;
   std::vector<std::string> rng_states;  // one RNG state text (vd::Rng::state()) per rank
   int64_t adam_steps = 0;
+  // The model's data shape (one sample, {C, H, W}) and its classes (0 = unconditional):
+  // what the stored config alone cannot say, since training derived them from the data.
+  // Empty / 0 in checkpoints written before they were stored.
+  std::vector<int64_t> data_shape;
+  int64_t classes = 0;
 
   friend bool operator==(const CheckpointMeta&, const CheckpointMeta&) = default;
 };
@@ -36,6 +41,7 @@ inline constexpr const char* kCheckpointFormat = "vae_dist-checkpoint";
 //                     seed (uint64), adam_steps, num_parameters (informational)
 //   /config           scalar variable-length UTF-8 string (an attribute is capped at 64 KiB)
 //   /rng_states       variable-length strings [world_size], rank order
+//   /data_shape       int64 [3]: C, H, W of one sample; root attribute classes (both optional)
 //   /params/<name>    float32, the entry's PyTorch shape, row-major; padding is not saved
 //   /adam/exp_avg/<name>, /adam/exp_avg_sq/<name>   the moments, same shapes
 //

@@ -86,7 +86,8 @@ MetricsLog::MetricsLog(const std::string& path, bool append)
     std::string first;
     if (in && std::getline(in, first)) {
       if (!first.empty() && first.back() == '\r') first.pop_back();
-      if (first != kMetricsHeader) {
+      legacy_columns_ = first == kMetricsHeaderV1;
+      if (first != kMetricsHeader && !legacy_columns_) {
         throw IoError("metrics file " + path + " has header '" + first + "', expected '" +
                       kMetricsHeader + "'; move the old file away or use a new run directory");
       }
@@ -112,6 +113,15 @@ void MetricsLog::write(const MetricsRow& row) {
     csv += ',';
     csv += real(v, false);
   }
+  if (!legacy_columns_) {
+    csv += ',';
+    if (row.active_units >= 0) csv += std::to_string(row.active_units);
+    csv += ',';
+    for (size_t j = 0; j < row.kl_per_dim.size(); ++j) {
+      if (j > 0) csv += ' ';
+      csv += real(row.kl_per_dim[j], false);
+    }
+  }
   csv += '\n';
   put(csv_.get(), csv, path_);
 
@@ -128,6 +138,18 @@ void MetricsLog::write(const MetricsRow& row) {
     json += names[i];
     json += "\":";
     json += real(reals[i], true);
+  }
+  if (row.active_units >= 0) {
+    json += ",\"active_units\":";
+    json += std::to_string(row.active_units);
+  }
+  if (!row.kl_per_dim.empty()) {
+    json += ",\"kl_per_dim\":[";
+    for (size_t j = 0; j < row.kl_per_dim.size(); ++j) {
+      if (j > 0) json += ',';
+      json += real(row.kl_per_dim[j], true);
+    }
+    json += ']';
   }
   json += "}\n";
   put(jsonl_.get(), json, jsonl_path_);

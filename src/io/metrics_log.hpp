@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace vd {
 
@@ -14,17 +15,26 @@ struct MetricsRow {
   int64_t step = 0;
   int64_t samples = 0;
   double loss = 0, recon = 0, kl = 0, lr = 0, images_per_s = 0;
+  // Posterior-collapse diagnostics of a test row (empty cells elsewhere): latent units with
+  // Var_x(mu_j) > 0.01, and the mean KL of each latent dimension (space-separated in the CSV,
+  // an array in the JSON).
+  int active_units = -1;
+  std::vector<double> kl_per_dim = {};  // "= {}": omitted in aggregates without a warning
 };
 
 // The CSV header, written once per file.
 inline constexpr const char* kMetricsHeader =
+    "split,epoch,step,samples,loss,recon,kl,lr,images_per_s,active_units,kl_per_dim";
+// The header before the diagnostics columns; a run resumed into such a file keeps its columns.
+inline constexpr const char* kMetricsHeaderV1 =
     "split,epoch,step,samples,loss,recon,kl,lr,images_per_s";
 
 class MetricsLog {
  public:
   // Opens path (CSV) and its twin: path with the extension replaced by .jsonl. append=false
   // truncates both. append=true keeps existing rows; the header is written only when the CSV
-  // is new or empty, and an existing file with a different header is a vd::IoError.
+  // is new or empty. An existing file with kMetricsHeaderV1 keeps those nine columns (the JSON
+  // lines still get every field); any other header is a vd::IoError.
   MetricsLog(const std::string& path, bool append);
   // Reals are written with %.9g (round-trips a float); non-finite values are nan/inf in the
   // CSV and null in the JSON. Throws vd::IoError when a write fails.
@@ -39,6 +49,7 @@ class MetricsLog {
   };
   std::string path_;
   std::string jsonl_path_;
+  bool legacy_columns_ = false;  // appending to a file with kMetricsHeaderV1
   std::unique_ptr<std::FILE, FileCloser> csv_;
   std::unique_ptr<std::FILE, FileCloser> jsonl_;
 };

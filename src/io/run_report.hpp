@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "io/metrics_log.hpp"
 
@@ -14,6 +15,10 @@ namespace vd {
 struct ReportSums {
   double loss = 0, recon = 0, kl = 0;
   int64_t count = 0;
+  // A test evaluation's posterior-collapse diagnostics (see vae/latent.hpp): active latent
+  // units (-1 = not measured) and the mean KL of each latent dimension.
+  int active_units = -1;
+  std::vector<double> kl_per_dim = {};  // "= {}": omitted in aggregates without a warning
 };
 
 class RunReport {

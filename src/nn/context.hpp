@@ -1,14 +1,25 @@
-// vd::Context: the oneDNN CPU engine and stream every layer executes on.
+// vd::Context: the oneDNN CPU engine and stream every layer executes on, and who hears when a
+// layer's parameter gradients are final (the gradient sum starts on them during backward).
 #pragma once
 #include <dnnl.hpp>
+#include <string>
 
 namespace vd {
+
+// Told by the containers (Sequential, the VAE's heads) after each layer's backward: the
+// gradients of the parameters named "<layer>.*" are final for this step.
+class GradListener {
+ public:
+  virtual ~GradListener() = default;
+  virtual void backward_done(const std::string& layer) = 0;
+};
 
 // One per process (or per thread that runs layers); layers keep no engine of their own,
 // so primitives built for one Context must be executed on the same Context.
 struct Context {
   dnnl::engine engine;
   dnnl::stream stream;
+  GradListener* grad_listener = nullptr;  // not owned; none outside data-parallel training
   Context();  // CPU engine 0 and an in-order stream on it; throws vd::Error on failure
 };
 

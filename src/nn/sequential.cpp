@@ -91,6 +91,7 @@ void Sequential::backward(Context& ctx, int n, const float* x, float* diff_out, 
     float* target =
         i == first ? diff_x : (diff == diff_a_.data() ? diff_b_.data() : diff_a_.data());
     layers_[i]->backward(ctx, n, src_of(p, i, x), act_[i].data(), diff, target);
+    if (ctx.grad_listener) ctx.grad_listener->backward_done(layers_[i]->name());
     diff = target;
   }
   // No layer wrote diff_x (no layers, or only views of the plain input): it is diff_out.

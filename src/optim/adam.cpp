@@ -87,6 +87,13 @@ void Adam::step(std::span<float> params, std::span<const float> grads, double lr
 
 void Adam::step_range(std::span<float> params, std::span<const float> grads, size_t begin,
                       size_t end, double lr) {
+  check(params, grads, begin, end);  // a rejected step is not counted
+  begin_step();
+  apply(params, grads, begin, end, lr);
+}
+
+void Adam::check(std::span<float> params, std::span<const float> grads, size_t begin,
+                 size_t end) const {
   if (params.size() != m_.size() || grads.size() != m_.size()) {
     throw ShapeError("Adam::step: expected " + std::to_string(m_.size()) +
                      " parameters and gradients, got " + std::to_string(params.size()) + " and " +
@@ -95,7 +102,16 @@ void Adam::step_range(std::span<float> params, std::span<const float> grads, siz
   if (begin > end || end > m_.size())
     throw ShapeError("Adam::step_range: [" + std::to_string(begin) + ", " + std::to_string(end) +
                      ") is outside the " + std::to_string(m_.size()) + " parameters.");
+}
+
+void Adam::begin_step() {
   ++steps_;
+}
+
+void Adam::apply(std::span<float> params, std::span<const float> grads, size_t begin, size_t end,
+                 double lr) {
+  check(params, grads, begin, end);
+  if (steps_ == 0) throw Error("Adam::apply before begin_step()");
   // torch keeps the step in a float32 tensor and reads it back as a Python float; the two
   // agree exactly up to 2^24 steps.
   const double t = static_cast<double>(static_cast<float>(steps_));

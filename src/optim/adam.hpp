@@ -37,6 +37,12 @@ class Adam {
   // of a node update one shared copy); counts as one step.
   void step_range(std::span<float> params, std::span<const float> grads, size_t begin, size_t end,
                   double lr);
+  // One step applied in pieces (each rank's share, bucket by bucket as its gradient sum
+  // arrives): begin_step() counts the step, then apply() updates [begin, end) with that
+  // step's scalars; pieces may come in any order and must not overlap.
+  void begin_step();
+  void apply(std::span<float> params, std::span<const float> grads, size_t begin, size_t end,
+             double lr);
   // Keeps the moments in caller-owned memory of size() floats each (e.g. shared by the ranks
   // of a node); the current moments are copied there (unless copy = false: the memory holds
   // them already), and back when called with nullptrs.
@@ -60,6 +66,7 @@ class Adam {
   std::vector<float> v_;    // [n] exp_avg_sq
   float* m_ext_ = nullptr;  // external moments, when set (use_external_moments)
   float* v_ext_ = nullptr;
+  void check(std::span<float> params, std::span<const float> grads, size_t begin, size_t end) const;
   float* m_ptr() const { return m_ext_ ? m_ext_ : const_cast<float*>(m_.data()); }
   float* v_ptr() const { return v_ext_ ? v_ext_ : const_cast<float*>(v_.data()); }
 };

@@ -33,6 +33,7 @@ class Comm {
   int local_size() const { return local_size_; }
   int local_rank() const { return local_rank_; }
   bool is_root() const { return rank_ == 0; }
+  MPI_Comm raw() const { return comm_; }
   MPI_Comm local_raw() const { return local_comm_; }
 
   // In-place element-wise sums over all ranks.

@@ -1,10 +1,15 @@
-// GradientSync: sharded update through node-shared memory, or MPI_Allreduce across nodes.
+// GradientSync: sharded update through node-shared memory, across nodes a bucketed allreduce
+// overlapped with backward, or one MPI_Allreduce as the fallback.
 #include "parallel/grad_sync.hpp"
 
+#include <algorithm>
+#include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <thread>
 
 #include "core/error.hpp"
 
@@ -15,71 +20,153 @@ constexpr size_t kAlign = 16;  // floats: 64 bytes, so slices never share a cach
 size_t round_up(size_t n) {
   return (n + kAlign - 1) / kAlign * kAlign;
 }
+// Per local rank in the window's header: stop counts at [0, 2), the progress counter at
+// [16, 18) (its own cache line, as it is polled by the other ranks during backward).
+constexpr size_t kRankHeader = 32;
+constexpr size_t kProgressAt = 16;
+
+// The stop requests as counts that add up across ranks: [SIGTERM, any other stop signal].
+void encode_signal(int signal, float* counts) {
+  counts[0] = signal == SIGTERM ? 1.0f : 0.0f;
+  counts[1] = signal != 0 && signal != SIGTERM ? 1.0f : 0.0f;
+}
+int decode_signal(const float* counts) {
+  if (counts[0] > 0.0f) return SIGTERM;
+  if (counts[1] > 0.0f) return SIGINT;
+  return 0;
+}
+
+size_t bucket_floats() {
+  long kb = 256;
+  if (const char* env = std::getenv("VAE_DIST_BUCKET_KB")) {
+    char* end = nullptr;
+    kb = std::strtol(env, &end, 10);
+    if (end == env || *end != '\0' || kb < 1)
+      throw ConfigError("VAE_DIST_BUCKET_KB must be a positive number of KiB, got '" +
+                        std::string(env) + "'");
+  }
+  return std::max(kAlign, static_cast<size_t>(kb) * 1024 / sizeof(float) / kAlign * kAlign);
+}
+
+// The layer a parameter belongs to: its name without the last component ("decoder.out.weight").
+std::string layer_of(const std::string& entry) {
+  const size_t dot = entry.rfind('.');
+  return dot == std::string::npos ? entry : entry.substr(0, dot);
+}
 }  // namespace
 
 GradientSync::GradientSync(const Comm& comm, ParamStore& store, Adam& adam)
     : comm_(comm), store_(store), adam_(adam) {
   n_ = store.size();
+  n_pad_ = round_up(n_);
+  stride_ = n_pad_ + kHead;
   if (comm.size() == 1) {
     method_ = "single rank";
     return;
   }
   const char* env = std::getenv("VAE_DIST_GRAD_SYNC");
   const bool forced_allreduce = env != nullptr && std::string(env) == "allreduce";
-  if (forced_allreduce || comm.local_size() != comm.size()) {
+  const bool even = comm.allreduce_min(static_cast<int64_t>(comm.local_size())) ==
+                    comm.allreduce_max(static_cast<int64_t>(comm.local_size()));
+  if (forced_allreduce || !even) {
+    mode_ = Mode::Allreduce;
     method_ = "allreduce";
+    own_grads_ = static_cast<float*>(std::aligned_alloc(64, stride_ * sizeof(float)));
+    if (own_grads_ == nullptr) throw Error("out of memory for the gradient buffer");
+    std::memset(own_grads_, 0, stride_ * sizeof(float));
+    store_.use_external_grads(own_grads_ + kHead);
     return;
   }
-  method_ = "shared memory";
-  const size_t P = static_cast<size_t>(comm.size());
-  n_pad_ = round_up(n_);
+  const size_t P = static_cast<size_t>(comm.local_size());
+  local_ = P;
+  const int nodes = comm.size() / comm.local_size();
+  mode_ = nodes > 1 ? Mode::Nodes : Mode::Node;
+  const size_t header = round_up(P * kRankHeader + kAlign);
   const size_t regions = P + 4;  // P slots, sum, params, exp_avg, exp_avg_sq
-  // Rank 0 allocates the whole window so that the regions are contiguous.
-  const MPI_Aint bytes =
-      comm.rank() == 0 ? static_cast<MPI_Aint>((regions * n_pad_ + kAlign) * sizeof(float)) : 0;
+  const size_t floats = header + regions * stride_ + kAlign;
+  // Local rank 0 allocates the whole window so that the regions are contiguous.
+  const MPI_Aint bytes = comm.local_rank() == 0 ? static_cast<MPI_Aint>(floats * sizeof(float)) : 0;
   void* mine = nullptr;
   try {
     VD_MPI_CHECK(MPI_Win_allocate_shared(bytes, sizeof(float), MPI_INFO_NULL, comm.local_raw(),
                                          &mine, &win_));
   } catch (const DistError& e) {
     throw DistError(std::string(e.what()) + "; the node-shared model needs " +
-                    std::to_string(((P + 4) * n_pad_ * sizeof(float)) >> 20) +
+                    std::to_string((floats * sizeof(float)) >> 20) +
                     " MiB of shared memory (/dev/shm): free some, or set "
                     "VAE_DIST_GRAD_SYNC=allreduce");
   }
   MPI_Aint size = 0;
   int disp = 0;
-  VD_MPI_CHECK(MPI_Win_shared_query(win_, 0, &size, &disp, &base_));
+  VD_MPI_CHECK(MPI_Win_shared_query(win_, 0, &size, &disp, &header_));
   // The segment is mapped page-aligned in every process, so rounding up to 64 bytes moves
   // the base by the same amount everywhere.
-  const uintptr_t misalign = reinterpret_cast<uintptr_t>(base_) % (kAlign * sizeof(float));
-  if (misalign != 0) base_ += (kAlign * sizeof(float) - misalign) / sizeof(float);
+  const uintptr_t misalign = reinterpret_cast<uintptr_t>(header_) % (kAlign * sizeof(float));
+  if (misalign != 0) header_ += (kAlign * sizeof(float) - misalign) / sizeof(float);
+  base_ = header_ + header;
   VD_MPI_CHECK(MPI_Win_lock_all(MPI_MODE_NOCHECK, win_));
   const size_t blocks = n_pad_ / kAlign;
   const size_t r = static_cast<size_t>(comm.local_rank());
   slice_begin_ = std::min(n_, blocks * r / P * kAlign);
   slice_end_ = std::min(n_, blocks * (r + 1) / P * kAlign);
-  // Rank 0 moves its parameters and moments into the window; the others switch to that one
-  // copy without writing it.
-  float* params = base_ + (P + 1) * n_pad_;
-  const bool copy = comm.rank() == 0;
+  // Local rank 0 moves its parameters and moments into the window (all zero there); the
+  // others switch to that one copy without writing it.
+  float* params = base_ + (P + 1) * stride_ + kHead;
+  float* exp_avg = params + stride_;
+  float* exp_avg_sq = exp_avg + stride_;
+  const bool copy = comm.local_rank() == 0;
   if (copy) {
+    std::memset(header_, 0, header * sizeof(float));
     store_.use_external_params(params, true);
-    adam_.use_external_moments(params + n_pad_, params + 2 * n_pad_, true);
+    adam_.use_external_moments(exp_avg, exp_avg_sq, true);
   }
   barrier();
   if (!copy) {
     store_.use_external_params(params, false);
-    adam_.use_external_moments(params + n_pad_, params + 2 * n_pad_, false);
+    adam_.use_external_moments(exp_avg, exp_avg_sq, false);
   }
-  store_.use_external_grads(base_ + r * n_pad_);
+  store_.use_external_grads(slot(r));
   barrier();
+  if (mode_ == Mode::Node) {
+    method_ = "shared memory";
+    return;
+  }
+
+  VD_MPI_CHECK(MPI_Comm_split(comm.raw(), comm.local_rank(), comm.rank(), &cross_));
+  const char* overlap = std::getenv("VAE_DIST_OVERLAP");
+  overlap_ = overlap != nullptr && std::string(overlap) == "1";
+  method_ = "shared memory + allreduce across " + std::to_string(nodes) + " nodes";
+  if (!overlap_) return;
+  const size_t bucket = bucket_floats();
+  for (size_t b = slice_begin_; b < slice_end_; b += bucket)
+    buckets_.push_back(Bucket{b, std::min(slice_end_, b + bucket)});
+  // Local rank 0 always has the bucket at offset 0, which carries the node's stop counts.
+  if (r == 0 && buckets_.empty()) buckets_.push_back(Bucket{0, 0});
+  std::reverse(buckets_.begin(), buckets_.end());
+  requests_.assign(buckets_.size(), MPI_REQUEST_NULL);
+  arrived_.assign(buckets_.size(), 0);
+  indices_.resize(buckets_.size());
+  for (size_t e = 0; e < store_.entries().size(); ++e) {
+    const auto& entry = store_.entries()[e];
+    entry_offsets_.push_back(entry.offset);
+    layer_entries_[layer_of(entry.name)].push_back(e);
+  }
+  entry_done_.assign(entry_offsets_.size(), 0);
+  frontier_entry_ = entry_offsets_.size();
+  method_ += " (buckets of " + std::to_string(bucket * sizeof(float) / 1024) +
+             " KiB, overlapped with backward)";
 }
 
 GradientSync::~GradientSync() {
   // During an exception the other ranks are elsewhere: a collective here would wait for them
   // forever, while main() is about to end the whole job with MPI_Abort anyway.
-  if (win_ == MPI_WIN_NULL || std::uncaught_exceptions() > 0) return;
+  if (std::uncaught_exceptions() > 0) return;
+  if (own_grads_ != nullptr) {
+    store_.use_external_grads(nullptr);
+    std::free(own_grads_);
+  }
+  if (cross_ != MPI_COMM_NULL) MPI_Comm_free(&cross_);
+  if (win_ == MPI_WIN_NULL) return;
   // Leave every rank with private copies again (the window is about to go).
   store_.use_external_grads(nullptr);
   store_.use_external_params(nullptr);
@@ -87,6 +174,15 @@ GradientSync::~GradientSync() {
   MPI_Barrier(comm_.local_raw());
   MPI_Win_unlock_all(win_);
   MPI_Win_free(&win_);
+}
+
+float* GradientSync::sum() const {
+  // One rank per node sums nothing: its own slot is the node's sum.
+  return local_ == 1 ? slot(0) : base_ + local_ * stride_ + kHead;
+}
+
+int64_t* GradientSync::progress(size_t r) const {
+  return reinterpret_cast<int64_t*>(header_ + r * kRankHeader + kProgressAt);
 }
 
 void GradientSync::barrier() {
@@ -101,33 +197,216 @@ void GradientSync::barrier() {
   VD_MPI_CHECK(MPI_Win_sync(win_));
 }
 
-void GradientSync::update(double lr) {
-  if (method_ == "single rank") {
-    adam_.step(store_.params(), store_.grads(), lr);
-    return;
+void GradientSync::share_initial_state() {
+  switch (mode_) {
+    case Mode::Single:
+      return;
+    case Mode::Allreduce:
+      comm_.broadcast(store_.params(), 0);
+      return;
+    case Mode::Node:
+      barrier();
+      return;
+    case Mode::Nodes:
+      barrier();
+      // The node leaders (local rank 0; world rank 0 is cross rank 0) take rank 0's values.
+      if (comm_.local_rank() == 0) {
+        const auto params = store_.params();
+        VD_MPI_CHECK(
+            MPI_Bcast(params.data(), static_cast<int>(params.size()), MPI_FLOAT, 0, cross_));
+      }
+      barrier();
+      return;
   }
-  if (method_ == "allreduce") {
-    comm_.allreduce_sum(store_.grads());
-    adam_.step(store_.params(), store_.grads(), lr);
-    return;
+}
+
+// Progress counts up by n+1 per step, so a value from an earlier step never reads as ready:
+// step * (n + 1) + (n - frontier), where all gradients at offsets >= frontier are final.
+void GradientSync::publish_progress(size_t frontier) {
+  const int64_t value = step_ * static_cast<int64_t>(n_ + 1) + static_cast<int64_t>(n_ - frontier);
+  // Release: the gradients (and stop counts) written before are visible to whoever sees it.
+  __atomic_store_n(progress(static_cast<size_t>(comm_.local_rank())), value, __ATOMIC_RELEASE);
+}
+
+bool GradientSync::node_ready(size_t begin) const {
+  const int64_t need = step_ * static_cast<int64_t>(n_ + 1) + static_cast<int64_t>(n_ - begin);
+  for (size_t r = 0; r < local_; ++r)
+    if (__atomic_load_n(progress(r), __ATOMIC_ACQUIRE) < need) return false;
+  return true;
+}
+
+void GradientSync::backward_done(const std::string& layer) {
+  if (!overlap_) return;
+  const auto it = layer_entries_.find(layer);
+  if (it == layer_entries_.end()) return;
+  for (size_t e : it->second) entry_done_[e] = 1;
+  while (frontier_entry_ > 0 && entry_done_[frontier_entry_ - 1]) --frontier_entry_;
+  const size_t frontier =
+      frontier_entry_ == entry_offsets_.size() ? n_ : entry_offsets_[frontier_entry_];
+  // Offset 0 waits for update(): its bucket carries the stop counts, written there.
+  publish_progress(std::max<size_t>(frontier, 1));
+  start_ready_buckets();
+}
+
+void GradientSync::sum_slots(size_t begin, size_t end, bool with_counts) {
+  float* s = sum();
+  if (with_counts) {
+    float counts[2] = {0, 0};
+    for (size_t r = 0; r < local_; ++r) {
+      counts[0] += header_[r * kRankHeader];
+      counts[1] += header_[r * kRankHeader + 1];
+    }
+    s[-2] = counts[0];
+    s[-1] = counts[1];
   }
+  if (local_ == 1) return;
+  // In rank order, so the sum does not depend on which rank computes it.
+  std::memcpy(s + begin, slot(0) + begin, (end - begin) * sizeof(float));
+  for (size_t r = 1; r < local_; ++r) {
+    const float* g = slot(r);
+#pragma omp simd
+    for (size_t i = begin; i < end; ++i) s[i] += g[i];
+  }
+}
+
+void GradientSync::start_ready_buckets() {
+  const bool leader = comm_.local_rank() == 0;
+  while (next_bucket_ < buckets_.size() && node_ready(buckets_[next_bucket_].begin)) {
+    const Bucket& b = buckets_[next_bucket_];
+    const bool with_counts = leader && next_bucket_ + 1 == buckets_.size();
+    sum_slots(b.begin, b.end, with_counts);
+    float* data = sum() + b.begin - (with_counts ? 2 : 0);
+    const int count = static_cast<int>(b.end - b.begin + (with_counts ? 2 : 0));
+    VD_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, data, count, MPI_FLOAT, MPI_SUM, cross_,
+                                &requests_[next_bucket_]));
+    ++next_bucket_;
+  }
+  poll_arrivals();
+}
+
+void GradientSync::poll_arrivals() {
+  // Drives the transfers already started (MPI progresses them only inside MPI calls), and
+  // notes which sums have arrived.
+  if (next_bucket_ == 0) return;
+  int count = 0;
+  VD_MPI_CHECK(MPI_Testsome(static_cast<int>(next_bucket_), requests_.data(), &count,
+                            indices_.data(), MPI_STATUSES_IGNORE));
+  for (int i = 0; i < count && count != MPI_UNDEFINED; ++i)
+    arrived_[static_cast<size_t>(indices_[static_cast<size_t>(i)])] = 1;
+}
+
+// Waiting without spinning: a rank that busy-polls MPI holds its core, and over TCP the
+// kernel's network work (softirqs, run by ksoftirqd under load) needs a core too; where every
+// core trains, spinning delays the very transfer it waits for. Measured on 2 cores, 2 hosts
+// x 1 rank, a 2.6 MB exchange: busy-wait median 13.6 ms, sleeping 20 us between polls 5.3 ms,
+// with a third of the CPU time.
+void GradientSync::pause() {
+  std::this_thread::sleep_for(std::chrono::microseconds(20));
+}
+
+int GradientSync::update(double lr, int signal) {
+  switch (mode_) {
+    case Mode::Single:
+      adam_.step(store_.params(), store_.grads(), lr);
+      return signal;
+    case Mode::Allreduce: {
+      float* counts = own_grads_ + kHead - 2;
+      encode_signal(signal, counts);
+      comm_.allreduce_sum(std::span<float>(counts, n_ + 2));
+      adam_.step(store_.params(), store_.grads(), lr);
+      return decode_signal(counts);
+    }
+    case Mode::Node:
+      return update_node(lr, signal);
+    case Mode::Nodes:
+      return update_nodes(lr, signal);
+  }
+  return signal;
+}
+
+int GradientSync::update_node(double lr, int signal) {
+  const size_t me = static_cast<size_t>(comm_.local_rank());
+  encode_signal(signal, header_ + me * kRankHeader);
   // Every slot is written once all ranks arrive. Each rank sums its slice over the slots in
   // rank order (so the sum does not depend on which rank computes it) and updates that slice
   // of the shared parameters and moments.
   barrier();
-  const size_t P = static_cast<size_t>(comm_.size());
-  float* sum = base_ + P * n_pad_;
-  const size_t lo = slice_begin_, hi = slice_end_;
-  std::memcpy(sum + lo, base_ + lo, (hi - lo) * sizeof(float));
-  for (size_t r = 1; r < P; ++r) {
-    const float* slot = base_ + r * n_pad_;
-#pragma omp simd
-    for (size_t i = lo; i < hi; ++i) sum[i] += slot[i];
+  float counts[2] = {0, 0};
+  for (size_t r = 0; r < local_; ++r) {
+    counts[0] += header_[r * kRankHeader];
+    counts[1] += header_[r * kRankHeader + 1];
   }
-  adam_.step_range(store_.params(), std::span<const float>(sum, n_), lo, hi, lr);
+  sum_slots(slice_begin_, slice_end_, false);
+  adam_.step_range(store_.params(), std::span<const float>(sum(), n_), slice_begin_, slice_end_,
+                   lr);
   // All slices are updated before any rank starts the next forward pass; the next backward
-  // overwrites the slots only after every rank has passed this point.
+  // overwrites the slots (and stop counts) only after every rank has passed this point.
   barrier();
+  return decode_signal(counts);
+}
+
+int GradientSync::update_nodes(double lr, int signal) {
+  const size_t me = static_cast<size_t>(comm_.local_rank());
+  encode_signal(signal, header_ + me * kRankHeader);
+  float* result = header_ + local_ * kRankHeader;
+  if (!overlap_) {
+    // After backward: the node's sum of this rank's slice, one allreduce of it among the
+    // ranks owning the same slice on the other nodes (the leader's carries the stop counts in
+    // front), and the slice's Adam update.
+    barrier();
+    const bool leader = me == 0;
+    sum_slots(slice_begin_, slice_end_, leader);
+    float* data = sum() + slice_begin_ - (leader ? 2 : 0);
+    const int count = static_cast<int>(slice_end_ - slice_begin_ + (leader ? 2 : 0));
+    VD_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, count, MPI_FLOAT, MPI_SUM, cross_));
+    adam_.step_range(store_.params(), std::span<const float>(sum(), n_), slice_begin_, slice_end_,
+                     lr);
+    if (leader) {
+      result[0] = sum()[-2];
+      result[1] = sum()[-1];
+    }
+    barrier();
+    return decode_signal(result);
+  }
+  publish_progress(0);
+  // The rest of the buckets, as the other ranks of the node finish their backward.
+  while (next_bucket_ < buckets_.size()) {
+    start_ready_buckets();
+    if (next_bucket_ < buckets_.size()) pause();
+  }
+  adam_.begin_step();
+  const std::span<const float> grads(sum(), n_);
+  // Each bucket's update as soon as its sum is here, while later ones are still in flight.
+  std::vector<char> applied(buckets_.size(), 0);
+  for (size_t left = buckets_.size(); left > 0;) {
+    bool any = false;
+    for (size_t i = 0; i < buckets_.size(); ++i)
+      if (arrived_[i] && !applied[i]) {
+        adam_.apply(store_.params(), grads, buckets_[i].begin, buckets_[i].end, lr);
+        applied[i] = 1;
+        --left;
+        any = true;
+      }
+    if (left == 0) break;
+    if (!any) pause();
+    poll_arrivals();
+  }
+  if (me == 0) {
+    result[0] = sum()[-2];
+    result[1] = sum()[-1];
+  }
+  barrier();
+  const int agreed = decode_signal(result);
+  // Ready for the next step: no bucket started, no layer final.
+  std::fill(arrived_.begin(), arrived_.end(), 0);
+  next_bucket_ = 0;
+  std::fill(entry_done_.begin(), entry_done_.end(), 0);
+  frontier_entry_ = entry_offsets_.size();
+  ++step_;
+  // No second barrier: the leader overwrites `result` (and reads the counts again) only once
+  // every rank of the node has published its next step's progress, which each does after
+  // reading `result` here.
+  return agreed;
 }
 
 }  // namespace vd

@@ -1,50 +1,110 @@
-// GradientSync: the optimizer step of data-parallel training. Ranks that all share one node
-// keep ONE copy of the parameters and Adam moments in an MPI-3 shared-memory window; each rank's
-// backward writes its own gradient slot, then each rank sums one slice of all slots (in rank
-// order) and applies Adam to that slice only, so no rank copies or updates the whole model.
-// Across nodes it falls back to MPI_Allreduce of the flat gradient buffer and a full Adam step.
+// GradientSync: the gradient sum and optimizer step of data-parallel training, with the ranks'
+// stop requests folded into the same exchange (one latency-bound exchange per step).
+//   one node:   the ranks keep ONE copy of the parameters and Adam moments in an MPI-3 shared
+//               window; each writes its gradient slot, then sums one slice of all slots (in
+//               rank order) and updates that slice only.
+//   many nodes: the same node-shared model, plus one allreduce per slice among the ranks of
+//               equal local rank on every node (of the node sums), then the slice's update.
+//               With VAE_DIST_OVERLAP=1 the slices go in buckets started during backward as
+//               the layers' gradients become final (MPI_Iallreduce), so the transfer overlaps
+//               the rest of backward, and each bucket's update runs as soon as its sum
+//               arrives. Off by default: where the kernel's TCP work shares the cores that
+//               train, it measured no faster (README, "Several hosts").
+//   otherwise (nodes with unequal rank counts, or VAE_DIST_GRAD_SYNC=allreduce): one
+//               MPI_Allreduce of the whole gradient and a full Adam step on every rank.
 #pragma once
 #include <mpi.h>
 
+#include <cstdint>
 #include <span>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
+#include "nn/context.hpp"
 #include "nn/param_store.hpp"
 #include "optim/adam.hpp"
 #include "parallel/comm.hpp"
 
 namespace vd {
 
-class GradientSync {
+class GradientSync : public GradListener {
  public:
-  // Collective over `comm`. Chooses the shared-memory path when every rank is on this node
-  // and the environment variable VAE_DIST_GRAD_SYNC is not "allreduce"; then the store's
-  // parameters and gradients and Adam's moments move into the shared window (with their
-  // current values).
+  // Collective over `comm`. Picks the method (above) and moves the store's parameters and
+  // gradients and Adam's moments into the node-shared window where it uses one (values kept).
+  // VAE_DIST_BUCKET_KB sets the largest overlapped bucket (default 256).
   GradientSync(const Comm& comm, ParamStore& store, Adam& adam);
-  ~GradientSync();
+  ~GradientSync() override;
   GradientSync(const GradientSync&) = delete;
   GradientSync& operator=(const GradientSync&) = delete;
 
+  // Set as the Context's grad_listener during a training step: after layer `layer`'s backward
+  // its parameters' gradients are final, and buckets whose gradients are all final on every
+  // rank of the node start their exchange across nodes. Without these calls update() does all.
+  void backward_done(const std::string& layer) override;
+
   // Collective, after every rank's backward: sums the gradients over ranks and applies one
-  // Adam step with learning rate lr, leaving identical parameters on every rank.
-  void update(double lr);
-  // True when the parameters and moments are one copy shared by all ranks: then only one
-  // rank may write them (initialisation, restore) before barrier().
+  // Adam step with learning rate lr, leaving identical parameters on every rank. `signal` is
+  // this rank's stop request (0, SIGTERM or SIGINT); returns the request every rank agrees
+  // on: SIGTERM if any rank had one, else SIGINT if any had one, else 0.
+  int update(double lr, int signal = 0);
+  // True when the parameters and moments are one copy shared by the ranks of a node: then
+  // only one rank per node may write them (initialisation, restore) before barrier().
   bool shares_state() const { return win_ != MPI_WIN_NULL; }
   void barrier();
-  // "single rank", "shared memory" or "allreduce".
+  // Collective, after the ranks that write the model (writes_model()) have initialised or
+  // restored it: makes every rank's parameters rank 0's (one copy per node, or per rank).
+  void share_initial_state();
+  // "single rank", "shared memory", "shared memory + allreduce across N nodes", "allreduce".
   const std::string& method() const { return method_; }
+  // Ranks that write the shared model: rank 0 of each node (every rank without sharing).
+  bool writes_model() const { return !shares_state() || comm_.local_rank() == 0; }
 
  private:
+  enum class Mode { Single, Node, Nodes, Allreduce };
+  struct Bucket {
+    size_t begin, end;  // floats of the flat gradient
+  };
+  static constexpr size_t kHead = 16;  // floats before each region: stop counts ride there
+
+  float* slot(size_t r) const { return base_ + r * stride_ + kHead; }
+  float* sum() const;  // the node sum of every slot ([-2], [-1]: the stop counts)
+  int64_t* progress(size_t r) const;
+  void publish_progress(size_t frontier);
+  bool node_ready(size_t begin) const;
+  void start_ready_buckets();
+  void poll_arrivals();
+  static void pause();
+  void sum_slots(size_t begin, size_t end, bool with_counts);
+  int update_node(double lr, int signal);
+  int update_nodes(double lr, int signal);
+
   const Comm& comm_;
   ParamStore& store_;
   Adam& adam_;
+  Mode mode_ = Mode::Single;
   std::string method_;
   MPI_Win win_ = MPI_WIN_NULL;
-  float* base_ = nullptr;  // [P gradient slots][sum][params][exp_avg][exp_avg_sq], n_pad each
-  size_t n_ = 0, n_pad_ = 0;
+  MPI_Comm cross_ = MPI_COMM_NULL;  // ranks of this local rank on every node
+  bool overlap_ = false;            // VAE_DIST_OVERLAP=1: buckets during backward
+  float* base_ = nullptr;           // [header][P slots][sum][params][exp_avg][exp_avg_sq]
+  float* header_ = nullptr;         // per local rank: stop counts, progress; then the result
+  float* own_grads_ = nullptr;      // Allreduce mode: gradients with the stop counts before them
+  size_t n_ = 0, n_pad_ = 0, stride_ = 0, local_ = 1;
   size_t slice_begin_ = 0, slice_end_ = 0;  // this rank's share of the update
+  // Many nodes: this rank's buckets, highest offsets first (the order backward finishes them
+  // and, on every node alike, the order the exchanges start).
+  std::vector<Bucket> buckets_;
+  std::vector<MPI_Request> requests_;  // per bucket; MPI_REQUEST_NULL once its sum arrived
+  std::vector<char> arrived_;          // per bucket: its sum is here (Adam not yet applied)
+  std::vector<int> indices_;           // scratch for MPI_Testsome
+  size_t next_bucket_ = 0;
+  int64_t step_ = 0;  // updates so far: progress counters grow across steps, never reset
+  // Parameter entries in offset order, the layer of each, and which are final this step.
+  std::vector<size_t> entry_offsets_;
+  std::unordered_map<std::string, std::vector<size_t>> layer_entries_;
+  std::vector<char> entry_done_;
+  size_t frontier_entry_ = 0;  // entries at index >= this are all final
 };
 
 }  // namespace vd

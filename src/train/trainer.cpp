@@ -26,8 +26,9 @@
 #include "optim/adam.hpp"
 #include "parallel/grad_sync.hpp"
 #include "parallel/placement.hpp"
+#include "train/model_config.hpp"
 #include "train/stop_signals.hpp"
-#include "vae/architecture.hpp"
+#include "vae/latent.hpp"
 #include "vae/model.hpp"
 #include "vae/sample_grids.hpp"
 
@@ -61,44 +62,6 @@ void for_each_batch(const Shard& shard, int64_t batch, Fn&& fn) {
     }
     fn(bt);
   }
-}
-
-// The model the options describe, shaped by the training data: the MLP of --hidden unless
-// --encoder/--decoder give layer lists; --conditional needs /labels in every file.
-VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, const Comm& comm) {
-  const auto& dims = train.sample_shape();
-  VaeConfig vc;
-  vc.data = dims.size() == 3 ? Shape{static_cast<int>(dims[0]), static_cast<int>(dims[1]),
-                                     static_cast<int>(dims[2])}
-                             : Shape{static_cast<int>(train.sample_size()), 1, 1};
-  vc.latent_dim = opt.latent_dim;
-  vc.likelihood = parse_likelihood(opt.likelihood);
-  vc.gaussian_sigma = static_cast<float>(opt.gaussian_sigma);
-  vc.encoder = opt.encoder.empty() ? mlp_encoder_spec(opt.hidden) : opt.encoder;
-  vc.decoder =
-      opt.decoder.empty() ? mlp_decoder_spec(opt.hidden, train.sample_size()) : opt.decoder;
-  if (opt.conditional) {
-    for (const Shard* sh : {&train, test}) {
-      if (sh && !sh->has_labels())
-        throw DataError("--conditional needs class labels, but '" + sh->file() +
-                        "' has no /labels data set; add one (integer [N]) or drop --conditional");
-    }
-    int64_t top = -1;
-    for (const Shard* sh : {&train, test})
-      if (sh)
-        for (int32_t l : sh->labels()) {
-          if (l < 0)
-            throw DataError("'" + sh->file() + "' has a negative label (" + std::to_string(l) +
-                            "); a conditional model needs labels 0..K-1");
-          top = std::max<int64_t>(top, l);
-        }
-    top = comm.size() > 1 ? comm.allreduce_max(top) : top;
-    vc.classes = opt.classes > 0 ? opt.classes : static_cast<int>(top + 1);
-    if (top >= vc.classes)
-      throw DataError("the data have label " + std::to_string(top) + " but --classes is " +
-                      std::to_string(opt.classes) + "; raise --classes or set it to 0 (automatic)");
-  }
-  return vc;
 }
 
 // The sums over every rank, in the report's terms.
@@ -148,7 +111,7 @@ struct Trainer::State {
   void resume(const std::string& requested, bool writes_model);
   void save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng);
   ReportSums evaluate(int64_t epoch);
-  LossSums step_once(int64_t st, Rng& eps_rng, StepBuffers& buf);
+  LossSums step_once(int64_t st, Rng& eps_rng, StepBuffers& buf, int& signal);
   void write_grids(int64_t epoch);
   double iw_nll();
 };
@@ -189,8 +152,8 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   s.grad_sync = std::make_unique<GradientSync>(comm, s.store, *s.adam);
 
   s.out = opt.out;
-  // With one shared copy of the model on the node only rank 0 writes it.
-  const bool writes_model = !s.grad_sync->shares_state() || comm.is_root();
+  // With one shared copy of the model per node only that node's first rank writes it.
+  const bool writes_model = s.grad_sync->writes_model();
   if (opt.resume.empty()) {
     Rng init_rng = make_rng(opt.seed, RngStream::Init);
     if (writes_model) s.vae->init(init_rng);
@@ -198,10 +161,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
     s.resume(opt.resume, writes_model);
   }
   // Every rank initialised (or restored) the same values; rank 0's are the truth regardless.
-  if (s.grad_sync->shares_state())
-    s.grad_sync->barrier();
-  else
-    comm.broadcast(s.store.params(), 0);
+  s.grad_sync->share_initial_state();
   s.check_replicas("after start-up");
 
   // Fixed prior draws [G*G, L], so the sample grids compare across epochs.
@@ -298,12 +258,17 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   meta.seed = opt.seed;
   meta.rng_states = states;
   meta.adam_steps = adam->steps();
+  const Shape& data = vae->config().data;
+  meta.data_shape = {data.c, data.h, data.w};
+  meta.classes = vae->config().classes;
   const std::string path = (out / checkpoint_file_name(step)).string();
   write_checkpoint(path, meta, store, adam->exp_avg(), adam->exp_avg_sq());
   prune_checkpoints(out.string(), checkpoints.keep);
   last_checkpoint = path;
 }
 
+// The test set's loss terms and posterior-collapse diagnostics. Active units need the
+// variance of mu over the whole test set, so the ranks sum exact per-dimension moments.
 ReportSums Trainer::State::evaluate(int64_t epoch) {
   LossSums sums;
   if (!test) return ReportSums{};
@@ -311,12 +276,17 @@ ReportSums Trainer::State::evaluate(int64_t epoch) {
   std::vector<float> eps(static_cast<size_t>(opt.eval_batch_size) * L);
   Rng rng = make_rng(opt.seed, RngStream::EvalEps, static_cast<uint64_t>(epoch),
                      static_cast<uint64_t>(comm.rank()));
+  PosteriorStats stats(L);
   for_each_batch(*test, opt.eval_batch_size, [&](Batch b) {
     rng.fill_normal(eps.data(), static_cast<size_t>(b.n) * L);
     b.eps = eps.data();
-    sums += vae->evaluate(ctx, b, static_cast<float>(opt.beta));
+    sums += vae->evaluate(ctx, b, static_cast<float>(opt.beta), &stats);
   });
-  return reduce(comm, sums);
+  comm.allreduce_sum(stats.data());
+  ReportSums result = reduce(comm, sums);
+  result.active_units = stats.active_units();
+  result.kl_per_dim = stats.kl_per_dim();
+  return result;
 }
 
 void Trainer::State::write_grids(int64_t epoch) {
@@ -346,8 +316,10 @@ double Trainer::State::iw_nll() {
 }
 
 // One optimizer step on this rank's rows of step `st`: gather the batch, draw its noise,
-// forward and backward, then the gradient sum over the ranks and the Adam update.
-LossSums Trainer::State::step_once(int64_t st, Rng& eps_rng, StepBuffers& buf) {
+// forward and backward, then the gradient sum over the ranks and the Adam update. `signal`
+// goes in as this rank's stop request and comes out as the one all ranks agree on: it rides
+// in the gradient exchange, so stopping costs no collective of its own.
+LossSums Trainer::State::step_once(int64_t st, Rng& eps_rng, StepBuffers& buf, int& signal) {
   const auto rows = plan->local_rows(st);
   const int local = static_cast<int>(rows.size());
   const int64_t global = plan->global_count(st);
@@ -358,9 +330,12 @@ LossSums Trainer::State::step_once(int64_t st, Rng& eps_rng, StepBuffers& buf) {
     for (int i = 0; i < local; ++i) buf.labels[static_cast<size_t>(i)] = train.labels()[rows[i]];
     batch.labels = buf.labels.data();
   }
+  // The gradient sum starts on each layer's gradients as backward finishes them.
+  ctx.grad_listener = grad_sync.get();
   const LossSums sums =
       vae->train_step(ctx, batch, beta_at(step), 1.0f / static_cast<float>(global));
-  grad_sync->update(opt.lr);
+  ctx.grad_listener = nullptr;
+  signal = grad_sync->update(opt.lr, signal);
   ++step;
   samples += global;
   return sums;
@@ -401,16 +376,15 @@ TrainSummary Trainer::run() {
       // Batch, step, sync.
       const auto t0 = Clock::now();
       const int64_t samples_before = s.samples;
-      interval += s.step_once(st, eps_rng, buf);
+      // A stop signal on any rank stops every rank after the same step.
+      int signal = poll_stop_signal();
+      interval += s.step_once(st, eps_rng, buf, signal);
       interval_seconds += seconds_since(t0);
       train_samples += s.samples - samples_before;
 
       if (opt.checksum_every > 0 && s.step % opt.checksum_every == 0)
         s.check_replicas("during training");
-      // A stop signal on any rank stops every rank at the same step.
-      const int64_t mine = poll_stop_signal();
-      const int64_t signal = comm.size() > 1 ? comm.allreduce_max(mine) : mine;
-      if (signal != 0) summary.signal = static_cast<int>(signal);
+      if (signal != 0) summary.signal = signal;
       stop = s.step >= last_step || signal != 0;
 
       // Report.

@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "nn/conv.hpp"
 #include "vae/architecture.hpp"
+#include "vae/latent.hpp"
 #include "vae/loss.hpp"
 
 namespace vd {
@@ -167,6 +168,10 @@ LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float gra
   mu_head_->backward(ctx, n, h_, mu_.data(), diff_mu_.data(), need_dh ? diff_h_.data() : nullptr);
   logvar_head_->backward(ctx, n, h_, logvar_.data(), diff_logvar_.data(),
                          need_dh ? diff_h2_.data() : nullptr);
+  if (ctx.grad_listener) {
+    ctx.grad_listener->backward_done(mu_head_->name());
+    ctx.grad_listener->backward_done(logvar_head_->name());
+  }
   if (need_dh) {
     float* dh = diff_h_.data();
     const float* dh2 = diff_h2_.data();
@@ -179,7 +184,7 @@ LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float gra
   return sums;
 }
 
-LossSums Vae::evaluate(Context& ctx, const Batch& batch, float beta) {
+LossSums Vae::evaluate(Context& ctx, const Batch& batch, float beta, PosteriorStats* stats) {
   LossSums sums;
   const int n = batch.n;
   if (n == 0) return sums;
@@ -187,6 +192,7 @@ LossSums Vae::evaluate(Context& ctx, const Batch& batch, float beta) {
   set_condition(n, batch.labels);
   const int L = config_.latent_dim;
   encoder_forward(ctx, n, batch.x);
+  if (stats) stats->add(n, mu_.data(), logvar_.data());
   reparameterize(n, L, mu_.data(), logvar_.data(), batch.eps, z_.data());
   const float* out = decoder_.forward(ctx, n, z_.data());
   reconstruction(n, out, batch.x, nullptr, 0.0f);

@@ -16,6 +16,8 @@
 
 namespace vd {
 
+class PosteriorStats;  // vae/latent.hpp
+
 enum class Likelihood { Bernoulli, Gaussian };
 Likelihood parse_likelihood(const std::string& name);  // "bernoulli" | "gaussian"
 
@@ -73,8 +75,9 @@ class Vae {
   // batch of recon + beta*kl) * grad_scale. n = 0 is allowed (a rank with no rows left in
   // the last step): gradients become zero.
   LossSums train_step(Context& ctx, const Batch& batch, float beta, float grad_scale);
-  // Forward only with the batch's eps: the same per-sample terms, no gradients.
-  LossSums evaluate(Context& ctx, const Batch& batch, float beta);
+  // Forward only with the batch's eps: the same per-sample terms, no gradients. With stats,
+  // adds the batch's encodings to the posterior-collapse statistics.
+  LossSums evaluate(Context& ctx, const Batch& batch, float beta, PosteriorStats* stats = nullptr);
 
   // q(z|x): mu, logvar [N, L] (logvar may be nullptr). Reads x and labels of the batch.
   void encode(Context& ctx, const Batch& batch, float* mu, float* logvar);

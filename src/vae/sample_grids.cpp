@@ -33,11 +33,16 @@ void write_grid(const std::string& dir, const char* stem, int64_t epoch,
                 const std::vector<float>& images, int n, const Shape& data, int cols) {
   char name[64];
   std::snprintf(name, sizeof name, "%s_epoch%03lld.png", stem, static_cast<long long>(epoch));
-  const TileShape t = tile_shape(data);
-  write_image_grid(dir + "/" + name, as_tiles(images, n, data).data(), n, t.c, t.h, t.w, cols);
+  write_grid_png(dir + "/" + name, images, n, data, cols);
 }
 
 }  // namespace
+
+void write_grid_png(const std::string& path, const std::vector<float>& images, int n,
+                    const Shape& data, int cols) {
+  const TileShape t = tile_shape(data);
+  write_image_grid(path, as_tiles(images, n, data).data(), n, t.c, t.h, t.w, cols);
+}
 
 void SampleGrids::write(Context& ctx, Vae& vae, const std::string& dir, int64_t epoch, int n,
                         const float* x, const int32_t* labels) const {

@@ -18,6 +18,10 @@ struct TileShape {
 };
 TileShape tile_shape(const Shape& data);
 
+// Writes images [n, data] as a PNG grid of `cols` columns, each tile drawn as tile_shape says.
+void write_grid_png(const std::string& path, const std::vector<float>& images, int n,
+                    const Shape& data, int cols);
+
 class SampleGrids {
  public:
   // grid_z [g*g, L]: the fixed prior draws, so grids compare across epochs.

@@ -223,19 +223,30 @@ class ChildProcess {
   std::optional<int> status_;
 };
 
+// The comma-separated fields of a CSV line, empty ones included ("a,," has three).
+inline std::vector<std::string> csv_fields(const std::string& line) {
+  std::vector<std::string> fields(1);
+  for (char c : line) {
+    if (c == ',')
+      fields.emplace_back();
+    else
+      fields.back() += c;
+  }
+  return fields;
+}
+
 // Complete data rows of a metrics.csv (header skipped) whose split column is split; columns
-// split,epoch,step,samples,loss,recon,kl,lr,images_per_s.
+// split,epoch,step,samples,loss,recon,kl,lr,images_per_s[,active_units,kl_per_dim].
 inline std::vector<std::vector<std::string>> metrics_rows(const std::string& csv_path,
                                                           const std::string& split) {
   std::vector<std::vector<std::string>> rows;
   const std::vector<std::string> lines = split_lines(read_text(csv_path));
+  if (lines.empty()) return rows;
+  const size_t columns = csv_fields(lines[0]).size();
   for (size_t i = 1; i < lines.size(); ++i) {
-    std::vector<std::string> fields;
-    std::istringstream in(lines[i]);
-    std::string field;
-    while (std::getline(in, field, ',')) fields.push_back(field);
-    // A row still being written has fewer than the 9 columns of kMetricsHeader.
-    if (fields.size() == 9 && fields[0] == split) rows.push_back(fields);
+    const std::vector<std::string> fields = csv_fields(lines[i]);
+    // A row still being written has fewer columns than the header.
+    if (fields.size() == columns && fields[0] == split) rows.push_back(fields);
   }
   return rows;
 }

@@ -11,6 +11,7 @@
 
 #include "app/child_process.hpp"
 #include "data/dataset_file.hpp"
+#include "io/metrics_log.hpp"
 #include "support/temp_dir.hpp"
 
 namespace vd::testing {
@@ -88,8 +89,7 @@ void stop_and_resume(const std::string& data, const std::string& out, int delay_
   const std::string after = read_text(csv);
   ASSERT_GT(after.size(), before.size());
   EXPECT_EQ(after.substr(0, before.size()), before) << "earlier rows were rewritten";
-  EXPECT_EQ(count_lines_equal(after, "split,epoch,step,samples,loss,recon,kl,lr,images_per_s"), 1)
-      << after;
+  EXPECT_EQ(count_lines_equal(after, kMetricsHeader), 1) << after;
   const auto rows_after = metrics_rows(csv, "train");
   ASSERT_GT(rows_after.size(), rows_before.size());
   // Appended rows continue the step count, strictly increasing, and reach the last epoch.

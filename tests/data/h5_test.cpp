@@ -1,9 +1,13 @@
 // Tests of the HDF5 wrapper in core/h5: handle ownership, rows, attributes, listings, errors.
 #include "core/h5.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <fstream>
+#include <vector>
 
 #include "support/temp_dir.hpp"
 
@@ -11,6 +15,28 @@ namespace vd {
 namespace {
 
 using testing::TempDir;
+
+// Readers take no file lock (shared file systems where flock fails): a file another process
+// holds under an exclusive lock still opens read-only; a writer still takes the lock.
+TEST(H5, ReadOnlyOpenTakesNoFileLock) {
+  TempDir dir;
+  const std::string path = dir.file("locked.h5");
+  {
+    h5::File f = h5::create_file(path);
+    const std::vector<float> v{1, 2, 3};
+    const std::vector<int64_t> dims{3};
+    h5::write_dataset<float>(f, "/x", v, dims);
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);  // another open file description: as a process
+  {
+    h5::File f = h5::open_file(path);
+    EXPECT_EQ(h5::read_dataset<float>(f, "/x").data, (std::vector<float>{1, 2, 3}));
+  }
+  EXPECT_THROW(h5::open_file(path, /*writable=*/true), Error);
+  ::close(fd);
+}
 
 TEST(H5, HandleMoveTransfersOwnershipAndResetCloses) {
   TempDir dir;

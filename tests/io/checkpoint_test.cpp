@@ -62,6 +62,8 @@ struct State {
     meta.world_size = 3;
     meta.seed = 0xfedcba9876543210ULL;  // above INT64_MAX: the attribute must be unsigned
     meta.adam_steps = 1234;
+    meta.data_shape = {1, 28, 28};
+    meta.classes = 10;
     for (int r = 0; r < 3; ++r) {
       rngs.emplace_back(Rng::derive_seed(seed, 7, static_cast<uint64_t>(r)));
       for (int k = 0; k < 100 + r; ++k) rngs.back().normal();

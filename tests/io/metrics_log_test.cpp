@@ -37,7 +37,8 @@ vd::MetricsRow row(int epoch, int64_t step, double loss) {
   return r;
 }
 
-const char* kHeader = "split,epoch,step,samples,loss,recon,kl,lr,images_per_s";
+const char* kHeader =
+    "split,epoch,step,samples,loss,recon,kl,lr,images_per_s,active_units,kl_per_dim";
 
 TEST(MetricsLog, WritesHeaderAndRowsFlushedImmediately) {
   vd::testing::TempDir dir;
@@ -48,7 +49,7 @@ TEST(MetricsLog, WritesHeaderAndRowsFlushedImmediately) {
   const auto lines = lines_of(path);
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[0], kHeader);
-  EXPECT_EQ(lines[1], "train,0,100,25600,250.123457,240.123457,10,0.001,12345.5");
+  EXPECT_EQ(lines[1], "train,0,100,25600,250.123457,240.123457,10,0.001,12345.5,,");
 }
 
 TEST(MetricsLog, LossesRoundTripAsFloats) {
@@ -103,6 +104,42 @@ TEST(MetricsLog, AppendToADifferentHeaderIsAnError) {
     EXPECT_NE(std::string(e.what()).find("header"), std::string::npos) << e.what();
   }
   EXPECT_EQ(lines_of(path).size(), 2u);  // the old file is untouched
+}
+
+TEST(MetricsLog, TestRowsCarryActiveUnitsAndKlPerDimension) {
+  vd::testing::TempDir dir;
+  const std::string path = dir.file("metrics.csv");
+  vd::MetricsLog log(path, false);
+  auto r = row(1, 10, 100);
+  r.split = "test";
+  r.active_units = 2;
+  r.kl_per_dim = {3.5, 0.25, 1e-5};
+  log.write(r);
+  EXPECT_EQ(lines_of(path)[1], "test,1,10,2560,100,90,10,0.001,12345.5,2,3.5 0.25 1e-05");
+  EXPECT_NE(lines_of(dir.file("metrics.jsonl"))[0].find(
+                ",\"active_units\":2,\"kl_per_dim\":[3.5,0.25,1e-05]}"),
+            std::string::npos);
+}
+
+TEST(MetricsLog, AppendToAFileOfTheOlderHeaderKeepsItsColumns) {
+  // A run started before the diagnostics columns existed resumes into its own metrics.csv.
+  vd::testing::TempDir dir;
+  const std::string path = dir.file("metrics.csv");
+  const std::string old_header = "split,epoch,step,samples,loss,recon,kl,lr,images_per_s";
+  std::ofstream(path) << old_header << "\ntrain,0,1,256,1,-9,10,0.001,12345.5\n";
+  {
+    vd::MetricsLog log(path, true);
+    auto r = row(1, 2, 2);
+    r.split = "test";
+    r.active_units = 4;
+    r.kl_per_dim = {1, 2};
+    log.write(r);
+  }
+  const auto lines = lines_of(path);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0], old_header);
+  EXPECT_EQ(lines[2], "test,1,2,512,2,-8,10,0.001,12345.5");
+  EXPECT_NE(lines_of(dir.file("metrics.jsonl"))[0].find("\"active_units\":4"), std::string::npos);
 }
 
 TEST(MetricsLog, JsonLinesTwinHasTheSameFields) {

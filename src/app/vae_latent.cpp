@@ -1,0 +1,600 @@
+// vae_latent: uses a trained model (any vae_dist checkpoint; its architecture comes from the
+// configuration stored in it). Subcommands encode a data set into HDF5 and draw PNG grids:
+// interpolations, class arithmetic, samples near an image, the 2-D manifold, prior samples.
+// Runs on 1 or P MPI ranks: encode and the class means read one shard per rank; the
+// pictures are drawn by rank 0. Options are parsed before MPI starts, as in vae_dist.
+#include <omp.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "app/main_support.hpp"
+#include "core/error.hpp"
+#include "core/h5.hpp"
+#include "core/rng.hpp"
+#include "core/version.hpp"
+#include "data/shard.hpp"
+#include "io/latent_file.hpp"
+#include "nn/context.hpp"
+#include "parallel/comm.hpp"
+#include "train/model_config.hpp"
+#include "vae/latent.hpp"
+#include "vae/latent_images.hpp"
+#include "vae/sample_grids.hpp"
+
+namespace {
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+// ---- Subcommands and their options --------------------------------------------------------
+
+struct Subcommand {
+  std::string name, usage, what;
+  std::function<void(po::options_description&)> options;  // beyond --checkpoint/--threads/--help
+};
+
+void data_options(po::options_description& d) {
+  d.add_options()("data", po::value<std::string>()->value_name("<str>"),
+                  "HDF5 data set file (default: the checkpoint's test-data, else its data)")(
+      "dataset", po::value<std::string>()->value_name("<str>"),
+      "data set name inside the file (default: the checkpoint's)");
+}
+
+const std::vector<Subcommand>& subcommands() {
+  static const std::vector<Subcommand> subs = {
+      {"encode", "encode --checkpoint C --data D --out F.h5",
+       "Writes /mu and /logvar [N, L] (and /labels when the data have them) of every row of D,\n"
+       "in the data's row order; each rank encodes its own shard.",
+       [](po::options_description& d) {
+         data_options(d);
+         d.add_options()("out", po::value<std::string>()->value_name("<str>")->required(),
+                         "HDF5 file to write")(
+             "batch-size", po::value<int>()->value_name("<int>")->default_value(1000),
+             "rows encoded at once; an integer in 1..100000");
+       }},
+      {"interpolate", "interpolate --checkpoint C --out F.png [--pairs 8 --steps 10 --spherical]",
+       "Rows that go from one image to another: image a, the decodings of points between\n"
+       "their encodings mu(a) and mu(b), image b. Pairs are drawn from D by --seed; a\n"
+       "conditional model pairs images of one class and decodes with that class.",
+       [](po::options_description& d) {
+         data_options(d);
+         d.add_options()("out", po::value<std::string>()->value_name("<str>")->required(),
+                         "PNG file to write")(
+             "pairs", po::value<int>()->value_name("<int>")->default_value(8),
+             "rows (image pairs); an integer in 1..64")(
+             "steps", po::value<int>()->value_name("<int>")->default_value(10),
+             "decoded points per row, end points included; an integer in 2..64")(
+             "spherical", po::bool_switch(), "spherical interpolation (slerp) instead of linear")(
+             "seed", po::value<uint64_t>()->value_name("<int>")->default_value(1),
+             "random seed of the pairs");
+       }},
+      {"arithmetic", "arithmetic --checkpoint C --out DIR [--from 0 --to 1]",
+       "Class arithmetic in latent space, over the labelled data D:\n"
+       "  DIR/class_means.h5    /class_means and /class_spreads [K, L] (mean and standard\n"
+       "                        deviation of mu per class), /class_counts [K]\n"
+       "  DIR/class_samples.png one row per class k: decodings of z = mean_k + spread * sd_k * "
+       "eps\n"
+       "                        (a conditional model: z from the prior, decoded with label k)\n"
+       "  DIR/transfer.png      the first --count images of class --from, each followed by\n"
+       "                        decodings of mu + alpha (mean_to - mean_from), alpha = 0..1\n"
+       "                        (a conditional model: decoded with label --from, then --to)",
+       [](po::options_description& d) {
+         data_options(d);
+         d.add_options()("out", po::value<std::string>()->value_name("<str>")->required(),
+                         "directory to write into")(
+             "from", po::value<int>()->value_name("<int>")->default_value(0),
+             "class whose images are transferred")(
+             "to", po::value<int>()->value_name("<int>")->default_value(1),
+             "class they are moved towards")(
+             "count", po::value<int>()->value_name("<int>")->default_value(8),
+             "images transferred, and samples per class; an integer in 1..64")(
+             "steps", po::value<int>()->value_name("<int>")->default_value(8),
+             "decodings per transferred image; an integer in 2..64")(
+             "spread", po::value<double>()->value_name("<num>")->default_value(1.0),
+             "scale of the class samples' spread; a number >= 0")(
+             "seed", po::value<uint64_t>()->value_name("<int>")->default_value(1),
+             "random seed of the class samples")(
+             "batch-size", po::value<int>()->value_name("<int>")->default_value(1000),
+             "rows encoded at once; an integer in 1..100000");
+       }},
+      {"similar", "similar --checkpoint C --out F.png [--index 0,1,2 --count 10]",
+       "One row per chosen image of D: the image, its reconstruction, and decodings of samples\n"
+       "z = mu + spread * sigma * eps drawn near its encoding.",
+       [](po::options_description& d) {
+         data_options(d);
+         d.add_options()("out", po::value<std::string>()->value_name("<str>")->required(),
+                         "PNG file to write")(
+             "index", po::value<std::string>()->value_name("<i,j,...>")->default_value("0,1,2,3"),
+             "rows of D, comma-separated")("count",
+                                           po::value<int>()->value_name("<int>")->default_value(10),
+                                           "samples per image; an integer in 1..64")(
+             "spread", po::value<double>()->value_name("<num>")->default_value(1.0),
+             "scale of sigma; a number >= 0")(
+             "seed", po::value<uint64_t>()->value_name("<int>")->default_value(1), "random seed");
+       }},
+      {"manifold", "manifold --checkpoint C --out F.png [--size 20]",
+       "For a model with latent-dim 2: decodes a size x size grid over the normal quantiles of\n"
+       "both latent axes, (i + 0.5) / size; z1 grows to the right, z2 upwards.",
+       [](po::options_description& d) {
+         d.add_options()("out", po::value<std::string>()->value_name("<str>")->required(),
+                         "PNG file to write")(
+             "size", po::value<int>()->value_name("<int>")->default_value(20),
+             "grid points per axis; an integer in 2..64")(
+             "class", po::value<int>()->value_name("<int>")->default_value(0),
+             "label a conditional model decodes with");
+       }},
+      {"sample", "sample --checkpoint C --out F.png [--size 8 --temperature 1]",
+       "A size x size grid of decodings of z = temperature * eps from the prior; a conditional\n"
+       "model draws row r as class r mod K, or every row as --class.",
+       [](po::options_description& d) {
+         d.add_options()("out", po::value<std::string>()->value_name("<str>")->required(),
+                         "PNG file to write")(
+             "size", po::value<int>()->value_name("<int>")->default_value(8),
+             "grid side; an integer in 1..32")(
+             "temperature", po::value<double>()->value_name("<num>")->default_value(1.0),
+             "scale of the prior draws; a number >= 0")(
+             "class", po::value<int>()->value_name("<int>")->default_value(-1),
+             "conditional model: the label of every row; -1 = row r is class r mod K")(
+             "seed", po::value<uint64_t>()->value_name("<int>")->default_value(1), "random seed");
+       }},
+  };
+  return subs;
+}
+
+po::options_description description(const Subcommand& sub) {
+  po::options_description d("Options", 100, 50);
+  d.add_options()("checkpoint", po::value<std::string>()->value_name("<str>")->required(),
+                  "a vae_dist checkpoint (checkpoint_stepNNNNNNNNN.h5)");
+  sub.options(d);
+  d.add_options()("threads", po::value<int>()->value_name("<int>")->default_value(0),
+                  "OpenMP threads per rank; 0 = automatic")("help,h", "print this help and exit");
+  return d;
+}
+
+std::string top_help() {
+  std::string s =
+      "Usage: vae_latent SUBCOMMAND --checkpoint C [options]\n"
+      "Uses a model trained by vae_dist; the architecture comes from the checkpoint.\n"
+      "Runs as one process or under mpirun (encode and class means read a shard per rank).\n\n"
+      "Subcommands:\n";
+  for (const auto& sub : subcommands()) s += "  vae_latent " + sub.usage + "\n";
+  s += "\n'vae_latent SUBCOMMAND --help' lists a subcommand's options.\n"
+       "--version prints the versions of vae_latent, oneDNN, HDF5 and MPI.\n";
+  return s;
+}
+
+std::string sub_help(const Subcommand& sub) {
+  std::ostringstream out;
+  out << "Usage: vae_latent " << sub.usage << "\n" << sub.what << "\n\n" << description(sub);
+  return out.str();
+}
+
+// The subcommand argv[1] names; nullptr for --help. Throws vd::ConfigError.
+const Subcommand* find_subcommand(int argc, char** argv) {
+  if (argc < 2) throw vd::ConfigError("give a subcommand");
+  const std::string name = argv[1];
+  if (name == "--help" || name == "-h") return nullptr;
+  for (const auto& sub : subcommands())
+    if (sub.name == name) return &sub;
+  std::string names;
+  for (const auto& sub : subcommands()) names += (names.empty() ? "" : ", ") + sub.name;
+  throw vd::ConfigError("unknown subcommand '" + name + "'; use one of " + names);
+}
+
+// The subcommand's options (argv[2...]); an empty map for --help. Throws vd::ConfigError.
+po::variables_map parse_options(const Subcommand& sub, int argc, char** argv, bool& help) {
+  const auto desc = description(sub);
+  po::variables_map vm;
+  try {
+    const int style =
+        po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+    po::store(po::command_line_parser(argc - 1, argv + 1).options(desc).style(style).run(), vm);
+    help = vm.count("help") > 0;
+    if (!help) po::notify(vm);  // checks required options
+  } catch (const po::error& e) {
+    throw vd::ConfigError(e.what());
+  }
+  return vm;
+}
+
+// ---- Reading options ----------------------------------------------------------------------
+
+int int_in(const po::variables_map& vm, const std::string& key, int lo, int hi) {
+  const int v = vm[key].as<int>();
+  if (v < lo || v > hi)
+    throw vd::ConfigError("--" + key + ": " + std::to_string(v) +
+                          " is out of range; it must be an integer in " + std::to_string(lo) +
+                          ".." + std::to_string(hi));
+  return v;
+}
+
+double nonnegative(const po::variables_map& vm, const std::string& key) {
+  const double v = vm[key].as<double>();
+  if (!(v >= 0) || !std::isfinite(v))
+    throw vd::ConfigError("--" + key + ": " + std::to_string(v) + " must be a number >= 0");
+  return v;
+}
+
+std::vector<int64_t> index_list(const std::string& text) {
+  std::vector<int64_t> out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const size_t end = std::min(text.find(',', pos), text.size());
+    const std::string item = text.substr(pos, end - pos);
+    int64_t v = -1;
+    const auto res = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (item.empty() || res.ec != std::errc() || res.ptr != item.data() + item.size() || v < 0)
+      throw vd::ConfigError("--index: '" + text +
+                            "' is not a comma-separated list of rows >= 0 (e.g. 0,1,2)");
+    out.push_back(v);
+    pos = end + 1;
+  }
+  if (out.size() > 64) throw vd::ConfigError("--index: give at most 64 rows");
+  return out;
+}
+
+// ---- Running ------------------------------------------------------------------------------
+
+// What every subcommand starts from: the model and, where it reads data, which file.
+struct Session {
+  const vd::Comm& comm;
+  const po::variables_map& vm;
+  vd::Context ctx;
+  std::unique_ptr<vd::TrainedModel> model;
+  std::string data, dataset;
+
+  Session(const vd::Comm& c, const po::variables_map& v) : comm(c), vm(v) {
+    omp_set_num_threads(vd::resolve_threads(vm["threads"].as<int>(), comm));
+    model = vd::load_trained_model(vm["checkpoint"].as<std::string>(), comm);
+    const vd::Options& o = model->options;
+    data = vm.count("data") ? vm["data"].as<std::string>()
+                            : (o.test_data.empty() ? o.data : o.test_data);
+    dataset = vm.count("dataset") ? vm["dataset"].as<std::string>() : o.dataset;
+  }
+  vd::Vae& vae() { return *model->vae; }
+  const vd::Shape& shape() const { return model->vae->config().data; }
+  // This rank's shard of the data (world = 1: the whole file), checked as vae_dist checks it.
+  vd::Shard read(int rank, int world) const {
+    const auto check = vae_likelihood() == vd::Likelihood::Bernoulli ? vd::ValueCheck::UnitInterval
+                                                                     : vd::ValueCheck::None;
+    vd::Shard s = vd::Shard::read(data, dataset, rank, world, check);
+    if (s.sample_size() != shape().size())
+      throw vd::DataError("'" + data + "' has samples of " + std::to_string(s.sample_size()) +
+                          " values but the model was trained on " + shape().text() +
+                          "; give data of the training data's shape");
+    if (model->classes() > 0 && !s.has_labels())
+      throw vd::DataError("the model is conditional, so it needs class labels, but '" + data +
+                          "' has no /labels data set");
+    return s;
+  }
+  vd::Likelihood vae_likelihood() const { return model->vae->config().likelihood; }
+  std::string out() const { return vm["out"].as<std::string>(); }
+};
+
+// Creates the parent directory of an output file.
+void make_parent(const std::string& path) {
+  const fs::path parent = fs::path(path).parent_path();
+  std::error_code ec;
+  if (!parent.empty()) fs::create_directories(parent, ec);
+  if (ec)
+    throw vd::IoError("cannot create the directory '" + parent.string() + "': " + ec.message() +
+                      "; choose another --out");
+}
+
+void write_png(const Session& s, const std::string& path, const std::vector<float>& images, int n,
+               int cols, const std::string& what) {
+  make_parent(path);
+  vd::write_grid_png(path, images, n, s.shape(), cols);
+  std::printf("wrote %s: %s\n", path.c_str(), what.c_str());
+}
+
+// Rows x of the whole file (rank 0's pictures) and their labels (0 when there are none).
+struct Rows {
+  std::vector<float> x;
+  std::vector<int32_t> labels;
+};
+Rows gather_rows(const vd::Shard& shard, const std::vector<int64_t>& rows) {
+  Rows r;
+  r.x.resize(rows.size() * static_cast<size_t>(shard.sample_size()));
+  for (int64_t i : rows)
+    if (i >= shard.rows())
+      throw vd::ConfigError("row " + std::to_string(i) + " is beyond the " +
+                            std::to_string(shard.rows()) + " rows of '" + shard.file() + "'");
+  shard.gather(rows, r.x.data());
+  for (int64_t i : rows) r.labels.push_back(shard.has_labels() ? shard.labels()[i] : 0);
+  return r;
+}
+
+// mu and logvar [rows, L] of a shard, equal bit for bit to one process's encoding of the
+// whole file: oneDNN's result for a row depends on the batch size and on the row's place in
+// the batch, so every batch covers global rows [k*B, (k+1)*B) and runs at full size B, with
+// zero rows where the shard does not reach.
+void encode_shard(Session& s, const vd::Shard& shard, int B, float* mu, float* logvar) {
+  const int L = s.model->latent_dim();
+  const size_t D = static_cast<size_t>(shard.sample_size());
+  const vd::RowRange range = shard.range();
+  std::vector<float> x(static_cast<size_t>(B) * D), bmu(static_cast<size_t>(B) * L),
+      blv(bmu.size());
+  std::vector<int32_t> labels(static_cast<size_t>(B), 0);
+  std::vector<int64_t> rows;
+  for (int64_t g = range.begin / B * B; g < range.end; g += B) {
+    const int64_t lo = std::max(g, range.begin), hi = std::min(g + B, range.end);
+    std::fill(x.begin(), x.end(), 0.0f);
+    rows.clear();
+    for (int64_t r = lo; r < hi; ++r) rows.push_back(r - range.begin);
+    const size_t at = static_cast<size_t>(lo - g);
+    shard.gather(rows, x.data() + at * D);
+    for (int64_t r = lo; r < hi; ++r)
+      if (shard.has_labels())
+        labels[static_cast<size_t>(r - g)] = shard.labels()[static_cast<size_t>(r - range.begin)];
+    vd::encode_rows(s.ctx, s.vae(), B, x.data(), labels.data(), B, bmu.data(), blv.data());
+    const size_t count = static_cast<size_t>(hi - lo) * L;
+    const size_t dst = static_cast<size_t>(lo - range.begin) * L;
+    std::copy_n(bmu.data() + at * L, count, mu + dst);
+    if (logvar) std::copy_n(blv.data() + at * L, count, logvar + dst);
+  }
+}
+
+void run_encode(Session& s) {
+  const vd::Comm& comm = s.comm;
+  const vd::Shard shard = s.read(comm.rank(), comm.size());
+  const int L = s.model->latent_dim();
+  const int64_t n = shard.rows();
+  std::vector<float> mu(static_cast<size_t>(n) * L), logvar(mu.size());
+  const int32_t* labels = shard.has_labels() ? shard.labels().data() : nullptr;
+  encode_shard(s, shard, int_in(s.vm, "batch-size", 1, 100000), mu.data(), logvar.data());
+
+  // Rank 0 creates the file under a temporary name; each rank then writes its block in turn.
+  const std::string out = s.out(), tmp = out + ".tmp";
+  if (comm.is_root()) {
+    make_parent(out);
+    vd::create_latent_file(
+        tmp, {shard.global_rows(), L, shard.has_labels(), s.model->path, s.data, s.dataset});
+  }
+  comm.barrier();
+  for (int r = 0; r < comm.size(); ++r) {
+    if (r == comm.rank())
+      vd::write_latent_rows(tmp, shard.range().begin, n, mu.data(), logvar.data(), labels);
+    comm.barrier();
+  }
+  if (comm.is_root()) {
+    std::error_code ec;
+    fs::rename(tmp, out, ec);
+    if (ec) throw vd::IoError("cannot rename '" + tmp + "' to '" + out + "': " + ec.message());
+    std::printf("wrote %s: /mu, /logvar [%lld, %d]%s of %s\n", out.c_str(),
+                static_cast<long long>(shard.global_rows()), L,
+                shard.has_labels() ? " and /labels" : "", s.data.c_str());
+  }
+}
+
+void run_interpolate(Session& s) {
+  if (!s.comm.is_root()) return;
+  const int pairs = int_in(s.vm, "pairs", 1, 64), steps = int_in(s.vm, "steps", 2, 64);
+  const bool spherical = s.vm["spherical"].as<bool>();
+  const vd::Shard shard = s.read(0, 1);
+  const int64_t N = shard.rows();
+  if (N < 2) throw vd::DataError("'" + s.data + "' needs at least 2 rows to interpolate");
+  vd::Rng rng(s.vm["seed"].as<uint64_t>());
+  std::vector<int64_t> rows;
+  const bool same_class = s.model->classes() > 0;
+  for (int p = 0; p < pairs; ++p) {
+    const int64_t a = static_cast<int64_t>(rng.below(static_cast<uint64_t>(N)));
+    int64_t b = a;
+    // A conditional model decodes with one label, so both ends are of a's class.
+    for (int tries = 0;
+         tries < 10000 && (b == a || (same_class && shard.labels()[b] != shard.labels()[a]));
+         ++tries)
+      b = static_cast<int64_t>(rng.below(static_cast<uint64_t>(N)));
+    rows.push_back(a);
+    rows.push_back(b);
+  }
+  const Rows r = gather_rows(shard, rows);
+  const size_t D = static_cast<size_t>(shard.sample_size());
+  std::vector<float> images;
+  for (int p = 0; p < pairs; ++p) {
+    const size_t a = 2 * static_cast<size_t>(p), b = a + 1;
+    const auto row = vd::interpolation_row(s.ctx, s.vae(), r.x.data() + a * D, r.x.data() + b * D,
+                                           r.labels[a], r.labels[b], steps, spherical);
+    images.insert(images.end(), row.begin(), row.end());
+  }
+  write_png(s, s.out(), images, pairs * (steps + 2), steps + 2,
+            std::to_string(pairs) + " rows: image, " + std::to_string(steps) + " " +
+                (spherical ? "spherical" : "linear") + " steps, image");
+}
+
+void run_arithmetic(Session& s) {
+  const vd::Comm& comm = s.comm;
+  const int count = int_in(s.vm, "count", 1, 64), steps = int_in(s.vm, "steps", 2, 64);
+  const float spread = static_cast<float>(nonnegative(s.vm, "spread"));
+  const vd::Shard shard = s.read(comm.rank(), comm.size());
+  if (!shard.has_labels())
+    throw vd::DataError("arithmetic needs class labels, but '" + s.data +
+                        "' has no /labels data set; give a labelled file with --data");
+  int64_t top = -1;
+  for (int32_t l : shard.labels()) top = std::max<int64_t>(top, l);
+  top = comm.allreduce_max(top);
+  const int K = s.model->classes() > 0 ? s.model->classes() : static_cast<int>(top + 1);
+  const int from = s.vm["from"].as<int>(), to = s.vm["to"].as<int>();
+  for (const auto& [key, k] : {std::pair{"from", from}, std::pair{"to", to}})
+    if (k < 0 || k >= K)
+      throw vd::ConfigError(std::string("--") + key + ": class " + std::to_string(k) +
+                            " is not among the data's classes 0.." + std::to_string(K - 1));
+
+  // Class sums over every rank's shard, summed exactly.
+  const int L = s.model->latent_dim();
+  const int64_t n = shard.rows();
+  std::vector<float> mu(static_cast<size_t>(n) * L);
+  encode_shard(s, shard, int_in(s.vm, "batch-size", 1, 100000), mu.data(), nullptr);
+  vd::ClassSums sums(K, L);
+  sums.add(n, mu.data(), shard.labels().data());
+  comm.allreduce_sum(sums.data());
+  if (!comm.is_root()) return;
+
+  const fs::path dir = s.out();
+  const std::vector<float> means = sums.means(), sds = sums.spreads();
+  {
+    make_parent((dir / "class_means.h5").string());
+    const std::string path = (dir / "class_means.h5").string();
+    vd::h5::File f = vd::h5::create_file(path);
+    vd::h5::write_attribute(f, "checkpoint", s.model->path);
+    vd::h5::write_attribute(f, "data", s.data);
+    const int64_t dims[2] = {K, L};
+    vd::h5::write_dataset<float>(f, "/class_means", means, dims);
+    vd::h5::write_dataset<float>(f, "/class_spreads", sds, dims);
+    std::vector<int64_t> counts;
+    for (int k = 0; k < K; ++k) counts.push_back(sums.count(k));
+    vd::h5::write_dataset<int64_t>(f, "/class_counts", counts, std::span<const int64_t>(dims, 1));
+    std::printf("wrote %s: /class_means, /class_spreads [%d, %d], /class_counts\n", path.c_str(), K,
+                L);
+  }
+
+  vd::Rng rng(s.vm["seed"].as<uint64_t>());
+  std::vector<float> images;
+  for (int k = 0; k < K; ++k) {
+    const size_t at = static_cast<size_t>(k) * L;
+    if (sums.count(k) == 0 && s.model->classes() == 0) {
+      images.insert(images.end(),
+                    static_cast<size_t>(count) * static_cast<size_t>(s.shape().size()), 0.5f);
+      continue;
+    }
+    const auto row = vd::class_samples(s.ctx, s.vae(), means.data() + at, sds.data() + at, k, count,
+                                       spread, rng);
+    images.insert(images.end(), row.begin(), row.end());
+  }
+  write_png(s, (dir / "class_samples.png").string(), images, K * count, count,
+            std::to_string(K) + " rows, one per class, " + std::to_string(count) + " samples each");
+
+  // Attribute transfer: the first images of class `from` (in rank 0's shard, which starts at
+  // row 0, so the same images on any number of ranks unless the shard holds too few).
+  std::vector<int64_t> chosen;
+  for (int64_t i = 0; i < n && static_cast<int>(chosen.size()) < count; ++i)
+    if (shard.labels()[static_cast<size_t>(i)] == from) chosen.push_back(i);
+  if (chosen.empty())
+    throw vd::DataError("no image of class " + std::to_string(from) + " in the first " +
+                        std::to_string(n) + " rows of '" + s.data + "'; choose another --from");
+  std::vector<float> delta(static_cast<size_t>(L));
+  for (int j = 0; j < L; ++j)
+    delta[j] = means[static_cast<size_t>(to) * L + j] - means[static_cast<size_t>(from) * L + j];
+  const Rows r = gather_rows(shard, chosen);
+  const size_t D = static_cast<size_t>(shard.sample_size());
+  images.clear();
+  int cols = 0;
+  for (size_t i = 0; i < chosen.size(); ++i) {
+    const auto row =
+        vd::transfer_row(s.ctx, s.vae(), r.x.data() + i * D, from, to, delta.data(), steps);
+    cols = static_cast<int>(row.size() / D);
+    images.insert(images.end(), row.begin(), row.end());
+  }
+  write_png(s, (dir / "transfer.png").string(), images, static_cast<int>(chosen.size()) * cols,
+            cols,
+            std::to_string(chosen.size()) + " images of class " + std::to_string(from) +
+                " moved towards class " + std::to_string(to));
+}
+
+void run_similar(Session& s) {
+  if (!s.comm.is_root()) return;
+  const std::vector<int64_t> rows = index_list(s.vm["index"].as<std::string>());
+  const int count = int_in(s.vm, "count", 1, 64);
+  const float spread = static_cast<float>(nonnegative(s.vm, "spread"));
+  const vd::Shard shard = s.read(0, 1);
+  const Rows r = gather_rows(shard, rows);
+  const size_t D = static_cast<size_t>(shard.sample_size());
+  vd::Rng rng(s.vm["seed"].as<uint64_t>());
+  std::vector<float> images;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto row =
+        vd::similar_row(s.ctx, s.vae(), r.x.data() + i * D, r.labels[i], count, spread, rng);
+    images.insert(images.end(), row.begin(), row.end());
+  }
+  write_png(s, s.out(), images, static_cast<int>(rows.size()) * (count + 2), count + 2,
+            std::to_string(rows.size()) + " rows: image, reconstruction, " + std::to_string(count) +
+                " samples near it");
+}
+
+// The label a picture decodes with: --class for a conditional model, checked; else 0.
+int32_t decode_class(const Session& s, int k, bool allow_all) {
+  const int K = s.model->classes();
+  if (K == 0) return 0;
+  if ((allow_all && k == -1) || (k >= 0 && k < K)) return k;
+  throw vd::ConfigError("--class: " + std::to_string(k) + " is not a class of this model (0.." +
+                        std::to_string(K - 1) + ")");
+}
+
+void run_manifold(Session& s) {
+  if (!s.comm.is_root()) return;
+  const int n = int_in(s.vm, "size", 2, 64);
+  const int32_t label = decode_class(s, s.vm["class"].as<int>(), false);
+  const auto images = vd::manifold_images(s.ctx, s.vae(), n, label);
+  write_png(s, s.out(), images, n * n, n,
+            std::to_string(n) + " x " + std::to_string(n) + " decodings over the normal quantiles");
+}
+
+void run_sample(Session& s) {
+  if (!s.comm.is_root()) return;
+  const int g = int_in(s.vm, "size", 1, 32);
+  const float temperature = static_cast<float>(nonnegative(s.vm, "temperature"));
+  const int32_t label = decode_class(s, s.vm["class"].as<int>(), true);
+  const int K = s.model->classes();
+  std::vector<int32_t> labels(static_cast<size_t>(g) * g);
+  for (int i = 0; i < g * g; ++i) labels[static_cast<size_t>(i)] = label >= 0 ? label : (i / g) % K;
+  vd::Rng rng(s.vm["seed"].as<uint64_t>());
+  const auto images =
+      vd::prior_samples(s.ctx, s.vae(), g * g, temperature, K > 0 ? labels.data() : nullptr, rng);
+  char what[96];
+  std::snprintf(what, sizeof what, "%d x %d prior samples at temperature %g", g, g, temperature);
+  write_png(s, s.out(), images, g * g, g, what);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "--version") {
+    vd::app::print_once(vd::version_text("vae_latent"));
+    return 0;
+  }
+  const Subcommand* sub = nullptr;
+  try {
+    sub = find_subcommand(argc, argv);
+  } catch (const vd::ConfigError& e) {
+    vd::app::usage_error(std::string(e.what()) + " (see vae_latent --help)");
+  }
+  if (sub == nullptr) {
+    vd::app::print_once(top_help());
+    return 0;
+  }
+  const std::string see = " (see vae_latent " + sub->name + " --help)";
+  bool help = false;
+  po::variables_map vm;
+  try {
+    vm = parse_options(*sub, argc, argv, help);
+  } catch (const vd::ConfigError& e) {
+    vd::app::usage_error(e.what() + see);
+  }
+  if (help) {
+    vd::app::print_once(sub_help(*sub));
+    return 0;
+  }
+  return vd::app::run_with_mpi(&argc, &argv, see, [&](const vd::Comm& comm) {
+    Session s(comm, vm);
+    const std::string& name = sub->name;
+    if (name == "encode") run_encode(s);
+    if (name == "interpolate") run_interpolate(s);
+    if (name == "arithmetic") run_arithmetic(s);
+    if (name == "similar") run_similar(s);
+    if (name == "manifold") run_manifold(s);
+    if (name == "sample") run_sample(s);
+    std::fflush(stdout);
+    return 0;
+  });
+}

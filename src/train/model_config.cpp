@@ -1,0 +1,97 @@
+// Building the VaeConfig from a run's options and data, and loading a trained model from a
+// checkpoint's stored configuration and parameters.
+#include "train/model_config.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <optional>
+#include <vector>
+
+#include "core/error.hpp"
+#include "vae/architecture.hpp"
+
+namespace vd {
+
+Shape data_shape_of(const Shard& shard) {
+  const auto& dims = shard.sample_shape();
+  return dims.size() == 3 ? Shape{static_cast<int>(dims[0]), static_cast<int>(dims[1]),
+                                  static_cast<int>(dims[2])}
+                          : Shape{static_cast<int>(shard.sample_size()), 1, 1};
+}
+
+VaeConfig vae_config(const Options& opt, const Shape& data, int classes) {
+  VaeConfig vc;
+  vc.data = data;
+  vc.latent_dim = opt.latent_dim;
+  vc.likelihood = parse_likelihood(opt.likelihood);
+  vc.gaussian_sigma = static_cast<float>(opt.gaussian_sigma);
+  vc.encoder = opt.encoder.empty() ? mlp_encoder_spec(opt.hidden) : opt.encoder;
+  vc.decoder = opt.decoder.empty() ? mlp_decoder_spec(opt.hidden, data.size()) : opt.decoder;
+  vc.classes = classes;
+  return vc;
+}
+
+VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, const Comm& comm) {
+  int classes = 0;
+  if (opt.conditional) {
+    for (const Shard* sh : {&train, test}) {
+      if (sh && !sh->has_labels())
+        throw DataError("--conditional needs class labels, but '" + sh->file() +
+                        "' has no /labels data set; add one (integer [N]) or drop --conditional");
+    }
+    int64_t top = -1;
+    for (const Shard* sh : {&train, test})
+      if (sh)
+        for (int32_t l : sh->labels()) {
+          if (l < 0)
+            throw DataError("'" + sh->file() + "' has a negative label (" + std::to_string(l) +
+                            "); a conditional model needs labels 0..K-1");
+          top = std::max<int64_t>(top, l);
+        }
+    top = comm.size() > 1 ? comm.allreduce_max(top) : top;
+    classes = opt.classes > 0 ? opt.classes : static_cast<int>(top + 1);
+    if (top >= classes)
+      throw DataError("the data have label " + std::to_string(top) + " but --classes is " +
+                      std::to_string(opt.classes) + "; raise --classes or set it to 0 (automatic)");
+  }
+  return vae_config(opt, data_shape_of(train), classes);
+}
+
+std::unique_ptr<TrainedModel> load_trained_model(const std::string& checkpoint, const Comm& comm) {
+  auto m = std::make_unique<TrainedModel>();
+  m->path = checkpoint;
+  if (!std::filesystem::is_regular_file(checkpoint))
+    throw IoError("checkpoint '" + checkpoint +
+                  "' does not exist; give a checkpoint_stepNNNNNNNNN.h5 that vae_dist wrote");
+  m->meta = read_checkpoint_meta(checkpoint);
+  m->options = parse_config_text(m->meta.config_ini, "checkpoint '" + checkpoint + "' /config");
+  const Options& opt = m->options;
+  VaeConfig vc;
+  if (!m->meta.data_shape.empty()) {
+    const auto& d = m->meta.data_shape;
+    const Shape data = d.size() == 3 ? Shape{static_cast<int>(d[0]), static_cast<int>(d[1]),
+                                             static_cast<int>(d[2])}
+                                     : Shape{static_cast<int>(d.at(0)), 1, 1};
+    vc = vae_config(opt, data, static_cast<int>(m->meta.classes));
+  } else {
+    // Written before checkpoints kept the data shape: derive it as the Trainer did.
+    if (!std::filesystem::exists(opt.data))
+      throw IoError("checkpoint '" + checkpoint +
+                    "' does not record its data shape, and the training file it names ('" +
+                    opt.data + "') is not here; run from the directory the training ran in");
+    const ValueCheck none = ValueCheck::None;
+    const Shard train = Shard::read(opt.data, opt.dataset, comm.rank(), comm.size(), none);
+    std::optional<Shard> test;
+    if (opt.conditional && !opt.test_data.empty())
+      test = Shard::read(opt.test_data, opt.dataset, comm.rank(), comm.size(), none);
+    vc = vae_config(opt, train, test ? &*test : nullptr, comm);
+  }
+  m->vae = std::make_unique<Vae>(vc, m->store);
+  m->store.finalize();
+  // The Adam moments are read (read_checkpoint checks them) and dropped.
+  std::vector<float> exp_avg(m->store.size()), exp_avg_sq(m->store.size());
+  read_checkpoint(checkpoint, m->store, exp_avg, exp_avg_sq);
+  return m;
+}
+
+}  // namespace vd

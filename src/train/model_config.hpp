@@ -1,0 +1,46 @@
+// The model a run's options describe, and a trained model loaded back from a checkpoint:
+// what the Trainer and vae_latent share, so both build the same Vae from the same settings.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "config/options.hpp"
+#include "data/shard.hpp"
+#include "io/checkpoint.hpp"
+#include "nn/param_store.hpp"
+#include "parallel/comm.hpp"
+#include "vae/model.hpp"
+
+namespace vd {
+
+// One sample's shape as the model sees it: C x H x W for 4-D data, D for 2-D data.
+Shape data_shape_of(const Shard& shard);
+
+// The model the options describe for data of one sample's shape `data`: the MLP of --hidden
+// unless --encoder/--decoder give layer lists, conditional on `classes` (0 = not).
+VaeConfig vae_config(const Options& opt, const Shape& data, int classes);
+
+// The same, shaped by the training data: a conditional model's classes are --classes, or the
+// largest label of the training and test shards (over every rank) + 1. Throws vd::DataError
+// when --conditional meets data without labels or with labels outside the classes. Collective
+// when opt.conditional and comm has several ranks.
+VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, const Comm& comm);
+
+// A trained model: the options of the run that wrote the checkpoint, and its parameters.
+struct TrainedModel {
+  std::string path;  // the checkpoint
+  Options options;   // the run's resolved configuration, as stored
+  CheckpointMeta meta;
+  ParamStore store;
+  std::unique_ptr<Vae> vae;
+  int latent_dim() const { return vae->config().latent_dim; }
+  int classes() const { return vae->config().classes; }
+};
+
+// Loads any vae_dist checkpoint. The architecture comes from its stored configuration; the
+// data shape and classes from the checkpoint, or (older checkpoints) from the training and
+// test files its configuration names, read as the Trainer read them. Every rank reads the
+// file. Throws vd::IoError/vd::ShapeError/vd::ConfigError naming the checkpoint.
+std::unique_ptr<TrainedModel> load_trained_model(const std::string& checkpoint, const Comm& comm);
+
+}  // namespace vd
