@@ -2,7 +2,9 @@
 # The README's Quickstart on a machine where nothing is installed: makes a throwaway Debian
 # bookworm root (debootstrap --variant=minbase, plus git, ca-certificates and sudo), clones this
 # repository's committed HEAD into it, and runs the Quickstart's commands, read from README.md,
-# verbatim as root. Prints every phase's time. Removes all it mounted and made on every exit:
+# verbatim as root; then, on that build, `launch/setup.sh --with-cluster` and the cluster tests
+# (ctest -L 'slurm|multi_host': a real Slurm on localhost, network-namespace hosts), which must
+# run, not skip. Prints every phase's time. Removes all it mounted and made on every exit:
 # the mounts (and the root itself, in RAM when there is room) live in a private mount namespace.
 #   sudo bash launch/bare_root_check.sh [--keep]   (--keep: root on disk, left unmounted for a look)
 # Needs root and a Debian mirror (the one the host's apt uses, else deb.debian.org); installs
@@ -128,16 +130,61 @@ http://deb.debian.org/debian-security $release-security"
   for cmd in "${commands[@]}"; do
     mark "\$ $cmd"
     say "\$ $cmd"
-    # A clean login-like environment: no host variables leak in; no stdin, as in CI.
-    chroot "$root" /usr/bin/env -i HOME=/root TERM="${TERM:-dumb}" CI="${CI:-}" \
-      PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-      /bin/bash -c "cd /root/vae_dist && $cmd" </dev/null 2>&1 | stream || status=${PIPESTATUS[0]}
+    in_root "$root" "$cmd" | stream || status=${PIPESTATUS[0]}
     if ((status != 0)); then
       say "FAILED (exit $status): $cmd"
       return "$status"
     fi
   done
   say "all ${#commands[@]} Quickstart commands passed"
+  cluster_phase "$root"
+}
+
+# Runs a command line as root in the checkout inside the root: a clean login-like environment
+# (no host variables leak in), no stdin, as in CI; stdout and stderr together.
+in_root() {
+  chroot "$1" /usr/bin/env -i HOME=/root TERM="${TERM:-dumb}" CI="${CI:-}" \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    /bin/bash -c "cd /root/vae_dist && $2" </dev/null 2>&1
+}
+
+# After the Quickstart, on its build: the cluster packages, then the tests that start a real
+# Slurm (tests/slurm) and network-namespace hosts (multi_host). A skipped test fails the phase:
+# here everything they need is present.
+cluster_phase() {
+  local root=$1 status=0 log=$work/cluster_ctest.log
+  local setup="bash launch/setup.sh --with-cluster"
+  local tests="ctest --test-dir build -L 'slurm|multi_host' --output-on-failure --no-tests=error"
+  mark "cluster: \$ $setup"
+  say "\$ $setup"
+  in_root "$root" "$setup" || status=$?
+  ((status == 0)) || { say "FAILED (exit $status): $setup"; return "$status"; }
+  # What a booted machine has and a chroot lacks: the cgroup file system (slurmd reads it even
+  # with proctrack/linuxproc), munge's run directory, and this host's name in /etc/hosts
+  # (slurmctld looks itself up before it starts). The cgroups are the host's own tree: a
+  # cgroup2 mount where /proc/self/cgroup lists v1 controllers (as under gVisor) makes slurmd
+  # stop with "Hybrid mode is not supported".
+  if ! mountpoint -q "$root/sys/fs/cgroup"; then
+    if mountpoint -q /sys/fs/cgroup; then
+      mount --rbind /sys/fs/cgroup "$root/sys/fs/cgroup" && mounted+=("$root/sys/fs/cgroup")
+    else
+      mount -t cgroup2 cgroup2 "$root/sys/fs/cgroup" && mounted+=("$root/sys/fs/cgroup")
+    fi
+  fi
+  mountpoint -q "$root/sys/fs/cgroup" || die "cannot mount cgroups at $root/sys/fs/cgroup"
+  in_root "$root" "install -d -o munge -g munge -m 755 /run/munge" || die "cannot make /run/munge"
+  local host
+  host=$(hostname)
+  grep -qw -- "$host" "$root/etc/hosts" 2>/dev/null || echo "127.0.1.1 $host" >>"$root/etc/hosts"
+  mark "cluster: \$ $tests"
+  say "\$ $tests"
+  in_root "$root" "$tests" | tee "$log" || status=${PIPESTATUS[0]}
+  ((status == 0)) || { say "FAILED (exit $status): $tests"; return "$status"; }
+  if grep -q '(Skipped)' "$log"; then
+    say "FAILED: cluster tests were skipped, though the root has all they need"
+    return 1
+  fi
+  say "cluster tests passed"
 }
 
 # Copies the commands' output through unchanged, marking the phases setup.sh announces.
@@ -190,7 +237,7 @@ cleanup() {
   wait 2>/dev/null
   # The mounts lived in the check's private mount namespace, so the host should see none; if
   # one shows up anyway, unmount it lazily, innermost first.
-  for m in dev/shm dev/pts dev sys proc; do
+  for m in sys/fs/cgroup dev/shm dev/pts dev sys proc; do
     mountpoint -q "$work/root/$m" 2>/dev/null && umount -l "$work/root/$m"
   done
   log=$(cat "$phases" 2>/dev/null)
@@ -224,7 +271,7 @@ main() {
     --keep) keep=1 ;;
     "") ;;
     -h | --help)
-      sed -n '2,9p' "$self" | sed 's/^# \{0,1\}//'
+      sed -n '2,11p' "$self" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) die "unknown argument '$1' (see --help)" ;;

@@ -25,6 +25,7 @@
 #include "nn/context.hpp"
 #include "optim/adam.hpp"
 #include "parallel/grad_sync.hpp"
+#include "parallel/placement.hpp"
 #include "train/model_config.hpp"
 #include "train/stop_signals.hpp"
 #include "vae/latent.hpp"
@@ -170,6 +171,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   s.grids = std::make_unique<SampleGrids>(std::move(grid_z), opt.grid_size);
   s.checkpoints = CheckpointPolicy{opt.checkpoint_every, opt.keep_checkpoints};
 
+  warn_if_ranks_share_cpus(comm);  // collective; rank 0 warns when pinned ranks share cores
   if (comm.is_root()) {
     std::error_code ec;
     std::filesystem::create_directories(s.out, ec);
