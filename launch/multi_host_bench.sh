@@ -47,9 +47,12 @@ for r in $(seq 1 "$rounds"); do
 done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "== medians over $rounds rounds (images/s)"
-base=$(echo "${ips[one_node_2]}" | median)
+base=$(echo "${ips[one_node_2]:-}" | median)
 for setup in $setups; do
   m=$(echo "${ips[$setup]}" | median)
   echo "$setup images_per_s=$m"
 done
-echo "efficiency hosts_2x1 vs one_node_2: $(awk -v a="$(echo "${ips[hosts_2x1]}" | median)" -v b="$base" 'BEGIN {printf "%.1f%%", 100*a/b}')"
+if [[ -n ${ips[one_node_2]:-} && -n ${ips[hosts_2x1]:-} ]]; then
+  eff=$(awk -v a="$(echo "${ips[hosts_2x1]}" | median)" -v b="$base" 'BEGIN {printf "%.1f%%", 100*a/b}')
+  echo "efficiency hosts_2x1 vs one_node_2: $eff"
+fi
