@@ -147,7 +147,7 @@ GradientSync::GradientSync(const Comm& comm, ParamStore& store, Adam& adam)
   const size_t bucket = bucket_floats();
   for (size_t b = slice_begin_; b < slice_end_; b += bucket)
     buckets_.push_back(Bucket{b, std::min(slice_end_, b + bucket)});
-  // Local rank 0 always has the bucket at offset 0, which carries the node's stop counts.
+  // Local rank 0 always has the bucket at offset 0, which carries the node's counts.
   if (r == 0 && buckets_.empty()) buckets_.push_back(Bucket{0, 0});
   std::reverse(buckets_.begin(), buckets_.end());
   requests_.assign(buckets_.size(), MPI_REQUEST_NULL);

@@ -106,8 +106,8 @@ class GradientSync : public GradListener {
   bool overlap_ = false;            // VAE_DIST_OVERLAP=1: buckets during backward
   double clip_ = 0;                 // --grad-clip (0 = off)
   float* base_ = nullptr;           // [header][P slots][sum][params][exp_avg][exp_avg_sq]
-  float* header_ = nullptr;         // per local rank: stop counts, progress; then the result
-  float* own_grads_ = nullptr;      // Allreduce mode: gradients with the stop counts before them
+  float* header_ = nullptr;         // per local rank: counts, progress; then the result
+  float* own_grads_ = nullptr;      // Allreduce mode: gradients with the counts before them
   size_t n_ = 0, n_pad_ = 0, stride_ = 0, local_ = 1;
   size_t slice_begin_ = 0, slice_end_ = 0;  // this rank's share of the update
   // Many nodes: this rank's buckets, highest offsets first (the order backward finishes them

@@ -262,15 +262,23 @@ TEST(Trainer, CheckpointOfSeveralRanksResumesOnOneRank) {
               << entries[i].name;
         }
       }
-      // P = 2 wrote at the end of epoch 2 (8 steps per epoch): no note, epochs 3 and 4 follow.
-      // P = 3 wrote 4 of epoch 3's 6 steps: the note says the rest of epoch 3 is skipped.
-      const bool mid_epoch = comm.size() == 3;
-      EXPECT_EQ(before.epoch, mid_epoch ? 3 : 2);
+      // The writer ran ceil(61 / 4P) steps per epoch. P = 2 wrote at the end of epoch 2 (8
+      // steps per epoch): no note, epochs 3 and 4 follow. P = 3 wrote 4 of epoch 3's 6 steps:
+      // the note says the rest of epoch 3 is skipped. (P = 4, across hosts, ends epoch 3.)
+      const int P = comm.size();
+      EXPECT_EQ(before.steps_per_epoch, (61 + 4 * P - 1) / (4 * P));
+      const bool mid_epoch = before.step_in_epoch < before.steps_per_epoch;
+      if (P == 2) {
+        EXPECT_FALSE(mid_epoch);
+      }
+      if (P == 3) {
+        EXPECT_TRUE(mid_epoch);
+      }
       EXPECT_EQ(said.find("written mid-epoch") != std::string::npos, mid_epoch) << said;
       const vd::TrainSummary s = t.run();
       // One rank runs 16 steps per epoch over the 61 rows, from the epoch after the
       // checkpoint's to epoch 4.
-      EXPECT_EQ(s.steps, first.max_steps + 16 * (4 - before.epoch));
+      EXPECT_EQ(s.steps, before.step + 16 * (4 - before.epoch));
       const vd::CheckpointMeta meta = vd::read_checkpoint_meta(s.last_checkpoint);
       EXPECT_EQ(meta.world_size, 1);
       EXPECT_EQ(s.epochs, 4);
