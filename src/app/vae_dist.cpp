@@ -41,7 +41,14 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
     vd::Trainer trainer(parsed.options, comm);
-    const vd::TrainSummary s = trainer.run();
+    vd::TrainSummary s;
+    try {
+      s = trainer.run();
+    } catch (const vd::DivergenceError& e) {
+      // Every rank stops here at the same step: one message, and an orderly exit code 3.
+      if (comm.is_root()) std::fprintf(stderr, "error: %s\n", e.what());
+      return 3;
+    }
     if (s.signal != 0) {
       if (comm.is_root())
         std::printf(

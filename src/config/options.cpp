@@ -263,6 +263,9 @@ const std::vector<Spec>& table() {
                           "epochs over which the KL weight ramps linearly from 0 to beta"));
     t.push_back(real_spec("weight-decay", &O::weight_decay, {0, false}, none,
                           "L2 weight decay added to the gradient, as torch.optim.Adam does"));
+    t.push_back(real_spec("grad-clip", &O::grad_clip, {0, false}, none,
+                          "clip the summed gradient to this global L2 norm, as "
+                          "torch.nn.utils.clip_grad_norm_ does (0 = off)"));
     t.push_back(real_spec("adam-beta1", &O::adam_beta1, {0, false}, Bound{1, true},
                           "Adam first-moment decay"));
     t.push_back(real_spec("adam-beta2", &O::adam_beta2, {0, false}, Bound{1, true},

@@ -33,6 +33,7 @@ struct Options {
   double beta = 1.0;
   double kl_warmup_epochs = 0.0;
   double weight_decay = 0.0;
+  double grad_clip = 0.0;  // max global L2 norm of the summed gradient; 0 = off
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;

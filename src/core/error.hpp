@@ -44,6 +44,13 @@ class DistError : public Error {
   using Error::Error;
 };
 
+// Training diverged: a loss or gradient became NaN or infinite. Every rank throws it at the
+// same step, with the same message, so the job can end cleanly (no abort).
+class DivergenceError : public Error {
+ public:
+  using Error::Error;
+};
+
 // "[400, 784]": a tensor shape as error messages print it.
 std::string shape_text(std::span<const int64_t> shape);
 

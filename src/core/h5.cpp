@@ -175,10 +175,21 @@ bool is_hdf5(const std::string& path) {
   return r > 0;
 }
 
-File create_file(const std::string& path) {
+File create_file(const std::string& path, bool checksummed) {
   quiet_errors();
+  PropList fapl(VD_H5(H5Pcreate(H5P_FILE_ACCESS), "cannot create a property list"));
+  PropList fcpl(VD_H5(H5Pcreate(H5P_FILE_CREATE), "cannot create a property list"));
+  if (checksummed) {
+    // 1.10's format: besides checksummed headers, a one-chunk data set keeps its chunk's
+    // address in its (checksummed) header, not in a version-1 B-tree, which has no checksum.
+    VD_H5(H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_LATEST),
+          "cannot choose the HDF5 1.10 file format");
+    // The root group's attributes stay in its (checksummed) object header: past 8 HDF5 moves
+    // them to a fractal heap, whose blocks carry no checksum.
+    VD_H5(H5Pset_attr_phase_change(fcpl, 64, 32), "cannot keep attributes compact");
+  }
   return File(VD_H5(
-      H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
+      H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl, fapl),
       "cannot create HDF5 file '" + path + "'; check that its directory exists and is writable"));
 }
 
@@ -270,6 +281,8 @@ Dataset create_dataset(hid_t loc, const std::string& name, hid_t file_type,
       chunk[i] = static_cast<hsize_t>(std::max<int64_t>(1, std::min(options.chunk[i], dims[i])));
     VD_H5(H5Pset_chunk(dcpl, static_cast<int>(chunk.size()), chunk.data()),
           "cannot set the chunk shape of '" + name + "'");
+    if (options.fletcher32)
+      VD_H5(H5Pset_fletcher32(dcpl), "cannot enable the Fletcher-32 checksum for '" + name + "'");
     if (options.deflate > 0)
       VD_H5(H5Pset_deflate(dcpl, static_cast<unsigned>(options.deflate)),
             "cannot enable gzip compression for '" + name + "'");
@@ -481,6 +494,16 @@ std::string attribute_text(hid_t obj, const std::string& name) {
   }
   if (n != 1) out << "]";
   return out.str();
+}
+
+bool has_fletcher32(hid_t dataset) {
+  PropList dcpl(VD_H5(H5Dget_create_plist(dataset), "cannot read a dataset's creation list"));
+  unsigned flags = 0, config = 0;
+  size_t nelmts = 0;
+  const herr_t found = H5Pget_filter_by_id2(dcpl, H5Z_FILTER_FLETCHER32, &flags, &nelmts, nullptr,
+                                            0, nullptr, &config);
+  H5Eclear2(H5E_DEFAULT);  // "filter not found" is an answer here, not an error
+  return found >= 0;
 }
 
 }  // namespace vd::h5

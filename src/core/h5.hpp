@@ -131,7 +131,10 @@ void quiet_errors();
 
 // True when path is an existing HDF5 file; false for a missing or non-HDF5 file.
 bool is_hdf5(const std::string& path);
-File create_file(const std::string& path);  // truncates an existing file
+// Truncates an existing file. checksummed: the file format of HDF5 1.10 and later, whose
+// superblock, object headers and chunk indexes carry checksums that HDF5 verifies on every
+// read (readable by HDF5 >= 1.10, as in current h5py), instead of the oldest format (none).
+File create_file(const std::string& path, bool checksummed = false);
 File open_file(const std::string& path, bool writable = false);
 
 Group create_group(hid_t loc, const std::string& name);
@@ -144,9 +147,11 @@ std::vector<std::string> list_datasets(hid_t loc, const std::string& group = "/"
                                        bool recursive = false);
 
 // Dataset creation: chunk empty = contiguous; deflate 0 = no compression (needs chunks).
+// fletcher32: a checksum per chunk, which HDF5 checks on every read (needs chunks).
 struct CreateOptions {
   std::vector<int64_t> chunk;
   int deflate = 0;
+  bool fletcher32 = false;
 };
 Dataset create_dataset(hid_t loc, const std::string& name, hid_t file_type,
                        std::span<const int64_t> dims, const CreateOptions& options = {});
@@ -160,6 +165,7 @@ std::vector<int64_t> dims_of(hid_t dataset);
 // Chunk shape of a dataset (empty when contiguous) and whether it is gzip-compressed.
 std::vector<int64_t> chunk_of(hid_t dataset);
 int deflate_level_of(hid_t dataset);  // -1 when not compressed with deflate
+bool has_fletcher32(hid_t dataset);
 
 // Rows [row, row + rows) along dimension 0, all of every other dimension, as ONE
 // hyperslab; HDF5 converts between mem_type and the stored type.

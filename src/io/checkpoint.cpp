@@ -8,13 +8,17 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <climits>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <optional>
 #include <string_view>
+#include <thread>
 
 #include "core/error.hpp"
 #include "core/h5.hpp"
@@ -99,14 +103,22 @@ h5::Datatype vlen_string_type() {
   return type;
 }
 
-// Variable-length strings: a scalar data set when dims is empty, else one dimension.
-void write_strings(hid_t loc, const std::string& name, const std::vector<std::string>& values,
-                   std::span<const int64_t> dims) {
-  h5::Datatype type = vlen_string_type();
-  std::vector<const char*> ptrs;
-  for (const std::string& v : values) ptrs.push_back(v.c_str());
-  h5::Dataset dset = h5::create_dataset(loc, name, type, dims);
-  h5::write_all(dset, type, ptrs.data());
+// Strings as one 1-D data set of fixed-length UTF-8 strings (NUL-padded to the longest), in
+// one chunk with a Fletcher-32 checksum. Not variable-length strings: those live in HDF5's
+// global heap, which has no checksum, and HDF5 1.10 crashes reading a damaged one.
+void write_strings(hid_t loc, const std::string& name, const std::vector<std::string>& values) {
+  size_t longest = 1;
+  for (const std::string& v : values) longest = std::max(longest, v.size());
+  h5::Datatype type(VD_H5(H5Tcopy(H5T_C_S1), "cannot create a string type"));
+  VD_H5(H5Tset_size(type, longest), "cannot size a string type");
+  VD_H5(H5Tset_strpad(type, H5T_STR_NULLPAD), "cannot set a string type's padding");
+  VD_H5(H5Tset_cset(type, H5T_CSET_UTF8), "cannot set a string type's character set");
+  std::string buf(longest * values.size(), '\0');
+  for (size_t i = 0; i < values.size(); ++i) buf.replace(i * longest, values[i].size(), values[i]);
+  const int64_t count = static_cast<int64_t>(values.size());
+  h5::Dataset dset = h5::create_dataset(loc, name, type, std::span<const int64_t>(&count, 1),
+                                        h5::CreateOptions{{count}, 0, true});
+  h5::write_all(dset, type, buf.data());
 }
 
 // All strings of a string data set (scalar or 1-D; variable or fixed length).
@@ -117,6 +129,9 @@ std::vector<std::string> read_strings(hid_t loc, const std::string& name) {
     throw IoError("data set '" + name + "' is a " + h5::type_name(ftype) + ", not a string");
   size_t count = 1;
   for (int64_t d : h5::dims_of(dset)) count *= static_cast<size_t>(d);
+  if (count > (1u << 20))
+    throw IoError("data set '" + name + "' holds " + std::to_string(count) +
+                  " strings, far more than a checkpoint has");
   std::vector<std::string> out;
   out.reserve(count);
   if (VD_H5(H5Tis_variable_str(ftype), "cannot inspect a string type") > 0) {
@@ -184,6 +199,8 @@ CheckpointMeta read_meta(hid_t file, const std::string& path) {
   CheckpointMeta meta;
   meta.epoch = h5::read_int_attribute(file, "epoch");
   meta.step_in_epoch = h5::read_int_attribute(file, "step_in_epoch");
+  if (h5::has_attribute(file, "steps_per_epoch"))
+    meta.steps_per_epoch = h5::read_int_attribute(file, "steps_per_epoch");
   meta.step = h5::read_int_attribute(file, "step");
   meta.samples = h5::read_int_attribute(file, "samples");
   meta.adam_steps = h5::read_int_attribute(file, "adam_steps");
@@ -199,7 +216,8 @@ CheckpointMeta read_meta(hid_t file, const std::string& path) {
                           std::to_string(config.size()) +
                           " strings instead of one; the file is damaged");
   meta.config_ini = std::move(config.front());
-  if (h5::is_dataset(file, "/data_shape")) {
+  // Optional, but a link that is there must open: a damaged header is not an absent one.
+  if (h5::exists(file, "/data_shape")) {
     meta.data_shape = h5::read_dataset<int64_t>(file, "/data_shape").data;
     if (h5::has_attribute(file, "classes")) meta.classes = h5::read_int_attribute(file, "classes");
   }
@@ -250,27 +268,69 @@ void sync_dir(const fs::path& dir) {
   ::close(fd);
 }
 
+// Test hook: VAE_DIST_TEST_SLOW_CHECKPOINT_MS=N sleeps N ms inside the write, with the .tmp
+// created and half written, so a test can kill the writer there.
+void test_pause_in_write() {
+  const char* env = std::getenv("VAE_DIST_TEST_SLOW_CHECKPOINT_MS");
+  if (env == nullptr || *env == '\0') return;
+  const long ms = std::strtol(env, nullptr, 10);
+  if (ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+
+h5::CreateOptions checked(size_t n) {
+  return h5::CreateOptions{{static_cast<int64_t>(n)}, 0, true};
+}
+
+// "params/encoder.fc1.weight holds nan" for the first value that a resumed run could not use:
+// a NaN or infinity anywhere, or a negative second moment (Adam takes its square root).
+std::string unusable_value(const ParamStore& store, std::span<const float> exp_avg,
+                           std::span<const float> exp_avg_sq) {
+  const auto& entries = store.entries();
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const ParamStore::Entry& e = entries[i];
+    const struct {
+      const char* group;
+      const float* data;
+    } parts[] = {{"params/", store.param(i)},
+                 {"adam/exp_avg/", exp_avg.data() + e.offset},
+                 {"adam/exp_avg_sq/", exp_avg_sq.data() + e.offset}};
+    for (const auto& part : parts)
+      for (size_t k = 0; k < e.size; ++k) {
+        const float x = part.data[k];
+        const bool negative_v = part.data == exp_avg_sq.data() + e.offset && x < 0;
+        if (!std::isfinite(x) || negative_v)
+          return std::string(part.group) + e.name + " holds " + std::to_string(x);
+      }
+  }
+  return "";
+}
+
 void write_file(const std::string& tmp, const CheckpointMeta& meta, const ParamStore& store,
                 std::span<const float> exp_avg, std::span<const float> exp_avg_sq) {
-  h5::File file = h5::create_file(tmp);
+  h5::File file = h5::create_file(tmp, true);
   {
     h5::write_attribute(file, "format", kCheckpointFormat);
     h5::write_attribute(file, "format_version", int64_t{kCheckpointFormatVersion});
     h5::write_attribute(file, "epoch", meta.epoch);
     h5::write_attribute(file, "step_in_epoch", meta.step_in_epoch);
+    if (meta.steps_per_epoch > 0)
+      h5::write_attribute(file, "steps_per_epoch", meta.steps_per_epoch);
     h5::write_attribute(file, "step", meta.step);
     h5::write_attribute(file, "samples", meta.samples);
     h5::write_attribute(file, "world_size", int64_t{meta.world_size});
     h5::write_attribute(file, "seed", meta.seed);
     h5::write_attribute(file, "adam_steps", meta.adam_steps);
     h5::write_attribute(file, "num_parameters", static_cast<int64_t>(store.num_parameters()));
-    write_strings(file, "/config", {meta.config_ini}, {});
-    const int64_t ranks = meta.world_size;
-    write_strings(file, "/rng_states", meta.rng_states, std::span<const int64_t>(&ranks, 1));
+    // Every data set carries a checksum (Fletcher-32, or a CRC-32 attribute for strings).
+    h5::write_attribute(file, "checksums", int64_t{1});
+    test_pause_in_write();
+    write_strings(file, "/config", {meta.config_ini});
+    write_strings(file, "/rng_states", meta.rng_states);
     if (!meta.data_shape.empty()) {
       const int64_t rank = static_cast<int64_t>(meta.data_shape.size());
       h5::write_dataset<int64_t>(file, "/data_shape", meta.data_shape,
-                                 std::span<const int64_t>(&rank, 1));
+                                 std::span<const int64_t>(&rank, 1),
+                                 checked(meta.data_shape.size()));
       h5::write_attribute(file, "classes", meta.classes);
     }
 
@@ -281,9 +341,11 @@ void write_file(const std::string& tmp, const CheckpointMeta& meta, const ParamS
     const auto& entries = store.entries();
     for (size_t i = 0; i < entries.size(); ++i) {
       const ParamStore::Entry& e = entries[i];
-      h5::write_dataset<float>(params, e.name, {store.param(i), e.size}, e.shape);
-      h5::write_dataset<float>(m, e.name, exp_avg.subspan(e.offset, e.size), e.shape);
-      h5::write_dataset<float>(v, e.name, exp_avg_sq.subspan(e.offset, e.size), e.shape);
+      // One chunk per data set, so HDF5 keeps one Fletcher-32 checksum for it.
+      const h5::CreateOptions opt{e.shape, 0, true};
+      h5::write_dataset<float>(params, e.name, {store.param(i), e.size}, e.shape, opt);
+      h5::write_dataset<float>(m, e.name, exp_avg.subspan(e.offset, e.size), e.shape, opt);
+      h5::write_dataset<float>(v, e.name, exp_avg_sq.subspan(e.offset, e.size), e.shape, opt);
     }
   }  // every object closed, so closing the file really closes it
   VD_H5(H5Fflush(file, H5F_SCOPE_GLOBAL), "cannot flush the HDF5 file (disk full?)");
@@ -311,6 +373,10 @@ void write_checkpoint(const std::string& path, const CheckpointMeta& meta, const
     if (e.name.find('/') != std::string::npos || e.name == "." || e.name == "..")
       throw ShapeError("cannot write checkpoint '" + path + "': parameter name '" + e.name +
                        "' cannot be an HDF5 data set name (no '/', not '.' or '..')");
+
+  if (const std::string bad = unusable_value(store, exp_avg, exp_avg_sq); !bad.empty())
+    throw DivergenceError("refusing to write checkpoint '" + path + "': " + bad +
+                          " (the training diverged); the earlier checkpoints are kept");
 
   const fs::path target(path);
   std::error_code ec;
@@ -409,14 +475,34 @@ CheckpointMeta read_checkpoint(const std::string& path, ParamStore& store, std::
     std::fill(store.params().begin(), store.params().end(), 0.0f);
     std::fill(exp_avg.begin(), exp_avg.end(), 0.0f);
     std::fill(exp_avg_sq.begin(), exp_avg_sq.end(), 0.0f);
+    const bool checksums = h5::has_attribute(file, "checksums");
+    const auto read_values = [&](const std::string& name, float* dst, size_t count) {
+      h5::Dataset dset = h5::open_dataset(file, name);
+      // A file that says it has checksums must have one on every data set (a damaged filter
+      // list must not turn the check off).
+      if (checksums && count > 0 && !h5::has_fletcher32(dset))
+        throw CheckpointError("checkpoint '" + path + "': " + name + " has lost its checksum; " +
+                              advice);
+      try {
+        h5::read_all(dset, H5T_NATIVE_FLOAT, dst);
+      } catch (const IoError& e) {
+        throw CheckpointError("checkpoint '" + path + "': cannot read " + name +
+                              (checksums ? " (its values do not match their checksum, or the "
+                                           "file is damaged around them)"
+                                         : "") +
+                              ": " + e.what() + "; " + advice);
+      }
+    };
     for (size_t i = 0; i < entries.size(); ++i) {
       const ParamStore::Entry& e = entries[i];
-      h5::read_all(h5::open_dataset(file, "/params/" + e.name), H5T_NATIVE_FLOAT, store.param(i));
-      h5::read_all(h5::open_dataset(file, "/adam/exp_avg/" + e.name), H5T_NATIVE_FLOAT,
-                   exp_avg.data() + e.offset);
-      h5::read_all(h5::open_dataset(file, "/adam/exp_avg_sq/" + e.name), H5T_NATIVE_FLOAT,
-                   exp_avg_sq.data() + e.offset);
+      read_values("/params/" + e.name, store.param(i), e.size);
+      read_values("/adam/exp_avg/" + e.name, exp_avg.data() + e.offset, e.size);
+      read_values("/adam/exp_avg_sq/" + e.name, exp_avg_sq.data() + e.offset, e.size);
     }
+    if (const std::string bad = unusable_value(store, exp_avg, exp_avg_sq); !bad.empty())
+      throw CheckpointError("checkpoint '" + path + "': " + bad +
+                            "; a model with such values cannot train (was the run diverging, "
+                            "or was the file edited?); resume from an earlier checkpoint");
     return meta;
   });
 }

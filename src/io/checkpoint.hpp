@@ -12,13 +12,15 @@ namespace vd {
 
 // One checkpoint = one HDF5 file. Everything a run needs to continue exactly.
 struct CheckpointMeta {
-  std::string config_ini;     // resolved configuration (format_options text)
-  int64_t epoch = 0;          // epoch the run is in (1-based) ...
-  int64_t step_in_epoch = 0;  // ... and steps of it already done (== steps_per_epoch
-                              // at an epoch end)
-  int64_t step = 0;           // optimizer steps so far
-  int64_t samples = 0;        // training samples seen so far (all ranks)
-  int world_size = 1;         // ranks of the run that wrote it
+  std::string config_ini;       // resolved configuration (format_options text)
+  int64_t epoch = 0;            // epoch the run is in (1-based) ...
+  int64_t step_in_epoch = 0;    // ... and steps of it already done (== steps_per_epoch
+                                // at an epoch end)
+  int64_t steps_per_epoch = 0;  // of the writing run (its world size shards differently);
+                                // 0 in checkpoints written before it was stored
+  int64_t step = 0;             // optimizer steps so far
+  int64_t samples = 0;          // training samples seen so far (all ranks)
+  int world_size = 1;           // ranks of the run that wrote it
   uint64_t seed = 0;
   std::vector<std::string> rng_states;  // one RNG state text (vd::Rng::state()) per rank
   int64_t adam_steps = 0;
@@ -38,12 +40,18 @@ inline constexpr const char* kCheckpointFormat = "vae_dist-checkpoint";
 
 // File layout (readable with h5py, e.g. f["params/encoder.fc1.weight"][...]):
 //   root attributes   format, format_version, epoch, step_in_epoch, step, samples, world_size,
-//                     seed (uint64), adam_steps, num_parameters (informational)
-//   /config           scalar variable-length UTF-8 string (an attribute is capped at 64 KiB)
-//   /rng_states       variable-length strings [world_size], rank order
+//                     seed (uint64), adam_steps, num_parameters (informational),
+//                     steps_per_epoch (optional: older files lack it)
+//   /config           fixed-length UTF-8 strings [1] (NUL-padded; h5py reads bytes: .decode())
+//   /rng_states       fixed-length UTF-8 strings [world_size], rank order
+//                     (files written before checksums hold variable-length strings: still read)
 //   /data_shape       int64 [3]: C, H, W of one sample; root attribute classes (both optional)
 //   /params/<name>    float32, the entry's PyTorch shape, row-major; padding is not saved
 //   /adam/exp_avg/<name>, /adam/exp_avg_sq/<name>   the moments, same shapes
+// Every data set is one chunk with a Fletcher-32 checksum (root attribute checksums = 1), and
+// the file uses HDF5's 1.10 format, whose metadata carries checksums too: a damaged file is a
+// clear error at load, never silently different values. Non-finite parameters or moments (or
+// a negative exp_avg_sq) are refused when writing (vd::DivergenceError) and when reading.
 //
 // Writes path + ".tmp" (creating parent directories), flushes and closes it, fsyncs it and
 // renames it over path, so an interrupted write never damages an existing checkpoint at path.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
@@ -20,20 +21,26 @@ constexpr size_t kAlign = 16;  // floats: 64 bytes, so slices never share a cach
 size_t round_up(size_t n) {
   return (n + kAlign - 1) / kAlign * kAlign;
 }
-// Per local rank in the window's header: stop counts at [0, 2), the progress counter at
-// [16, 18) (its own cache line, as it is polled by the other ranks during backward).
+// Per local rank in the window's header: the counts at [0, 3), a sum of squares for clipping
+// (a double) at [4, 6), the progress counter at [16, 18) (its own cache line, as it is polled
+// by the other ranks during backward).
 constexpr size_t kRankHeader = 32;
+constexpr size_t kSumSqAt = 4;
 constexpr size_t kProgressAt = 16;
+constexpr size_t kCounts = 3;
 
-// The stop requests as counts that add up across ranks: [SIGTERM, any other stop signal].
-void encode_signal(int signal, float* counts) {
+// The stop requests and the divergence verdict as counts that add up across ranks:
+// [SIGTERM, any other stop signal, non-finite loss or gradient].
+void encode_counts(int signal, bool non_finite, float* counts) {
   counts[0] = signal == SIGTERM ? 1.0f : 0.0f;
   counts[1] = signal != 0 && signal != SIGTERM ? 1.0f : 0.0f;
+  counts[2] = non_finite ? 1.0f : 0.0f;
 }
-int decode_signal(const float* counts) {
-  if (counts[0] > 0.0f) return SIGTERM;
-  if (counts[1] > 0.0f) return SIGINT;
-  return 0;
+GradientSync::Agreed decode_counts(const float* counts) {
+  GradientSync::Agreed a;
+  a.signal = counts[0] > 0.0f ? SIGTERM : counts[1] > 0.0f ? SIGINT : 0;
+  a.non_finite = static_cast<int>(counts[2]);
+  return a;
 }
 
 size_t bucket_floats() {
@@ -140,7 +147,7 @@ GradientSync::GradientSync(const Comm& comm, ParamStore& store, Adam& adam)
   const size_t bucket = bucket_floats();
   for (size_t b = slice_begin_; b < slice_end_; b += bucket)
     buckets_.push_back(Bucket{b, std::min(slice_end_, b + bucket)});
-  // Local rank 0 always has the bucket at offset 0, which carries the node's stop counts.
+  // Local rank 0 always has the bucket at offset 0, which carries the node's counts.
   if (r == 0 && buckets_.empty()) buckets_.push_back(Bucket{0, 0});
   std::reverse(buckets_.begin(), buckets_.end());
   requests_.assign(buckets_.size(), MPI_REQUEST_NULL);
@@ -250,15 +257,12 @@ void GradientSync::backward_done(const std::string& layer) {
 
 void GradientSync::sum_slots(size_t begin, size_t end, bool with_counts) {
   float* s = sum();
-  if (with_counts) {
-    float counts[2] = {0, 0};
-    for (size_t r = 0; r < local_; ++r) {
-      counts[0] += header_[r * kRankHeader];
-      counts[1] += header_[r * kRankHeader + 1];
+  if (with_counts)
+    for (size_t c = 0; c < kCounts; ++c) {
+      float count = 0;
+      for (size_t r = 0; r < local_; ++r) count += header_[r * kRankHeader + c];
+      (s - kCounts)[c] = count;
     }
-    s[-2] = counts[0];
-    s[-1] = counts[1];
-  }
   if (local_ == 1) return;
   // In rank order, so the sum does not depend on which rank computes it.
   std::memcpy(s + begin, slot(0) + begin, (end - begin) * sizeof(float));
@@ -275,8 +279,8 @@ void GradientSync::start_ready_buckets() {
     const Bucket& b = buckets_[next_bucket_];
     const bool with_counts = leader && next_bucket_ + 1 == buckets_.size();
     sum_slots(b.begin, b.end, with_counts);
-    float* data = sum() + b.begin - (with_counts ? 2 : 0);
-    const int count = static_cast<int>(b.end - b.begin + (with_counts ? 2 : 0));
+    float* data = sum() + b.begin - (with_counts ? kCounts : 0);
+    const int count = static_cast<int>(b.end - b.begin + (with_counts ? kCounts : 0));
     VD_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, data, count, MPI_FLOAT, MPI_SUM, cross_,
                                 &requests_[next_bucket_]));
     ++next_bucket_;
@@ -305,69 +309,106 @@ void GradientSync::pause() {
   std::this_thread::sleep_for(std::chrono::microseconds(20));
 }
 
-int GradientSync::update(double lr, int signal) {
-  switch (mode_) {
-    case Mode::Single:
-      adam_.step(store_.params(), store_.grads(), lr);
-      return signal;
-    case Mode::Allreduce: {
-      float* counts = own_grads_ + kHead - 2;
-      encode_signal(signal, counts);
-      comm_.allreduce_sum(std::span<float>(counts, n_ + 2));
-      adam_.step(store_.params(), store_.grads(), lr);
-      return decode_signal(counts);
-    }
-    case Mode::Node:
-      return update_node(lr, signal);
-    case Mode::Nodes:
-      return update_nodes(lr, signal);
-  }
-  return signal;
+void GradientSync::clip_range(float* grads, size_t begin, size_t end, double sum_sq) const {
+  // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1, and the
+  // gradients multiplied by it (a float, as torch's tensor is).
+  const double norm = std::sqrt(sum_sq);
+  const float coef = static_cast<float>(std::min(1.0, clip_ / (norm + 1e-6)));
+#pragma omp simd
+  for (size_t i = begin; i < end; ++i) grads[i] *= coef;
 }
 
-int GradientSync::update_node(double lr, int signal) {
+namespace {
+double sum_of_squares(const float* g, size_t begin, size_t end) {
+  double s = 0;
+  for (size_t i = begin; i < end; ++i) s += static_cast<double>(g[i]) * g[i];
+  return s;
+}
+}  // namespace
+
+void GradientSync::clip_slice() {
   const size_t me = static_cast<size_t>(comm_.local_rank());
-  encode_signal(signal, header_ + me * kRankHeader);
+  const double mine = sum_of_squares(sum(), slice_begin_, slice_end_);
+  std::memcpy(header_ + me * kRankHeader + kSumSqAt, &mine, sizeof mine);
+  barrier();
+  // Every rank adds the same partial sums in rank order: one coefficient for all.
+  double total = 0;
+  for (size_t r = 0; r < local_; ++r) {
+    double part = 0;
+    std::memcpy(&part, header_ + r * kRankHeader + kSumSqAt, sizeof part);
+    total += part;
+  }
+  clip_range(sum(), slice_begin_, slice_end_, total);
+}
+
+GradientSync::Agreed GradientSync::update_checked(double lr, int signal, bool non_finite) {
+  switch (mode_) {
+    case Mode::Single: {
+      if (clip_ > 0) {
+        const auto g = store_.grads();
+        clip_range(g.data(), 0, n_, sum_of_squares(g.data(), 0, n_));
+      }
+      adam_.step(store_.params(), store_.grads(), lr);
+      return Agreed{signal, non_finite ? 1 : 0};
+    }
+    case Mode::Allreduce: {
+      float* counts = own_grads_ + kHead - kCounts;
+      encode_counts(signal, non_finite, counts);
+      comm_.allreduce_sum(std::span<float>(counts, n_ + kCounts));
+      if (clip_ > 0)
+        clip_range(own_grads_ + kHead, 0, n_, sum_of_squares(own_grads_ + kHead, 0, n_));
+      adam_.step(store_.params(), store_.grads(), lr);
+      return decode_counts(counts);
+    }
+    case Mode::Node:
+      return update_node(lr, signal, non_finite);
+    case Mode::Nodes:
+      return update_nodes(lr, signal, non_finite);
+  }
+  return Agreed{signal, non_finite ? 1 : 0};
+}
+
+GradientSync::Agreed GradientSync::update_node(double lr, int signal, bool non_finite) {
+  const size_t me = static_cast<size_t>(comm_.local_rank());
+  encode_counts(signal, non_finite, header_ + me * kRankHeader);
   // Every slot is written once all ranks arrive. Each rank sums its slice over the slots in
   // rank order (so the sum does not depend on which rank computes it) and updates that slice
   // of the shared parameters and moments.
   barrier();
-  float counts[2] = {0, 0};
-  for (size_t r = 0; r < local_; ++r) {
-    counts[0] += header_[r * kRankHeader];
-    counts[1] += header_[r * kRankHeader + 1];
-  }
+  float counts[kCounts] = {0, 0, 0};
+  for (size_t r = 0; r < local_; ++r)
+    for (size_t c = 0; c < kCounts; ++c) counts[c] += header_[r * kRankHeader + c];
   sum_slots(slice_begin_, slice_end_, false);
+  if (clip_ > 0) clip_slice();
   adam_.step_range(store_.params(), std::span<const float>(sum(), n_), slice_begin_, slice_end_,
                    lr);
   // All slices are updated before any rank starts the next forward pass; the next backward
-  // overwrites the slots (and stop counts) only after every rank has passed this point.
+  // overwrites the slots (and counts) only after every rank has passed this point.
   barrier();
-  return decode_signal(counts);
+  return decode_counts(counts);
 }
 
-int GradientSync::update_nodes(double lr, int signal) {
+GradientSync::Agreed GradientSync::update_nodes(double lr, int signal, bool non_finite) {
   const size_t me = static_cast<size_t>(comm_.local_rank());
-  encode_signal(signal, header_ + me * kRankHeader);
+  encode_counts(signal, non_finite, header_ + me * kRankHeader);
   float* result = header_ + local_ * kRankHeader;
   if (!overlap_) {
     // After backward: the node's sum of this rank's slice, one allreduce of it among the
-    // ranks owning the same slice on the other nodes (the leader's carries the stop counts in
+    // ranks owning the same slice on the other nodes (the leader's carries the counts in
     // front), and the slice's Adam update.
     barrier();
     const bool leader = me == 0;
     sum_slots(slice_begin_, slice_end_, leader);
-    float* data = sum() + slice_begin_ - (leader ? 2 : 0);
-    const int count = static_cast<int>(slice_end_ - slice_begin_ + (leader ? 2 : 0));
+    float* data = sum() + slice_begin_ - (leader ? kCounts : 0);
+    const int count = static_cast<int>(slice_end_ - slice_begin_ + (leader ? kCounts : 0));
     VD_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, count, MPI_FLOAT, MPI_SUM, cross_));
+    // The slice is the global sum now, identical on every node: the node's slices make the norm.
+    if (clip_ > 0) clip_slice();
     adam_.step_range(store_.params(), std::span<const float>(sum(), n_), slice_begin_, slice_end_,
                      lr);
-    if (leader) {
-      result[0] = sum()[-2];
-      result[1] = sum()[-1];
-    }
+    if (leader) std::memcpy(result, sum() - kCounts, kCounts * sizeof(float));
     barrier();
-    return decode_signal(result);
+    return decode_counts(result);
   }
   publish_progress(0);
   // The rest of the buckets, as the other ranks of the node finish their backward.
@@ -377,6 +418,14 @@ int GradientSync::update_nodes(double lr, int signal) {
   }
   adam_.begin_step();
   const std::span<const float> grads(sum(), n_);
+  if (clip_ > 0) {
+    // The norm needs every sum: wait for all buckets, then clip the slice as above.
+    while (std::find(arrived_.begin(), arrived_.end(), 0) != arrived_.end()) {
+      pause();
+      poll_arrivals();
+    }
+    clip_slice();
+  }
   // Each bucket's update as soon as its sum is here, while later ones are still in flight.
   std::vector<char> applied(buckets_.size(), 0);
   for (size_t left = buckets_.size(); left > 0;) {
@@ -392,12 +441,9 @@ int GradientSync::update_nodes(double lr, int signal) {
     if (!any) pause();
     poll_arrivals();
   }
-  if (me == 0) {
-    result[0] = sum()[-2];
-    result[1] = sum()[-1];
-  }
+  if (me == 0) std::memcpy(result, sum() - kCounts, kCounts * sizeof(float));
   barrier();
-  const int agreed = decode_signal(result);
+  const Agreed agreed = decode_counts(result);
   // Ready for the next step: no bucket started, no layer final.
   std::fill(arrived_.begin(), arrived_.end(), 0);
   next_bucket_ = 0;

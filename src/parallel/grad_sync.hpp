@@ -47,7 +47,19 @@ class GradientSync : public GradListener {
   // Adam step with learning rate lr, leaving identical parameters on every rank. `signal` is
   // this rank's stop request (0, SIGTERM or SIGINT); returns the request every rank agrees
   // on: SIGTERM if any rank had one, else SIGINT if any had one, else 0.
-  int update(double lr, int signal = 0);
+  int update(double lr, int signal = 0) { return update_checked(lr, signal, false).signal; }
+  // The same, with this rank's verdict on its own loss and gradient: `non_finite` when either
+  // held a NaN or infinity. It rides with the stop counts, so every rank learns of a
+  // divergence on any rank at the same step, at no extra cost.
+  struct Agreed {
+    int signal = 0;      // as update() returns it
+    int non_finite = 0;  // ranks that reported a non-finite loss or gradient this step
+  };
+  Agreed update_checked(double lr, int signal, bool non_finite);
+  // Scales the summed gradient so its global L2 norm is at most max_norm before each update,
+  // as torch.nn.utils.clip_grad_norm_ does (0 = off, the default, and then costs nothing).
+  // The sharded methods add one node barrier per step for the slices' sums of squares.
+  void set_grad_clip(double max_norm) { clip_ = max_norm; }
   // True when the parameters and moments are one copy shared by the ranks of a node: then
   // only one rank per node may write them (initialisation, restore) before barrier().
   bool shares_state() const { return win_ != MPI_WIN_NULL; }
@@ -65,10 +77,10 @@ class GradientSync : public GradListener {
   struct Bucket {
     size_t begin, end;  // floats of the flat gradient
   };
-  static constexpr size_t kHead = 16;  // floats before each region: stop counts ride there
+  static constexpr size_t kHead = 16;  // floats before each region: the counts ride there
 
   float* slot(size_t r) const { return base_ + r * stride_ + kHead; }
-  float* sum() const;  // the node sum of every slot ([-2], [-1]: the stop counts)
+  float* sum() const;  // the node sum of every slot ([-3, 0): the stop and non-finite counts)
   int64_t* progress(size_t r) const;
   void publish_progress(size_t frontier);
   bool node_ready(size_t begin) const;
@@ -76,8 +88,13 @@ class GradientSync : public GradListener {
   void poll_arrivals();
   static void pause();
   void sum_slots(size_t begin, size_t end, bool with_counts);
-  int update_node(double lr, int signal);
-  int update_nodes(double lr, int signal);
+  Agreed update_node(double lr, int signal, bool non_finite);
+  Agreed update_nodes(double lr, int signal, bool non_finite);
+  // Clipping: the coefficient for a squared global norm, applied to grads [begin, end).
+  void clip_range(float* grads, size_t begin, size_t end, double sum_sq) const;
+  // Sharded clipping: shares this rank's sum of squares over its slice of the node sum (each
+  // slice is the global sum by then) with the node and scales the slice.
+  void clip_slice();
 
   const Comm& comm_;
   ParamStore& store_;
@@ -87,9 +104,10 @@ class GradientSync : public GradListener {
   MPI_Win win_ = MPI_WIN_NULL;
   MPI_Comm cross_ = MPI_COMM_NULL;  // ranks of this local rank on every node
   bool overlap_ = false;            // VAE_DIST_OVERLAP=1: buckets during backward
+  double clip_ = 0;                 // --grad-clip (0 = off)
   float* base_ = nullptr;           // [header][P slots][sum][params][exp_avg][exp_avg_sq]
-  float* header_ = nullptr;         // per local rank: stop counts, progress; then the result
-  float* own_grads_ = nullptr;      // Allreduce mode: gradients with the stop counts before them
+  float* header_ = nullptr;         // per local rank: counts, progress; then the result
+  float* own_grads_ = nullptr;      // Allreduce mode: gradients with the counts before them
   size_t n_ = 0, n_pad_ = 0, stride_ = 0, local_ = 1;
   size_t slice_begin_ = 0, slice_end_ = 0;  // this rank's share of the update
   // Many nodes: this rank's buckets, highest offsets first (the order backward finishes them

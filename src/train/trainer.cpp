@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -71,6 +72,33 @@ ReportSums reduce(const Comm& comm, const LossSums& local) {
   return ReportSums{v[0], v[1], v[2], static_cast<int64_t>(v[3])};
 }
 
+// True when x is NaN or infinite; by the bits, so it holds under any floating-point flags.
+inline bool non_finite(float x) {
+  return (std::bit_cast<uint32_t>(x) & 0x7f800000u) == 0x7f800000u;
+}
+
+// What of this rank's step is not finite ("" when all is): its loss terms, else the first
+// parameter whose gradient holds a NaN or infinity. One pass over the gradient (about as
+// long as a copy of it), and only the rare bad case looks for the entry.
+std::string non_finite_part(const LossSums& sums, const ParamStore& store) {
+  for (const auto& [name, v] :
+       {std::pair{"loss", sums.loss}, std::pair{"reconstruction term", sums.recon},
+        std::pair{"KL term", sums.kl}})
+    if (!std::isfinite(v)) return "the " + std::string(name) + " is " + std::to_string(v);
+  const std::span<const float> g = store.grads();
+  bool bad = false;
+#pragma omp simd reduction(| : bad)
+  for (size_t i = 0; i < g.size(); ++i) bad |= non_finite(g[i]);
+  if (!bad) return "";
+  const auto& entries = store.entries();
+  for (size_t e = 0; e < entries.size(); ++e)
+    for (size_t i = 0; i < entries[e].size; ++i)
+      if (non_finite(g[entries[e].offset + i]))
+        return "the gradient of " + entries[e].name + " holds " +
+               std::to_string(g[entries[e].offset + i]);
+  return "the gradient holds a non-finite value";
+}
+
 }  // namespace
 
 // The host buffers of one training step: x [B, D], eps [B, L], labels [B].
@@ -112,6 +140,7 @@ struct Trainer::State {
   void save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng);
   ReportSums evaluate(int64_t epoch);
   LossSums step_once(int64_t st, Rng& eps_rng, StepBuffers& buf, int& signal);
+  [[noreturn]] void diverged(const std::string& mine);
   void write_grids(int64_t epoch);
   double iw_nll();
 };
@@ -150,6 +179,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   ac.weight_decay = opt.weight_decay;
   s.adam = std::make_unique<Adam>(s.store.size(), ac);
   s.grad_sync = std::make_unique<GradientSync>(comm, s.store, *s.adam);
+  s.grad_sync->set_grad_clip(opt.grad_clip);
 
   s.out = opt.out;
   // With one shared copy of the model per node only that node's first rank writes it.
@@ -218,7 +248,14 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
   adam->set_steps(meta.adam_steps);
   step = meta.step;
   samples = meta.samples;
-  const bool epoch_done = meta.step_in_epoch >= plan->steps_per_epoch();
+  // Whether the writer was at an epoch end is a question about the writer's epochs: another
+  // world size has another number of steps per epoch. Files without the count are read as
+  // written with this run's batch size.
+  const int64_t writer_steps =
+      meta.steps_per_epoch > 0
+          ? meta.steps_per_epoch
+          : EpochPlan(train.global_rows(), 0, meta.world_size, opt.batch_size).steps_per_epoch();
+  const bool epoch_done = meta.step_in_epoch >= writer_steps;
   if (meta.world_size == comm.size() && !epoch_done) {
     // Same world: continue mid-epoch exactly where the run stopped.
     start_epoch = meta.epoch;
@@ -252,6 +289,7 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   meta.config_ini = format_options(opt);
   meta.epoch = epoch;
   meta.step_in_epoch = step_in_epoch;
+  meta.steps_per_epoch = plan->steps_per_epoch();
   meta.step = step;
   meta.samples = samples;
   meta.world_size = comm.size();
@@ -335,10 +373,46 @@ LossSums Trainer::State::step_once(int64_t st, Rng& eps_rng, StepBuffers& buf, i
   const LossSums sums =
       vae->train_step(ctx, batch, beta_at(step), 1.0f / static_cast<float>(global));
   ctx.grad_listener = nullptr;
-  signal = grad_sync->update(opt.lr, signal);
+  // The divergence verdict rides with the stop counts: every rank learns of any rank's
+  // non-finite loss or gradient at this step, without a collective of its own.
+  const std::string bad = non_finite_part(sums, store);
+  const GradientSync::Agreed agreed = grad_sync->update_checked(opt.lr, signal, !bad.empty());
+  if (agreed.non_finite > 0) diverged(bad);
+  signal = agreed.signal;
   ++step;
   samples += global;
   return sums;
+}
+
+// Every rank, at the same step: rank 0 gathers what each rank found, and every rank throws the
+// same DivergenceError. Nothing is written after this, so the last good checkpoints stay.
+void Trainer::State::diverged(const std::string& mine) {
+  const std::vector<std::string> found = comm.gather_strings(mine, 0);
+  std::string message;
+  if (comm.is_root()) {
+    message = "training diverged at step " + std::to_string(step + 1) + ":";
+    for (size_t r = 0; r < found.size(); ++r)
+      if (!found[r].empty()) message += " rank " + std::to_string(r) + ": " + found[r] + ";";
+    std::string last = last_checkpoint;
+    if (last.empty()) {
+      try {
+        last = find_latest_checkpoint(out.string());
+      } catch (const Error&) {
+      }
+    }
+    char lr[32];
+    std::snprintf(lr, sizeof lr, "%g", opt.lr / 10);
+    message += " no checkpoint was written after it";
+    message += last.empty() ? " (the run has none yet); start again with a lower --lr (e.g. " +
+                                  std::string(lr) + ") or --grad-clip 1"
+                            : "; the last good one is " + last +
+                                  "; go on from it with a lower learning rate or clipping: "
+                                  "vae_dist --config " +
+                                  (out / "config.ini").string() + " --resume latest --lr " + lr +
+                                  " (or --grad-clip 1)";
+  }
+  comm.broadcast(message, 0);
+  throw DivergenceError(message);
 }
 
 TrainSummary Trainer::run() {

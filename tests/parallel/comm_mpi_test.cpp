@@ -1,10 +1,12 @@
 // MPI tests of vd::Comm (run with 2 and 3 ranks): sums, broadcasts and gathers give the
-// values computed by hand, and a replica mismatch is detected on every rank.
+// values computed by hand, and a replica mismatch is detected on every rank; the gradient
+// exchange carries the stop and divergence verdicts and clips as torch does.
 #include "parallel/comm.hpp"
 #include "parallel/grad_sync.hpp"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
@@ -179,6 +181,83 @@ TEST(GradientSync, StopRequestsReachEveryRankWithTheUpdate) {
     }
     unsetenv("VAE_DIST_OVERLAP");
     unsetenv("VAE_DIST_GRAD_SYNC");
+  }
+}
+
+// A non-finite loss or gradient on any rank is known to every rank after the same update.
+TEST(GradientSync, NonFiniteVerdictReachesEveryRankWithTheUpdate) {
+  for (const std::string method : {"", "allreduce"}) {
+    if (method == "allreduce") setenv("VAE_DIST_GRAD_SYNC", "allreduce", 1);
+    vd::Comm comm;
+    vd::ParamStore store;
+    store.add("w", {40});
+    store.finalize();
+    vd::Adam adam(store.size(), vd::AdamConfig{});
+    {
+      vd::GradientSync sync(comm, store, adam);
+      const int last = comm.size() - 1;
+      auto a = sync.update_checked(1e-3, 0, false);
+      EXPECT_EQ(a.non_finite, 0) << sync.method();
+      a = sync.update_checked(1e-3, 0, comm.rank() == last);
+      EXPECT_EQ(a.non_finite, 1) << sync.method();
+      EXPECT_EQ(a.signal, 0) << sync.method();
+      a = sync.update_checked(1e-3, comm.rank() == 0 ? SIGTERM : 0, true);
+      EXPECT_EQ(a.non_finite, comm.size()) << sync.method();
+      EXPECT_EQ(a.signal, SIGTERM) << sync.method();
+      EXPECT_EQ(sync.update_checked(1e-3, 0, false).non_finite, 0) << sync.method();
+    }
+    unsetenv("VAE_DIST_GRAD_SYNC");
+  }
+}
+
+// --grad-clip against torch.nn.utils.clip_grad_norm_ over the summed gradient G:
+// norm = ||G||_2, G *= min(1, max_norm / (norm + 1e-6)). With beta1 = 0 Adam's first moment
+// after one step is the gradient it was given, so it shows the clipped sum on every method.
+TEST(GradientSync, GradClipScalesTheSummedGradientAsTorchDoes) {
+  for (const std::string method : {"", "allreduce"}) {
+    for (const double max_norm : {0.5, 1e6}) {
+      if (method == "allreduce") setenv("VAE_DIST_GRAD_SYNC", "allreduce", 1);
+      vd::Comm comm;
+      vd::ParamStore store;
+      store.add("a.weight", {30, 7});
+      store.add("a.bias", {5});
+      store.add("b.weight", {3, 11});
+      store.finalize();
+      vd::AdamConfig ac;
+      ac.beta1 = 0;
+      vd::Adam adam(store.size(), ac);
+      // Padding between entries stays zero: only entries carry gradients.
+      std::vector<char> in_entry(store.size(), 0);
+      for (const auto& e : store.entries())
+        std::fill(in_entry.begin() + e.offset, in_entry.begin() + e.offset + e.size, 1);
+      const auto grad = [&](int rank, size_t i) {
+        if (!in_entry[i]) return 0.0f;
+        return 0.01f * static_cast<float>(rank + 1) *
+               static_cast<float>(static_cast<int>(i % 13) - 6);
+      };
+      // The reference, from the formula: the sum in rank order, its norm, the coefficient.
+      std::vector<float> want(store.size(), 0.0f);
+      double sum_sq = 0;
+      for (size_t i = 0; i < want.size(); ++i) {
+        for (int r = 0; r < comm.size(); ++r) want[i] += grad(r, i);
+        sum_sq += static_cast<double>(want[i]) * want[i];
+      }
+      const double norm = std::sqrt(sum_sq);
+      const float coef = static_cast<float>(std::min(1.0, max_norm / (norm + 1e-6)));
+      for (float& w : want) w *= coef;
+      {
+        vd::GradientSync sync(comm, store, adam);
+        sync.set_grad_clip(max_norm);
+        auto g = store.grads();
+        for (size_t i = 0; i < g.size(); ++i) g[i] = grad(comm.rank(), i);
+        sync.update(1e-3);
+        const auto m = adam.exp_avg();
+        for (size_t i = 0; i < want.size(); ++i)
+          ASSERT_NEAR(m[i], want[i], 1e-6f * std::max(1.0f, std::abs(want[i])))
+              << sync.method() << " element " << i << " max_norm " << max_norm;
+      }
+      unsetenv("VAE_DIST_GRAD_SYNC");
+    }
   }
 }
 

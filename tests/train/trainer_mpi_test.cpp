@@ -7,10 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <vector>
 
+#include "core/h5.hpp"
 #include "data/dataset_file.hpp"
 #include "data/epoch_plan.hpp"
 #include "data/shard.hpp"
@@ -240,17 +242,45 @@ TEST(Trainer, CheckpointOfSeveralRanksResumesOnOneRank) {
   if (comm.rank() == 0) {
     {
       vd::Comm solo(solo_comm);
+      const std::string written = vd::find_latest_checkpoint(first.out);
+      const vd::CheckpointMeta before = vd::read_checkpoint_meta(written);
       vd::Options second = first;
       second.resume = "latest";
       second.max_steps = 0;
       second.epochs = 4;
+      ::testing::internal::CaptureStdout();
       vd::Trainer t(second, solo);
+      const std::string said = ::testing::internal::GetCapturedStdout();
+      // The restored parameters are the checkpoint's, bitwise.
+      {
+        vd::h5::File f = vd::h5::open_file(written);
+        const auto& entries = t.params().entries();
+        for (size_t i = 0; i < entries.size(); ++i) {
+          const auto stored = vd::h5::read_dataset<float>(f, "/params/" + entries[i].name).data;
+          ASSERT_EQ(stored.size(), entries[i].size) << entries[i].name;
+          EXPECT_EQ(0, std::memcmp(stored.data(), t.params().param(i), stored.size() * 4))
+              << entries[i].name;
+        }
+      }
+      // The writer ran ceil(61 / 4P) steps per epoch. P = 2 wrote at the end of epoch 2 (8
+      // steps per epoch): no note, epochs 3 and 4 follow. P = 3 wrote 4 of epoch 3's 6 steps:
+      // the note says the rest of epoch 3 is skipped. (P = 4, across hosts, ends epoch 3.)
+      const int P = comm.size();
+      EXPECT_EQ(before.steps_per_epoch, (61 + 4 * P - 1) / (4 * P));
+      const bool mid_epoch = before.step_in_epoch < before.steps_per_epoch;
+      if (P == 2) {
+        EXPECT_FALSE(mid_epoch);
+      }
+      if (P == 3) {
+        EXPECT_TRUE(mid_epoch);
+      }
+      EXPECT_EQ(said.find("written mid-epoch") != std::string::npos, mid_epoch) << said;
       const vd::TrainSummary s = t.run();
-      // One rank runs 16 steps per epoch over the 61 rows; it starts after the
-      // checkpoint's epoch, so the step count is 16 + the steps of the remaining epochs.
+      // One rank runs 16 steps per epoch over the 61 rows, from the epoch after the
+      // checkpoint's to epoch 4.
+      EXPECT_EQ(s.steps, before.step + 16 * (4 - before.epoch));
       const vd::CheckpointMeta meta = vd::read_checkpoint_meta(s.last_checkpoint);
       EXPECT_EQ(meta.world_size, 1);
-      EXPECT_GT(s.steps, first.max_steps);
       EXPECT_EQ(s.epochs, 4);
       EXPECT_TRUE(std::isfinite(s.train_loss));
     }
