@@ -100,6 +100,18 @@ Shard Shard::read(const std::string& file, const std::string& dataset, int rank,
     if (d == 0)
       throw DataError(where + " is empty (shape " + shape_text(dims) +
                       "); it needs at least one row and no zero dimension");
+  // A chunk larger than a fixed dimension is never written by HDF5, and HDF5 1.10 reads past
+  // its buffer on one (found by tests/fuzz): a damaged header, refused before any read.
+  if (const std::vector<int64_t> chunk = h5::chunk_of(dset); !chunk.empty()) {
+    h5::Dataspace space(VD_H5(H5Dget_space(dset), "cannot read the shape of " + where));
+    std::vector<hsize_t> cur(dims.size()), max(dims.size());
+    VD_H5(H5Sget_simple_extent_dims(space, cur.data(), max.data()),
+          "cannot read the shape of " + where);
+    for (size_t i = 0; i < chunk.size() && i < max.size(); ++i)
+      if (max[i] != H5S_UNLIMITED && static_cast<hsize_t>(chunk[i]) > max[i])
+        throw DataError(where + " has chunks " + shape_text(chunk) + " larger than its shape " +
+                        shape_text(dims) + "; the file is damaged, re-create it");
+  }
   const int64_t n = dims[0];
   if (n < world)
     throw DataError(where + " has " + std::to_string(n) + " rows but there are " +
