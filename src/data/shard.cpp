@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <new>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -99,6 +100,18 @@ Shard Shard::read(const std::string& file, const std::string& dataset, int rank,
     if (d == 0)
       throw DataError(where + " is empty (shape " + shape_text(dims) +
                       "); it needs at least one row and no zero dimension");
+  // A chunk larger than a fixed dimension is never written by HDF5, and HDF5 1.10 reads past
+  // its buffer on one (found by tests/fuzz): a damaged header, refused before any read.
+  if (const std::vector<int64_t> chunk = h5::chunk_of(dset); !chunk.empty()) {
+    h5::Dataspace space(VD_H5(H5Dget_space(dset), "cannot read the shape of " + where));
+    std::vector<hsize_t> cur(dims.size()), max(dims.size());
+    VD_H5(H5Sget_simple_extent_dims(space, cur.data(), max.data()),
+          "cannot read the shape of " + where);
+    for (size_t i = 0; i < chunk.size() && i < max.size(); ++i)
+      if (max[i] != H5S_UNLIMITED && static_cast<hsize_t>(chunk[i]) > max[i])
+        throw DataError(where + " has chunks " + shape_text(chunk) + " larger than its shape " +
+                        shape_text(dims) + "; the file is damaged, re-create it");
+  }
   const int64_t n = dims[0];
   if (n < world)
     throw DataError(where + " has " + std::to_string(n) + " rows but there are " +
@@ -112,14 +125,33 @@ Shard Shard::read(const std::string& file, const std::string& dataset, int rank,
   s.global_rows_ = n;
   s.range_ = shard_rows(n, rank, world);
   s.sample_shape_.assign(dims.begin() + 1, dims.end());
+  // The shard's size, checked: a damaged or hostile header can claim any dims (found by
+  // tests/fuzz; the product overflowed int64).
+  const auto too_large = [&] {
+    return DataError(where + " has shape " + shape_text(dims) + ": rank " + std::to_string(rank) +
+                     "'s rows would not fit in memory; check the file "
+                     "(damaged?) or use more ranks");
+  };
+  constexpr int64_t kMaxElements = int64_t{1} << 40;
   s.sample_size_ = 1;
-  for (int64_t d : s.sample_shape_) s.sample_size_ *= d;
+  for (int64_t d : s.sample_shape_) {
+    if (d > kMaxElements / s.sample_size_) throw too_large();
+    s.sample_size_ *= d;
+  }
+  if (s.range_.size() > kMaxElements / s.sample_size_) throw too_large();
   const size_t count = static_cast<size_t>(s.range_.size() * s.sample_size_);
+  try {
+    if (type == h5::DType::UInt8)
+      s.u8_.resize(count);
+    else
+      s.f32_.resize(count);
+  } catch (const std::bad_alloc&) {
+    throw too_large();
+  }
   if (type == h5::DType::UInt8) {
-    s.u8_.resize(count);
     h5::read_rows(dset, s.range_.begin, s.range_.size(), s.u8_.data());
   } else {
-    s.f32_.resize(count);  // float64 is converted by HDF5 during the read
+    // float64 is converted by HDF5 during the read
     h5::read_rows(dset, s.range_.begin, s.range_.size(), s.f32_.data());
     check_values(s.f32_, s.sample_size_, s.range_.begin, check, where);
   }

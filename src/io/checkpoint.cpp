@@ -441,10 +441,12 @@ CheckpointMeta read_checkpoint(const std::string& path, ParamStore& store, std::
         problems.push_back("it was written for a model with " + e.name + " " +
                            shape_text(it->second) + " but this model has " + shape_text(e.shape));
     }
-    for (const auto& [name, dims] : in_file)
+    // Not a structured binding: clang before 16 cannot capture one in the lambda (fuzz build).
+    for (const auto& item : in_file)
       if (std::none_of(store.entries().begin(), store.entries().end(),
-                       [&](const ParamStore::Entry& e) { return e.name == name; }))
-        problems.push_back("it has " + name + " " + shape_text(dims) + " which this model lacks");
+                       [&](const ParamStore::Entry& e) { return e.name == item.first; }))
+        problems.push_back("it has " + item.first + " " + shape_text(item.second) +
+                           " which this model lacks");
     if (!problems.empty()) {
       std::string msg = "checkpoint '" + path + "' does not match this model: ";
       for (size_t i = 0; i < problems.size(); ++i) msg += (i ? "; " : "") + problems[i];
