@@ -1,6 +1,7 @@
 // Helpers for end-to-end tests that run the real binaries as child processes: a timed
 // command runner, a background process with a deadline, pgrep lookups and file polling.
 #pragma once
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/types.h>
@@ -249,6 +250,20 @@ inline std::vector<std::vector<std::string>> metrics_rows(const std::string& csv
     if (fields.size() == columns && fields[0] == split) rows.push_back(fields);
   }
   return rows;
+}
+
+// Success once the long run of `job`, writing metrics to csv_path, has logged a train row and
+// still runs: the point where a test may kill or signal it mid-training. Fails, with the job's
+// output, if no row comes within `seconds` or the run ended on its own.
+inline ::testing::AssertionResult training_started(ChildProcess& job, const std::string& csv_path,
+                                                   double seconds) {
+  if (!wait_until([&] { return !metrics_rows(csv_path, "train").empty() || !job.running(); },
+                  seconds))
+    return ::testing::AssertionFailure() << "no train row after " << seconds << " s:\n"
+                                         << job.output();
+  if (!job.running())
+    return ::testing::AssertionFailure() << "the run ended on its own:\n" << job.output();
+  return ::testing::AssertionSuccess();
 }
 
 inline bool contains(const std::string& haystack, const std::string& needle) {

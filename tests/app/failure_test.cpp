@@ -102,10 +102,7 @@ TEST(AppFailure, KilledRankEndsTheWholeJob) {
                    tmp.file("job.log"));
   ASSERT_TRUE(job.started());
   const std::string csv = out + "/metrics.csv";
-  ASSERT_TRUE(wait_until([&] { return !metrics_rows(csv, "train").empty() || !job.running(); }, 40))
-      << "no train row after 40 s:\n"
-      << job.output();
-  ASSERT_TRUE(job.running()) << "the job ended before a rank was killed:\n" << job.output();
+  ASSERT_TRUE(training_started(job, csv, 40));
 
   const std::vector<pid_t> ranks = pids_matching(pattern);
   ASSERT_EQ(ranks.size(), 2u) << "expected the 2 vae_dist rank processes:\n" << job.output();

@@ -41,11 +41,7 @@ void stop_and_resume(const std::string& data, const std::string& out, int delay_
                          " --log-every 10 --checkpoint-every 0 --progress false",
                      out + ".log");
     ASSERT_TRUE(run.started());
-    ASSERT_TRUE(
-        wait_until([&] { return !metrics_rows(csv, "train").empty() || !run.running(); }, 30))
-        << "no train row after 30 s:\n"
-        << run.output();
-    ASSERT_TRUE(run.running()) << "the run ended on its own:\n" << run.output();
+    ASSERT_TRUE(training_started(run, csv, 30));
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     ASSERT_EQ(::kill(run.pid(), SIGTERM), 0);
 

@@ -174,10 +174,7 @@ TEST_F(MultiHost, KilledRankOnOneHostEndsTheWholeJob) {
                    tmp.file("job.log"));
   ASSERT_TRUE(job.started());
   const std::string csv = out + "/metrics.csv";
-  ASSERT_TRUE(wait_until([&] { return !metrics_rows(csv, "train").empty() || !job.running(); }, 60))
-      << "no train row after 60 s:\n"
-      << job.output();
-  ASSERT_TRUE(job.running()) << "the job ended before a rank was killed:\n" << job.output();
+  ASSERT_TRUE(training_started(job, csv, 60));
   // A rank on host 2: a vae_dist process in that host's network namespace.
   const CommandResult on_h2 = run_command("ip netns pids " + host(2), 10);
   pid_t victim = 0;

@@ -157,12 +157,26 @@ TEST(GradientSync, EveryMethodGivesTheSameUpdateOnEveryRank) {
   EXPECT_NE(own[1], 0.01f);
 }
 
+// The gradient path a test asks for while it lives: "" (GradientSync's own choice), "overlap"
+// (VAE_DIST_OVERLAP=1) or "allreduce" (VAE_DIST_GRAD_SYNC=allreduce).
+struct SyncPath {
+  explicit SyncPath(const std::string& method) {
+    if (method == "allreduce") setenv("VAE_DIST_GRAD_SYNC", "allreduce", 1);
+    if (method == "overlap") setenv("VAE_DIST_OVERLAP", "1", 1);
+  }
+  ~SyncPath() {
+    unsetenv("VAE_DIST_GRAD_SYNC");
+    unsetenv("VAE_DIST_OVERLAP");
+  }
+  SyncPath(const SyncPath&) = delete;
+  SyncPath& operator=(const SyncPath&) = delete;
+};
+
 // The stop requests ride in the gradient exchange: every rank gets the same answer, SIGTERM
 // over SIGINT, from any rank.
 TEST(GradientSync, StopRequestsReachEveryRankWithTheUpdate) {
   for (const std::string method : {"", "overlap", "allreduce"}) {
-    if (method == "allreduce") setenv("VAE_DIST_GRAD_SYNC", "allreduce", 1);
-    if (method == "overlap") setenv("VAE_DIST_OVERLAP", "1", 1);
+    SyncPath path(method);
     vd::Comm comm;
     vd::ParamStore store;
     store.add("w", {40});
@@ -179,15 +193,13 @@ TEST(GradientSync, StopRequestsReachEveryRankWithTheUpdate) {
           << sync.method();
       EXPECT_EQ(sync.update(1e-3, 0), 0) << sync.method();
     }
-    unsetenv("VAE_DIST_OVERLAP");
-    unsetenv("VAE_DIST_GRAD_SYNC");
   }
 }
 
 // A non-finite loss or gradient on any rank is known to every rank after the same update.
 TEST(GradientSync, NonFiniteVerdictReachesEveryRankWithTheUpdate) {
-  for (const std::string method : {"", "allreduce"}) {
-    if (method == "allreduce") setenv("VAE_DIST_GRAD_SYNC", "allreduce", 1);
+  for (const std::string method : {"", "overlap", "allreduce"}) {
+    SyncPath path(method);
     vd::Comm comm;
     vd::ParamStore store;
     store.add("w", {40});
@@ -206,7 +218,6 @@ TEST(GradientSync, NonFiniteVerdictReachesEveryRankWithTheUpdate) {
       EXPECT_EQ(a.signal, SIGTERM) << sync.method();
       EXPECT_EQ(sync.update_checked(1e-3, 0, false).non_finite, 0) << sync.method();
     }
-    unsetenv("VAE_DIST_GRAD_SYNC");
   }
 }
 
@@ -216,7 +227,7 @@ TEST(GradientSync, NonFiniteVerdictReachesEveryRankWithTheUpdate) {
 TEST(GradientSync, GradClipScalesTheSummedGradientAsTorchDoes) {
   for (const std::string method : {"", "allreduce"}) {
     for (const double max_norm : {0.5, 1e6}) {
-      if (method == "allreduce") setenv("VAE_DIST_GRAD_SYNC", "allreduce", 1);
+      SyncPath path(method);
       vd::Comm comm;
       vd::ParamStore store;
       store.add("a.weight", {30, 7});
@@ -256,7 +267,6 @@ TEST(GradientSync, GradClipScalesTheSummedGradientAsTorchDoes) {
           ASSERT_NEAR(m[i], want[i], 1e-6f * std::max(1.0f, std::abs(want[i])))
               << sync.method() << " element " << i << " max_norm " << max_norm;
       }
-      unsetenv("VAE_DIST_GRAD_SYNC");
     }
   }
 }
