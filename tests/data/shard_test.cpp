@@ -321,6 +321,38 @@ TEST(ShardErrors, LabelCountDiffersFromRows) {
                     {dir.file("d.h5"), "/labels", "5 labels", "6 rows"});
 }
 
+// A header claiming more rows than the file stores is refused before the shard is allocated:
+// a chunked data set with chunks never written (its writer stopped) and a contiguous one
+// never written would otherwise read as zeros.
+TEST(ShardErrors, DataSetsWithUnwrittenStorageAreRefused) {
+  TempDir dir;
+  {
+    h5::File f = h5::create_file(dir.file("d.h5"));
+    const std::vector<int64_t> dims{12, 2}, chunked{4, 2};
+    h5::Dataset part = h5::create_dataset<float>(f, "/part", dims, {chunked, 0, false});
+    const std::vector<float> rows(8, 0.5f);
+    h5::write_rows(part, 0, 4, rows.data());  // chunk 1 of 3
+    h5::Dataset none = h5::create_dataset<float>(f, "/none", dims);
+    h5::Dataset full = h5::create_dataset<float>(f, "/full", dims, {chunked, 0, false});
+    const std::vector<float> all(24, 0.25f);
+    h5::write_rows(full, 0, 12, all.data());
+  }
+  expect_data_error(dir.file("d.h5"), "/part", 0, 1, ValueCheck::None,
+                    {dir.file("d.h5"), "/part", "1 of its 3 chunks", "re-create it"});
+  expect_data_error(dir.file("d.h5"), "/none", 0, 1, ValueCheck::None,
+                    {"/none", "0 bytes of data", "re-create it"});
+  EXPECT_EQ(Shard::read(dir.file("d.h5"), "/full", 1, 2, ValueCheck::None).rows(), 6);
+}
+
+// Found by fuzz_h5_dataset: a damaged header whose shape (2,902,458,372 rows) exceeds its
+// maximum shape (4 rows), in a file of 8 KB; the shard of 5.8 GB was allocated before.
+TEST(ShardErrors, ShapeBeyondItsMaximumIsRefused) {
+  const std::string seed =
+      std::string(VD_SOURCE_DIR) + "/tests/fuzz/corpus/h5_dataset/regress_shape_beyond_max.h5";
+  expect_data_error(seed, "/images", 1, 2, ValueCheck::UnitInterval,
+                    {"beyond its maximum shape", "damaged"});
+}
+
 TEST(ShardErrors, BadRankArgumentsAreShapeErrors) {
   TempDir dir;
   make_u8_file(dir.file("d.h5"), 6);
