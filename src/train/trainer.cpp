@@ -175,7 +175,7 @@ struct Trainer::State {
   int64_t start_epoch = 1, start_step_in_epoch = 0;
   std::optional<Rng> resumed_eps_rng;  // this rank's noise stream, for a mid-epoch resume
   ReportSums resumed_epoch_sums;       // the reported training loss of that epoch so far
-  std::string last_checkpoint, best_checkpoint;
+  std::string last_checkpoint;
 
   State(const Options& o, const Comm& c) : opt(o), comm(c) {}
 
@@ -217,10 +217,10 @@ Trainer::Trainer(const Options& options, const Comm& comm)
     const int64_t n = Shard::count_rows(opt.data, opt.dataset);
     const int64_t v = std::llround(opt.val_fraction * static_cast<double>(n));
     if (v < comm.size() || n - v < comm.size())
-      throw ConfigError("--val-fraction " + std::to_string(opt.val_fraction) + " of the " +
-                        std::to_string(n) + " rows of '" + opt.data + "' holds out " +
-                        std::to_string(v) + " rows and trains on " + std::to_string(n - v) +
-                        "; with " + std::to_string(comm.size()) +
+      throw ConfigError("--val-fraction " + g(opt.val_fraction) + " of the " + std::to_string(n) +
+                        " rows of '" + opt.data + "' holds out " + std::to_string(v) +
+                        " rows and trains on " + std::to_string(n - v) + "; with " +
+                        std::to_string(comm.size()) +
                         " rank(s) each part needs at least one row per rank; choose a fraction "
                         "between them");
     train_rows = RowRange{0, n - v};
@@ -287,6 +287,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   } else {
     s.resume(opt.resume, writes_model);
   }
+  s.last_lr = s.schedule->lr(std::max<int64_t>(0, s.step - 1));  // until the first step
   // Every rank initialised (or restored) the same values; rank 0's are the truth regardless.
   s.grad_sync->share_initial_state();
   s.check_replicas("after start-up");
@@ -424,7 +425,6 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   if (best) {
     const std::string path = (out / kBestCheckpointFile).string();
     write_checkpoint(path, meta, store, adam->exp_avg(), adam->exp_avg_sq());
-    best_checkpoint = path;
     return;
   }
   const std::string path = (out / checkpoint_file_name(step)).string();
