@@ -235,11 +235,55 @@ const std::vector<Spec>& table() {
         string_spec("test-data", &O::test_data, true, {}, "test HDF5 file; empty = no evaluation"));
     t.push_back(
         string_spec("dataset", &O::dataset, false, {}, "data set name inside the HDF5 files"));
+    t.push_back(real_spec("val-fraction", &O::val_fraction, {0, false}, Bound{1, true},
+                          "hold out the last round(f x N) rows of the training file for "
+                          "validation at every epoch end; 0 = none"));
+    t.push_back(string_spec("val-data", &O::val_data, true, {},
+                            "validation HDF5 file (instead of --val-fraction); empty = none"));
+    t.push_back(integer_spec<int>("early-stop-patience", &O::early_stop_patience, 0, none,
+                                  "stop when the validation loss has not improved for this many "
+                                  "evaluations; needs validation data; 0 = off"));
     t.push_back(string_spec("out", &O::out, false, {}, "run directory"));
     t.push_back(integer_spec<int>("epochs", &O::epochs, 1, none, "training epochs"));
     t.push_back(
         integer_spec<int>("batch-size", &O::batch_size, 1, none, "minibatch size per rank"));
-    t.push_back(real_spec("lr", &O::lr, {0, true}, none, "Adam learning rate"));
+    t.push_back(
+        real_spec("lr", &O::lr, {0, true}, none,
+                  "Adam learning rate (the peak rate of a schedule, for one rank's batch)"));
+    // "<name>", not "<a|b|...>": a longer entry would widen every line of --help.
+    t.push_back(string_spec(
+        "lr-schedule", &O::lr_schedule, false, {"constant", "step", "cosine", "plateau"},
+        "learning-rate schedule on the global step, after the warm-up: step = torch StepLR, "
+        "cosine = CosineAnnealingLR to --lr-min at the last step (--max-steps or epochs x "
+        "steps/epoch), plateau = ReduceLROnPlateau on the validation loss, else the test loss, "
+        "else the epoch's training loss"));
+    t.push_back(integer_spec<int64_t>("lr-warmup-steps", &O::lr_warmup_steps, 0, none,
+                                      "linear warm-up: step t < N uses lr x (t+1)/N (torch "
+                                      "LinearLR(start_factor=1/N)); 0 = none"));
+    t.push_back(integer_spec<int64_t>("lr-step-size", &O::lr_step_size, 1, none,
+                                      "step schedule: optimizer steps between reductions "
+                                      "(StepLR step_size)"));
+    t.push_back(real_spec("lr-gamma", &O::lr_gamma, {0, true}, none,
+                          "step schedule: factor per reduction (StepLR gamma)"));
+    t.push_back(real_spec("lr-min", &O::lr_min, {0, false}, none,
+                          "cosine: the final rate (eta_min); plateau: the lowest rate (min_lr)"));
+    t.push_back(real_spec("lr-factor", &O::lr_factor, {0, true}, Bound{1, true},
+                          "plateau: factor per reduction (factor)"));
+    t.push_back(integer_spec<int>("lr-patience", &O::lr_patience, 0, none,
+                                  "plateau: evaluations (epoch ends) without improvement before "
+                                  "a reduction (patience)"));
+    t.push_back(real_spec("lr-threshold", &O::lr_threshold, {0, false}, none,
+                          "plateau: an improvement must beat the best by this fraction "
+                          "(threshold, mode rel)"));
+    t.push_back(integer_spec<int>("lr-cooldown", &O::lr_cooldown, 0, none,
+                                  "plateau: evaluations to wait after a reduction (cooldown)"));
+    t.push_back(string_spec("lr-scale-with-ranks", &O::lr_scale_with_ranks, false,
+                            {"none", "linear", "sqrt"},
+                            "learning rate for the global batch of P ranks: lr x P (linear), "
+                            "lr x sqrt(P) (sqrt) or lr (none)"));
+    for (Spec& spec : t)
+      if (spec.name == "lr-schedule" || spec.name == "lr-scale-with-ranks")
+        spec.value_name = "<name>";
     t.push_back(integer_spec<int>("latent-dim", &O::latent_dim, 1, none, "latent dimensions"));
     t.push_back(hidden_spec());
     t.push_back(string_spec(
@@ -416,6 +460,16 @@ std::string help_text(const std::string& program) {
   return out.str();
 }
 
+void check_option_combinations(const Options& o) {
+  const bool validation = o.val_fraction > 0 || !o.val_data.empty();
+  if (o.val_fraction > 0 && !o.val_data.empty())
+    throw ConfigError("--val-fraction and --val-data both name validation data; give one of them");
+  if (o.early_stop_patience > 0 && !validation)
+    throw ConfigError(
+        "--early-stop-patience needs validation data; add --val-fraction (e.g. 0.1) or "
+        "--val-data FILE, or set --early-stop-patience 0");
+}
+
 ParseResult parse_options(int argc, const char* const argv[]) {
   ParseResult result;
   const auto desc = make_description(true);
@@ -481,6 +535,7 @@ ParseResult parse_options(int argc, const char* const argv[]) {
       spec.set(o, jt->second, cli.at("config") + ": " + spec.name);
     }
   }
+  check_option_combinations(o);
   return result;
 }
 

@@ -98,24 +98,17 @@ void check_storage(hid_t dset, const std::vector<int64_t>& dims, const std::stri
   }
 }
 
-}  // namespace
+// The data set, checked: the file exists and is HDF5, the data set is there, with a supported
+// rank, dtype and shape (no zero dimension, no damaged chunk shape).
+struct Opened {
+  h5::File f;
+  h5::Dataset dset;
+  std::vector<int64_t> dims;
+  h5::DType type;
+  std::string where;
+};
 
-RowRange shard_rows(int64_t n, int rank, int world) {
-  if (world < 1 || rank < 0 || rank >= world)
-    throw ShapeError("shard_rows: rank " + std::to_string(rank) + " is not in [0, " +
-                     std::to_string(world) + ")");
-  if (n < 0) throw ShapeError("shard_rows: negative row count " + std::to_string(n));
-  // floor(rank * n / world) with n = q * world + rem, so no product exceeds n or world^2.
-  const int64_t q = n / world, rem = n % world;
-  auto start = [&](int64_t p) { return p * q + p * rem / world; };
-  return {start(rank), start(int64_t{rank} + 1)};
-}
-
-Shard Shard::read(const std::string& file, const std::string& dataset, int rank, int world,
-                  ValueCheck check) {
-  if (world < 1 || rank < 0 || rank >= world)
-    throw ShapeError("Shard::read: rank " + std::to_string(rank) + " is not in [0, " +
-                     std::to_string(world) + ")");
+Opened open_checked(const std::string& file, const std::string& dataset) {
   std::error_code ec;
   if (!std::filesystem::exists(file, ec))
     throw DataError("data file '" + file +
@@ -170,18 +163,59 @@ Shard Shard::read(const std::string& file, const std::string& dataset, int rank,
                         shape_text(dims) + "; the file is damaged, re-create it");
   }
   check_storage(dset, dims, where);
+  return Opened{std::move(f), std::move(dset), dims, type, where};
+}
+
+}  // namespace
+
+RowRange shard_rows(int64_t n, int rank, int world) {
+  if (world < 1 || rank < 0 || rank >= world)
+    throw ShapeError("shard_rows: rank " + std::to_string(rank) + " is not in [0, " +
+                     std::to_string(world) + ")");
+  if (n < 0) throw ShapeError("shard_rows: negative row count " + std::to_string(n));
+  // floor(rank * n / world) with n = q * world + rem, so no product exceeds n or world^2.
+  const int64_t q = n / world, rem = n % world;
+  auto start = [&](int64_t p) { return p * q + p * rem / world; };
+  return {start(rank), start(int64_t{rank} + 1)};
+}
+
+int64_t Shard::count_rows(const std::string& file, const std::string& dataset) {
+  return open_checked(file, dataset).dims[0];
+}
+
+Shard Shard::read(const std::string& file, const std::string& dataset, int rank, int world,
+                  ValueCheck check, std::optional<RowRange> rows) {
+  if (world < 1 || rank < 0 || rank >= world)
+    throw ShapeError("Shard::read: rank " + std::to_string(rank) + " is not in [0, " +
+                     std::to_string(world) + ")");
+  Opened o = open_checked(file, dataset);
+  const h5::Dataset& dset = o.dset;
+  const std::vector<int64_t>& dims = o.dims;
+  const h5::DType type = o.type;
+  const std::string& where = o.where;
+  h5::File& f = o.f;
   const int64_t n = dims[0];
-  if (n < world)
-    throw DataError(where + " has " + std::to_string(n) + " rows but there are " +
-                    std::to_string(world) +
+  const RowRange sel = rows.value_or(RowRange{0, n});
+  if (sel.begin < 0 || sel.end < sel.begin || sel.end > n)
+    throw DataError(where + " has " + std::to_string(n) + " rows; rows [" +
+                    std::to_string(sel.begin) + ", " + std::to_string(sel.end) +
+                    ") cannot be read from it");
+  if (sel.size() < world)
+    throw DataError(where + " has " + std::to_string(sel.size()) + " rows" +
+                    (rows ? " to split (rows [" + std::to_string(sel.begin) + ", " +
+                                std::to_string(sel.end) + ") of " + std::to_string(n) + ")"
+                          : std::string()) +
+                    " but there are " + std::to_string(world) +
                     " ranks; every rank needs at least one row, so use fewer ranks or more "
                     "data");
 
   Shard s;
   s.file_ = file;
   s.dataset_ = dataset;
-  s.global_rows_ = n;
-  s.range_ = shard_rows(n, rank, world);
+  s.selection_ = sel;
+  s.range_ = shard_rows(sel.size(), rank, world);
+  s.range_.begin += sel.begin;
+  s.range_.end += sel.begin;
   s.sample_shape_.assign(dims.begin() + 1, dims.end());
   // The shard's size, checked: a damaged or hostile header can claim any dims (found by
   // tests/fuzz; the product overflowed int64).

@@ -221,6 +221,30 @@ CheckpointMeta read_meta(hid_t file, const std::string& path) {
     meta.data_shape = h5::read_dataset<int64_t>(file, "/data_shape").data;
     if (h5::has_attribute(file, "classes")) meta.classes = h5::read_int_attribute(file, "classes");
   }
+  // The schedules' state: optional (older files), and refused when no run could have written
+  // it (a NaN best, a negative count, a rate scale outside (0, 1]).
+  const auto real = [&](const char* name, double& v) {
+    if (h5::has_attribute(file, name)) v = h5::read_attribute<double>(file, name);
+  };
+  const auto count = [&](const char* name, int64_t& v) {
+    if (h5::has_attribute(file, name)) v = h5::read_int_attribute(file, name);
+  };
+  real("lr_scale", meta.lr_scale);
+  real("plateau_best", meta.plateau_best);
+  count("plateau_bad_evaluations", meta.plateau_bad_evaluations);
+  count("plateau_cooldown_left", meta.plateau_cooldown_left);
+  real("val_best", meta.val_best);
+  count("val_best_step", meta.val_best_step);
+  count("val_bad_evaluations", meta.val_bad_evaluations);
+  real("epoch_loss_sum", meta.epoch_loss_sum);
+  count("epoch_loss_count", meta.epoch_loss_count);
+  if (!(meta.lr_scale > 0 && meta.lr_scale <= 1) || std::isnan(meta.plateau_best) ||
+      std::isnan(meta.val_best) || !std::isfinite(meta.epoch_loss_sum) ||
+      meta.plateau_bad_evaluations < 0 || meta.plateau_cooldown_left < 0 ||
+      meta.val_best_step < -1 || meta.val_bad_evaluations < 0 || meta.epoch_loss_count < 0)
+    throw CheckpointError("checkpoint '" + path +
+                          "' holds an impossible schedule state (lr_scale, plateau_*, val_*, "
+                          "epoch_loss_*); the file is damaged");
   meta.rng_states = read_strings(file, "/rng_states");
   if (meta.rng_states.size() != static_cast<size_t>(meta.world_size))
     throw CheckpointError("checkpoint '" + path + "' holds " +
@@ -333,6 +357,15 @@ void write_file(const std::string& tmp, const CheckpointMeta& meta, const ParamS
                                  checked(meta.data_shape.size()));
       h5::write_attribute(file, "classes", meta.classes);
     }
+    h5::write_attribute(file, "lr_scale", meta.lr_scale);
+    h5::write_attribute(file, "plateau_best", meta.plateau_best);
+    h5::write_attribute(file, "plateau_bad_evaluations", meta.plateau_bad_evaluations);
+    h5::write_attribute(file, "plateau_cooldown_left", meta.plateau_cooldown_left);
+    h5::write_attribute(file, "val_best", meta.val_best);
+    h5::write_attribute(file, "val_best_step", meta.val_best_step);
+    h5::write_attribute(file, "val_bad_evaluations", meta.val_bad_evaluations);
+    h5::write_attribute(file, "epoch_loss_sum", meta.epoch_loss_sum);
+    h5::write_attribute(file, "epoch_loss_count", meta.epoch_loss_count);
 
     h5::Group params = h5::create_group(file, "/params");
     h5::Group adam = h5::create_group(file, "/adam");

@@ -31,16 +31,17 @@ VaeConfig vae_config(const Options& opt, const Shape& data, int classes) {
   return vc;
 }
 
-VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, const Comm& comm) {
+VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, const Comm& comm,
+                     const Shard* val) {
   int classes = 0;
   if (opt.conditional) {
-    for (const Shard* sh : {&train, test}) {
+    for (const Shard* sh : {&train, test, val}) {
       if (sh && !sh->has_labels())
         throw DataError("--conditional needs class labels, but '" + sh->file() +
                         "' has no /labels data set; add one (integer [N]) or drop --conditional");
     }
     int64_t top = -1;
-    for (const Shard* sh : {&train, test})
+    for (const Shard* sh : {&train, test, val})
       if (sh)
         for (int32_t l : sh->labels()) {
           if (l < 0)

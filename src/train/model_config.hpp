@@ -24,7 +24,9 @@ VaeConfig vae_config(const Options& opt, const Shape& data, int classes);
 // largest label of the training and test shards (over every rank) + 1. Throws vd::DataError
 // when --conditional meets data without labels or with labels outside the classes. Collective
 // when opt.conditional and comm has several ranks.
-VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, const Comm& comm);
+// (`val`, the validation shard, counts like the test shard.)
+VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, const Comm& comm,
+                     const Shard* val = nullptr);
 
 // A trained model: the options of the run that wrote the checkpoint, and its parameters.
 struct TrainedModel {
