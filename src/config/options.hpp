@@ -45,6 +45,15 @@ struct Options {
   std::string decoder;
   bool conditional = false;  // condition encoder and decoder on the one-hot /labels
   int classes = 0;           // classes of a conditional model; 0 = max label + 1 of the data
+  // The KL term and the encoder's log-variance (README: KL schedules, free bits, logvar clamp
+  // and standardised data).
+  std::string kl_schedule = "linear";  // "linear" (kl_warmup_epochs) | "cyclical"
+  int kl_cycles = 4;                   // cyclical: cycles over the planned steps
+  double kl_cycle_ratio = 0.5;         // cyclical: share of a cycle over which beta ramps up
+  double free_bits = 0.0;              // KL floor per latent dimension, nats; 0 = off
+  double logvar_min = -30.0;           // logvar clamped to [logvar_min, logvar_max];
+  double logvar_max = 20.0;            // -inf, +inf ("none") = off
+  bool standardize = false;            // float data: per-feature mean 0, std 1
 
   friend bool operator==(const Options&, const Options&) = default;
 };
@@ -67,6 +76,11 @@ Options parse_config_text(const std::string& text, const std::string& origin);
 // The resolved configuration as "key = value" lines (every option), re-parsable by --config.
 // The config key itself is written as a comment: a config file cannot name another one.
 std::string format_options(const Options& options);
+
+// Settings that are each valid but not together (e.g. --standardize with the Bernoulli
+// likelihood). Throws vd::ConfigError naming both and what to do. parse_options calls it;
+// so does the Trainer, for options built in code.
+void check_option_combinations(const Options& options);
 
 // The --help text (also returned in ParseResult::help_text); program names the binary.
 std::string help_text(const std::string& program = "vae_dist");

@@ -29,6 +29,9 @@ struct CheckpointMeta {
   // Empty / 0 in checkpoints written before they were stored.
   std::vector<int64_t> data_shape;
   int64_t classes = 0;
+  // --standardize: the training set's per-feature mean and standard deviation [D] the model
+  // was trained with (data/standardize). Empty without --standardize and in older files.
+  std::vector<double> feature_mean, feature_std;
 
   friend bool operator==(const CheckpointMeta&, const CheckpointMeta&) = default;
 };
@@ -46,6 +49,7 @@ inline constexpr const char* kCheckpointFormat = "vae_dist-checkpoint";
 //   /rng_states       fixed-length UTF-8 strings [world_size], rank order
 //                     (files written before checksums hold variable-length strings: still read)
 //   /data_shape       int64 [3]: C, H, W of one sample; root attribute classes (both optional)
+//   /standardize/mean, /standardize/std   float64 [D], with --standardize only (optional)
 //   /params/<name>    float32, the entry's PyTorch shape, row-major; padding is not saved
 //   /adam/exp_avg/<name>, /adam/exp_avg_sq/<name>   the moments, same shapes
 // Every data set is one chunk with a Fletcher-32 checksum (root attribute checksums = 1), and

@@ -21,12 +21,15 @@
 #include "core/rng.hpp"
 #include "data/epoch_plan.hpp"
 #include "data/shard.hpp"
+#include "data/standardize.hpp"
 #include "io/checkpoint.hpp"
 #include "io/run_report.hpp"
 #include "nn/context.hpp"
 #include "optim/adam.hpp"
+#include "parallel/batch_reducer.hpp"
 #include "parallel/grad_sync.hpp"
 #include "parallel/placement.hpp"
+#include "train/kl_schedule.hpp"
 #include "train/model_config.hpp"
 #include "train/stop_signals.hpp"
 #include "vae/latent.hpp"
@@ -120,6 +123,9 @@ struct Trainer::State {
   std::unique_ptr<EpochPlan> plan;
   std::unique_ptr<RunReport> report;  // rank 0 only
   std::unique_ptr<SampleGrids> grids;
+  std::unique_ptr<MpiBatchReducer> batch_reducer;  // free bits on several ranks
+  KlSchedule kl;
+  FeatureScaling scaling;  // --standardize: the training set's (or the checkpoint's)
   CheckpointPolicy checkpoints;
   std::filesystem::path out;
   int64_t step = 0, samples = 0;
@@ -130,13 +136,10 @@ struct Trainer::State {
 
   State(const Options& o, const Comm& c) : opt(o), comm(c) {}
 
-  float beta_at(int64_t global_step) const {
-    if (opt.kl_warmup_epochs <= 0) return static_cast<float>(opt.beta);
-    const double ramp = opt.kl_warmup_epochs * static_cast<double>(plan->steps_per_epoch());
-    return static_cast<float>(opt.beta * std::min(1.0, static_cast<double>(global_step) / ramp));
-  }
+  float beta_at(int64_t global_step) const { return kl.at(global_step); }
   void check_replicas(const char* when) const { vd::check_replicas(comm, store.params(), when); }
   void resume(const std::string& requested, bool writes_model);
+  void prepare_standardization(bool resumed);
   void save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng);
   ReportSums evaluate(int64_t epoch);
   LossSums step_once(int64_t st, Rng& eps_rng, StepBuffers& buf, int& signal);
@@ -149,6 +152,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
     : s_(std::make_unique<State>(options, comm)) {
   State& s = *s_;
   const Options& opt = options;
+  check_option_combinations(opt);
   const int threads = resolve_threads(opt.threads, comm);
   omp_set_num_threads(threads);
 
@@ -167,6 +171,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   }
   s.plan =
       std::make_unique<EpochPlan>(s.train.global_rows(), comm.rank(), comm.size(), opt.batch_size);
+  s.kl = kl_schedule_of(opt, s.plan->steps_per_epoch());
 
   const VaeConfig vc = vae_config(opt, s.train, s.test ? &*s.test : nullptr, comm);
   s.vae = std::make_unique<Vae>(vc, s.store);
@@ -180,6 +185,11 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   s.adam = std::make_unique<Adam>(s.store.size(), ac);
   s.grad_sync = std::make_unique<GradientSync>(comm, s.store, *s.adam);
   s.grad_sync->set_grad_clip(opt.grad_clip);
+  if (opt.free_bits > 0 && comm.size() > 1) {
+    // The free-bits floor needs the global batch's KL per dimension: one small exchange.
+    s.batch_reducer = std::make_unique<MpiBatchReducer>(comm);
+    s.ctx.batch_reducer = s.batch_reducer.get();
+  }
 
   s.out = opt.out;
   // With one shared copy of the model per node only that node's first rank writes it.
@@ -190,6 +200,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   } else {
     s.resume(opt.resume, writes_model);
   }
+  s.prepare_standardization(!opt.resume.empty());
   // Every rank initialised (or restored) the same values; rank 0's are the truth regardless.
   s.grad_sync->share_initial_state();
   s.check_replicas("after start-up");
@@ -222,6 +233,10 @@ Trainer::Trainer(const Options& options, const Comm& comm)
         comm.size(), threads, static_cast<long long>(s.train.global_rows()),
         static_cast<long long>(s.train.rows()), static_cast<long long>(s.plan->steps_per_epoch()),
         comm.size(), opt.batch_size, s.store.num_parameters(), s.grad_sync->method().c_str());
+    if (!s.scaling.empty())
+      std::printf("standardised %zu features to mean 0, std 1 with the statistics of %s\n",
+                  s.scaling.mean.size(),
+                  opt.resume.empty() ? "the training set" : "the checkpoint");
     std::printf("model%s (layer, what it is, output shape per sample):\n%s",
                 vc.classes > 0
                     ? (" conditional on " + std::to_string(vc.classes) + " classes").c_str()
@@ -246,6 +261,7 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
       writes_model ? read_checkpoint(path, store, adam->exp_avg(), adam->exp_avg_sq())
                    : read_checkpoint_meta(path);
   adam->set_steps(meta.adam_steps);
+  scaling = FeatureScaling{meta.feature_mean, meta.feature_std};
   step = meta.step;
   samples = meta.samples;
   // Whether the writer was at an epoch end is a question about the writer's epochs: another
@@ -282,6 +298,27 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
   }
 }
 
+// --standardize: the statistics of the training set over every rank (or, on resume, the ones
+// the model was trained with, so the data are the same bits), applied to the shards in place.
+void Trainer::State::prepare_standardization(bool resumed) {
+  if (!opt.standardize) {
+    if (!scaling.empty())
+      throw ConfigError(
+          "the checkpoint was written by a run with --standardize, so the model "
+          "expects standardised data; add --standardize (the statistics come "
+          "from the checkpoint)");
+    return;
+  }
+  if (resumed && scaling.empty())
+    throw ConfigError(
+        "--standardize: the checkpoint was written by a run without it, so the "
+        "model was trained on the data as they are; drop --standardize to resume");
+  if (!resumed)
+    scaling = feature_scaling(train, [&](std::span<double> v) { comm.allreduce_sum(v); });
+  standardize(train, scaling);
+  if (test) standardize(*test, scaling);
+}
+
 void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng) {
   const std::vector<std::string> states = comm.gather_strings(eps_rng.state(), 0);
   if (!comm.is_root()) return;
@@ -299,6 +336,8 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   const Shape& data = vae->config().data;
   meta.data_shape = {data.c, data.h, data.w};
   meta.classes = vae->config().classes;
+  meta.feature_mean = scaling.mean;
+  meta.feature_std = scaling.std;
   const std::string path = (out / checkpoint_file_name(step)).string();
   write_checkpoint(path, meta, store, adam->exp_avg(), adam->exp_avg_sq());
   prune_checkpoints(out.string(), checkpoints.keep);
@@ -337,7 +376,7 @@ void Trainer::State::write_grids(int64_t epoch) {
   std::vector<float> x(static_cast<size_t>(n) * src.sample_size());
   src.gather(rows, x.data());
   grids->write(ctx, *vae, out.string(), epoch, n, x.data(),
-               src.has_labels() ? src.labels().data() : nullptr);
+               src.has_labels() ? src.labels().data() : nullptr, &scaling);
 }
 
 double Trainer::State::iw_nll() {
