@@ -193,8 +193,9 @@ TEST(Trainer, ConditionalConvRanksEqualOneProcessTrainingOnTheUnionOfTheirBatche
 }
 
 TEST(Trainer, FreeBitsRanksEqualOneProcessTrainingOnTheUnionOfTheirBatches) {
-  // A floor near the dimensions' KL in these first steps: some are under it, some above.
-  check_ranks_equal_union(nullptr, false, 0.3);
+  // A floor among the dimensions' batch-mean KLs of these first steps (about 0.01 to 0.06
+  // nats): some are under it, some above.
+  check_ranks_equal_union(nullptr, false, 0.015);
 }
 
 void check_resume_is_bitwise(bool conv);
