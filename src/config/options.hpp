@@ -60,6 +60,15 @@ struct Options {
   double val_fraction = 0.0;    // 0 = none
   std::string val_data;         // "" = none
   int early_stop_patience = 0;  // evaluations without improvement; 0 = off
+  // The KL term and the encoder's log-variance (README: KL schedules, free bits, logvar clamp
+  // and standardised data).
+  std::string kl_schedule = "linear";  // "linear" (kl_warmup_epochs) | "cyclical"
+  int kl_cycles = 4;                   // cyclical: cycles over the planned steps
+  double kl_cycle_ratio = 0.5;         // cyclical: share of a cycle over which beta ramps up
+  double free_bits = 0.0;              // KL floor per latent dimension, nats; 0 = off
+  double logvar_min = -30.0;           // logvar clamped to [logvar_min, logvar_max];
+  double logvar_max = 20.0;            // -inf, +inf ("none") = off
+  bool standardize = false;            // float data: per-feature mean 0, std 1
 
   friend bool operator==(const Options&, const Options&) = default;
 };
@@ -84,8 +93,9 @@ Options parse_config_text(const std::string& text, const std::string& origin);
 std::string format_options(const Options& options);
 
 // Checks what no single key can: options that need or exclude each other (validation data
-// for early stopping, --val-fraction and --val-data together). Throws vd::ConfigError saying
-// what to change. parse_options calls it; so does the Trainer, for Options built in code.
+// for early stopping, --val-fraction and --val-data together, --standardize with the
+// Bernoulli likelihood). Throws vd::ConfigError naming them and what to change. parse_options
+// calls it; so does the Trainer, for Options built in code.
 void check_option_combinations(const Options& options);
 
 // The --help text (also returned in ParseResult::help_text); program names the binary.

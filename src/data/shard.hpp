@@ -50,6 +50,10 @@ class Shard {
   bool stored_as_uint8() const { return !u8_.empty(); }
   const std::string& file() const { return file_; }
   const std::string& dataset() const { return dataset_; }
+  // The float data [rows(), sample_size()] (empty when stored as uint8), writable so the
+  // whole shard can be rescaled once (data/standardize).
+  std::span<float> float_values() { return f32_; }
+  std::span<const float> float_values() const { return f32_; }
 
   // Copies the listed local rows, in order, into dst [local_rows.size(), sample_size()] as
   // float32 in [0, 1] (uint8 divided by 255). Hot path: no allocation. Throws

@@ -40,6 +40,9 @@ struct CheckpointMeta {
   // The reported training loss sum and sample count of the epoch so far (mid-epoch files).
   double epoch_loss_sum = 0;
   int64_t epoch_loss_count = 0;
+  // --standardize: the training set's per-feature mean and standard deviation [D] the model
+  // was trained with (data/standardize). Empty without --standardize and in older files.
+  std::vector<double> feature_mean, feature_std;
 
   friend bool operator==(const CheckpointMeta&, const CheckpointMeta&) = default;
 };
@@ -61,6 +64,7 @@ inline constexpr const char* kCheckpointFormat = "vae_dist-checkpoint";
 //                     val_best, val_best_step, val_bad_evaluations, epoch_loss_sum,
 //                     epoch_loss_count: the schedules' state (optional: older files lack them;
 //                     the bests are inf before the first evaluation)
+//   /standardize/mean, /standardize/std   float64 [D], with --standardize only (optional)
 //   /params/<name>    float32, the entry's PyTorch shape, row-major; padding is not saved
 //   /adam/exp_avg/<name>, /adam/exp_avg_sq/<name>   the moments, same shapes
 // Every data set is one chunk with a Fletcher-32 checksum (root attribute checksums = 1), and

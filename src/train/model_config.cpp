@@ -28,6 +28,9 @@ VaeConfig vae_config(const Options& opt, const Shape& data, int classes) {
   vc.encoder = opt.encoder.empty() ? mlp_encoder_spec(opt.hidden) : opt.encoder;
   vc.decoder = opt.decoder.empty() ? mlp_decoder_spec(opt.hidden, data.size()) : opt.decoder;
   vc.classes = classes;
+  vc.logvar_min = static_cast<float>(opt.logvar_min);
+  vc.logvar_max = static_cast<float>(opt.logvar_max);
+  vc.free_bits = opt.free_bits;
   return vc;
 }
 
@@ -65,6 +68,7 @@ std::unique_ptr<TrainedModel> load_trained_model(const std::string& checkpoint, 
     throw IoError("checkpoint '" + checkpoint +
                   "' does not exist; give a checkpoint_stepNNNNNNNNN.h5 that vae_dist wrote");
   m->meta = read_checkpoint_meta(checkpoint);
+  m->scaling = FeatureScaling{m->meta.feature_mean, m->meta.feature_std};
   m->options = parse_config_text(m->meta.config_ini, "checkpoint '" + checkpoint + "' /config");
   const Options& opt = m->options;
   VaeConfig vc;

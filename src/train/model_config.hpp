@@ -6,6 +6,7 @@
 
 #include "config/options.hpp"
 #include "data/shard.hpp"
+#include "data/standardize.hpp"
 #include "io/checkpoint.hpp"
 #include "nn/param_store.hpp"
 #include "parallel/comm.hpp"
@@ -35,6 +36,9 @@ struct TrainedModel {
   CheckpointMeta meta;
   ParamStore store;
   std::unique_ptr<Vae> vae;
+  // --standardize: the model's inputs and outputs are standardised; these statistics map
+  // data to the model (standardize) and its outputs back (invert). Empty otherwise.
+  FeatureScaling scaling;
   int latent_dim() const { return vae->config().latent_dim; }
   int classes() const { return vae->config().classes; }
 };

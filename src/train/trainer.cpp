@@ -22,14 +22,17 @@
 #include "core/rng.hpp"
 #include "data/epoch_plan.hpp"
 #include "data/shard.hpp"
+#include "data/standardize.hpp"
 #include "io/checkpoint.hpp"
 #include "io/run_report.hpp"
 #include "nn/context.hpp"
 #include "optim/adam.hpp"
 #include "optim/lr_schedule.hpp"
+#include "parallel/batch_reducer.hpp"
 #include "parallel/grad_sync.hpp"
 #include "parallel/placement.hpp"
 #include "train/early_stopping.hpp"
+#include "train/kl_schedule.hpp"
 #include "train/model_config.hpp"
 #include "train/stop_signals.hpp"
 #include "vae/latent.hpp"
@@ -168,6 +171,9 @@ struct Trainer::State {
   double last_lr = 0;                 // the rate of the newest step, for the metrics rows
   std::unique_ptr<RunReport> report;  // rank 0 only
   std::unique_ptr<SampleGrids> grids;
+  std::unique_ptr<MpiBatchReducer> batch_reducer;  // free bits on several ranks
+  KlSchedule kl;
+  FeatureScaling scaling;  // --standardize: the training set's (or the checkpoint's)
   CheckpointPolicy checkpoints;
   std::filesystem::path out;
   int64_t step = 0, samples = 0;
@@ -179,13 +185,10 @@ struct Trainer::State {
 
   State(const Options& o, const Comm& c) : opt(o), comm(c) {}
 
-  float beta_at(int64_t global_step) const {
-    if (opt.kl_warmup_epochs <= 0) return static_cast<float>(opt.beta);
-    const double ramp = opt.kl_warmup_epochs * static_cast<double>(plan->steps_per_epoch());
-    return static_cast<float>(opt.beta * std::min(1.0, static_cast<double>(global_step) / ramp));
-  }
+  float beta_at(int64_t global_step) const { return kl.at(global_step); }
   void check_replicas(const char* when) const { vd::check_replicas(comm, store.params(), when); }
   void resume(const std::string& requested, bool writes_model);
+  void prepare_standardization(bool resumed);
   void save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng,
                        const ReportSums& epoch_sums, bool best = false);
   ReportSums evaluate(int64_t epoch);
@@ -244,6 +247,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   }
   s.plan =
       std::make_unique<EpochPlan>(s.train.global_rows(), comm.rank(), comm.size(), opt.batch_size);
+  s.kl = kl_schedule_of(opt, s.plan->steps_per_epoch());
 
   const VaeConfig vc =
       vae_config(opt, s.train, s.test ? &*s.test : nullptr, comm, s.val ? &*s.val : nullptr);
@@ -258,6 +262,11 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   s.adam = std::make_unique<Adam>(s.store.size(), ac);
   s.grad_sync = std::make_unique<GradientSync>(comm, s.store, *s.adam);
   s.grad_sync->set_grad_clip(opt.grad_clip);
+  if (opt.free_bits > 0 && comm.size() > 1) {
+    // The free-bits floor needs the global batch's KL per dimension: one small exchange.
+    s.batch_reducer = std::make_unique<MpiBatchReducer>(comm);
+    s.ctx.batch_reducer = s.batch_reducer.get();
+  }
 
   // The schedule runs on the global step; cosine ends at the run's last step.
   const int64_t planned = s.plan->steps_per_epoch() * opt.epochs;
@@ -288,6 +297,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
     s.resume(opt.resume, writes_model);
   }
   s.last_lr = s.schedule->lr(std::max<int64_t>(0, s.step - 1));  // until the first step
+  s.prepare_standardization(!opt.resume.empty());
   // Every rank initialised (or restored) the same values; rank 0's are the truth regardless.
   s.grad_sync->share_initial_state();
   s.check_replicas("after start-up");
@@ -328,6 +338,10 @@ Trainer::Trainer(const Options& options, const Comm& comm)
                          ", not trained on")
                             .c_str()
                       : opt.val_data.c_str());
+    if (!s.scaling.empty())
+      std::printf("standardised %zu features to mean 0, std 1 with the statistics of %s\n",
+                  s.scaling.mean.size(),
+                  opt.resume.empty() ? "the training set" : "the checkpoint");
     std::printf("model%s (layer, what it is, output shape per sample):\n%s",
                 vc.classes > 0
                     ? (" conditional on " + std::to_string(vc.classes) + " classes").c_str()
@@ -352,6 +366,7 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
       writes_model ? read_checkpoint(path, store, adam->exp_avg(), adam->exp_avg_sq())
                    : read_checkpoint_meta(path);
   adam->set_steps(meta.adam_steps);
+  scaling = FeatureScaling{meta.feature_mean, meta.feature_std};
   step = meta.step;
   samples = meta.samples;
   schedule->set_plateau(PlateauState{meta.lr_scale, meta.plateau_best, meta.plateau_bad_evaluations,
@@ -393,6 +408,28 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
   }
 }
 
+// --standardize: the statistics of the training set over every rank (or, on resume, the ones
+// the model was trained with, so the data are the same bits), applied to the shards in place.
+void Trainer::State::prepare_standardization(bool resumed) {
+  if (!opt.standardize) {
+    if (!scaling.empty())
+      throw ConfigError(
+          "the checkpoint was written by a run with --standardize, so the model "
+          "expects standardised data; add --standardize (the statistics come "
+          "from the checkpoint)");
+    return;
+  }
+  if (resumed && scaling.empty())
+    throw ConfigError(
+        "--standardize: the checkpoint was written by a run without it, so the "
+        "model was trained on the data as they are; drop --standardize to resume");
+  if (!resumed)
+    scaling = feature_scaling(train, [&](std::span<double> v) { comm.allreduce_sum(v); });
+  standardize(train, scaling);
+  if (val) standardize(*val, scaling);
+  if (test) standardize(*test, scaling);
+}
+
 // A checkpoint_stepN.h5, or best.h5 when `best` (never pruned, never found by "latest").
 void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng,
                                      const ReportSums& epoch_sums, bool best) {
@@ -412,6 +449,8 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   const Shape& data = vae->config().data;
   meta.data_shape = {data.c, data.h, data.w};
   meta.classes = vae->config().classes;
+  meta.feature_mean = scaling.mean;
+  meta.feature_std = scaling.std;
   const PlateauState& plateau = schedule->plateau();
   meta.lr_scale = plateau.scale;
   meta.plateau_best = plateau.best;
@@ -486,7 +525,7 @@ void Trainer::State::write_grids(int64_t epoch) {
   std::vector<float> x(static_cast<size_t>(n) * src.sample_size());
   src.gather(rows, x.data());
   grids->write(ctx, *vae, out.string(), epoch, n, x.data(),
-               src.has_labels() ? src.labels().data() : nullptr);
+               src.has_labels() ? src.labels().data() : nullptr, &scaling);
 }
 
 double Trainer::State::iw_nll() {

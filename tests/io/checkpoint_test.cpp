@@ -509,6 +509,31 @@ TEST(Checkpoint, EveryDataSetCarriesAChecksum) {
   EXPECT_TRUE(h5::has_fletcher32(h5::open_dataset(f, "/rng_states")));
 }
 
+TEST(Checkpoint, StandardizationStatisticsRoundTripWithChecksums) {
+  TempDir dir;
+  State a(8);
+  a.meta.feature_mean = {1e4, -3.5, 0.0, 2.5e-7};
+  a.meta.feature_std = {1e-2, 1.0, 1.0, 3.0e-9};
+  const std::string path = dir.file("s.h5");
+  a.write(path);
+  EXPECT_EQ(read_checkpoint_meta(path), a.meta);
+  h5::File f = h5::open_file(path);
+  for (const char* name : {"/standardize/mean", "/standardize/std"}) {
+    EXPECT_TRUE(h5::has_fletcher32(h5::open_dataset(f, name))) << name;
+    EXPECT_EQ(h5::dtype_of(h5::open_dataset(f, name)), h5::DType::Float64) << name;
+  }
+  // Files without them (older ones, or runs without --standardize) read as empty.
+  const State b(8);
+  b.write(dir.file("plain.h5"));
+  const CheckpointMeta plain = read_checkpoint_meta(dir.file("plain.h5"));
+  EXPECT_TRUE(plain.feature_mean.empty());
+  EXPECT_TRUE(plain.feature_std.empty());
+  // Statistics of different lengths are refused before the file is touched.
+  a.meta.feature_std.pop_back();
+  EXPECT_THROW(a.write(dir.file("bad.h5")), ShapeError);
+  EXPECT_FALSE(fs::exists(dir.file("bad.h5")));
+}
+
 // As a user would with h5py: one weight set to NaN (HDF5 recomputes the checksum on write).
 TEST(Checkpoint, ReadRefusesANonFiniteValueWrittenIntoTheFile) {
   TempDir dir;
