@@ -593,6 +593,14 @@ std::string find_latest_checkpoint(const std::string& dir) {
   return (fs::path(dir) / found.back().name).string();
 }
 
+std::vector<int64_t> checkpoint_steps(const std::string& dir) {
+  std::vector<int64_t> steps;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return steps;  // a new run directory
+  for (const Listed& f : list_checkpoints(dir, false)) steps.push_back(f.step);
+  return steps;
+}
+
 void prune_checkpoints(const std::string& dir, int keep) {
   if (keep < 1)
     throw ShapeError("prune_checkpoints: keep must be at least 1 (got " + std::to_string(keep) +

@@ -96,6 +96,8 @@ CheckpointMeta read_checkpoint_meta(const std::string& path);
 // "checkpoint_step000001234.h5": zero-padded to 9 digits so names sort by step (up to 10^9
 // steps; find_latest_checkpoint compares numbers, so longer names still work). step >= 0.
 std::string checkpoint_file_name(int64_t step);
+// The steps of the checkpoint_step*.h5 files in `dir`, ascending (none when it is missing).
+std::vector<int64_t> checkpoint_steps(const std::string& dir);
 
 // The run directory's copy of the model with the lowest validation loss: a full checkpoint
 // (resumable, readable by vae_latent), written like the others; its name never matches

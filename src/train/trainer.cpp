@@ -365,6 +365,22 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
   const CheckpointMeta meta =
       writes_model ? read_checkpoint(path, store, adam->exp_avg(), adam->exp_avg_sq())
                    : read_checkpoint_meta(path);
+  // Checkpoints in --out written after this one belong to the run that went on from it (e.g.
+  // resuming best.h5 into its own run directory): the two runs would mix there, and pruning,
+  // which keeps the highest steps, would delete this run's new checkpoints first.
+  std::string clash;
+  if (comm.is_root()) {
+    const std::vector<int64_t> steps = checkpoint_steps(out.string());
+    if (!steps.empty() && steps.back() > meta.step)
+      clash = "--out " + out.string() + " holds checkpoints written after step " +
+              std::to_string(meta.step) + " of " + path + " (the newest is step " +
+              std::to_string(steps.back()) +
+              ") by the run that went on from it; resume into a new directory (e.g. --out " +
+              out.string() + "_from_step" + std::to_string(meta.step) +
+              ") or move those checkpoints away";
+  }
+  comm.broadcast(clash, 0);
+  if (!clash.empty()) throw ConfigError(clash);
   adam->set_steps(meta.adam_steps);
   scaling = FeatureScaling{meta.feature_mean, meta.feature_std};
   step = meta.step;
@@ -624,6 +640,22 @@ TrainSummary Trainer::run() {
   const int64_t planned = steps_per_epoch * opt.epochs;
   const int64_t last_step = opt.max_steps > 0 ? std::min(opt.max_steps, planned) : planned;
   bool stop = s.step >= last_step;
+  // A run resumed from a checkpoint whose run had already stopped early would otherwise train
+  // one more epoch before the next evaluation stops it again. The state is the same on every
+  // rank (read from the same file).
+  if (s.val && s.early.patience() > 0 && s.early.state().bad_evaluations >= s.early.patience()) {
+    stop = true;
+    summary.early_stopped = true;
+    if (comm.is_root()) {
+      std::printf(
+          "early stop: the resumed run had stopped early (the validation loss has not improved "
+          "for %lld evaluation(s); best %.4f at step %lld); to train on, raise "
+          "--early-stop-patience or set it to 0\n",
+          static_cast<long long>(s.early.state().bad_evaluations), s.early.state().best,
+          static_cast<long long>(s.early.state().best_step));
+      std::fflush(stdout);
+    }
+  }
 
   for (int64_t epoch = s.start_epoch; epoch <= opt.epochs && !stop; ++epoch) {
     // Plan: this epoch's shuffle and noise stream (or the resumed ones, mid-epoch).
@@ -668,7 +700,10 @@ TrainSummary Trainer::run() {
     summary.train_loss =
         epoch_sums.loss / std::max<double>(1.0, static_cast<double>(epoch_sums.count));
     if (s.report) s.report->end_of_epoch();
-    if (summary.signal != 0) {
+    // A signal mid-epoch: checkpoint and stop now. A signal on the epoch's last step lets the
+    // epoch's end (validation, schedules, best.h5, the checkpoint) run first, since the
+    // resumed run starts with the next epoch and would never count this one.
+    if (summary.signal != 0 && st < steps_per_epoch) {
       s.save_checkpoint(epoch, st, eps_rng, epoch_sums);
       break;
     }

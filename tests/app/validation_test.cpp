@@ -103,6 +103,21 @@ TEST(AppValidation, EarlyStoppingStopsWhereTheValidationRowsSayAndKeepsBestH5) {
       run_command(mpi_prefix(2) + args + " --epochs 45 --resume latest", 180);
   ASSERT_EQ(again.exit_code, 0) << again.output;
   EXPECT_TRUE(contains(again.output, "resumed from " + latest)) << again.output;
+  // That run had stopped early: the resumed one stops at once instead of training one more
+  // epoch first, and writes nothing new.
+  EXPECT_TRUE(contains(again.output, "early stop: the resumed run had stopped early"))
+      << again.output;
+  EXPECT_EQ(find_latest_checkpoint(out), latest);
+
+  // best.h5 into its own run directory, which holds later checkpoints of the run that went on:
+  // refused on every rank, since pruning would delete the new checkpoints first.
+  const CommandResult into_own =
+      run_command(mpi_prefix(2) + args + " --epochs 45 --resume " + shell_quote(best_h5), 180);
+  EXPECT_EQ(into_own.exit_code, 2) << into_own.output;
+  EXPECT_TRUE(contains(into_own.output,
+                       "holds checkpoints written after step " + std::to_string(meta.step)))
+      << into_own.output;
+  EXPECT_TRUE(contains(into_own.output, "resume into a new directory")) << into_own.output;
 
   // best.h5 resumes (into another directory) and vae_latent reads it.
   const std::string other = tmp.file("from_best");

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -22,6 +23,7 @@
 #include "nn/context.hpp"
 #include "optim/adam.hpp"
 #include "support/temp_dir.hpp"
+#include "train/stop_signals.hpp"
 #include "vae/latent.hpp"
 #include "vae/model.hpp"
 
@@ -300,6 +302,72 @@ TEST(Trainer, ResumeInAWarmupOrAPlateauWaitIsBitwiseIdentical) {
     for (size_t i = 0; i < got.size(); ++i) differing += got[i] != uninterrupted[i];
     EXPECT_EQ(differing, 0u);
   }
+}
+
+// SIGTERM agreed on the last step of an epoch: the epoch still ends (validation, plateau,
+// early stopping, best.h5) before the checkpoint, since the resumed run starts the next epoch
+// and would never count it. Stopped one step before epoch 2's end, resumed with SIGTERM pending
+// on rank 0 (so it lands on that last step), then resumed again, the run ends bitwise where
+// the uninterrupted one does; without the epoch's evaluation the plateau would reduce later.
+TEST(Trainer, StopSignalOnAnEpochsLastStepStillEndsTheEpoch) {
+  vd::Comm comm;
+  SharedData data(comm);
+  const int64_t spe = vd::EpochPlan(46, 0, comm.size(), 4).steps_per_epoch();
+  const auto options = [&](const std::string& name) {
+    vd::Options o = small_options(data.file, data.root + "/" + name);
+    o.epochs = 5;
+    o.val_fraction = 0.25;
+    o.lr_schedule = "plateau";
+    o.lr_patience = 1;
+    o.lr_factor = 0.5;
+    o.lr_threshold = 0.5;
+    o.early_stop_patience = 5;
+    return o;
+  };
+  vd::Trainer whole_trainer(options("whole"), comm);
+  const vd::TrainSummary whole = whole_trainer.run();
+  const auto uninterrupted = whole_trainer.params().params();
+  const vd::CheckpointMeta end = vd::read_checkpoint_meta(whole.last_checkpoint);
+
+  vd::Options first = options("signalled");
+  first.max_steps = 2 * spe - 1;
+  train(first, comm);
+  vd::Options second = first;
+  second.max_steps = 0;
+  second.resume = "latest";
+  {
+    vd::Trainer t(second, comm);
+    vd::block_stop_signals();
+    if (comm.rank() == 0) raise(SIGTERM);  // pending: the first step's poll takes it
+    const vd::TrainSummary stopped = t.run();
+    EXPECT_EQ(stopped.signal, SIGTERM);
+    const vd::CheckpointMeta meta = vd::read_checkpoint_meta(stopped.last_checkpoint);
+    EXPECT_EQ(meta.step, 2 * spe);
+    EXPECT_EQ(meta.step_in_epoch, spe);
+    // Epoch 2's evaluation was counted, as in a run that simply ends with epoch 2.
+    vd::Options ref = options("epoch2");
+    ref.max_steps = 2 * spe;
+    vd::Trainer ref_trainer(ref, comm);
+    const vd::CheckpointMeta want = vd::read_checkpoint_meta(ref_trainer.run().last_checkpoint);
+    EXPECT_EQ(meta.val_best, want.val_best);
+    EXPECT_EQ(meta.val_best_step, want.val_best_step);
+    EXPECT_EQ(meta.val_bad_evaluations, want.val_bad_evaluations);
+    EXPECT_EQ(meta.plateau_bad_evaluations, want.plateau_bad_evaluations);
+    EXPECT_EQ(meta.lr_scale, want.lr_scale);
+  }
+  vd::Trainer t(second, comm);
+  const vd::TrainSummary resumed = t.run();
+  EXPECT_EQ(resumed.epochs, whole.epochs);
+  const vd::CheckpointMeta last = vd::read_checkpoint_meta(resumed.last_checkpoint);
+  EXPECT_EQ(last.lr_scale, end.lr_scale);
+  EXPECT_EQ(last.plateau_bad_evaluations, end.plateau_bad_evaluations);
+  EXPECT_EQ(last.val_best, end.val_best);
+  EXPECT_EQ(last.val_bad_evaluations, end.val_bad_evaluations);
+  const auto got = t.params().params();
+  ASSERT_EQ(got.size(), uninterrupted.size());
+  size_t differing = 0;
+  for (size_t i = 0; i < got.size(); ++i) differing += got[i] != uninterrupted[i];
+  EXPECT_EQ(differing, 0u);
 }
 
 // The validation loss of P ranks is the loss of the same model on the validation rows in one
