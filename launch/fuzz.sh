@@ -7,8 +7,8 @@
 # are then tried on every machine (a slower one, cut by the cap, tries a prefix of them), so CI
 # cannot fail by luck on damaged input that a library chokes on, and a finding reproduces.
 # Without --ci every run tries new inputs for SECONDS.
-# Needs clang and libclang-rt-14-dev (bash launch/setup.sh --with-fuzz). Crash inputs are kept
-# in build-fuzz/findings/<target>/.
+# Needs clang, libclang-rt-14-dev and libomp-14-dev (bash launch/setup.sh --with-fuzz). Crash
+# inputs are kept in build-fuzz/findings/<target>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=30 ci=0

@@ -7,7 +7,7 @@
 #     --with-reference  also PyTorch + OpenBLAS for tests/reference and launch/bench.sh
 #     --with-charts     also matplotlib, scikit-learn, h5py, numpy for launch/latent_plots.py
 #     --with-cluster    also Slurm, munge and iproute2 for the cluster tests (ctest -L 'slurm|multi_host')
-#     --with-fuzz       also clang and its sanitizer/libFuzzer runtime for launch/fuzz.sh
+#     --with-fuzz       also clang, its sanitizer/libFuzzer runtime and OpenMP for launch/fuzz.sh
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -25,7 +25,7 @@ for flag in "$@"; do
     # tests/slurm starts a single-node Slurm (slurmctld, slurmd, munged); the multi-host tests
     # make network-namespace hosts with ip.
     --with-cluster) packages+=(slurm-wlm munge iproute2) ;;
-    --with-fuzz) packages+=(clang libclang-rt-14-dev) ;;
+    --with-fuzz) packages+=(clang libclang-rt-14-dev libomp-14-dev) ;;
     *) echo "setup: unknown option '$flag' (use --with-reference, --with-charts, --with-cluster, --with-fuzz)" >&2; exit 2 ;;
   esac
 done
