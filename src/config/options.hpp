@@ -46,6 +46,9 @@ struct Options {
   bool conditional = false;  // condition encoder and decoder on the one-hot /labels
   int classes = 0;           // classes of a conditional model; 0 = max label + 1 of the data
 
+  // Compute precision of the layers: "f32" | "bf16" | "auto" (nn/precision.hpp).
+  std::string precision = "f32";
+
   friend bool operator==(const Options&, const Options&) = default;
 };
 

@@ -24,6 +24,7 @@
 #include "io/checkpoint.hpp"
 #include "io/run_report.hpp"
 #include "nn/context.hpp"
+#include "nn/precision.hpp"
 #include "optim/adam.hpp"
 #include "parallel/grad_sync.hpp"
 #include "parallel/placement.hpp"
@@ -151,6 +152,9 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   const Options& opt = options;
   const int threads = resolve_threads(opt.threads, comm);
   omp_set_num_threads(threads);
+  // Before the data are read: --precision bf16 on a CPU without bf16 fails at once.
+  std::string precision_note;
+  const Precision precision = resolve_precision(opt.precision, &precision_note);
 
   const Likelihood likelihood = parse_likelihood(opt.likelihood);
   const ValueCheck check =
@@ -168,7 +172,8 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   s.plan =
       std::make_unique<EpochPlan>(s.train.global_rows(), comm.rank(), comm.size(), opt.batch_size);
 
-  const VaeConfig vc = vae_config(opt, s.train, s.test ? &*s.test : nullptr, comm);
+  VaeConfig vc = vae_config(opt, s.train, s.test ? &*s.test : nullptr, comm);
+  vc.precision = precision;
   s.vae = std::make_unique<Vae>(vc, s.store);
   s.store.finalize();
   AdamConfig ac;
@@ -222,11 +227,12 @@ Trainer::Trainer(const Options& options, const Comm& comm)
         comm.size(), threads, static_cast<long long>(s.train.global_rows()),
         static_cast<long long>(s.train.rows()), static_cast<long long>(s.plan->steps_per_epoch()),
         comm.size(), opt.batch_size, s.store.num_parameters(), s.grad_sync->method().c_str());
-    std::printf("model%s (layer, what it is, output shape per sample):\n%s",
+    if (!precision_note.empty()) std::printf("%s\n", precision_note.c_str());
+    std::printf("model%s (layer, what it is, output shape per sample%s):\n%s",
                 vc.classes > 0
                     ? (" conditional on " + std::to_string(vc.classes) + " classes").c_str()
                     : "",
-                s.vae->summary().c_str());
+                precision == Precision::F32 ? "" : ", precision", s.vae->summary().c_str());
     std::fflush(stdout);
   }
 }
