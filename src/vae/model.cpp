@@ -87,9 +87,9 @@ std::string Vae::summary() const {
   const bool show = config_.precision != Precision::F32;
   const auto row = [&](const std::string& name, const std::string& what, const Shape& out,
                        const Layer* layer) {
-    if (show)
+    if (show && layer)
       std::snprintf(line, sizeof line, "  %-18s %-28s -> %-10s %s\n", name.c_str(), what.c_str(),
-                    out.text().c_str(), layer ? precision_name(layer->precision()) : "");
+                    out.text().c_str(), precision_name(layer->precision()));
     else
       std::snprintf(line, sizeof line, "  %-18s %-28s -> %s\n", name.c_str(), what.c_str(),
                     out.text().c_str());
