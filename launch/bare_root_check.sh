@@ -4,8 +4,10 @@
 # repository's committed HEAD into it, and runs the Quickstart's commands, read from README.md,
 # verbatim as root; then, on that build, `launch/setup.sh --with-cluster` and the cluster tests
 # (ctest -L 'slurm|multi_host': a real Slurm on localhost, network-namespace hosts), which must
-# run, not skip. Prints every phase's time. Removes all it mounted and made on every exit:
-# the mounts (and the root itself, in RAM when there is room) live in a private mount namespace.
+# run, not skip; then `launch/setup.sh --with-fuzz` and a fixed set of inputs to each libFuzzer
+# target (launch/fuzz.sh --ci), which must find nothing. Prints every phase's time. Removes all
+# it mounted and made on every exit: the mounts (and the root itself, in RAM when there is
+# room) live in a private mount namespace.
 #   sudo bash launch/bare_root_check.sh [--keep]   (--keep: root on disk, left unmounted for a look)
 # Needs root and a Debian mirror (the one the host's apt uses, else deb.debian.org); installs
 # debootstrap on the host if it is missing. Nothing is cached: each run starts from nothing.
@@ -137,7 +139,8 @@ http://deb.debian.org/debian-security $release-security"
     fi
   done
   say "all ${#commands[@]} Quickstart commands passed"
-  cluster_phase "$root"
+  cluster_phase "$root" || return
+  fuzz_phase "$root"
 }
 
 # Runs a command line as root in the checkout inside the root: a clean login-like environment
@@ -185,6 +188,23 @@ cluster_phase() {
     return 1
   fi
   say "cluster tests passed"
+}
+
+# Last: clang and the sanitizer runtime, then every libFuzzer target on a fixed sequence of
+# inputs grown from its seeds, at most 60 s each (launch/fuzz.sh --ci: the same inputs on every
+# machine, so a finding is reproducible rather than luck). Any finding fails the phase.
+fuzz_phase() {
+  local root=$1 status=0
+  local setup="bash launch/setup.sh --with-fuzz" fuzz="bash launch/fuzz.sh 60 --ci"
+  mark "fuzz: \$ $setup"
+  say "\$ $setup"
+  in_root "$root" "$setup" || status=$?
+  ((status == 0)) || { say "FAILED (exit $status): $setup"; return "$status"; }
+  mark "fuzz: \$ $fuzz"
+  say "\$ $fuzz"
+  in_root "$root" "$fuzz" || status=$?
+  ((status == 0)) || { say "FAILED (exit $status): $fuzz"; return "$status"; }
+  say "fuzzing found nothing"
 }
 
 # Copies the commands' output through unchanged, marking the phases setup.sh announces.
@@ -271,7 +291,7 @@ main() {
     --keep) keep=1 ;;
     "") ;;
     -h | --help)
-      sed -n '2,11p' "$self" | sed 's/^# \{0,1\}//'
+      sed -n '2,13p' "$self" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) die "unknown argument '$1' (see --help)" ;;

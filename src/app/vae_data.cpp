@@ -111,17 +111,34 @@ int cmd_synth(int argc, char** argv) {
       "classes", po::value<int>()->default_value(10), "number of classes (1..256)")(
       "seed", po::value<uint64_t>()->default_value(0), "random seed (same seed, same file)")(
       "dtype", po::value<std::string>()->default_value("uint8"),
-      "uint8 (0..255) or float32 (in [0,1])");
+      "uint8 (0..255) or float32 (in [0,1])")(
+      "features", po::value<int64_t>(),
+      "instead of images: float32 vectors [n, features] of very different scales (1e-3..1e3) "
+      "and offsets (up to 1e4), like scientific measurements (needs --dtype float32; "
+      "--channels/--height/--width do not apply)");
   po::variables_map vm;
   const std::string synopsis =
       "synth --out FILE.h5 --n N [--channels C --height H --width W --classes K --seed S "
-      "--dtype uint8|float32]";
+      "--dtype uint8|float32 | --features D --dtype float32]";
   if (!parse(argc, argv, desc, {}, synopsis, vm)) return 0;
   const std::string dtype = vm["dtype"].as<std::string>();
   if (dtype != "uint8" && dtype != "float32")
     throw UsageError("--dtype must be uint8 or float32, not '" + dtype + "'");
   const auto t0 = std::chrono::steady_clock::now();
   const std::string out = vm["out"].as<std::string>();
+  if (vm.count("features")) {
+    if (dtype != "float32")
+      throw UsageError("--features makes float data of any scale; add --dtype float32");
+    for (const char* image_only : {"channels", "height", "width"})
+      if (!vm[image_only].defaulted())
+        throw UsageError(std::string("--") + image_only +
+                         " describes images; with --features the rows are vectors");
+    const vd::DatasetSummary s =
+        vd::write_synthetic_features(out, vm["n"].as<int64_t>(), vm["features"].as<int64_t>(),
+                                     vm["seed"].as<uint64_t>(), vm["classes"].as<int>());
+    print_summary(s, out, seconds_since(t0));
+    return 0;
+  }
   const vd::DatasetSummary s = vd::write_synthetic(
       out, vm["n"].as<int64_t>(), vm["channels"].as<int64_t>(), vm["height"].as<int64_t>(),
       vm["width"].as<int64_t>(), vm["seed"].as<uint64_t>(),

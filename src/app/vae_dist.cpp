@@ -62,9 +62,15 @@ int main(int argc, char** argv) {
       std::printf("done: %d epoch(s), %lld steps, %lld samples in %.1f s; %.0f training images/s",
                   s.epochs, static_cast<long long>(s.steps), static_cast<long long>(s.samples),
                   s.seconds, s.train_images_per_s);
+      if (std::isfinite(s.val_loss)) std::printf("; final validation loss %.4f", s.val_loss);
       if (std::isfinite(s.test_loss)) std::printf("; final test loss %.4f", s.test_loss);
-      std::printf("\nrun directory: %s (last checkpoint %s)\n", parsed.options.out.c_str(),
+      if (s.early_stopped) std::printf("; stopped early");
+      std::printf("\nrun directory: %s (last checkpoint %s", parsed.options.out.c_str(),
                   s.last_checkpoint.c_str());
+      if (!s.best_checkpoint.empty())
+        std::printf("; best validation loss %.4f at step %lld: %s", s.best_val_loss,
+                    static_cast<long long>(s.best_val_step), s.best_checkpoint.c_str());
+      std::printf(")\n");
     }
     return 0;
   });

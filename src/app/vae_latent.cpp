@@ -24,6 +24,7 @@
 #include "core/rng.hpp"
 #include "core/version.hpp"
 #include "data/shard.hpp"
+#include "data/standardize.hpp"
 #include "io/latent_file.hpp"
 #include "nn/context.hpp"
 #include "parallel/comm.hpp"
@@ -276,6 +277,8 @@ struct Session {
     if (model->classes() > 0 && !s.has_labels())
       throw vd::DataError("the model is conditional, so it needs class labels, but '" + data +
                           "' has no /labels data set");
+    // A model trained with --standardize encodes standardised data.
+    vd::standardize(s, model->scaling);
     return s;
   }
   vd::Likelihood vae_likelihood() const { return model->vae->config().likelihood; }
@@ -292,10 +295,18 @@ void make_parent(const std::string& path) {
                       "; choose another --out");
 }
 
+// images [n, D] are in the model's units (the data's, or standardised ones for a model trained
+// with --standardize, inputs included); they are drawn in the data's units.
 void write_png(const Session& s, const std::string& path, const std::vector<float>& images, int n,
                int cols, const std::string& what) {
   make_parent(path);
-  vd::write_grid_png(path, images, n, s.shape(), cols);
+  if (!s.model->scaling.empty()) {
+    std::vector<float> data_units = images;
+    s.model->scaling.invert(data_units.data(), n);
+    vd::write_grid_png(path, data_units, n, s.shape(), cols);
+  } else {
+    vd::write_grid_png(path, images, n, s.shape(), cols);
+  }
   std::printf("wrote %s: %s\n", path.c_str(), what.c_str());
 }
 

@@ -218,6 +218,45 @@ Spec hidden_spec() {
   return s;
 }
 
+// --logvar-clamp "LO,HI" (finite, LO < HI) or "none" (stored as -inf, +inf).
+Spec logvar_clamp_spec() {
+  Spec s;
+  s.name = "logvar-clamp";
+  s.value_name = "<lo,hi|none>";
+  s.help =
+      "clamp the encoder's log-variance to [lo, hi] in the forward pass; the gradient is "
+      "exact inside and zero outside (see README); 'none' = off; two numbers lo < hi, or none";
+  s.set = [](Options& o, const std::string& value, const std::string& where) {
+    if (trim(value) == "none") {
+      o.logvar_min = -std::numeric_limits<double>::infinity();
+      o.logvar_max = std::numeric_limits<double>::infinity();
+      return;
+    }
+    const std::string bad = where + ": " + in_quotes(value) +
+                            " is not a range 'lo,hi' of two finite numbers with lo < hi (e.g. "
+                            "-30,20) or 'none'";
+    const auto comma = value.find(',');
+    if (comma == std::string::npos) throw ConfigError(bad);
+    double v[2] = {0, 0};
+    const std::string parts[2] = {trim(value.substr(0, comma)), trim(value.substr(comma + 1))};
+    for (int i = 0; i < 2; ++i) {
+      const char* first = parts[i].data();
+      const char* last = first + parts[i].size();
+      const auto res = std::from_chars(first, last, v[i]);
+      if (parts[i].empty() || res.ec != std::errc() || res.ptr != last || !std::isfinite(v[i]))
+        throw ConfigError(bad);
+    }
+    if (!(v[0] < v[1])) throw ConfigError(bad);
+    o.logvar_min = v[0];
+    o.logvar_max = v[1];
+  };
+  s.get = [](const Options& o) {
+    if (std::isinf(o.logvar_min) && std::isinf(o.logvar_max)) return std::string("none");
+    return format_double(o.logvar_min) + "," + format_double(o.logvar_max);
+  };
+  return s;
+}
+
 // The single source of truth for names, defaults, help and validation.
 const std::vector<Spec>& table() {
   static const std::vector<Spec> specs = [] {
@@ -235,11 +274,55 @@ const std::vector<Spec>& table() {
         string_spec("test-data", &O::test_data, true, {}, "test HDF5 file; empty = no evaluation"));
     t.push_back(
         string_spec("dataset", &O::dataset, false, {}, "data set name inside the HDF5 files"));
+    t.push_back(real_spec("val-fraction", &O::val_fraction, {0, false}, Bound{1, true},
+                          "hold out the last round(f x N) rows of the training file for "
+                          "validation at every epoch end; 0 = none"));
+    t.push_back(string_spec("val-data", &O::val_data, true, {},
+                            "validation HDF5 file (instead of --val-fraction); empty = none"));
+    t.push_back(integer_spec<int>("early-stop-patience", &O::early_stop_patience, 0, none,
+                                  "stop when the validation loss has not improved for this many "
+                                  "evaluations; needs validation data; 0 = off"));
     t.push_back(string_spec("out", &O::out, false, {}, "run directory"));
     t.push_back(integer_spec<int>("epochs", &O::epochs, 1, none, "training epochs"));
     t.push_back(
         integer_spec<int>("batch-size", &O::batch_size, 1, none, "minibatch size per rank"));
-    t.push_back(real_spec("lr", &O::lr, {0, true}, none, "Adam learning rate"));
+    t.push_back(
+        real_spec("lr", &O::lr, {0, true}, none,
+                  "Adam learning rate (the peak rate of a schedule, for one rank's batch)"));
+    // "<name>", not "<a|b|...>": a longer entry would widen every line of --help.
+    t.push_back(string_spec(
+        "lr-schedule", &O::lr_schedule, false, {"constant", "step", "cosine", "plateau"},
+        "learning-rate schedule on the global step, after the warm-up: step = torch StepLR, "
+        "cosine = CosineAnnealingLR to --lr-min at the last step (--max-steps or epochs x "
+        "steps/epoch), plateau = ReduceLROnPlateau on the validation loss, else the test loss, "
+        "else the epoch's training loss"));
+    t.push_back(integer_spec<int64_t>("lr-warmup-steps", &O::lr_warmup_steps, 0, none,
+                                      "linear warm-up: step t < N uses lr x (t+1)/N (torch "
+                                      "LinearLR(start_factor=1/N)); 0 = none"));
+    t.push_back(integer_spec<int64_t>("lr-step-size", &O::lr_step_size, 1, none,
+                                      "step schedule: optimizer steps between reductions "
+                                      "(StepLR step_size)"));
+    t.push_back(real_spec("lr-gamma", &O::lr_gamma, {0, true}, none,
+                          "step schedule: factor per reduction (StepLR gamma)"));
+    t.push_back(real_spec("lr-min", &O::lr_min, {0, false}, none,
+                          "cosine: the final rate (eta_min); plateau: the lowest rate (min_lr)"));
+    t.push_back(real_spec("lr-factor", &O::lr_factor, {0, true}, Bound{1, true},
+                          "plateau: factor per reduction (factor)"));
+    t.push_back(integer_spec<int>("lr-patience", &O::lr_patience, 0, none,
+                                  "plateau: evaluations (epoch ends) without improvement before "
+                                  "a reduction (patience)"));
+    t.push_back(real_spec("lr-threshold", &O::lr_threshold, {0, false}, none,
+                          "plateau: an improvement must beat the best by this fraction "
+                          "(threshold, mode rel)"));
+    t.push_back(integer_spec<int>("lr-cooldown", &O::lr_cooldown, 0, none,
+                                  "plateau: evaluations to wait after a reduction (cooldown)"));
+    t.push_back(string_spec("lr-scale-with-ranks", &O::lr_scale_with_ranks, false,
+                            {"none", "linear", "sqrt"},
+                            "learning rate for the global batch of P ranks: lr x P (linear), "
+                            "lr x sqrt(P) (sqrt) or lr (none)"));
+    for (Spec& spec : t)
+      if (spec.name == "lr-schedule" || spec.name == "lr-scale-with-ranks")
+        spec.value_name = "<name>";
     t.push_back(integer_spec<int>("latent-dim", &O::latent_dim, 1, none, "latent dimensions"));
     t.push_back(hidden_spec());
     t.push_back(string_spec(
@@ -258,9 +341,25 @@ const std::vector<Spec>& table() {
                             "decoder likelihood p(x|z)"));
     t.push_back(real_spec("gaussian-sigma", &O::gaussian_sigma, {0, true}, none,
                           "fixed decoder standard deviation of the gaussian likelihood"));
+    t.push_back(bool_spec("standardize", &O::standardize,
+                          "train on float data scaled to mean 0 and std 1 per feature (training "
+                          "set statistics, stored in the checkpoint); gaussian likelihood only"));
     t.push_back(real_spec("beta", &O::beta, {0, false}, none, "KL weight (beta-VAE)"));
     t.push_back(real_spec("kl-warmup-epochs", &O::kl_warmup_epochs, {0, false}, none,
                           "epochs over which the KL weight ramps linearly from 0 to beta"));
+    t.push_back(string_spec("kl-schedule", &O::kl_schedule, false, {"linear", "cyclical"},
+                            "KL weight schedule: linear = --kl-warmup-epochs, then beta; "
+                            "cyclical = --kl-cycles ramps from 0 to beta (Fu et al. 2019), each "
+                            "over --kl-cycle-ratio of its cycle"));
+    t.push_back(integer_spec<int>("kl-cycles", &O::kl_cycles, 1, none,
+                                  "cyclical schedule: cycles over the planned steps"));
+    t.push_back(real_spec("kl-cycle-ratio", &O::kl_cycle_ratio, {0, true}, Bound{1, false},
+                          "cyclical schedule: share of each cycle over which the KL weight "
+                          "ramps linearly from 0 to beta, then holds"));
+    t.push_back(real_spec("free-bits", &O::free_bits, {0, false}, none,
+                          "KL floor per latent dimension in nats (Kingma et al. 2016): the loss "
+                          "uses sum_j max(free-bits, batch-mean KL_j); 0 = off"));
+    t.push_back(logvar_clamp_spec());
     t.push_back(real_spec("weight-decay", &O::weight_decay, {0, false}, none,
                           "L2 weight decay added to the gradient, as torch.optim.Adam does"));
     t.push_back(real_spec("grad-clip", &O::grad_clip, {0, false}, none,
@@ -411,6 +510,24 @@ ValueMap read_config_file(const std::string& path) {
 
 }  // namespace
 
+void check_option_combinations(const Options& o) {
+  if (o.standardize && o.likelihood == "bernoulli")
+    throw ConfigError(
+        "--standardize needs --likelihood gaussian: standardised values are not in [0, 1], "
+        "which the Bernoulli likelihood needs; add --likelihood gaussian or drop --standardize");
+  if (o.kl_schedule == "cyclical" && o.kl_warmup_epochs > 0)
+    throw ConfigError(
+        "--kl-warmup-epochs belongs to --kl-schedule linear; the cyclical schedule ramps by "
+        "--kl-cycles and --kl-cycle-ratio; drop one of them");
+  const bool validation = o.val_fraction > 0 || !o.val_data.empty();
+  if (o.val_fraction > 0 && !o.val_data.empty())
+    throw ConfigError("--val-fraction and --val-data both name validation data; give one of them");
+  if (o.early_stop_patience > 0 && !validation)
+    throw ConfigError(
+        "--early-stop-patience needs validation data; add --val-fraction (e.g. 0.1) or "
+        "--val-data FILE, or set --early-stop-patience 0");
+}
+
 std::string help_text(const std::string& program) {
   std::ostringstream out;
   out << "Usage: " << program << " [--config FILE] [--key value ...]\n"
@@ -486,6 +603,7 @@ ParseResult parse_options(int argc, const char* const argv[]) {
       spec.set(o, jt->second, cli.at("config") + ": " + spec.name);
     }
   }
+  check_option_combinations(o);
   return result;
 }
 

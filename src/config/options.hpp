@@ -45,6 +45,30 @@ struct Options {
   std::string decoder;
   bool conditional = false;  // condition encoder and decoder on the one-hot /labels
   int classes = 0;           // classes of a conditional model; 0 = max label + 1 of the data
+  // Learning-rate schedule (optim/lr_schedule.hpp), on the global optimizer step.
+  std::string lr_schedule = "constant";      // constant | step | cosine | plateau
+  int64_t lr_warmup_steps = 0;               // linear warm-up steps
+  int64_t lr_step_size = 1000;               // step: steps between reductions
+  double lr_gamma = 0.1;                     // step: factor per reduction
+  double lr_min = 0.0;                       // cosine's end, plateau's floor
+  double lr_factor = 0.1;                    // plateau: factor per reduction
+  int lr_patience = 10;                      // plateau: bad evaluations before a reduction
+  double lr_threshold = 1e-4;                // plateau: relative improvement that counts
+  int lr_cooldown = 0;                       // plateau: evaluations ignored after a reduction
+  std::string lr_scale_with_ranks = "none";  // none | linear | sqrt
+  // Validation: a held-out tail of the training file, or a file of its own; early stopping.
+  double val_fraction = 0.0;    // 0 = none
+  std::string val_data;         // "" = none
+  int early_stop_patience = 0;  // evaluations without improvement; 0 = off
+  // The KL term and the encoder's log-variance (README: KL schedules, free bits, logvar clamp
+  // and standardised data).
+  std::string kl_schedule = "linear";  // "linear" (kl_warmup_epochs) | "cyclical"
+  int kl_cycles = 4;                   // cyclical: cycles over the planned steps
+  double kl_cycle_ratio = 0.5;         // cyclical: share of a cycle over which beta ramps up
+  double free_bits = 0.0;              // KL floor per latent dimension, nats; 0 = off
+  double logvar_min = -30.0;           // logvar clamped to [logvar_min, logvar_max];
+  double logvar_max = 20.0;            // -inf, +inf ("none") = off
+  bool standardize = false;            // float data: per-feature mean 0, std 1
 
   // Compute precision of the layers: "f32" | "bf16" | "auto" (nn/precision.hpp).
   std::string precision = "f32";
@@ -70,6 +94,12 @@ Options parse_config_text(const std::string& text, const std::string& origin);
 // The resolved configuration as "key = value" lines (every option), re-parsable by --config.
 // The config key itself is written as a comment: a config file cannot name another one.
 std::string format_options(const Options& options);
+
+// Checks what no single key can: options that need or exclude each other (validation data
+// for early stopping, --val-fraction and --val-data together, --standardize with the
+// Bernoulli likelihood). Throws vd::ConfigError naming them and what to change. parse_options
+// calls it; so does the Trainer, for Options built in code.
+void check_option_combinations(const Options& options);
 
 // The --help text (also returned in ParseResult::help_text); program names the binary.
 std::string help_text(const std::string& program = "vae_dist");

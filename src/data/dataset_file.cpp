@@ -262,6 +262,71 @@ DatasetSummary write_synthetic(const std::string& out_path, int64_t n, int64_t c
   return {n, {c, h, w}, as_u8 ? "uint8" : "float32", true};
 }
 
+DatasetSummary write_synthetic_features(const std::string& out_path, int64_t n, int64_t features,
+                                        uint64_t seed, int num_classes) {
+  if (n < 1 || features < 1)
+    throw DataError("synthetic feature data for '" + out_path +
+                    "' needs n and features >= 1 (got n=" + std::to_string(n) +
+                    ", features=" + std::to_string(features) + ")");
+  if (num_classes < 1 || num_classes > 256)
+    throw DataError("synthetic data for '" + out_path + "' needs 1 to 256 classes (got " +
+                    std::to_string(num_classes) + "); labels are stored as uint8");
+  constexpr int kFactors = 3;
+  const int64_t D = features;
+  const int64_t chunk_rows = chunk_rows_for(D * 4, n);
+  const double span = D > 1 ? static_cast<double>(D - 1) : 1.0;
+  // Per feature: loadings on the factors, a scale and an offset of its own.
+  std::vector<double> load(static_cast<size_t>(D * kFactors)), scale(static_cast<size_t>(D)),
+      offset(static_cast<size_t>(D));
+  for (int64_t d = 0; d < D; ++d) {
+    for (int m = 0; m < kFactors; ++m)
+      load[static_cast<size_t>(d * kFactors + m)] =
+          std::sin(1.3 * static_cast<double>(d) + 2.1 * m + 0.4);
+    scale[static_cast<size_t>(d)] = std::pow(10.0, -3.0 + 6.0 * static_cast<double>(d) / span);
+    offset[static_cast<size_t>(d)] =
+        (d % 2 ? -1.0 : 1.0) * std::pow(10.0, 4.0 * static_cast<double>(D - 1 - d) / span);
+  }
+  write_atomically(out_path, [&](const std::string& tmp) {
+    h5::File file = h5::create_file(tmp);
+    write_format_attributes(file, "vae_data synth --features");
+    h5::write_attribute(file, "synthetic_seed", seed);
+    h5::write_attribute(file, "num_classes", int64_t{num_classes});
+    h5::write_attribute(file, "shuffled", int64_t{0});
+    const std::vector<int64_t> dims{n, D};
+    h5::Dataset dset =
+        h5::create_dataset(file, "/images", H5T_NATIVE_FLOAT, dims, {{chunk_rows, D}, 0});
+    h5::write_attribute(dset, "layout", "ND");
+    const std::vector<int64_t> ldims{n};
+    h5::Dataset dlab = h5::create_dataset<uint8_t>(
+        file, "/labels", ldims, {{std::min<int64_t>(n, 1 << 16)}, kDeflateLevel});
+    Rng rng(seed);
+    std::vector<float> buf(static_cast<size_t>(chunk_rows * D));
+    std::vector<uint8_t> lbuf(static_cast<size_t>(chunk_rows));
+    double z[kFactors];
+    for (int64_t r0 = 0; r0 < n; r0 += chunk_rows) {
+      const int64_t rows = std::min(chunk_rows, n - r0);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int k = static_cast<int>(rng.below(static_cast<uint64_t>(num_classes)));
+        lbuf[static_cast<size_t>(r)] = static_cast<uint8_t>(k);
+        for (int m = 0; m < kFactors; ++m)
+          z[m] = 1.5 * std::cos(2.0 * std::numbers::pi * k / num_classes + m) +
+                 rng.uniform(-0.85, 0.85);
+        for (int64_t d = 0; d < D; ++d) {
+          const double* a = load.data() + d * kFactors;
+          const double s = a[0] * z[0] + a[1] * z[1] + a[2] * z[2] +
+                           0.3 * std::sin(z[0] * (1.0 + 3.0 * static_cast<double>(d) / span)) +
+                           0.1 * rng.uniform(-1.0, 1.0);
+          buf[static_cast<size_t>(r * D + d)] = static_cast<float>(
+              offset[static_cast<size_t>(d)] + scale[static_cast<size_t>(d)] * s);
+        }
+      }
+      h5::write_rows(dset, r0, rows, buf.data());
+      h5::write_rows(dlab, r0, rows, lbuf.data());
+    }
+  });
+  return {n, {D}, "float32", true};
+}
+
 std::string describe(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))

@@ -52,6 +52,14 @@ enum class SynthDType { UInt8, Float32 };
 DatasetSummary write_synthetic(const std::string& out_path, int64_t n, int64_t c, int64_t h,
                                int64_t w, uint64_t seed, SynthDType dtype, int num_classes);
 
+// Writes n deterministic (per seed) rows of float32 "scientific" vectors [n, features] with
+// labels (num_classes clusters): a few latent factors (class centre + noise) mixed into every
+// feature with a mild non-linearity, then feature d is scaled by 10^(-3 + 6 d / (D - 1)) and
+// shifted by +-10^(4 (D - 1 - d) / (D - 1)): scales from 1e-3 to 1e3, offsets up to 1e4, the
+// data --standardize is for. Same temp-file-and-rename scheme. features >= 1.
+DatasetSummary write_synthetic_features(const std::string& out_path, int64_t n, int64_t features,
+                                        uint64_t seed, int num_classes);
+
 // Text report of a data set file: file attributes, then every dataset with shape, dtype,
 // chunking, min/max (streamed in blocks) and attributes, and a histogram of /labels.
 std::string describe(const std::string& path);

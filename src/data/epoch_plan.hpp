@@ -12,7 +12,16 @@
 namespace vd {
 
 // Streams of random numbers derived from the run's seed; each purpose draws from its own.
-enum class RngStream : uint64_t { Init = 1, Shuffle = 2, Eps = 3, EvalEps = 4, Grid = 5, Iw = 6 };
+// ValEps: the validation noise, one stream per (epoch, validation row).
+enum class RngStream : uint64_t {
+  Init = 1,
+  Shuffle = 2,
+  Eps = 3,
+  EvalEps = 4,
+  Grid = 5,
+  Iw = 6,
+  ValEps = 7
+};
 Rng make_rng(uint64_t seed, RngStream stream, uint64_t a = 0, uint64_t b = 0);
 
 class EpochPlan {

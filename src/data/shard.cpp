@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <new>
 #include <sstream>
@@ -53,24 +54,61 @@ void check_values(const std::vector<float>& data, int64_t row_size, int64_t firs
   }
 }
 
-}  // namespace
-
-RowRange shard_rows(int64_t n, int rank, int world) {
-  if (world < 1 || rank < 0 || rank >= world)
-    throw ShapeError("shard_rows: rank " + std::to_string(rank) + " is not in [0, " +
-                     std::to_string(world) + ")");
-  if (n < 0) throw ShapeError("shard_rows: negative row count " + std::to_string(n));
-  // floor(rank * n / world) with n = q * world + rem, so no product exceeds n or world^2.
-  const int64_t q = n / world, rem = n % world;
-  auto start = [&](int64_t p) { return p * q + p * rem / world; };
-  return {start(rank), start(int64_t{rank} + 1)};
+// Refuses a data set whose header claims more than the file stores: a current shape beyond the
+// maximum one, a contiguous data set with less storage than its shape needs, or a chunked one
+// with chunks never written (a writer stopped half-way; HDF5 would read the fill value). A
+// damaged header can claim gigabytes in a file of kilobytes (found by tests/fuzz), so this
+// runs before the shard is allocated. Virtual and external data sets are not checked.
+void check_storage(hid_t dset, const std::vector<int64_t>& dims, const std::string& where) {
+  h5::Dataspace space(VD_H5(H5Dget_space(dset), "cannot read the shape of " + where));
+  std::vector<hsize_t> cur(dims.size()), max(dims.size());
+  VD_H5(H5Sget_simple_extent_dims(space, cur.data(), max.data()),
+        "cannot read the shape of " + where);
+  for (size_t i = 0; i < dims.size(); ++i)
+    if (max[i] != H5S_UNLIMITED && cur[i] > max[i])
+      throw DataError(where + " has shape " + shape_text(dims) +
+                      " beyond its maximum shape; the file is damaged, re-create it");
+  h5::PropList dcpl(VD_H5(H5Dget_create_plist(dset), "cannot read the layout of " + where));
+  const H5D_layout_t layout = H5Pget_layout(dcpl);
+  const auto incomplete = [&](const std::string& what) {
+    return DataError(where + " has shape " + shape_text(dims) + " but the file stores " + what +
+                     "; the file is truncated, damaged or was not completely written, "
+                     "re-create it");
+  };
+  if (layout == H5D_CONTIGUOUS && H5Pget_external_count(dcpl) == 0) {
+    h5::Datatype type(VD_H5(H5Dget_type(dset), "cannot read the type of " + where));
+    // In long double: a damaged shape's byte count may not fit in 64 bits.
+    long double need = static_cast<long double>(H5Tget_size(type));
+    for (int64_t d : dims) need *= static_cast<long double>(d);
+    const hsize_t have = H5Dget_storage_size(dset);
+    if (static_cast<long double>(have) < need)
+      throw incomplete(std::to_string(have) + " bytes of data");
+  } else if (layout == H5D_CHUNKED) {
+    const std::vector<int64_t> chunk = h5::chunk_of(dset);
+    long double need = 1;
+    for (size_t i = 0; i < dims.size() && i < chunk.size(); ++i)
+      if (chunk[i] > 0) need *= static_cast<long double>((dims[i] + chunk[i] - 1) / chunk[i]);
+    hsize_t have = 0;
+    VD_H5(H5Dget_num_chunks(dset, space, &have), "cannot count the chunks of " + where);
+    if (static_cast<long double>(have) < need) {
+      char count[64];
+      std::snprintf(count, sizeof count, "%.0Lf", need);
+      throw incomplete(std::to_string(have) + " of its " + count + " chunks");
+    }
+  }
 }
 
-Shard Shard::read(const std::string& file, const std::string& dataset, int rank, int world,
-                  ValueCheck check) {
-  if (world < 1 || rank < 0 || rank >= world)
-    throw ShapeError("Shard::read: rank " + std::to_string(rank) + " is not in [0, " +
-                     std::to_string(world) + ")");
+// The data set, checked: the file exists and is HDF5, the data set is there, with a supported
+// rank, dtype and shape (no zero dimension, no damaged chunk shape).
+struct Opened {
+  h5::File f;
+  h5::Dataset dset;
+  std::vector<int64_t> dims;
+  h5::DType type;
+  std::string where;
+};
+
+Opened open_checked(const std::string& file, const std::string& dataset) {
   std::error_code ec;
   if (!std::filesystem::exists(file, ec))
     throw DataError("data file '" + file +
@@ -82,10 +120,22 @@ Shard Shard::read(const std::string& file, const std::string& dataset, int rank,
                     "`vae_data import-idx`");
   h5::File f = h5::open_file(file);
   const std::string where = "data file '" + file + "', data set '" + dataset + "'";
-  if (!h5::is_dataset(f, dataset))
+  if (!h5::is_dataset(f, dataset)) {
+    // A damaged object header or link table also lands here: say so when the name exists.
+    if (h5::exists(f, dataset)) {
+      h5::Object obj(H5Oopen(f, dataset.c_str(), H5P_DEFAULT));
+      if (!obj.valid()) {
+        const std::string reason = h5::take_error_stack();
+        throw DataError(where + " cannot be opened (HDF5: " + reason +
+                        "); the file is damaged, re-create it");
+      }
+    }
     throw DataError("data file '" + file + "' has no data set '" + dataset +
                     "'; the data sets in it are: " + join(h5::list_datasets(f, "/", true)) +
-                    "; pass one of those or re-create the file with `vae_data import-idx`");
+                    "; pass one of those or re-create the file with `vae_data import-idx` (if "
+                    "it should have '" +
+                    dataset + "', the file may be damaged)");
+  }
   h5::Dataset dset = h5::open_dataset(f, dataset);
   const std::vector<int64_t> dims = h5::dims_of(dset);
   if (dims.size() != 4 && dims.size() != 2)
@@ -112,18 +162,60 @@ Shard Shard::read(const std::string& file, const std::string& dataset, int rank,
         throw DataError(where + " has chunks " + shape_text(chunk) + " larger than its shape " +
                         shape_text(dims) + "; the file is damaged, re-create it");
   }
+  check_storage(dset, dims, where);
+  return Opened{std::move(f), std::move(dset), dims, type, where};
+}
+
+}  // namespace
+
+RowRange shard_rows(int64_t n, int rank, int world) {
+  if (world < 1 || rank < 0 || rank >= world)
+    throw ShapeError("shard_rows: rank " + std::to_string(rank) + " is not in [0, " +
+                     std::to_string(world) + ")");
+  if (n < 0) throw ShapeError("shard_rows: negative row count " + std::to_string(n));
+  // floor(rank * n / world) with n = q * world + rem, so no product exceeds n or world^2.
+  const int64_t q = n / world, rem = n % world;
+  auto start = [&](int64_t p) { return p * q + p * rem / world; };
+  return {start(rank), start(int64_t{rank} + 1)};
+}
+
+int64_t Shard::count_rows(const std::string& file, const std::string& dataset) {
+  return open_checked(file, dataset).dims[0];
+}
+
+Shard Shard::read(const std::string& file, const std::string& dataset, int rank, int world,
+                  ValueCheck check, std::optional<RowRange> rows) {
+  if (world < 1 || rank < 0 || rank >= world)
+    throw ShapeError("Shard::read: rank " + std::to_string(rank) + " is not in [0, " +
+                     std::to_string(world) + ")");
+  Opened o = open_checked(file, dataset);
+  const h5::Dataset& dset = o.dset;
+  const std::vector<int64_t>& dims = o.dims;
+  const h5::DType type = o.type;
+  const std::string& where = o.where;
+  h5::File& f = o.f;
   const int64_t n = dims[0];
-  if (n < world)
-    throw DataError(where + " has " + std::to_string(n) + " rows but there are " +
-                    std::to_string(world) +
+  const RowRange sel = rows.value_or(RowRange{0, n});
+  if (sel.begin < 0 || sel.end < sel.begin || sel.end > n)
+    throw DataError(where + " has " + std::to_string(n) + " rows; rows [" +
+                    std::to_string(sel.begin) + ", " + std::to_string(sel.end) +
+                    ") cannot be read from it");
+  if (sel.size() < world)
+    throw DataError(where + " has " + std::to_string(sel.size()) + " rows" +
+                    (rows ? " to split (rows [" + std::to_string(sel.begin) + ", " +
+                                std::to_string(sel.end) + ") of " + std::to_string(n) + ")"
+                          : std::string()) +
+                    " but there are " + std::to_string(world) +
                     " ranks; every rank needs at least one row, so use fewer ranks or more "
                     "data");
 
   Shard s;
   s.file_ = file;
   s.dataset_ = dataset;
-  s.global_rows_ = n;
-  s.range_ = shard_rows(n, rank, world);
+  s.selection_ = sel;
+  s.range_ = shard_rows(sel.size(), rank, world);
+  s.range_.begin += sel.begin;
+  s.range_.end += sel.begin;
   s.sample_shape_.assign(dims.begin() + 1, dims.end());
   // The shard's size, checked: a damaged or hostile header can claim any dims (found by
   // tests/fuzz; the product overflowed int64).
@@ -148,13 +240,16 @@ Shard Shard::read(const std::string& file, const std::string& dataset, int rank,
   } catch (const std::bad_alloc&) {
     throw too_large();
   }
-  if (type == h5::DType::UInt8) {
-    h5::read_rows(dset, s.range_.begin, s.range_.size(), s.u8_.data());
-  } else {
-    // float64 is converted by HDF5 during the read
-    h5::read_rows(dset, s.range_.begin, s.range_.size(), s.f32_.data());
-    check_values(s.f32_, s.sample_size_, s.range_.begin, check, where);
+  try {
+    if (type == h5::DType::UInt8)
+      h5::read_rows(dset, s.range_.begin, s.range_.size(), s.u8_.data());
+    else  // float64 is converted by HDF5 during the read
+      h5::read_rows(dset, s.range_.begin, s.range_.size(), s.f32_.data());
+  } catch (const IoError& e) {
+    // HDF5's own message names neither the file nor the data set.
+    throw DataError(where + ": " + e.what() + "; re-create the file");
   }
+  if (type != h5::DType::UInt8) check_values(s.f32_, s.sample_size_, s.range_.begin, check, where);
 
   if (dataset != "/labels" && h5::exists(f, "/labels")) {
     const std::string lwhere = "data file '" + file + "', data set '/labels'";
@@ -172,7 +267,11 @@ Shard Shard::read(const std::string& file, const std::string& dataset, int rank,
     if (!h5::is_integer(h5::dtype_of(lset)))
       throw DataError(lwhere + " has dtype " + h5::dtype_name(lset) + "; labels must be integers");
     s.labels_.resize(static_cast<size_t>(s.range_.size()));
-    h5::read_rows(lset, s.range_.begin, s.range_.size(), s.labels_.data());
+    try {
+      h5::read_rows(lset, s.range_.begin, s.range_.size(), s.labels_.data());
+    } catch (const IoError& e) {
+      throw DataError(lwhere + ": " + e.what() + "; re-create the file");
+    }
   }
   return s;
 }

@@ -221,6 +221,48 @@ CheckpointMeta read_meta(hid_t file, const std::string& path) {
     meta.data_shape = h5::read_dataset<int64_t>(file, "/data_shape").data;
     if (h5::has_attribute(file, "classes")) meta.classes = h5::read_int_attribute(file, "classes");
   }
+  // The schedules' state: optional (older files), and refused when no run could have written
+  // it (a NaN best, a negative count, a rate scale outside (0, 1]).
+  const auto real = [&](const char* name, double& v) {
+    if (h5::has_attribute(file, name)) v = h5::read_attribute<double>(file, name);
+  };
+  const auto count = [&](const char* name, int64_t& v) {
+    if (h5::has_attribute(file, name)) v = h5::read_int_attribute(file, name);
+  };
+  real("lr_scale", meta.lr_scale);
+  real("plateau_best", meta.plateau_best);
+  count("plateau_bad_evaluations", meta.plateau_bad_evaluations);
+  count("plateau_cooldown_left", meta.plateau_cooldown_left);
+  real("val_best", meta.val_best);
+  count("val_best_step", meta.val_best_step);
+  count("val_bad_evaluations", meta.val_bad_evaluations);
+  real("epoch_loss_sum", meta.epoch_loss_sum);
+  count("epoch_loss_count", meta.epoch_loss_count);
+  if (!(meta.lr_scale > 0 && meta.lr_scale <= 1) || std::isnan(meta.plateau_best) ||
+      std::isnan(meta.val_best) || !std::isfinite(meta.epoch_loss_sum) ||
+      meta.plateau_bad_evaluations < 0 || meta.plateau_cooldown_left < 0 ||
+      meta.val_best_step < -1 || meta.val_bad_evaluations < 0 || meta.epoch_loss_count < 0)
+    throw CheckpointError("checkpoint '" + path +
+                          "' holds an impossible schedule state (lr_scale, plateau_*, val_*, "
+                          "epoch_loss_*); the file is damaged");
+  if (h5::exists(file, "/standardize")) {
+    // Checked as the parameters are: a file that says it has checksums must have them here.
+    const bool checksums = h5::has_attribute(file, "checksums");
+    for (const char* name : {"/standardize/mean", "/standardize/std"})
+      if (checksums && !h5::has_fletcher32(h5::open_dataset(file, name)))
+        throw CheckpointError("checkpoint '" + path + "': " + name +
+                              " has lost its checksum; the file is damaged");
+    meta.feature_mean = h5::read_dataset<double>(file, "/standardize/mean").data;
+    meta.feature_std = h5::read_dataset<double>(file, "/standardize/std").data;
+    bool usable = !meta.feature_mean.empty() && meta.feature_mean.size() == meta.feature_std.size();
+    for (size_t i = 0; usable && i < meta.feature_mean.size(); ++i)
+      usable = std::isfinite(meta.feature_mean[i]) && std::isfinite(meta.feature_std[i]) &&
+               meta.feature_std[i] > 0;
+    if (!usable)
+      throw CheckpointError("checkpoint '" + path +
+                            "': /standardize holds unusable statistics (sizes differ, a value "
+                            "is not finite or a std is not positive); the file is damaged");
+  }
   meta.rng_states = read_strings(file, "/rng_states");
   if (meta.rng_states.size() != static_cast<size_t>(meta.world_size))
     throw CheckpointError("checkpoint '" + path + "' holds " +
@@ -333,6 +375,23 @@ void write_file(const std::string& tmp, const CheckpointMeta& meta, const ParamS
                                  checked(meta.data_shape.size()));
       h5::write_attribute(file, "classes", meta.classes);
     }
+    h5::write_attribute(file, "lr_scale", meta.lr_scale);
+    h5::write_attribute(file, "plateau_best", meta.plateau_best);
+    h5::write_attribute(file, "plateau_bad_evaluations", meta.plateau_bad_evaluations);
+    h5::write_attribute(file, "plateau_cooldown_left", meta.plateau_cooldown_left);
+    h5::write_attribute(file, "val_best", meta.val_best);
+    h5::write_attribute(file, "val_best_step", meta.val_best_step);
+    h5::write_attribute(file, "val_bad_evaluations", meta.val_bad_evaluations);
+    h5::write_attribute(file, "epoch_loss_sum", meta.epoch_loss_sum);
+    h5::write_attribute(file, "epoch_loss_count", meta.epoch_loss_count);
+    if (!meta.feature_mean.empty()) {
+      h5::Group st = h5::create_group(file, "/standardize");
+      const int64_t d = static_cast<int64_t>(meta.feature_mean.size());
+      h5::write_dataset<double>(st, "mean", meta.feature_mean, std::span<const int64_t>(&d, 1),
+                                checked(meta.feature_mean.size()));
+      h5::write_dataset<double>(st, "std", meta.feature_std, std::span<const int64_t>(&d, 1),
+                                checked(meta.feature_std.size()));
+    }
 
     h5::Group params = h5::create_group(file, "/params");
     h5::Group adam = h5::create_group(file, "/adam");
@@ -365,6 +424,10 @@ void write_checkpoint(const std::string& path, const CheckpointMeta& meta, const
     throw ShapeError("cannot write checkpoint '" + path + "': the Adam moments hold " +
                      std::to_string(exp_avg.size()) + " and " + std::to_string(exp_avg_sq.size()) +
                      " floats but the parameter buffer holds " + std::to_string(store.size()));
+  if (meta.feature_mean.size() != meta.feature_std.size())
+    throw ShapeError("cannot write checkpoint '" + path +
+                     "': " + std::to_string(meta.feature_mean.size()) + " feature means but " +
+                     std::to_string(meta.feature_std.size()) + " standard deviations");
   if (meta.world_size < 1 || meta.rng_states.size() != static_cast<size_t>(meta.world_size))
     throw ShapeError("cannot write checkpoint '" + path + "': " +
                      std::to_string(meta.rng_states.size()) + " RNG states given for world_size " +
@@ -528,6 +591,14 @@ std::string find_latest_checkpoint(const std::string& dir) {
     throw IoError("no checkpoint_step*.h5 in " + dir +
                   "; nothing to resume — start without --resume");
   return (fs::path(dir) / found.back().name).string();
+}
+
+std::vector<int64_t> checkpoint_steps(const std::string& dir) {
+  std::vector<int64_t> steps;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return steps;  // a new run directory
+  for (const Listed& f : list_checkpoints(dir, false)) steps.push_back(f.step);
+  return steps;
 }
 
 void prune_checkpoints(const std::string& dir, int keep) {

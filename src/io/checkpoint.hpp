@@ -2,6 +2,7 @@
 // every rank's RNG state, written atomically; plus naming, finding and pruning them in a run dir.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -29,6 +30,19 @@ struct CheckpointMeta {
   // Empty / 0 in checkpoints written before they were stored.
   std::vector<int64_t> data_shape;
   int64_t classes = 0;
+  // The schedules' state, so a resume continues them exactly (optim/lr_schedule.hpp,
+  // train/early_stopping.hpp); checkpoints written before they were stored read as a fresh run.
+  double lr_scale = 1.0;  // the plateau schedule's reductions so far
+  double plateau_best = std::numeric_limits<double>::infinity();
+  int64_t plateau_bad_evaluations = 0, plateau_cooldown_left = 0;
+  double val_best = std::numeric_limits<double>::infinity();  // lowest validation loss so far
+  int64_t val_best_step = -1, val_bad_evaluations = 0;
+  // The reported training loss sum and sample count of the epoch so far (mid-epoch files).
+  double epoch_loss_sum = 0;
+  int64_t epoch_loss_count = 0;
+  // --standardize: the training set's per-feature mean and standard deviation [D] the model
+  // was trained with (data/standardize). Empty without --standardize and in older files.
+  std::vector<double> feature_mean, feature_std;
 
   friend bool operator==(const CheckpointMeta&, const CheckpointMeta&) = default;
 };
@@ -46,6 +60,11 @@ inline constexpr const char* kCheckpointFormat = "vae_dist-checkpoint";
 //   /rng_states       fixed-length UTF-8 strings [world_size], rank order
 //                     (files written before checksums hold variable-length strings: still read)
 //   /data_shape       int64 [3]: C, H, W of one sample; root attribute classes (both optional)
+//   root attributes   lr_scale, plateau_best, plateau_bad_evaluations, plateau_cooldown_left,
+//                     val_best, val_best_step, val_bad_evaluations, epoch_loss_sum,
+//                     epoch_loss_count: the schedules' state (optional: older files lack them;
+//                     the bests are inf before the first evaluation)
+//   /standardize/mean, /standardize/std   float64 [D], with --standardize only (optional)
 //   /params/<name>    float32, the entry's PyTorch shape, row-major; padding is not saved
 //   /adam/exp_avg/<name>, /adam/exp_avg_sq/<name>   the moments, same shapes
 // Every data set is one chunk with a Fletcher-32 checksum (root attribute checksums = 1), and
@@ -77,6 +96,13 @@ CheckpointMeta read_checkpoint_meta(const std::string& path);
 // "checkpoint_step000001234.h5": zero-padded to 9 digits so names sort by step (up to 10^9
 // steps; find_latest_checkpoint compares numbers, so longer names still work). step >= 0.
 std::string checkpoint_file_name(int64_t step);
+// The steps of the checkpoint_step*.h5 files in `dir`, ascending (none when it is missing).
+std::vector<int64_t> checkpoint_steps(const std::string& dir);
+
+// The run directory's copy of the model with the lowest validation loss: a full checkpoint
+// (resumable, readable by vae_latent), written like the others; its name never matches
+// checkpoint_step<digits>.h5, so find_latest_checkpoint and prune_checkpoints pass it by.
+inline constexpr const char* kBestCheckpointFile = "best.h5";
 
 // Path of the checkpoint with the highest step in dir, chosen by file name
 // (checkpoint_step<digits>.h5; other files and *.tmp leftovers are ignored). Throws vd::IoError

@@ -48,16 +48,26 @@ void RunReport::end_of_epoch() {
 
 void RunReport::test(int64_t epoch, int64_t step, int64_t samples, const ReportSums& sums,
                      double lr) {
+  evaluation("test", epoch, step, samples, sums, lr);
+}
+
+void RunReport::validation(int64_t epoch, int64_t step, int64_t samples, const ReportSums& sums,
+                           double lr) {
+  evaluation("val", epoch, step, samples, sums, lr);
+}
+
+void RunReport::evaluation(const char* split, int64_t epoch, int64_t step, int64_t samples,
+                           const ReportSums& sums, double lr) {
   const double n = static_cast<double>(sums.count);
-  log_.write({"test", static_cast<int>(epoch), step, samples, sums.loss / n, sums.recon / n,
+  log_.write({split, static_cast<int>(epoch), step, samples, sums.loss / n, sums.recon / n,
               sums.kl / n, lr, 0.0, sums.active_units, sums.kl_per_dim});
   std::string units;
   if (sums.active_units >= 0)
     units = "  active units " + std::to_string(sums.active_units) + "/" +
             std::to_string(sums.kl_per_dim.size());
-  std::printf("epoch %lld/%d  test loss %.4f  recon %.4f  kl %.4f%s  (%lld images)\n",
-              static_cast<long long>(epoch), epochs_, sums.loss / n, sums.recon / n, sums.kl / n,
-              units.c_str(), static_cast<long long>(sums.count));
+  std::printf("epoch %lld/%d  %s loss %.4f  recon %.4f  kl %.4f%s  (%lld images)\n",
+              static_cast<long long>(epoch), epochs_, split, sums.loss / n, sums.recon / n,
+              sums.kl / n, units.c_str(), static_cast<long long>(sums.count));
   std::fflush(stdout);
 }
 

@@ -1,5 +1,6 @@
 // RunReport: what rank 0 tells the user while training runs: the progress lines on stdout and
-// the rows of metrics.csv/.jsonl (train intervals, test evaluations, the IWAE estimate).
+// the rows of metrics.csv/.jsonl (train intervals, validation and test evaluations, the IWAE
+// estimate).
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -33,9 +34,13 @@ class RunReport {
              double interval_seconds);
   void end_of_epoch();  // ends a rewriting tty line
   void test(int64_t epoch, int64_t step, int64_t samples, const ReportSums& sums, double lr);
+  // The same for the validation rows: a "val" row and an "epoch e/E  val loss ..." line.
+  void validation(int64_t epoch, int64_t step, int64_t samples, const ReportSums& sums, double lr);
   void importance_weighted(int epoch, int64_t step, int64_t samples, int k, double nll, double lr);
 
  private:
+  void evaluation(const char* split, int64_t epoch, int64_t step, int64_t samples,
+                  const ReportSums& sums, double lr);
   MetricsLog log_;
   bool tty_;
   int epochs_;

@@ -2,6 +2,7 @@
 // layer's parameter gradients are final (the gradient sum starts on them during backward).
 #pragma once
 #include <dnnl.hpp>
+#include <span>
 #include <string>
 
 namespace vd {
@@ -14,12 +15,23 @@ class GradListener {
   virtual void backward_done(const std::string& layer) = 0;
 };
 
+// Sums a few doubles in place over the ranks that share one global batch. start() begins the
+// exchange (non-blocking), finish() waits for it, so it can overlap other work (the VAE's
+// free bits overlap it with the decoder). Every rank calls both, in the same order.
+class BatchReducer {
+ public:
+  virtual ~BatchReducer() = default;
+  virtual void start(std::span<double> values) = 0;
+  virtual void finish() = 0;
+};
+
 // One per process (or per thread that runs layers); layers keep no engine of their own,
 // so primitives built for one Context must be executed on the same Context.
 struct Context {
   dnnl::engine engine;
   dnnl::stream stream;
   GradListener* grad_listener = nullptr;  // not owned; none outside data-parallel training
+  BatchReducer* batch_reducer = nullptr;  // not owned; none = this process holds the batch
   Context();  // CPU engine 0 and an in-order stream on it; throws vd::Error on failure
 };
 

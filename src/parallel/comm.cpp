@@ -129,6 +129,10 @@ void Comm::broadcast(std::span<float> data, int root) const {
   }
 }
 
+void Comm::broadcast(std::span<double> data, int root) const {
+  VD_MPI_CHECK(MPI_Bcast(data.data(), static_cast<int>(data.size()), MPI_DOUBLE, root, comm_));
+}
+
 void Comm::broadcast(std::string& text, int root) const {
   int64_t n = static_cast<int64_t>(text.size());
   VD_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT64_T, root, comm_));

@@ -48,6 +48,7 @@ class Comm {
   // Every rank's `text`, in rank order, on `root` (empty vector on the other ranks).
   std::vector<std::string> gather_strings(const std::string& text, int root) const;
   void broadcast(std::span<float> data, int root) const;
+  void broadcast(std::span<double> data, int root) const;  // small counts (< 2^31)
   void broadcast(std::string& text, int root) const;
   void barrier() const;
 

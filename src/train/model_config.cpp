@@ -28,19 +28,23 @@ VaeConfig vae_config(const Options& opt, const Shape& data, int classes) {
   vc.encoder = opt.encoder.empty() ? mlp_encoder_spec(opt.hidden) : opt.encoder;
   vc.decoder = opt.decoder.empty() ? mlp_decoder_spec(opt.hidden, data.size()) : opt.decoder;
   vc.classes = classes;
+  vc.logvar_min = static_cast<float>(opt.logvar_min);
+  vc.logvar_max = static_cast<float>(opt.logvar_max);
+  vc.free_bits = opt.free_bits;
   return vc;
 }
 
-VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, const Comm& comm) {
+VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, const Comm& comm,
+                     const Shard* val) {
   int classes = 0;
   if (opt.conditional) {
-    for (const Shard* sh : {&train, test}) {
+    for (const Shard* sh : {&train, test, val}) {
       if (sh && !sh->has_labels())
         throw DataError("--conditional needs class labels, but '" + sh->file() +
                         "' has no /labels data set; add one (integer [N]) or drop --conditional");
     }
     int64_t top = -1;
-    for (const Shard* sh : {&train, test})
+    for (const Shard* sh : {&train, test, val})
       if (sh)
         for (int32_t l : sh->labels()) {
           if (l < 0)
@@ -64,6 +68,7 @@ std::unique_ptr<TrainedModel> load_trained_model(const std::string& checkpoint, 
     throw IoError("checkpoint '" + checkpoint +
                   "' does not exist; give a checkpoint_stepNNNNNNNNN.h5 that vae_dist wrote");
   m->meta = read_checkpoint_meta(checkpoint);
+  m->scaling = FeatureScaling{m->meta.feature_mean, m->meta.feature_std};
   m->options = parse_config_text(m->meta.config_ini, "checkpoint '" + checkpoint + "' /config");
   const Options& opt = m->options;
   VaeConfig vc;

@@ -6,6 +6,7 @@
 
 #include "config/options.hpp"
 #include "data/shard.hpp"
+#include "data/standardize.hpp"
 #include "io/checkpoint.hpp"
 #include "nn/param_store.hpp"
 #include "parallel/comm.hpp"
@@ -24,7 +25,9 @@ VaeConfig vae_config(const Options& opt, const Shape& data, int classes);
 // largest label of the training and test shards (over every rank) + 1. Throws vd::DataError
 // when --conditional meets data without labels or with labels outside the classes. Collective
 // when opt.conditional and comm has several ranks.
-VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, const Comm& comm);
+// (`val`, the validation shard, counts like the test shard.)
+VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, const Comm& comm,
+                     const Shard* val = nullptr);
 
 // A trained model: the options of the run that wrote the checkpoint, and its parameters.
 struct TrainedModel {
@@ -33,6 +36,9 @@ struct TrainedModel {
   CheckpointMeta meta;
   ParamStore store;
   std::unique_ptr<Vae> vae;
+  // --standardize: the model's inputs and outputs are standardised; these statistics map
+  // data to the model (standardize) and its outputs back (invert). Empty otherwise.
+  FeatureScaling scaling;
   int latent_dim() const { return vae->config().latent_dim; }
   int classes() const { return vae->config().classes; }
 };

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <optional>
@@ -21,13 +22,18 @@
 #include "core/rng.hpp"
 #include "data/epoch_plan.hpp"
 #include "data/shard.hpp"
+#include "data/standardize.hpp"
 #include "io/checkpoint.hpp"
 #include "io/run_report.hpp"
 #include "nn/context.hpp"
 #include "nn/precision.hpp"
 #include "optim/adam.hpp"
+#include "optim/lr_schedule.hpp"
+#include "parallel/batch_reducer.hpp"
 #include "parallel/grad_sync.hpp"
 #include "parallel/placement.hpp"
+#include "train/early_stopping.hpp"
+#include "train/kl_schedule.hpp"
 #include "train/model_config.hpp"
 #include "train/stop_signals.hpp"
 #include "vae/latent.hpp"
@@ -100,6 +106,47 @@ std::string non_finite_part(const LossSums& sums, const ParamStore& store) {
   return "the gradient holds a non-finite value";
 }
 
+std::string g(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// The start-up line on the learning rate: the peak rate and how it follows the ranks, the
+// schedule, and the rate of the next step (the first, or the resumed one).
+std::string describe_lr(const Options& opt, const LrScheduleConfig& lc, int ranks, double next) {
+  std::string text = "learning rate " + g(lc.base_lr);
+  if (opt.lr_scale_with_ranks != "none")
+    text += " (--lr " + g(opt.lr) + " x " +
+            (opt.lr_scale_with_ranks == "linear" ? std::to_string(ranks)
+                                                 : "sqrt(" + std::to_string(ranks) + ")") +
+            " for the global batch of " + std::to_string(ranks) + " rank(s), " +
+            opt.lr_scale_with_ranks + " scaling)";
+  text += "; schedule " + opt.lr_schedule;
+  const bool validation = opt.val_fraction > 0 || !opt.val_data.empty();
+  switch (lc.kind) {
+    case LrScheduleKind::Constant:
+      break;
+    case LrScheduleKind::Step:
+      text += " (x " + g(lc.gamma) + " every " + std::to_string(lc.step_size) + " steps)";
+      break;
+    case LrScheduleKind::Cosine:
+      text += " (to " + g(lc.min_lr) + " at step " + std::to_string(lc.total_steps) + ")";
+      break;
+    case LrScheduleKind::Plateau:
+      text += " (x " + g(lc.factor) + " after " + std::to_string(lc.patience + 1) +
+              " epoch ends without improvement of the " +
+              (validation              ? "validation"
+               : opt.test_data.empty() ? "training"
+                                       : "test") +
+              " loss)";
+      break;
+  }
+  if (lc.warmup_steps > 0)
+    text += "; linear warm-up over " + std::to_string(lc.warmup_steps) + " steps";
+  return text + "; next step's rate " + g(next);
+}
+
 }  // namespace
 
 // The host buffers of one training step: x [B, D], eps [B, L], labels [B].
@@ -113,33 +160,42 @@ struct Trainer::State {
   const Comm& comm;
   Context ctx;
   Shard train;
+  std::optional<Shard> val;  // held-out rows of the training file, or --val-data
   std::optional<Shard> test;
   ParamStore store;
   std::unique_ptr<Vae> vae;
   std::unique_ptr<Adam> adam;
   std::unique_ptr<GradientSync> grad_sync;
   std::unique_ptr<EpochPlan> plan;
+  std::unique_ptr<LrSchedule> schedule;
+  EarlyStopping early{0};
+  double last_lr = 0;                 // the rate of the newest step, for the metrics rows
   std::unique_ptr<RunReport> report;  // rank 0 only
   std::unique_ptr<SampleGrids> grids;
+  std::unique_ptr<MpiBatchReducer> batch_reducer;  // free bits on several ranks
+  KlSchedule kl;
+  FeatureScaling scaling;  // --standardize: the training set's (or the checkpoint's)
   CheckpointPolicy checkpoints;
   std::filesystem::path out;
   int64_t step = 0, samples = 0;
   // Where the loop starts: 1-based epoch and the steps of it already done.
   int64_t start_epoch = 1, start_step_in_epoch = 0;
   std::optional<Rng> resumed_eps_rng;  // this rank's noise stream, for a mid-epoch resume
+  ReportSums resumed_epoch_sums;       // the reported training loss of that epoch so far
   std::string last_checkpoint;
 
   State(const Options& o, const Comm& c) : opt(o), comm(c) {}
 
-  float beta_at(int64_t global_step) const {
-    if (opt.kl_warmup_epochs <= 0) return static_cast<float>(opt.beta);
-    const double ramp = opt.kl_warmup_epochs * static_cast<double>(plan->steps_per_epoch());
-    return static_cast<float>(opt.beta * std::min(1.0, static_cast<double>(global_step) / ramp));
-  }
+  float beta_at(int64_t global_step) const { return kl.at(global_step); }
   void check_replicas(const char* when) const { vd::check_replicas(comm, store.params(), when); }
   void resume(const std::string& requested, bool writes_model);
-  void save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng);
+  void prepare_standardization(bool resumed);
+  void save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng,
+                       const ReportSums& epoch_sums, bool best = false);
   ReportSums evaluate(int64_t epoch);
+  ReportSums validate(int64_t epoch);
+  ReportSums evaluate_shard(const Shard& shard,
+                            const std::function<void(int n, float* eps)>& draw_eps);
   LossSums step_once(int64_t st, Rng& eps_rng, StepBuffers& buf, int& signal);
   [[noreturn]] void diverged(const std::string& mine);
   void write_grids(int64_t epoch);
@@ -150,6 +206,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
     : s_(std::make_unique<State>(options, comm)) {
   State& s = *s_;
   const Options& opt = options;
+  check_option_combinations(opt);  // every rank throws the same error, before any collective
   const int threads = resolve_threads(opt.threads, comm);
   omp_set_num_threads(threads);
   // Before the data are read: --precision bf16 on a CPU without bf16 fails at once.
@@ -160,7 +217,30 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   const ValueCheck check =
       likelihood == Likelihood::Bernoulli ? ValueCheck::UnitInterval : ValueCheck::None;
 
-  s.train = Shard::read(opt.data, opt.dataset, comm.rank(), comm.size(), check);
+  // --val-fraction f holds out the last round(f * N) rows of the training file: the ranks
+  // train on [0, N - V) and validate on [N - V, N), each reading only its block of both.
+  std::optional<RowRange> train_rows;
+  if (opt.val_fraction > 0) {
+    const int64_t n = Shard::count_rows(opt.data, opt.dataset);
+    const int64_t v = std::llround(opt.val_fraction * static_cast<double>(n));
+    if (v < comm.size() || n - v < comm.size())
+      throw ConfigError("--val-fraction " + g(opt.val_fraction) + " of the " + std::to_string(n) +
+                        " rows of '" + opt.data + "' holds out " + std::to_string(v) +
+                        " rows and trains on " + std::to_string(n - v) + "; with " +
+                        std::to_string(comm.size()) +
+                        " rank(s) each part needs at least one row per rank; choose a fraction "
+                        "between them");
+    train_rows = RowRange{0, n - v};
+    s.val = Shard::read(opt.data, opt.dataset, comm.rank(), comm.size(), check, RowRange{n - v, n});
+  } else if (!opt.val_data.empty()) {
+    s.val = Shard::read(opt.val_data, opt.dataset, comm.rank(), comm.size(), check);
+  }
+  s.train = Shard::read(opt.data, opt.dataset, comm.rank(), comm.size(), check, train_rows);
+  if (s.val && s.val->sample_shape() != s.train.sample_shape())
+    throw DataError("the validation data '" + opt.val_data + "' has samples of shape " +
+                    shape_text(s.val->sample_shape()) + " but the training data '" + opt.data +
+                    "' has " + shape_text(s.train.sample_shape()) +
+                    "; give a validation set of the same shape");
   if (!opt.test_data.empty()) {
     s.test = Shard::read(opt.test_data, opt.dataset, comm.rank(), comm.size(), check);
     if (s.test->sample_size() != s.train.sample_size())
@@ -171,8 +251,10 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   }
   s.plan =
       std::make_unique<EpochPlan>(s.train.global_rows(), comm.rank(), comm.size(), opt.batch_size);
+  s.kl = kl_schedule_of(opt, s.plan->steps_per_epoch());
 
-  VaeConfig vc = vae_config(opt, s.train, s.test ? &*s.test : nullptr, comm);
+  VaeConfig vc =
+      vae_config(opt, s.train, s.test ? &*s.test : nullptr, comm, s.val ? &*s.val : nullptr);
   vc.precision = precision;
   s.vae = std::make_unique<Vae>(vc, s.store);
   s.store.finalize();
@@ -185,6 +267,30 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   s.adam = std::make_unique<Adam>(s.store.size(), ac);
   s.grad_sync = std::make_unique<GradientSync>(comm, s.store, *s.adam);
   s.grad_sync->set_grad_clip(opt.grad_clip);
+  if (opt.free_bits > 0 && comm.size() > 1) {
+    // The free-bits floor needs the global batch's KL per dimension: one small exchange.
+    s.batch_reducer = std::make_unique<MpiBatchReducer>(comm);
+    s.ctx.batch_reducer = s.batch_reducer.get();
+  }
+
+  // The schedule runs on the global step; cosine ends at the run's last step.
+  const int64_t planned = s.plan->steps_per_epoch() * opt.epochs;
+  const int64_t last_step = opt.max_steps > 0 ? std::min(opt.max_steps, planned) : planned;
+  const double rank_scale = lr_rank_scale(opt.lr_scale_with_ranks, comm.size());
+  LrScheduleConfig lc;
+  lc.kind = parse_lr_schedule(opt.lr_schedule);
+  lc.base_lr = rank_scale == 1.0 ? opt.lr : opt.lr * rank_scale;
+  lc.warmup_steps = opt.lr_warmup_steps;
+  lc.step_size = opt.lr_step_size;
+  lc.gamma = opt.lr_gamma;
+  lc.total_steps = last_step;
+  lc.min_lr = opt.lr_min;
+  lc.factor = opt.lr_factor;
+  lc.patience = opt.lr_patience;
+  lc.threshold = opt.lr_threshold;
+  lc.cooldown = opt.lr_cooldown;
+  s.schedule = std::make_unique<LrSchedule>(lc);
+  s.early = EarlyStopping(opt.early_stop_patience);
 
   s.out = opt.out;
   // With one shared copy of the model per node only that node's first rank writes it.
@@ -195,6 +301,8 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   } else {
     s.resume(opt.resume, writes_model);
   }
+  s.last_lr = s.schedule->lr(std::max<int64_t>(0, s.step - 1));  // until the first step
+  s.prepare_standardization(!opt.resume.empty());
   // Every rank initialised (or restored) the same values; rank 0's are the truth regardless.
   s.grad_sync->share_initial_state();
   s.check_replicas("after start-up");
@@ -216,17 +324,29 @@ Trainer::Trainer(const Options& options, const Comm& comm)
     std::ofstream cfg(s.out / "config.ini");
     cfg << format_options(opt);
     if (!cfg) throw IoError("cannot write " + (s.out / "config.ini").string());
-    const int64_t planned = s.plan->steps_per_epoch() * opt.epochs;
-    s.report =
-        std::make_unique<RunReport>((s.out / "metrics.csv").string(), !opt.resume.empty(),
-                                    opt.progress && isatty(STDOUT_FILENO), opt.epochs, s.step,
-                                    opt.max_steps > 0 ? std::min(opt.max_steps, planned) : planned);
+    s.report = std::make_unique<RunReport>((s.out / "metrics.csv").string(), !opt.resume.empty(),
+                                           opt.progress && isatty(STDOUT_FILENO), opt.epochs,
+                                           s.step, last_step);
     std::printf(
         "vae_dist: %d rank(s) x %d thread(s); %lld training rows (%lld on rank 0), %lld "
         "steps/epoch of %d x %d; %zu parameters; gradients summed by %s\n",
         comm.size(), threads, static_cast<long long>(s.train.global_rows()),
         static_cast<long long>(s.train.rows()), static_cast<long long>(s.plan->steps_per_epoch()),
         comm.size(), opt.batch_size, s.store.num_parameters(), s.grad_sync->method().c_str());
+    std::printf("%s\n", describe_lr(opt, lc, comm.size(), s.schedule->lr(s.step)).c_str());
+    if (s.val)
+      std::printf("validation: %lld rows (%s), at every epoch end\n",
+                  static_cast<long long>(s.val->global_rows()),
+                  opt.val_fraction > 0
+                      ? ("the last rows " + std::to_string(s.val->selection().begin) + ".." +
+                         std::to_string(s.val->selection().end - 1) + " of " + opt.data +
+                         ", not trained on")
+                            .c_str()
+                      : opt.val_data.c_str());
+    if (!s.scaling.empty())
+      std::printf("standardised %zu features to mean 0, std 1 with the statistics of %s\n",
+                  s.scaling.mean.size(),
+                  opt.resume.empty() ? "the training set" : "the checkpoint");
     if (!precision_note.empty()) std::printf("%s\n", precision_note.c_str());
     std::printf("model%s (layer, what it is, output shape per sample%s):\n%s",
                 vc.classes > 0
@@ -251,9 +371,29 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
   const CheckpointMeta meta =
       writes_model ? read_checkpoint(path, store, adam->exp_avg(), adam->exp_avg_sq())
                    : read_checkpoint_meta(path);
+  // Checkpoints in --out written after this one belong to the run that went on from it (e.g.
+  // resuming best.h5 into its own run directory): the two runs would mix there, and pruning,
+  // which keeps the highest steps, would delete this run's new checkpoints first.
+  std::string clash;
+  if (comm.is_root()) {
+    const std::vector<int64_t> steps = checkpoint_steps(out.string());
+    if (!steps.empty() && steps.back() > meta.step)
+      clash = "--out " + out.string() + " holds checkpoints written after step " +
+              std::to_string(meta.step) + " of " + path + " (the newest is step " +
+              std::to_string(steps.back()) +
+              ") by the run that went on from it; resume into a new directory (e.g. --out " +
+              out.string() + "_from_step" + std::to_string(meta.step) +
+              ") or move those checkpoints away";
+  }
+  comm.broadcast(clash, 0);
+  if (!clash.empty()) throw ConfigError(clash);
   adam->set_steps(meta.adam_steps);
+  scaling = FeatureScaling{meta.feature_mean, meta.feature_std};
   step = meta.step;
   samples = meta.samples;
+  schedule->set_plateau(PlateauState{meta.lr_scale, meta.plateau_best, meta.plateau_bad_evaluations,
+                                     meta.plateau_cooldown_left});
+  early.set_state(EarlyStopState{meta.val_best, meta.val_best_step, meta.val_bad_evaluations});
   // Whether the writer was at an epoch end is a question about the writer's epochs: another
   // world size has another number of steps per epoch. Files without the count are read as
   // written with this run's batch size.
@@ -269,6 +409,8 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
     Rng rng;
     rng.set_state(meta.rng_states.at(static_cast<size_t>(comm.rank())));
     resumed_eps_rng = rng;
+    resumed_epoch_sums.loss = meta.epoch_loss_sum;
+    resumed_epoch_sums.count = meta.epoch_loss_count;
   } else {
     // Another world size shards the data differently: the rest of a partial epoch cannot
     // be replayed, so training goes on with the next epoch.
@@ -288,7 +430,31 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
   }
 }
 
-void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng) {
+// --standardize: the statistics of the training set over every rank (or, on resume, the ones
+// the model was trained with, so the data are the same bits), applied to the shards in place.
+void Trainer::State::prepare_standardization(bool resumed) {
+  if (!opt.standardize) {
+    if (!scaling.empty())
+      throw ConfigError(
+          "the checkpoint was written by a run with --standardize, so the model "
+          "expects standardised data; add --standardize (the statistics come "
+          "from the checkpoint)");
+    return;
+  }
+  if (resumed && scaling.empty())
+    throw ConfigError(
+        "--standardize: the checkpoint was written by a run without it, so the "
+        "model was trained on the data as they are; drop --standardize to resume");
+  if (!resumed)
+    scaling = feature_scaling(train, [&](std::span<double> v) { comm.allreduce_sum(v); });
+  standardize(train, scaling);
+  if (val) standardize(*val, scaling);
+  if (test) standardize(*test, scaling);
+}
+
+// A checkpoint_stepN.h5, or best.h5 when `best` (never pruned, never found by "latest").
+void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng,
+                                     const ReportSums& epoch_sums, bool best) {
   const std::vector<std::string> states = comm.gather_strings(eps_rng.state(), 0);
   if (!comm.is_root()) return;
   CheckpointMeta meta;
@@ -305,6 +471,23 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   const Shape& data = vae->config().data;
   meta.data_shape = {data.c, data.h, data.w};
   meta.classes = vae->config().classes;
+  meta.feature_mean = scaling.mean;
+  meta.feature_std = scaling.std;
+  const PlateauState& plateau = schedule->plateau();
+  meta.lr_scale = plateau.scale;
+  meta.plateau_best = plateau.best;
+  meta.plateau_bad_evaluations = plateau.bad_evaluations;
+  meta.plateau_cooldown_left = plateau.cooldown_left;
+  meta.val_best = early.state().best;
+  meta.val_best_step = early.state().best_step;
+  meta.val_bad_evaluations = early.state().bad_evaluations;
+  meta.epoch_loss_sum = epoch_sums.loss;
+  meta.epoch_loss_count = epoch_sums.count;
+  if (best) {
+    const std::string path = (out / kBestCheckpointFile).string();
+    write_checkpoint(path, meta, store, adam->exp_avg(), adam->exp_avg_sq());
+    return;
+  }
   const std::string path = (out / checkpoint_file_name(step)).string();
   write_checkpoint(path, meta, store, adam->exp_avg(), adam->exp_avg_sq());
   prune_checkpoints(out.string(), checkpoints.keep);
@@ -314,15 +497,36 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
 // The test set's loss terms and posterior-collapse diagnostics. Active units need the
 // variance of mu over the whole test set, so the ranks sum exact per-dimension moments.
 ReportSums Trainer::State::evaluate(int64_t epoch) {
-  LossSums sums;
   if (!test) return ReportSums{};
-  const int L = opt.latent_dim;
-  std::vector<float> eps(static_cast<size_t>(opt.eval_batch_size) * L);
   Rng rng = make_rng(opt.seed, RngStream::EvalEps, static_cast<uint64_t>(epoch),
                      static_cast<uint64_t>(comm.rank()));
+  return evaluate_shard(*test, [&](int n, float* eps) {
+    rng.fill_normal(eps, static_cast<size_t>(n) * opt.latent_dim);
+  });
+}
+
+// The validation rows' loss terms. Every row draws its noise from its own stream (seed, epoch,
+// row of the validation set), so the sums are the same however the ranks split the rows.
+ReportSums Trainer::State::validate(int64_t epoch) {
+  const int L = opt.latent_dim;
+  int64_t row = val->range().begin - val->selection().begin;  // this rank's first row
+  return evaluate_shard(*val, [&](int n, float* eps) {
+    for (int i = 0; i < n; ++i, ++row)
+      make_rng(opt.seed, RngStream::ValEps, static_cast<uint64_t>(epoch),
+               static_cast<uint64_t>(row))
+          .fill_normal(eps + static_cast<ptrdiff_t>(i) * L, static_cast<size_t>(L));
+  });
+}
+
+// Sums over the shard's rows on every rank, in double, under the full beta (as at test time).
+ReportSums Trainer::State::evaluate_shard(const Shard& shard,
+                                          const std::function<void(int n, float* eps)>& draw_eps) {
+  LossSums sums;
+  const int L = opt.latent_dim;
+  std::vector<float> eps(static_cast<size_t>(opt.eval_batch_size) * L);
   PosteriorStats stats(L);
-  for_each_batch(*test, opt.eval_batch_size, [&](Batch b) {
-    rng.fill_normal(eps.data(), static_cast<size_t>(b.n) * L);
+  for_each_batch(shard, opt.eval_batch_size, [&](Batch b) {
+    draw_eps(b.n, eps.data());
     b.eps = eps.data();
     sums += vae->evaluate(ctx, b, static_cast<float>(opt.beta), &stats);
   });
@@ -343,7 +547,7 @@ void Trainer::State::write_grids(int64_t epoch) {
   std::vector<float> x(static_cast<size_t>(n) * src.sample_size());
   src.gather(rows, x.data());
   grids->write(ctx, *vae, out.string(), epoch, n, x.data(),
-               src.has_labels() ? src.labels().data() : nullptr);
+               src.has_labels() ? src.labels().data() : nullptr, &scaling);
 }
 
 double Trainer::State::iw_nll() {
@@ -382,7 +586,8 @@ LossSums Trainer::State::step_once(int64_t st, Rng& eps_rng, StepBuffers& buf, i
   // The divergence verdict rides with the stop counts: every rank learns of any rank's
   // non-finite loss or gradient at this step, without a collective of its own.
   const std::string bad = non_finite_part(sums, store);
-  const GradientSync::Agreed agreed = grad_sync->update_checked(opt.lr, signal, !bad.empty());
+  last_lr = schedule->lr(step);
+  const GradientSync::Agreed agreed = grad_sync->update_checked(last_lr, signal, !bad.empty());
   if (agreed.non_finite > 0) diverged(bad);
   signal = agreed.signal;
   ++step;
@@ -434,12 +639,29 @@ TrainSummary Trainer::run() {
 
   TrainSummary summary;
   summary.test_loss = summary.iw_nll = std::numeric_limits<double>::quiet_NaN();
+  summary.val_loss = summary.best_val_loss = std::numeric_limits<double>::quiet_NaN();
   const auto t_run = Clock::now();
   double train_seconds = 0;
   int64_t train_samples = 0;
   const int64_t planned = steps_per_epoch * opt.epochs;
   const int64_t last_step = opt.max_steps > 0 ? std::min(opt.max_steps, planned) : planned;
   bool stop = s.step >= last_step;
+  // A run resumed from a checkpoint whose run had already stopped early would otherwise train
+  // one more epoch before the next evaluation stops it again. The state is the same on every
+  // rank (read from the same file).
+  if (s.val && s.early.patience() > 0 && s.early.state().bad_evaluations >= s.early.patience()) {
+    stop = true;
+    summary.early_stopped = true;
+    if (comm.is_root()) {
+      std::printf(
+          "early stop: the resumed run had stopped early (the validation loss has not improved "
+          "for %lld evaluation(s); best %.4f at step %lld); to train on, raise "
+          "--early-stop-patience or set it to 0\n",
+          static_cast<long long>(s.early.state().bad_evaluations), s.early.state().best,
+          static_cast<long long>(s.early.state().best_step));
+      std::fflush(stdout);
+    }
+  }
 
   for (int64_t epoch = s.start_epoch; epoch <= opt.epochs && !stop; ++epoch) {
     // Plan: this epoch's shuffle and noise stream (or the resumed ones, mid-epoch).
@@ -449,7 +671,9 @@ TrainSummary Trainer::run() {
     if (epoch == s.start_epoch && s.resumed_eps_rng) eps_rng = *s.resumed_eps_rng;
 
     LossSums interval;
-    ReportSums epoch_sums;
+    // The epoch's reported training loss; a mid-epoch resume starts from the stored part.
+    ReportSums epoch_sums =
+        epoch == s.start_epoch && s.resumed_eps_rng ? s.resumed_epoch_sums : ReportSums{};
     double interval_seconds = 0;
     int64_t st = first;
     for (; st < steps_per_epoch && !stop; ++st) {
@@ -473,7 +697,7 @@ TrainSummary Trainer::run() {
         epoch_sums.loss += sum.loss;
         epoch_sums.count += sum.count;
         train_seconds += interval_seconds;
-        if (s.report) s.report->train(epoch, s.step, s.samples, sum, opt.lr, interval_seconds);
+        if (s.report) s.report->train(epoch, s.step, s.samples, sum, s.last_lr, interval_seconds);
         interval = LossSums{};
         interval_seconds = 0;
       }
@@ -482,11 +706,23 @@ TrainSummary Trainer::run() {
     summary.train_loss =
         epoch_sums.loss / std::max<double>(1.0, static_cast<double>(epoch_sums.count));
     if (s.report) s.report->end_of_epoch();
-    if (summary.signal != 0) {
-      s.save_checkpoint(epoch, st, eps_rng);
+    // A signal mid-epoch: checkpoint and stop now. A signal on the epoch's last step lets the
+    // epoch's end (validation, schedules, best.h5, the checkpoint) run first, since the
+    // resumed run starts with the next epoch and would never count this one.
+    if (summary.signal != 0 && st < steps_per_epoch) {
+      s.save_checkpoint(epoch, st, eps_rng, epoch_sums);
       break;
     }
 
+    // Validation first, then the test rows.
+    if (s.val) {
+      const ReportSums val = s.validate(epoch);
+      const double n = static_cast<double>(val.count);
+      summary.val_loss = val.loss / n;
+      summary.val_recon = val.recon / n;
+      summary.val_kl = val.kl / n;
+      if (s.report) s.report->validation(epoch, s.step, s.samples, val, s.last_lr);
+    }
     const ReportSums test = s.evaluate(epoch);
     s.write_grids(epoch);
     if (test.count > 0) {
@@ -494,17 +730,53 @@ TrainSummary Trainer::run() {
       summary.test_loss = test.loss / n;
       summary.test_recon = test.recon / n;
       summary.test_kl = test.kl / n;
-      if (s.report) s.report->test(epoch, s.step, s.samples, test, opt.lr);
+      if (s.report) s.report->test(epoch, s.step, s.samples, test, s.last_lr);
+    }
+    // The schedules see complete epochs only: an epoch cut short by --max-steps is finished by
+    // the resumed run, which must not count it twice.
+    if (st == steps_per_epoch) {
+      // Rank 0's values decide, so every rank takes the same branches (an allreduce need not
+      // round alike on every rank).
+      double seen[2] = {s.val            ? summary.val_loss
+                        : test.count > 0 ? summary.test_loss
+                                         : summary.train_loss,
+                        summary.val_loss};
+      comm.broadcast(std::span<double>(seen, 2), 0);
+      const double monitored = seen[0];
+      summary.val_loss = seen[1];
+      if (s.schedule->observe(monitored) && comm.is_root()) {
+        std::printf("epoch %lld: no improvement for %lld evaluation(s); learning rate now %g\n",
+                    static_cast<long long>(epoch),
+                    static_cast<long long>(s.schedule->config().patience + 1),
+                    s.schedule->lr(s.step));
+        std::fflush(stdout);
+      }
+      if (s.val) {
+        const EarlyStopping::Verdict v = s.early.observe(summary.val_loss, s.step);
+        if (v.improved) s.save_checkpoint(epoch, st, eps_rng, epoch_sums, true);
+        if (v.stop) {
+          stop = true;
+          summary.early_stopped = true;
+          if (comm.is_root()) {
+            std::printf(
+                "early stop after epoch %lld: the validation loss has not improved for %lld "
+                "evaluation(s); best %.4f at step %lld\n",
+                static_cast<long long>(epoch), static_cast<long long>(s.early.patience()),
+                s.early.state().best, static_cast<long long>(s.early.state().best_step));
+            std::fflush(stdout);
+          }
+        }
+      }
     }
     if (s.checkpoints.due_after_epoch(epoch, stop || epoch == opt.epochs))
-      s.save_checkpoint(epoch, st, eps_rng);
+      s.save_checkpoint(epoch, st, eps_rng, epoch_sums);
   }
 
   if (summary.signal == 0) {
     summary.iw_nll = s.iw_nll();
     if (s.report && std::isfinite(summary.iw_nll))
       s.report->importance_weighted(summary.epochs, s.step, s.samples, opt.iw_samples,
-                                    summary.iw_nll, opt.lr);
+                                    summary.iw_nll, s.last_lr);
   }
   s.check_replicas("at the end of training");
   summary.steps = s.step;
@@ -513,6 +785,15 @@ TrainSummary Trainer::run() {
   summary.train_images_per_s = static_cast<double>(train_samples) / std::max(1e-9, train_seconds);
   summary.last_checkpoint = s.last_checkpoint;
   comm.broadcast(summary.last_checkpoint, 0);
+  if (s.val && s.early.state().best_step >= 0) {
+    summary.best_val_loss = s.early.state().best;
+    summary.best_val_step = s.early.state().best_step;
+    // Written by this run, or by the run it resumed in the same directory.
+    std::error_code ec;
+    if (comm.is_root() && std::filesystem::exists(s.out / kBestCheckpointFile, ec))
+      summary.best_checkpoint = (s.out / kBestCheckpointFile).string();
+    comm.broadcast(summary.best_checkpoint, 0);
+  }
   return summary;
 }
 

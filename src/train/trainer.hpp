@@ -25,6 +25,13 @@ struct TrainSummary {
   double seconds = 0;
   int signal = 0;               // SIGTERM/SIGINT that stopped the run early, else 0
   std::string last_checkpoint;  // path of the newest checkpoint written ("" if none)
+  // Validation (NaN / empty without validation data): the last evaluation's loss terms, the
+  // best loss so far with its step and best.h5, and whether early stopping ended the run.
+  double val_loss = 0, val_recon = 0, val_kl = 0;
+  double best_val_loss = 0;
+  int64_t best_val_step = -1;
+  std::string best_checkpoint;  // "" until a best.h5 exists
+  bool early_stopped = false;
 };
 
 class Trainer {

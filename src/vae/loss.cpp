@@ -380,6 +380,67 @@ void kl_standard_normal(int B, int L, const float* mu, const float* logvar, doub
   kl_kernel(B, L, mu, logvar, per_sample, diff_mu, diff_logvar, scale);
 }
 
+void kl_per_dim_sums(int B, int L, const float* mu, const float* logvar, double* sums) {
+  check_sizes("kl_per_dim_sums", B, L, "B", "L");
+  const bool any = B > 0 && L > 0;
+  check_ptr("kl_per_dim_sums", mu, "mu", any);
+  check_ptr("kl_per_dim_sums", logvar, "logvar", any);
+  check_ptr("kl_per_dim_sums", sums, "sums", L > 0);
+  std::fill(sums, sums + L, 0.0);
+  for (int b = 0; b < B; ++b) {
+    const size_t off = static_cast<size_t>(b) * static_cast<size_t>(L);
+    for (int j = 0; j < L; ++j) {
+      const double m = mu[off + j], lv = logvar[off + j];
+      sums[j] += 0.5 * (m * m + ((exp_d(lv) - 1.0) - lv));
+    }
+  }
+}
+
+double free_bits_kl(int L, const double* mean_kl, double lambda, uint8_t* active) {
+  check_sizes("free_bits_kl", 1, L, "rows", "L");
+  check_ptr("free_bits_kl", mean_kl, "mean_kl", L > 0);
+  check_ptr("free_bits_kl", active, "active", L > 0);
+  double total = 0;
+  for (int j = 0; j < L; ++j) {
+    active[j] = mean_kl[j] > lambda ? 1 : 0;
+    total += active[j] ? mean_kl[j] : lambda;
+  }
+  return total;
+}
+
+void kl_free_bits_backward(int B, int L, const float* mu, const float* logvar,
+                           const uint8_t* active, float* diff_mu, float* diff_logvar, float scale) {
+  check_sizes("kl_free_bits_backward", B, L, "B", "L");
+  const bool any = B > 0 && L > 0;
+  check_ptr("kl_free_bits_backward", mu, "mu", any);
+  check_ptr("kl_free_bits_backward", logvar, "logvar", any);
+  check_ptr("kl_free_bits_backward", active, "active", any);
+  // kl_rows' arithmetic: with every dimension active the gradients equal kl_standard_normal's
+  // up to the last bit (its SIMD clones may fuse the multiply-add). Not a hot loop: B x L.
+  const double half_scale = 0.5 * static_cast<double>(scale);
+  for (int b = 0; b < B; ++b) {
+    const size_t off = static_cast<size_t>(b) * static_cast<size_t>(L);
+    for (int j = 0; j < L; ++j) {
+      if (!active[j]) continue;
+      if (diff_mu) diff_mu[off + j] += mu[off + j] * scale;
+      if (diff_logvar)
+        diff_logvar[off + j] += static_cast<float>(half_scale * (exp_d(logvar[off + j]) - 1.0));
+    }
+  }
+}
+
+void clamp_forward(size_t n, const float* raw, float lo, float hi, float* out) {
+  for (size_t i = 0; i < n; ++i) {
+    const float v = raw[i];
+    out[i] = v < lo ? lo : (hi < v ? hi : v);
+  }
+}
+
+void clamp_backward(size_t n, const float* raw, float lo, float hi, float* diff) {
+  for (size_t i = 0; i < n; ++i)
+    if (!(raw[i] >= lo && raw[i] <= hi)) diff[i] = 0.0f;
+}
+
 void reparameterize(int B, int L, const float* mu, const float* logvar, const float* eps,
                     float* z) {
   check_sizes("reparameterize", B, L, "B", "L");

@@ -1,6 +1,8 @@
 // VAE objective pieces on row-major float batches: decoder likelihoods, the KL term, the
 // reparameterisation trick and the log densities of the importance-weighted bound.
 #pragma once
+#include <cstddef>
+#include <cstdint>
 
 namespace vd {
 
@@ -34,6 +36,29 @@ void gaussian_nll(int B, int D, const float* mean /*[B,D]*/, const float* x /*[B
 void kl_standard_normal(int B, int L, const float* mu /*[B,L]*/, const float* logvar /*[B,L]*/,
                         double* per_sample /*[B]*/, float* diff_mu /*[B,L] or null*/,
                         float* diff_logvar /*[B,L] or null*/, float scale);
+
+// Free bits (Kingma et al. 2016, IAF paper, section on free bits, with groups of one latent
+// dimension each): the KL term of a batch of B samples is sum_j max(lambda, KLbar_j), where
+// KLbar_j = (1/B) sum_b KL_bj is the batch mean of dimension j's KL,
+// KL_bj = 0.5 * (mu_bj^2 + exp(logvar_bj) - 1 - logvar_bj).
+// kl_per_dim_sums: sums [L] = sum_b KL_bj (OVERWRITTEN), summed in double in row order.
+void kl_per_dim_sums(int B, int L, const float* mu /*[B,L]*/, const float* logvar /*[B,L]*/,
+                     double* sums /*[L]*/);
+// sum_j max(lambda, mean_kl[j]) over L dimensions; active [L] (OVERWRITTEN) is 1 where
+// mean_kl[j] > lambda (the dimension's gradient flows) and 0 where it is at or under the floor.
+double free_bits_kl(int L, const double* mean_kl /*[L]*/, double lambda, uint8_t* active /*[L]*/);
+// The gradient of the floored term: as kl_standard_normal's, but only for the active
+// dimensions (the floor is constant in the others, so they get none). ACCUMULATES:
+// diff_mu += scale * active_j * mu, diff_logvar += scale * active_j * 0.5 * (exp(logvar) - 1).
+void kl_free_bits_backward(int B, int L, const float* mu, const float* logvar,
+                           const uint8_t* active /*[L]*/, float* diff_mu, float* diff_logvar,
+                           float scale);
+
+// Logvar clamp: out = min(max(raw, lo), hi) element-wise over n values (NaN stays NaN), and
+// its backward: diff is zeroed where raw lies outside [lo, hi] (the gradient is exact inside,
+// bounds included, as torch.clamp's, and zero outside).
+void clamp_forward(size_t n, const float* raw, float lo, float hi, float* out);
+void clamp_backward(size_t n, const float* raw, float lo, float hi, float* diff /*in place*/);
 
 // z = mu + exp(0.5*logvar) * eps, all [B,L]; z is OVERWRITTEN.
 void reparameterize(int B, int L, const float* mu, const float* logvar, const float* eps, float* z);

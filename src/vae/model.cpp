@@ -45,6 +45,9 @@ Vae::Vae(const VaeConfig& config, ParamStore& store)
   VD_CHECK(config.data.size() > 0 && config.latent_dim > 0, ShapeError,
            "a VAE needs a positive data size and latent dimension");
   VD_CHECK(config.classes >= 0, ShapeError, "the number of classes cannot be negative");
+  VD_CHECK(config.logvar_min < config.logvar_max, ShapeError,
+           "the logvar clamp needs logvar_min < logvar_max");
+  VD_CHECK(config.free_bits >= 0, ShapeError, "free bits cannot be negative");
   build_layers(encoder_, store, "encoder", parse_layers(config.encoder, "encoder"), false,
                "encoder", config.classes, &condition_);
   if (!encoder_.out_shape().flat())  // the heads are fc layers: flatten first, as for any fc
@@ -113,6 +116,7 @@ void Vae::ensure_workspace(int n) {
   const size_t b = static_cast<size_t>(n), L = static_cast<size_t>(config_.latent_dim);
   const size_t H = static_cast<size_t>(encoder_.out_shape().size());
   for (auto* v : {&mu_, &logvar_, &z_, &diff_mu_, &diff_logvar_, &diff_z_}) v->resize(b * L);
+  if (clamps_logvar()) logvar_raw_.resize(b * L);
   diff_out_.resize(b * static_cast<size_t>(data_size_));
   diff_h_.resize(b * H);
   diff_h2_.resize(b * H);
@@ -137,10 +141,22 @@ void Vae::set_condition(int n, const int32_t* labels) {
   condition_ = onehot_.data();
 }
 
+bool Vae::clamps_logvar() const {
+  return !(std::isinf(config_.logvar_min) && std::isinf(config_.logvar_max));
+}
+
 const float* Vae::encoder_forward(Context& ctx, int n, const float* x) {
   h_ = encoder_.empty() ? x : encoder_.forward(ctx, n, x);
   mu_head_->forward(ctx, n, h_, mu_.data());
-  logvar_head_->forward(ctx, n, h_, logvar_.data());
+  if (clamps_logvar()) {
+    // Inside the range the values pass unchanged (bit for bit), so a run that never reaches
+    // a bound trains exactly as without the clamp.
+    logvar_head_->forward(ctx, n, h_, logvar_raw_.data());
+    clamp_forward(static_cast<size_t>(n) * config_.latent_dim, logvar_raw_.data(),
+                  config_.logvar_min, config_.logvar_max, logvar_.data());
+  } else {
+    logvar_head_->forward(ctx, n, h_, logvar_.data());
+  }
   return h_;
 }
 
@@ -154,16 +170,34 @@ void Vae::reconstruction(int n, const float* out, const float* x, float* diff, f
 LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float grad_scale) {
   LossSums sums;
   const int n = batch.n;
+  const int L = config_.latent_dim;
+  const bool free_bits = config_.free_bits > 0;
+  if (free_bits) {
+    kl_dim_.resize(static_cast<size_t>(L) + 1);
+    kl_active_.resize(static_cast<size_t>(L));
+  }
   if (n == 0) {
-    // Nothing to learn from on this rank this step; contribute zero to the gradient sum.
+    // Nothing to learn from on this rank this step; contribute zero to the gradient sum (and
+    // to the free-bits sums, which every rank must join).
+    if (free_bits && ctx.batch_reducer) {
+      std::fill(kl_dim_.begin(), kl_dim_.end(), 0.0);
+      ctx.batch_reducer->start(kl_dim_);
+      ctx.batch_reducer->finish();
+    }
     store_.zero_grads();
     return sums;
   }
   ensure_workspace(n);
   set_condition(n, batch.labels);
-  const int L = config_.latent_dim;
   // Forward: x -> encoder -> (mu, logvar) -> z -> decoder -> logits (or Gaussian mean).
   encoder_forward(ctx, n, batch.x);
+  if (free_bits) {
+    // The floor applies to the global batch's mean KL per dimension: its sums travel over
+    // the ranks while the decoder runs forward and backward (one exchange of L + 1 doubles).
+    kl_per_dim_sums(n, L, mu_.data(), logvar_.data(), kl_dim_.data());
+    kl_dim_[static_cast<size_t>(L)] = n;
+    if (ctx.batch_reducer) ctx.batch_reducer->start(kl_dim_);
+  }
   reparameterize(n, L, mu_.data(), logvar_.data(), batch.eps, z_.data());
   const float* out = decoder_.forward(ctx, n, z_.data());
 
@@ -172,21 +206,39 @@ LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float gra
   decoder_.backward(ctx, n, z_.data(), diff_out_.data(), diff_z_.data());
   reparameterize_backward(n, L, logvar_.data(), batch.eps, diff_z_.data(), diff_mu_.data(),
                           diff_logvar_.data());
-  // The KL term adds beta * grad_scale * dKL to the same head gradients.
-  kl_standard_normal(n, L, mu_.data(), logvar_.data(), kl_ws_.data(), diff_mu_.data(),
-                     diff_logvar_.data(), beta * grad_scale);
+  double kl_loss = 0;  // the KL part of the loss, summed over this rank's samples
+  if (free_bits) {
+    if (ctx.batch_reducer) ctx.batch_reducer->finish();
+    const double global_n = kl_dim_[static_cast<size_t>(L)];
+    for (int j = 0; j < L; ++j) kl_dim_[static_cast<size_t>(j)] /= global_n;  // now means
+    const double floored = free_bits_kl(L, kl_dim_.data(), config_.free_bits, kl_active_.data());
+    kl_free_bits_backward(n, L, mu_.data(), logvar_.data(), kl_active_.data(), diff_mu_.data(),
+                          diff_logvar_.data(), beta * grad_scale);
+    // The true per-sample KL, for the logs.
+    kl_standard_normal(n, L, mu_.data(), logvar_.data(), kl_ws_.data(), nullptr, nullptr, 0.0f);
+    kl_loss = floored * n;
+  } else {
+    // The KL term adds beta * grad_scale * dKL to the same head gradients.
+    kl_standard_normal(n, L, mu_.data(), logvar_.data(), kl_ws_.data(), diff_mu_.data(),
+                       diff_logvar_.data(), beta * grad_scale);
+  }
   for (int b = 0; b < n; ++b) {
     sums.recon += recon_ws_[b];
     sums.kl += kl_ws_[b];
   }
-  sums.loss = sums.recon + beta * sums.kl;
+  if (!free_bits) kl_loss = sums.kl;
+  sums.loss = sums.recon + beta * kl_loss;
   sums.count = n;
+  // The clamp passes no gradient to logvar values outside its range.
+  if (clamps_logvar())
+    clamp_backward(static_cast<size_t>(n) * L, logvar_raw_.data(), config_.logvar_min,
+                   config_.logvar_max, diff_logvar_.data());
 
   // Heads: both read the encoder's output, so their input gradients add up.
   const bool need_dh = !encoder_.empty();
   mu_head_->backward(ctx, n, h_, mu_.data(), diff_mu_.data(), need_dh ? diff_h_.data() : nullptr);
-  logvar_head_->backward(ctx, n, h_, logvar_.data(), diff_logvar_.data(),
-                         need_dh ? diff_h2_.data() : nullptr);
+  logvar_head_->backward(ctx, n, h_, clamps_logvar() ? logvar_raw_.data() : logvar_.data(),
+                         diff_logvar_.data(), need_dh ? diff_h2_.data() : nullptr);
   if (ctx.grad_listener) {
     ctx.grad_listener->backward_done(mu_head_->name());
     ctx.grad_listener->backward_done(logvar_head_->name());

@@ -34,6 +34,12 @@ struct VaeConfig {
   // BF16: the layers where bf16 pays compute in bf16 (layer_precision); the loss, the
   // reparameterisation, the parameters and their gradients stay f32 either way.
   Precision precision = Precision::F32;
+  // logvar is clamped to [logvar_min, logvar_max] after its head (the gradient is exact
+  // inside, zero outside); -inf, +inf = no clamp.
+  float logvar_min = -30.0f, logvar_max = 20.0f;
+  // Free bits: the training KL term is sum_j max(free_bits, batch-mean KL_j) (loss.hpp); the
+  // batch is the global one, summed over the ranks by Context::batch_reducer. 0 = off.
+  double free_bits = 0.0;
 
   // The classic MLP: encoder widths `hidden`, mirrored in the decoder.
   static VaeConfig mlp(int data_dim, std::vector<int> hidden, int latent_dim);
@@ -47,7 +53,8 @@ struct VaeConfig {
 // ReLU left oneDNN's reference loop (ConvPrims): with them fused, bf16 was the slower one.
 Precision layer_precision(const Layer& layer, Precision requested);
 
-// Sums over the samples of a batch, in nats. loss = recon + beta * kl.
+// Sums over the samples of a batch, in nats. loss = recon + beta * kl; with free bits, kl is
+// still the true KL and loss = recon + beta * (the floored KL, counted once per sample).
 struct LossSums {
   double loss = 0, recon = 0, kl = 0;
   int64_t count = 0;
@@ -84,7 +91,9 @@ class Vae {
 
   // Forward and backward of one batch. Writes every parameter's gradient of (sum over the
   // batch of recon + beta*kl) * grad_scale. n = 0 is allowed (a rank with no rows left in
-  // the last step): gradients become zero.
+  // the last step): gradients become zero. With free bits, kl's gradient is that of the
+  // floored term over the global batch; every rank then calls ctx.batch_reducer once, also
+  // with n = 0.
   LossSums train_step(Context& ctx, const Batch& batch, float beta, float grad_scale);
   // Forward only with the batch's eps: the same per-sample terms, no gradients. With stats,
   // adds the batch's encodings to the posterior-collapse statistics.
@@ -105,6 +114,7 @@ class Vae {
   void ensure_workspace(int n);
   void set_condition(int n, const int32_t* labels);
   const float* encoder_forward(Context& ctx, int n, const float* x);
+  bool clamps_logvar() const;
   // Per-sample reconstruction NLL into recon_ws_ and, when diff != nullptr, its gradient.
   void reconstruction(int n, const float* out, const float* x, float* diff, float scale);
 
@@ -118,6 +128,9 @@ class Vae {
   const float* h_ = nullptr;            // the encoder's output of the current batch
   std::vector<float> onehot_;           // [N, K]
   std::vector<float> mu_, logvar_, z_;  // [N, L]
+  std::vector<float> logvar_raw_;       // [N, L] the head's output before the clamp
+  std::vector<double> kl_dim_;          // free bits: [L] sums of KL_j, then the batch size
+  std::vector<uint8_t> kl_active_;      // free bits: [L] dimensions above the floor
   std::vector<float> diff_mu_, diff_logvar_, diff_z_;
   std::vector<float> diff_out_;           // [N, D]
   std::vector<float> diff_h_, diff_h2_;   // [N, H]

@@ -45,8 +45,13 @@ void write_grid_png(const std::string& path, const std::vector<float>& images, i
 }
 
 void SampleGrids::write(Context& ctx, Vae& vae, const std::string& dir, int64_t epoch, int n,
-                        const float* x, const int32_t* labels) const {
+                        const float* x, const int32_t* labels,
+                        const FeatureScaling* scaling) const {
   const VaeConfig& vc = vae.config();
+  // Images [count, D] in the data's units.
+  const auto to_data_units = [&](std::vector<float>& v, int count) {
+    if (scaling && !scaling->empty()) scaling->invert(v.data(), count);
+  };
   const int g = g_, L = vc.latent_dim, K = vc.classes;
   const size_t D = static_cast<size_t>(vc.data.size());
 
@@ -55,6 +60,7 @@ void SampleGrids::write(Context& ctx, Vae& vae, const std::string& dir, int64_t 
   for (int i = 0; i < g * g; ++i) rows[static_cast<size_t>(i)] = K > 0 ? (i / g) % K : 0;
   std::vector<float> images(static_cast<size_t>(g) * g * D);
   vae.decode_mean(ctx, g * g, z_.data(), K > 0 ? rows.data() : nullptr, images.data());
+  to_data_units(images, g * g);
   write_grid(dir, "samples", epoch, images, g * g, vc.data, g);
 
   if (K > 0) {
@@ -69,6 +75,7 @@ void SampleGrids::write(Context& ctx, Vae& vae, const std::string& dir, int64_t 
       }
     std::vector<float> class_images(static_cast<size_t>(K) * g * D);
     vae.decode_mean(ctx, K * g, z.data(), cls.data(), class_images.data());
+    to_data_units(class_images, K * g);
     write_grid(dir, "samples_class", epoch, class_images, K * g, vc.data, g);
   }
 
@@ -86,7 +93,10 @@ void SampleGrids::write(Context& ctx, Vae& vae, const std::string& dir, int64_t 
     std::copy_n(rec.data() + static_cast<size_t>(i) * D, D,
                 images.data() + ((2 * r + 1) * g + col) * D);
   }
-  write_grid(dir, "recon", epoch, images, 2 * ((n + g - 1) / g) * g, vc.data, g);
+  const int tiles = 2 * ((n + g - 1) / g) * g;
+  // Empty tiles (0 in the model's units) show the mean of a standardised feature.
+  to_data_units(images, tiles);
+  write_grid(dir, "recon", epoch, images, tiles, vc.data, g);
 }
 
 }  // namespace vd

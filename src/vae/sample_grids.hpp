@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "data/standardize.hpp"
 #include "nn/context.hpp"
 #include "vae/model.hpp"
 
@@ -32,9 +33,10 @@ class SampleGrids {
 
   // Writes <dir>/samples_epochNNN.png, samples_class_epochNNN.png (conditional models) and
   // recon_epochNNN.png from the first min(n, reconstruction_count()) rows of `x` [n, D]
-  // (labels [n] or nullptr).
+  // (labels [n] or nullptr). With a non-empty scaling (--standardize) the model works on
+  // standardised values, x among them, and every image is mapped back to the data's units.
   void write(Context& ctx, Vae& vae, const std::string& dir, int64_t epoch, int n, const float* x,
-             const int32_t* labels) const;
+             const int32_t* labels, const FeatureScaling* scaling = nullptr) const;
 
  private:
   std::vector<float> z_;

@@ -56,4 +56,16 @@ TEST(Configs, SmokeIsOneShortEpoch) {
   EXPECT_NE(o.out, vd::Options{}.out);
 }
 
+TEST(Configs, SynthFloatIsStandardisedGaussianWithCyclicalKlAndFreeBits) {
+  const auto o = parse_config(config_path("synth_float.cfg"));
+  EXPECT_EQ(o.data, "data/synth_float/train.h5");
+  EXPECT_EQ(o.likelihood, "gaussian");
+  EXPECT_TRUE(o.standardize);
+  EXPECT_EQ(o.kl_schedule, "cyclical");
+  EXPECT_EQ(o.kl_cycles, 4);
+  EXPECT_GT(o.free_bits, 0.0);
+  EXPECT_EQ(o.logvar_min, -30.0);
+  EXPECT_EQ(o.logvar_max, 20.0);
+}
+
 }  // namespace

@@ -288,6 +288,67 @@ std::string squashed(const std::string& s) {
   return out;
 }
 
+TEST(Options, ScheduleAndValidationOptionsParseCheckRangesAndCombinations) {
+  const vd::Options d;
+  EXPECT_EQ(d.lr_schedule, "constant");
+  EXPECT_EQ(d.lr_warmup_steps, 0);
+  EXPECT_EQ(d.lr_scale_with_ranks, "none");
+  EXPECT_EQ(d.lr_patience, 10);  // torch's ReduceLROnPlateau defaults
+  EXPECT_EQ(d.lr_factor, 0.1);
+  EXPECT_EQ(d.lr_threshold, 1e-4);
+  EXPECT_EQ(d.val_fraction, 0.0);
+  EXPECT_EQ(d.early_stop_patience, 0);
+  const vd::Options o = parse({"--lr-schedule",
+                               "cosine",
+                               "--lr-warmup-steps",
+                               "100",
+                               "--lr-min",
+                               "1e-5",
+                               "--lr-scale-with-ranks",
+                               "sqrt",
+                               "--val-fraction",
+                               "0.1",
+                               "--early-stop-patience",
+                               "5",
+                               "--lr-step-size",
+                               "7",
+                               "--lr-gamma",
+                               "0.5",
+                               "--lr-factor",
+                               "0.2",
+                               "--lr-patience",
+                               "3",
+                               "--lr-threshold",
+                               "0",
+                               "--lr-cooldown",
+                               "2"})
+                            .options;
+  EXPECT_EQ(o.lr_schedule, "cosine");
+  EXPECT_EQ(o.lr_warmup_steps, 100);
+  EXPECT_EQ(o.lr_min, 1e-5);
+  EXPECT_EQ(o.lr_scale_with_ranks, "sqrt");
+  EXPECT_EQ(o.val_fraction, 0.1);
+  EXPECT_EQ(o.early_stop_patience, 5);
+  EXPECT_EQ(o.lr_step_size, 7);
+  EXPECT_EQ(o.lr_gamma, 0.5);
+  EXPECT_EQ(o.lr_factor, 0.2);
+  EXPECT_EQ(o.lr_patience, 3);
+  EXPECT_EQ(o.lr_threshold, 0.0);
+  EXPECT_EQ(o.lr_cooldown, 2);
+  EXPECT_EQ(parse({"--val-data", "v.h5", "--early-stop-patience", "2"}).options.val_data, "v.h5");
+
+  EXPECT_CONTAINS(error_of({"--lr-schedule", "exponential"}), "--lr-schedule");
+  EXPECT_CONTAINS(error_of({"--lr-scale-with-ranks", "quadratic"}), "none, linear, sqrt");
+  EXPECT_CONTAINS(error_of({"--val-fraction", "1.5"}), "--val-fraction: 1.5 is out of range");
+  EXPECT_CONTAINS(error_of({"--val-fraction", "1"}), "[0, 1)");
+  EXPECT_CONTAINS(error_of({"--lr-factor", "1"}), "--lr-factor");
+  EXPECT_CONTAINS(error_of({"--lr-step-size", "0"}), "--lr-step-size");
+  EXPECT_CONTAINS(error_of({"--lr-warmup-steps", "-1"}), "--lr-warmup-steps");
+  EXPECT_CONTAINS(error_of({"--early-stop-patience", "3"}),
+                  "--early-stop-patience needs validation data; add --val-fraction");
+  EXPECT_CONTAINS(error_of({"--val-fraction", "0.1", "--val-data", "v.h5"}), "give one of them");
+}
+
 TEST(Options, HelpListsEveryOptionWithItsDefault) {
   const std::string help = squashed(parse({"--help"}).help_text);
   const std::vector<std::pair<std::string, std::string>> expected = {
@@ -373,6 +434,12 @@ TEST(Options, FormatListsEveryKeyAndRoundTrips) {
   o.seed = 12345678901234567890ull;
   o.max_steps = 123456789012;
   o.progress = false;
+  o.lr_schedule = "plateau";
+  o.lr_warmup_steps = 12;
+  o.lr_min = 1.0 / 3.0;
+  o.lr_scale_with_ranks = "linear";
+  o.val_data = "v.h5";
+  o.early_stop_patience = 4;
 
   const std::string text = vd::format_options(o);
   for (const char* key : {"data = ",

@@ -111,6 +111,45 @@ TEST(Shard, RanksReassembleTheFileExactly) {
   }
 }
 
+// A row range of the file (a held-out validation tail, the training head): the ranks split
+// exactly those rows, with their labels, and read nothing else.
+TEST(Shard, RanksSplitARowRangeOfTheFileExactly) {
+  TempDir dir;
+  const int64_t n = 23;
+  const auto data = make_u8_file(dir.file("d.h5"), n);
+  EXPECT_EQ(Shard::count_rows(dir.file("d.h5"), "/images"), n);
+  for (const RowRange sel :
+       {RowRange{0, 23}, RowRange{0, 17}, RowRange{17, 23}, RowRange{5, 12}, RowRange{22, 23}}) {
+    for (int world = 1; world <= sel.size() && world <= 7; ++world) {
+      std::vector<float> all;
+      std::vector<int32_t> labels;
+      for (int r = 0; r < world; ++r) {
+        const Shard s =
+            Shard::read(dir.file("d.h5"), "/images", r, world, ValueCheck::UnitInterval, sel);
+        EXPECT_EQ(s.global_rows(), sel.size());
+        EXPECT_EQ(s.selection().begin, sel.begin);
+        EXPECT_EQ(s.selection().end, sel.end);
+        EXPECT_EQ(s.range().begin, sel.begin + shard_rows(sel.size(), r, world).begin);
+        EXPECT_EQ(s.range().end, sel.begin + shard_rows(sel.size(), r, world).end);
+        EXPECT_EQ(s.rows(), s.range().size());
+        std::vector<int64_t> idx(static_cast<size_t>(s.rows()));
+        for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int64_t>(i);
+        std::vector<float> buf(idx.size() * 12);
+        s.gather(idx, buf.data());
+        all.insert(all.end(), buf.begin(), buf.end());
+        labels.insert(labels.end(), s.labels().begin(), s.labels().end());
+      }
+      const auto first = static_cast<size_t>(sel.begin * 12);
+      ASSERT_EQ(all.size(), static_cast<size_t>(sel.size() * 12));
+      for (size_t i = 0; i < all.size(); ++i)
+        ASSERT_EQ(all[i], static_cast<float>(data[first + i]) / 255.0f)
+            << "rows [" << sel.begin << ", " << sel.end << ") world=" << world << " i=" << i;
+      for (int64_t i = 0; i < sel.size(); ++i)
+        ASSERT_EQ(labels[static_cast<size_t>(i)], (sel.begin + i) % 10);
+    }
+  }
+}
+
 TEST(Shard, GatherScalesUint8AndFollowsTheRowOrder) {
   TempDir dir;
   const std::vector<int64_t> dims{256, 1};
@@ -171,15 +210,27 @@ TEST(Shard, FloatDataIsReturnedUnchangedAndFloat64Converted) {
 
 // Expects Shard::read to throw DataError whose message contains every word.
 void expect_data_error(const std::string& file, const std::string& dataset, int rank, int world,
-                       ValueCheck check, const std::vector<std::string>& words) {
+                       ValueCheck check, const std::vector<std::string>& words,
+                       std::optional<RowRange> rows = std::nullopt) {
   try {
-    Shard::read(file, dataset, rank, world, check);
+    Shard::read(file, dataset, rank, world, check, rows);
     ADD_FAILURE() << "Shard::read(" << file << ", " << dataset << ") did not throw";
   } catch (const DataError& e) {
     const std::string msg = e.what();
     for (const auto& w : words)
       EXPECT_NE(msg.find(w), std::string::npos) << "'" << w << "' not in: " << msg;
   }
+}
+
+TEST(ShardErrors, RowRangeOutsideTheFileOrSmallerThanTheWorld) {
+  TempDir dir;
+  make_u8_file(dir.file("d.h5"), 10);
+  for (const RowRange bad : {RowRange{-1, 3}, RowRange{4, 11}, RowRange{6, 5}})
+    expect_data_error(dir.file("d.h5"), "/images", 0, 1, ValueCheck::None,
+                      {dir.file("d.h5"), "10 rows", "cannot be read"}, bad);
+  expect_data_error(dir.file("d.h5"), "/images", 0, 3, ValueCheck::None,
+                    {"2 rows to split", "rows [8, 10) of 10", "3 ranks"}, RowRange{8, 10});
+  EXPECT_THROW(Shard::count_rows(dir.file("missing.h5"), "/images"), DataError);
 }
 
 TEST(ShardErrors, MissingFile) {
@@ -319,6 +370,38 @@ TEST(ShardErrors, LabelCountDiffersFromRows) {
   }
   expect_data_error(dir.file("d.h5"), "/images", 0, 1, ValueCheck::None,
                     {dir.file("d.h5"), "/labels", "5 labels", "6 rows"});
+}
+
+// A header claiming more rows than the file stores is refused before the shard is allocated:
+// a chunked data set with chunks never written (its writer stopped) and a contiguous one
+// never written would otherwise read as zeros.
+TEST(ShardErrors, DataSetsWithUnwrittenStorageAreRefused) {
+  TempDir dir;
+  {
+    h5::File f = h5::create_file(dir.file("d.h5"));
+    const std::vector<int64_t> dims{12, 2}, chunked{4, 2};
+    h5::Dataset part = h5::create_dataset<float>(f, "/part", dims, {chunked, 0, false});
+    const std::vector<float> rows(8, 0.5f);
+    h5::write_rows(part, 0, 4, rows.data());  // chunk 1 of 3
+    h5::Dataset none = h5::create_dataset<float>(f, "/none", dims);
+    h5::Dataset full = h5::create_dataset<float>(f, "/full", dims, {chunked, 0, false});
+    const std::vector<float> all(24, 0.25f);
+    h5::write_rows(full, 0, 12, all.data());
+  }
+  expect_data_error(dir.file("d.h5"), "/part", 0, 1, ValueCheck::None,
+                    {dir.file("d.h5"), "/part", "1 of its 3 chunks", "re-create it"});
+  expect_data_error(dir.file("d.h5"), "/none", 0, 1, ValueCheck::None,
+                    {"/none", "0 bytes of data", "re-create it"});
+  EXPECT_EQ(Shard::read(dir.file("d.h5"), "/full", 1, 2, ValueCheck::None).rows(), 6);
+}
+
+// Found by fuzz_h5_dataset: a damaged header whose shape (2,902,458,372 rows) exceeds its
+// maximum shape (4 rows), in a file of 8 KB; the shard of 5.8 GB was allocated before.
+TEST(ShardErrors, ShapeBeyondItsMaximumIsRefused) {
+  const std::string seed =
+      std::string(VD_SOURCE_DIR) + "/tests/fuzz/corpus/h5_dataset/regress_shape_beyond_max.h5";
+  expect_data_error(seed, "/images", 1, 2, ValueCheck::UnitInterval,
+                    {"beyond its maximum shape", "damaged"});
 }
 
 TEST(ShardErrors, BadRankArgumentsAreShapeErrors) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -138,6 +139,56 @@ TEST(Checkpoint, RoundTripRestoresEverythingBitwise) {
   EXPECT_NE(meta.rng_states[0], meta.rng_states[1]);
 
   EXPECT_EQ(read_checkpoint_meta(path), a.meta);
+}
+
+// The schedules' state round-trips exactly; a file without it (written before it was stored)
+// reads as a fresh run's; a state no run could write is refused, naming the file.
+TEST(Checkpoint, ScheduleStateRoundTripsAndOlderFilesReadAsFresh) {
+  TempDir dir;
+  State a(12);
+  a.meta.lr_scale = 0.25;
+  a.meta.plateau_best = 101.5;
+  a.meta.plateau_bad_evaluations = 2;
+  a.meta.plateau_cooldown_left = 1;
+  a.meta.val_best = 99.125;
+  a.meta.val_best_step = 1200;
+  a.meta.val_bad_evaluations = 3;
+  a.meta.epoch_loss_sum = 12345.678;
+  a.meta.epoch_loss_count = 96;
+  const std::string path = dir.file("ckpt.h5");
+  a.write(path);
+  EXPECT_EQ(read_checkpoint_meta(path), a.meta);
+
+  const char* names[] = {
+      "lr_scale",        "plateau_best",  "plateau_bad_evaluations", "plateau_cooldown_left",
+      "val_best",        "val_best_step", "val_bad_evaluations",     "epoch_loss_sum",
+      "epoch_loss_count"};
+  {
+    h5::File f = h5::open_file(path, true);
+    for (const char* n : names) ASSERT_GE(H5Adelete(f, n), 0) << n;
+  }
+  const CheckpointMeta old = read_checkpoint_meta(path);
+  const CheckpointMeta fresh;
+  EXPECT_EQ(old.lr_scale, 1.0);
+  EXPECT_EQ(old.plateau_best, fresh.plateau_best);
+  EXPECT_TRUE(std::isinf(old.val_best));
+  EXPECT_EQ(old.val_best_step, -1);
+  EXPECT_EQ(old.val_bad_evaluations, 0);
+  EXPECT_EQ(old.epoch_loss_count, 0);
+  EXPECT_EQ(old.step, a.meta.step);
+
+  for (const auto& [name, value] :
+       {std::pair{"lr_scale", 2.0}, std::pair{"val_best", std::nan("")}}) {
+    SCOPED_TRACE(name);
+    a.write(path);
+    {
+      h5::File f = h5::open_file(path, true);
+      ASSERT_GE(H5Adelete(f, name), 0);
+      h5::write_attribute(f, name, value);
+    }
+    const std::string msg = message_of<IoError>([&] { read_checkpoint_meta(path); });
+    EXPECT_TRUE(contains(msg, path) && contains(msg, "impossible schedule state")) << msg;
+  }
 }
 
 TEST(Checkpoint, LargeConfigRoundTrips) {
@@ -366,6 +417,7 @@ TEST(Checkpoint, FindLatestPicksHighestStepByName) {
   touch(dir.file("checkpoint_step.h5"));
   touch(dir.file("checkpoint_step-700.h5"));
   touch(dir.file("notes.txt"));
+  a.write(dir.file(kBestCheckpointFile));  // best.h5 is never "latest"
   fs::create_directories(dir.file("checkpoint_step000000600.h5"));
   EXPECT_EQ(find_latest_checkpoint(dir.path().string()), dir.file("checkpoint_step000000100.h5"));
   // The number decides, not the text: a 10-digit step beats 9-digit names.
@@ -390,6 +442,7 @@ TEST(Checkpoint, PruneKeepsExactlyTheNewestK) {
   touch(dir.file("checkpoint_step000000060.h5.tmp"));  // stale leftover: removed
   touch(dir.file("notes.txt"));
   touch(dir.file("model.h5"));
+  touch(dir.file(kBestCheckpointFile));  // never pruned
   touch(dir.file("checkpoint_step000000001.h5.bak"));
   auto names = [&] {
     std::vector<std::string> out;
@@ -399,16 +452,17 @@ TEST(Checkpoint, PruneKeepsExactlyTheNewestK) {
     return out;
   };
   prune_checkpoints(dir.path().string(), 5);  // nothing beyond 5: only the .tmp goes
-  EXPECT_EQ(names().size(), 8u);
+  EXPECT_EQ(names().size(), 9u);
   EXPECT_FALSE(fs::exists(dir.file("checkpoint_step000000060.h5.tmp")));
   prune_checkpoints(dir.path().string(), 2);
-  EXPECT_EQ(names(), (std::vector<std::string>{
-                         "checkpoint_step000000001.h5.bak", "checkpoint_step000000040.h5",
-                         "checkpoint_step000000050.h5", "model.h5", "notes.txt"}));
+  EXPECT_EQ(names(),
+            (std::vector<std::string>{"best.h5", "checkpoint_step000000001.h5.bak",
+                                      "checkpoint_step000000040.h5", "checkpoint_step000000050.h5",
+                                      "model.h5", "notes.txt"}));
   prune_checkpoints(dir.path().string(), 1);
   EXPECT_TRUE(fs::exists(dir.file("checkpoint_step000000050.h5")));
   EXPECT_FALSE(fs::exists(dir.file("checkpoint_step000000040.h5")));
-  EXPECT_EQ(names().size(), 4u);
+  EXPECT_EQ(names().size(), 5u);
   EXPECT_THROW(prune_checkpoints(dir.path().string(), 0), ShapeError);
   EXPECT_NO_THROW(prune_checkpoints(dir.file("missing"), 3));
 }
@@ -453,6 +507,31 @@ TEST(Checkpoint, EveryDataSetCarriesAChecksum) {
   EXPECT_TRUE(h5::has_fletcher32(h5::open_dataset(f, "/data_shape")));
   EXPECT_TRUE(h5::has_fletcher32(h5::open_dataset(f, "/config")));
   EXPECT_TRUE(h5::has_fletcher32(h5::open_dataset(f, "/rng_states")));
+}
+
+TEST(Checkpoint, StandardizationStatisticsRoundTripWithChecksums) {
+  TempDir dir;
+  State a(8);
+  a.meta.feature_mean = {1e4, -3.5, 0.0, 2.5e-7};
+  a.meta.feature_std = {1e-2, 1.0, 1.0, 3.0e-9};
+  const std::string path = dir.file("s.h5");
+  a.write(path);
+  EXPECT_EQ(read_checkpoint_meta(path), a.meta);
+  h5::File f = h5::open_file(path);
+  for (const char* name : {"/standardize/mean", "/standardize/std"}) {
+    EXPECT_TRUE(h5::has_fletcher32(h5::open_dataset(f, name))) << name;
+    EXPECT_EQ(h5::dtype_of(h5::open_dataset(f, name)), h5::DType::Float64) << name;
+  }
+  // Files without them (older ones, or runs without --standardize) read as empty.
+  const State b(8);
+  b.write(dir.file("plain.h5"));
+  const CheckpointMeta plain = read_checkpoint_meta(dir.file("plain.h5"));
+  EXPECT_TRUE(plain.feature_mean.empty());
+  EXPECT_TRUE(plain.feature_std.empty());
+  // Statistics of different lengths are refused before the file is touched.
+  a.meta.feature_std.pop_back();
+  EXPECT_THROW(a.write(dir.file("bad.h5")), ShapeError);
+  EXPECT_FALSE(fs::exists(dir.file("bad.h5")));
 }
 
 // As a user would with h5py: one weight set to NaN (HDF5 recomputes the checksum on write).

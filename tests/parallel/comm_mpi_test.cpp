@@ -225,7 +225,7 @@ TEST(GradientSync, NonFiniteVerdictReachesEveryRankWithTheUpdate) {
 // norm = ||G||_2, G *= min(1, max_norm / (norm + 1e-6)). With beta1 = 0 Adam's first moment
 // after one step is the gradient it was given, so it shows the clipped sum on every method.
 TEST(GradientSync, GradClipScalesTheSummedGradientAsTorchDoes) {
-  for (const std::string method : {"", "allreduce"}) {
+  for (const std::string method : {"", "overlap", "allreduce"}) {
     for (const double max_norm : {0.5, 1e6}) {
       SyncPath path(method);
       vd::Comm comm;

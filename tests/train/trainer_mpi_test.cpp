@@ -1,15 +1,18 @@
 // MPI tests of the Trainer (2 and 3 ranks): P ranks equal one process that trains on the union
-// of their batches, resume is bitwise identical to an uninterrupted run at the same world
-// size (for the MLP and for a conditional conv model), and a checkpoint of P ranks resumes
-// on one rank.
+// of their batches (also with free bits), resume is bitwise identical to an uninterrupted run at
+// the same world size (for the MLP and for a conditional conv model, and in the middle of a
+// learning-rate warm-up or a plateau wait), a checkpoint of P ranks resumes on one rank, and
+// validation on P ranks equals validation of the same model in one process.
 #include "train/trainer.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <numeric>
 #include <vector>
 
 #include "core/h5.hpp"
@@ -20,6 +23,8 @@
 #include "nn/context.hpp"
 #include "optim/adam.hpp"
 #include "support/temp_dir.hpp"
+#include "train/stop_signals.hpp"
+#include "vae/latent.hpp"
 #include "vae/model.hpp"
 
 namespace {
@@ -92,7 +97,7 @@ struct GradSyncMethod {
   ~GradSyncMethod() { unsetenv("VAE_DIST_GRAD_SYNC"); }
 };
 
-void check_ranks_equal_union(const char* method, bool conv) {
+void check_ranks_equal_union(const char* method, bool conv, double free_bits = 0) {
   GradSyncMethod scope(method);
   vd::Comm comm;
   const int P = comm.size();
@@ -103,6 +108,7 @@ void check_ranks_equal_union(const char* method, bool conv) {
   // max_steps, not epochs, ends the run.
   o.max_steps = 13;
   o.epochs = 10;
+  o.free_bits = free_bits;
   const std::vector<float> got = train(o, comm);
 
   // The reference: one model, fed each step the concatenation of every rank's batch and
@@ -114,6 +120,7 @@ void check_ranks_equal_union(const char* method, bool conv) {
     cfg.decoder = kConvDecoder;
     cfg.classes = 4;  // write_synthetic's 4 classes: the trainer takes max label + 1
   }
+  cfg.free_bits = free_bits;
   vd::ParamStore store;
   vd::Vae vae(cfg, store);
   store.finalize();
@@ -190,6 +197,12 @@ TEST(Trainer, ConditionalConvRanksEqualOneProcessTrainingOnTheUnionOfTheirBatche
   check_ranks_equal_union(nullptr, true);
 }
 
+TEST(Trainer, FreeBitsRanksEqualOneProcessTrainingOnTheUnionOfTheirBatches) {
+  // A floor among the dimensions' batch-mean KLs of these first steps (about 0.01 to 0.06
+  // nats): some are under it, some above.
+  check_ranks_equal_union(nullptr, false, 0.015);
+}
+
 void check_resume_is_bitwise(bool conv);
 
 TEST(Trainer, ResumeIsBitwiseIdenticalToAnUninterruptedRun) {
@@ -226,6 +239,172 @@ void check_resume_is_bitwise(bool conv) {
     for (size_t i = 0; i < resumed.size(); ++i) differing += resumed[i] != uninterrupted[i];
     EXPECT_EQ(differing, 0u) << "resume after step " << stop << " changed " << differing
                              << " parameters";
+  }
+}
+
+// Warm-up over the first 1.5 epochs, and a plateau schedule that sees no improvement after
+// the first evaluation (threshold 0.5), so it reduces after evaluations 3 and 5 of 6; early
+// stopping counts along. Stopped mid-warm-up, in the plateau's wait (one bad evaluation
+// counted, mid-epoch 3) and at an epoch end, then resumed, the run ends bitwise equal, with
+// the same schedule state.
+TEST(Trainer, ResumeInAWarmupOrAPlateauWaitIsBitwiseIdentical) {
+  vd::Comm comm;
+  SharedData data(comm);
+  const int64_t spe = vd::EpochPlan(46, 0, comm.size(), 4).steps_per_epoch();
+  const auto options = [&](const std::string& name) {
+    vd::Options o = small_options(data.file, data.root + "/" + name);
+    o.epochs = 6;
+    o.val_fraction = 0.25;  // 15 of the 61 rows; 46 train
+    o.lr_schedule = "plateau";
+    o.lr_patience = 1;
+    o.lr_factor = 0.5;
+    o.lr_threshold = 0.5;
+    o.early_stop_patience = 5;
+    o.lr_warmup_steps = spe + spe / 2;
+    return o;
+  };
+  vd::Trainer whole_trainer(options("whole"), comm);
+  const vd::TrainSummary whole = whole_trainer.run();
+  const auto uninterrupted = whole_trainer.params().params();
+  const vd::CheckpointMeta end = vd::read_checkpoint_meta(whole.last_checkpoint);
+  EXPECT_EQ(end.lr_scale, 0.25);
+  EXPECT_EQ(end.plateau_bad_evaluations, 1);
+
+  for (const int64_t stop : {spe / 2 + 1, 2 * spe + 1, 2 * spe}) {
+    SCOPED_TRACE("stopped after step " + std::to_string(stop));
+    vd::Options first = options("split" + std::to_string(stop));
+    first.max_steps = stop;
+    train(first, comm);
+    const vd::CheckpointMeta meta = vd::read_checkpoint_meta(vd::find_latest_checkpoint(first.out));
+    EXPECT_EQ(meta.step, stop);
+    if (stop == 2 * spe + 1) {
+      EXPECT_EQ(meta.plateau_bad_evaluations, 1);  // waiting: one bad evaluation of two
+      EXPECT_GT(meta.epoch_loss_count, 0);
+    }
+    vd::Options second = first;
+    second.max_steps = 0;
+    second.resume = "latest";
+    vd::Trainer t(second, comm);
+    const vd::TrainSummary resumed = t.run();
+    EXPECT_EQ(resumed.epochs, whole.epochs);
+    EXPECT_EQ(resumed.early_stopped, whole.early_stopped);
+    EXPECT_EQ(resumed.best_val_loss, whole.best_val_loss);
+    EXPECT_EQ(resumed.best_val_step, whole.best_val_step);
+    const vd::CheckpointMeta last = vd::read_checkpoint_meta(resumed.last_checkpoint);
+    EXPECT_EQ(last.lr_scale, end.lr_scale);
+    EXPECT_EQ(last.plateau_best, end.plateau_best);
+    EXPECT_EQ(last.plateau_bad_evaluations, end.plateau_bad_evaluations);
+    EXPECT_EQ(last.val_best, end.val_best);
+    EXPECT_EQ(last.val_bad_evaluations, end.val_bad_evaluations);
+    const auto got = t.params().params();
+    ASSERT_EQ(got.size(), uninterrupted.size());
+    size_t differing = 0;
+    for (size_t i = 0; i < got.size(); ++i) differing += got[i] != uninterrupted[i];
+    EXPECT_EQ(differing, 0u);
+  }
+}
+
+// SIGTERM agreed on the last step of an epoch: the epoch still ends (validation, plateau,
+// early stopping, best.h5) before the checkpoint, since the resumed run starts the next epoch
+// and would never count it. Stopped one step before epoch 2's end, resumed with SIGTERM pending
+// on rank 0 (so it lands on that last step), then resumed again, the run ends bitwise where
+// the uninterrupted one does; without the epoch's evaluation the plateau would reduce later.
+TEST(Trainer, StopSignalOnAnEpochsLastStepStillEndsTheEpoch) {
+  vd::Comm comm;
+  SharedData data(comm);
+  const int64_t spe = vd::EpochPlan(46, 0, comm.size(), 4).steps_per_epoch();
+  const auto options = [&](const std::string& name) {
+    vd::Options o = small_options(data.file, data.root + "/" + name);
+    o.epochs = 5;
+    o.val_fraction = 0.25;
+    o.lr_schedule = "plateau";
+    o.lr_patience = 1;
+    o.lr_factor = 0.5;
+    o.lr_threshold = 0.5;
+    o.early_stop_patience = 5;
+    return o;
+  };
+  vd::Trainer whole_trainer(options("whole"), comm);
+  const vd::TrainSummary whole = whole_trainer.run();
+  const auto uninterrupted = whole_trainer.params().params();
+  const vd::CheckpointMeta end = vd::read_checkpoint_meta(whole.last_checkpoint);
+
+  vd::Options first = options("signalled");
+  first.max_steps = 2 * spe - 1;
+  train(first, comm);
+  vd::Options second = first;
+  second.max_steps = 0;
+  second.resume = "latest";
+  {
+    vd::Trainer t(second, comm);
+    vd::block_stop_signals();
+    if (comm.rank() == 0) raise(SIGTERM);  // pending: the first step's poll takes it
+    const vd::TrainSummary stopped = t.run();
+    EXPECT_EQ(stopped.signal, SIGTERM);
+    const vd::CheckpointMeta meta = vd::read_checkpoint_meta(stopped.last_checkpoint);
+    EXPECT_EQ(meta.step, 2 * spe);
+    EXPECT_EQ(meta.step_in_epoch, spe);
+    // Epoch 2's evaluation was counted, as in a run that simply ends with epoch 2.
+    vd::Options ref = options("epoch2");
+    ref.max_steps = 2 * spe;
+    vd::Trainer ref_trainer(ref, comm);
+    const vd::CheckpointMeta want = vd::read_checkpoint_meta(ref_trainer.run().last_checkpoint);
+    EXPECT_EQ(meta.val_best, want.val_best);
+    EXPECT_EQ(meta.val_best_step, want.val_best_step);
+    EXPECT_EQ(meta.val_bad_evaluations, want.val_bad_evaluations);
+    EXPECT_EQ(meta.plateau_bad_evaluations, want.plateau_bad_evaluations);
+    EXPECT_EQ(meta.lr_scale, want.lr_scale);
+  }
+  vd::Trainer t(second, comm);
+  const vd::TrainSummary resumed = t.run();
+  EXPECT_EQ(resumed.epochs, whole.epochs);
+  const vd::CheckpointMeta last = vd::read_checkpoint_meta(resumed.last_checkpoint);
+  EXPECT_EQ(last.lr_scale, end.lr_scale);
+  EXPECT_EQ(last.plateau_bad_evaluations, end.plateau_bad_evaluations);
+  EXPECT_EQ(last.val_best, end.val_best);
+  EXPECT_EQ(last.val_bad_evaluations, end.val_bad_evaluations);
+  const auto got = t.params().params();
+  ASSERT_EQ(got.size(), uninterrupted.size());
+  size_t differing = 0;
+  for (size_t i = 0; i < got.size(); ++i) differing += got[i] != uninterrupted[i];
+  EXPECT_EQ(differing, 0u);
+}
+
+// The validation loss of P ranks is the loss of the same model on the validation rows in one
+// process, evaluated in other batches: each row draws its noise from its own stream.
+TEST(Trainer, ValidationOnSeveralRanksEqualsValidationInOneProcess) {
+  vd::Comm comm;
+  SharedData data(comm);
+  vd::Options o = small_options(data.file, data.root + "/val");
+  o.val_fraction = 0.25;  // rows 46..60
+  o.epochs = 2;
+  o.eval_batch_size = 3;
+  o.kl_warmup_epochs = 10;  // validation still uses the full beta
+  o.beta = 2;
+  vd::Trainer t(o, comm);
+  const vd::TrainSummary s = t.run();
+  ASSERT_TRUE(std::isfinite(s.val_loss));
+  if (comm.is_root()) {
+    vd::VaeConfig cfg = vd::VaeConfig::mlp(16, o.hidden, o.latent_dim);
+    vd::ParamStore store;
+    vd::Vae vae(cfg, store);
+    store.finalize();
+    std::copy(t.params().params().begin(), t.params().params().end(), store.params().begin());
+    const vd::Shard val = vd::Shard::read(data.file, "/images", 0, 1, vd::ValueCheck::UnitInterval,
+                                          vd::RowRange{46, 61});
+    ASSERT_EQ(val.rows(), 15);
+    std::vector<int64_t> rows(15);
+    std::iota(rows.begin(), rows.end(), 0);
+    std::vector<float> x(15 * 16), eps(15 * 3);
+    val.gather(rows, x.data());
+    for (int r = 0; r < 15; ++r)
+      vd::make_rng(o.seed, vd::RngStream::ValEps, 2, static_cast<uint64_t>(r))
+          .fill_normal(eps.data() + r * 3, 3);
+    vd::Context ctx;
+    const vd::LossSums want = vae.evaluate(ctx, vd::Batch{15, x.data(), nullptr, eps.data()}, 2.0f);
+    EXPECT_NEAR(s.val_loss, want.loss / 15, 1e-6 * want.loss / 15);
+    EXPECT_NEAR(s.val_kl, want.kl / 15, 1e-6 * want.kl / 15 + 1e-9);
+    EXPECT_NEAR(s.val_loss, s.val_recon + 2 * s.val_kl, 1e-9 * s.val_loss);
   }
 }
 
