@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Benchmark of a VAE training step: vae_bench on 1 and 2 ranks beside PyTorch (one process, and
-# DistributedDataParallel with gloo on 1 and 2 ranks), one thread per rank, rounds interleaved in
-# one run so the shared machine's noise hits all alike; prints medians and ratios.
+# Benchmark of a VAE training step: vae_bench on 1 and 2 ranks, in f32 and in bf16 (--precision
+# bf16, on CPUs with AVX512_BF16), beside PyTorch (one process, and DistributedDataParallel with
+# gloo on 1 and 2 ranks), one thread per rank, rounds interleaved in one run so the shared
+# machine's noise hits all alike; prints medians and ratios.
 #   bash launch/bench.sh [ROUNDS] [mlp|conv]   (needs: bash launch/setup.sh --with-reference)
 # mlp: the 784-400-20 MLP VAE; conv: the Fashion-MNIST conv VAE of configs/fashion_conv.cfg, also
 # with plain nchw activations to show what oneDNN's blocked layouts are worth.
@@ -21,6 +22,10 @@ torch_env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE LD_LIBRARY_PATH=$openbla
 [[ -d $openblas ]] || { echo "bench: $openblas missing; run: bash launch/setup.sh --with-reference" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMP_NUM_THREADS=1
+
+# bf16 rows where oneDNN runs bf16 natively (vae_bench refuses it elsewhere).
+bf16=0
+build/vae_bench --precision bf16 --steps 1 --repeats 1 --peak-seconds 0.01 >/dev/null 2>&1 && bf16=1
 
 field() { sed -n "s/.*\\b$1=\\([0-9.,]*\\).*/\\1/p" | head -1; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -50,6 +55,14 @@ for ((r = 1; r <= rounds; r++)); do
     runs[prims]+=" $(field share_of_primitives <<<"$out")"
     out=$(build/vae_bench --threads 1 "${ours[@]}" --plain-activations --peak-seconds 0.1)
     runs[plain]+=" $(field images_per_s <<<"$out")"
+  fi
+  if ((bf16)); then
+    out=$(build/vae_bench --threads 1 "${ours[@]}" --precision bf16)
+    runs[bf1]+=" $(field images_per_s <<<"$out")"
+    runs[bfgflops]+=" $(field gflops <<<"$out")"
+    out=$(mpirun -n 2 --bind-to core -x OMP_NUM_THREADS build/vae_bench --threads 1 "${ours[@]}" --peak-seconds 0.1 --precision bf16)
+    runs[bf2]+=" $(field images_per_s <<<"$out")"
+    runs[bfcomm]+=" $(field sync_share <<<"$out")"
   fi
   out=$(mpirun -n 2 --bind-to core -x OMP_NUM_THREADS build/vae_bench --threads 1 "${ours[@]}" --peak-seconds 0.1)
   runs[ours2]+=" $(field images_per_s <<<"$out")"
@@ -91,6 +104,11 @@ PyTorch   1 proc : $t1 images/s   -> vae_dist is $(ratio "$o1" "$t1")x
 DDP gloo  1 rank : $d1 images/s   -> vae_dist is $(ratio "$o1" "$d1")x, peak RSS $(m ddprss1) MB
 DDP gloo  2 ranks: $d2 images/s   -> vae_dist is $(ratio "$o2" "$d2")x, peak RSS $(m ddprss2) MB per rank
 REPORT
+if ((bf16)); then
+  b1=$(m bf1) b2=$(m bf2)
+  echo "vae_dist  1 rank  bf16: $b1 images/s = $(ratio "$b1" "$o1")x f32, $(m bfgflops) GFLOP/s"
+  echo "vae_dist  2 ranks bf16: $b2 images/s = $(ratio "$b2" "$o2")x f32, gradient sum + Adam $(m bfcomm)% of the step"
+fi
 if [[ $model == conv ]]; then
   echo "vae_dist  1 rank, plain nchw activations: $(m plain) images/s -> blocked layouts give $(ratio "$o1" "$(m plain)")x"
 fi

@@ -13,6 +13,7 @@
 #include <iostream>
 #include <optional>
 #include <sstream>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -24,6 +25,7 @@
 #include "nn/conv.hpp"
 #include "nn/param_store.hpp"
 #include "nn/peak.hpp"
+#include "nn/precision.hpp"
 #include "optim/adam.hpp"
 #include "parallel/comm.hpp"
 #include "parallel/cost_model.hpp"
@@ -63,7 +65,8 @@ int main(int argc, char** argv) {
     int batch = 128, latent = 20, data_dim = 784, threads = 1, steps = 50, repeats = 7;
     double peak_seconds = 2.0;
     bool no_sync = false;
-    std::string hidden_text = "400", encoder, decoder, shape_text = "1x28x28";
+    std::string hidden_text = "400", encoder, decoder, shape_text = "1x28x28",
+                precision_text = "f32";
     bool impl = false, plain = false, project = false;
     po::options_description desc(
         "vae_bench: training-step throughput of the MLP VAE on synthetic data held in memory\n"
@@ -82,7 +85,10 @@ int main(int argc, char** argv) {
         "what blocked layouts are worth)")("latent-dim", po::value(&latent)->default_value(latent),
                                            "latent dimension (L)")(
         "threads", po::value(&threads)->default_value(threads), "OpenMP threads per rank")(
-        "steps", po::value(&steps)->default_value(steps), "timed steps per repetition")(
+        "precision", po::value(&precision_text)->default_value(precision_text),
+        "f32|bf16|auto, as vae_dist --precision (bf16: fc and conv layers in bfloat16, "
+        "transposed convolutions in f32)")("steps", po::value(&steps)->default_value(steps),
+                                           "timed steps per repetition")(
         "repeats", po::value(&repeats)->default_value(repeats), "repetitions (median reported)")(
         "peak-seconds", po::value(&peak_seconds)->default_value(peak_seconds),
         "time spent measuring the inner-product peak")(
@@ -109,6 +115,9 @@ int main(int argc, char** argv) {
     if (batch < 1 || steps < 1 || repeats < 1 || threads < 1 || latent < 1 || data_dim < 1)
       vd::app::usage_error("sizes, --threads, --steps and --repeats must be positive");
 
+    std::string precision_note;
+    const vd::Precision precision = vd::resolve_precision(precision_text, &precision_note);
+
     mpi.emplace(&argc, &argv);
     vd::Comm comm;
     omp_set_num_threads(threads);
@@ -129,6 +138,7 @@ int main(int argc, char** argv) {
       cfg.encoder = encoder;
       cfg.decoder = decoder;
     }
+    cfg.precision = precision;
     vd::ParamStore store;
     vd::Vae vae(cfg, store);
     store.finalize();
@@ -228,21 +238,26 @@ int main(int argc, char** argv) {
         conv_flops += 6.0 * c.batch * small * (c.transposed ? c.oc : c.ic) * c.kernel * c.kernel;
       }
       primitives_ms = 1e3 * conv_flops / (peak_conv * 1e9);
-      std::vector<std::pair<int, int>> fcs{{vae.encoder().out_shape().c, latent},
-                                           {vae.encoder().out_shape().c, latent}};
+      const vd::Precision fc_precision =
+          precision == vd::Precision::BF16 ? vd::Precision::BF16 : vd::Precision::F32;
+      std::vector<std::tuple<int, int, vd::Precision>> fcs{
+          {vae.encoder().out_shape().c, latent, fc_precision},
+          {vae.encoder().out_shape().c, latent, fc_precision}};
       for (const vd::Sequential* seq : {&vae.encoder(), &vae.decoder()})
         for (const auto& l : seq->layers())
-          if (auto* f = dynamic_cast<vd::Linear*>(l.get())) fcs.emplace_back(f->in(), f->out());
-      for (const auto& [in, out] : fcs) {
+          if (auto* f = dynamic_cast<vd::Linear*>(l.get()))
+            fcs.emplace_back(f->in(), f->out(), f->precision());
+      for (const auto& [in, out, fc_prec] : fcs) {
         const double g = vd::measure_inner_product_gflops(
-            ctx, batch, in, out, vd::InnerProductPass::All, peak_seconds / 4);
+            ctx, batch, in, out, vd::InnerProductPass::All, peak_seconds / 4, fc_prec);
         primitives_ms += 1e3 * 6.0 * batch * in * out / (g * 1e9);
       }
     }
     if (comm.is_root() && !conv_model) {
-      peak = vd::measure_inner_product_peak_gflops(ctx, batch, data_dim, hidden[0], peak_seconds);
+      peak = vd::measure_inner_product_peak_gflops(ctx, batch, data_dim, hidden[0], peak_seconds,
+                                                   precision);
       peak_train = vd::measure_inner_product_train_peak_gflops(ctx, batch, data_dim, hidden[0],
-                                                               peak_seconds);
+                                                               peak_seconds, precision);
     }
     rusage ru{};
     getrusage(RUSAGE_SELF, &ru);
@@ -251,19 +266,23 @@ int main(int argc, char** argv) {
     MPI_Gather(&mine, 1, MPI_LONG, rss.data(), 1, MPI_LONG, 0, MPI_COMM_WORLD);
 
     if (comm.is_root()) {
+      if (!precision_note.empty()) std::printf("%s\n", precision_note.c_str());
       if (conv_model)
         std::printf("vae_bench: conv VAE %s, encoder '%s', decoder '%s', latent %d, %s activations",
                     cfg.data.text().c_str(), encoder.c_str(), decoder.c_str(), latent,
                     plain ? "plain nchw" : "oneDNN-chosen (blocked)");
       else
         std::printf("vae_bench: MLP VAE %d-%s-%d", data_dim, hidden_text.c_str(), latent);
-      std::printf(", batch %d per rank, %d rank(s) x %d thread(s), %d repetitions of %d steps\n",
-                  batch, comm.size(), threads, repeats, steps);
+      std::printf(
+          ", batch %d per rank, %d rank(s) x %d thread(s), %d repetitions of %d steps, "
+          "precision=%s\n",
+          batch, comm.size(), threads, repeats, steps, vd::precision_name(precision));
+      if (precision != vd::Precision::F32) std::printf("%s", vae.summary().c_str());
       std::printf("step_ms=%.3f images_per_s=%.0f gflops=%.2f flops_per_step=%.4g\n", ms, ips,
                   gflops * comm.size(), step_flops);
       if (!conv_model) {
-        std::printf("peak_inner_product_fwd_gflops=%.2f (oneDNN %dx%d->%d forward, 1 rank)\n", peak,
-                    batch, data_dim, hidden[0]);
+        std::printf("peak_inner_product_fwd_gflops=%.2f (oneDNN %dx%d->%d forward, %s, 1 rank)\n",
+                    peak, batch, data_dim, hidden[0], vd::precision_name(precision));
         std::printf("peak_inner_product_train_gflops=%.2f (forward+backward of the same layer)\n",
                     peak_train);
         std::printf("share_of_fwd_peak=%.1f%% share_of_train_peak=%.1f%% (per rank)\n",

@@ -373,6 +373,11 @@ const std::vector<Spec>& table() {
     t.push_back(integer_spec<uint64_t>("seed", &O::seed, 0, none, "random seed"));
     t.push_back(integer_spec<int>("threads", &O::threads, 0, none,
                                   "OpenMP threads per rank; 0 = automatic"));
+    t.push_back(string_spec("precision", &O::precision, false, {"f32", "bf16", "auto"},
+                            "compute precision of the layers: bf16 runs the fc, conv and convt "
+                            "layers in bfloat16 (parameters, gradients, Adam and the loss stay "
+                            "f32; see README, How it runs) and is an error on a CPU without "
+                            "AVX512_BF16; auto = bf16 where the CPU has it, else f32"));
     t.push_back(integer_spec<int>("log-every", &O::log_every, 1, none,
                                   "steps between train rows in metrics.csv and progress lines"));
     t.push_back(integer_spec<int>("eval-batch-size", &O::eval_batch_size, 1, none,

@@ -70,6 +70,9 @@ struct Options {
   double logvar_max = 20.0;            // -inf, +inf ("none") = off
   bool standardize = false;            // float data: per-feature mean 0, std 1
 
+  // Compute precision of the layers: "f32" | "bf16" | "auto" (nn/precision.hpp).
+  std::string precision = "f32";
+
   friend bool operator==(const Options&, const Options&) = default;
 };
 

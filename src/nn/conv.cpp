@@ -72,6 +72,11 @@ double Conv2d::flops_per_sample() const {
   return 2.0 * small.size() * other.c * spec_.kernel * spec_.kernel;
 }
 
+void Conv2d::set_precision(Precision p) {
+  if (p != precision_) cache_.clear();  // primitives are built for one precision
+  precision_ = p;
+}
+
 ConvPrims& Conv2d::prims(int n) {
   auto it = cache_.find(n);
   VD_CHECK(it != cache_.end(), Error,
@@ -94,7 +99,8 @@ ConvShape Conv2d::conv_shape(int n) const {
                    spec_.stride,
                    spec_.pad,
                    spec_.transposed,
-                   act_ == Activation::ReLU};
+                   act_ == Activation::ReLU,
+                   precision_};
 }
 
 Layout Conv2d::prepare(Context& ctx, int n, const Layout& src) {

@@ -36,6 +36,10 @@ class Conv2d final : public Layer {
   void init(Rng& rng) override;
   std::string describe() const override;
   double flops_per_sample() const override;
+  // bf16: the reorders into oneDNN's layouts also convert src, weights and diff_dst (see
+  // ConvPrims); activations, parameters and gradients stay f32.
+  void set_precision(Precision p) override;
+  Precision precision() const override { return precision_; }
   Layout prepare(Context& ctx, int n, const Layout& src) override;
   void forward(Context& ctx, int n, const float* src, float* dst) override;
   void backward(Context& ctx, int n, const float* src, const float* dst, float* diff_dst,
@@ -52,6 +56,7 @@ class Conv2d final : public Layer {
   ParamStore& store_;
   ConvSpec spec_;
   Activation act_;
+  Precision precision_ = Precision::F32;
   size_t weight_, bias_;
   std::map<int, std::unique_ptr<ConvPrims>> cache_;  // one per batch size
 };

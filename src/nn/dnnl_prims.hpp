@@ -6,6 +6,8 @@
 #include <memory>
 #include <string>
 
+#include "nn/precision.hpp"
+
 namespace vd {
 
 using Layout = dnnl::memory::desc;  // as in nn/layer.hpp
@@ -15,6 +17,7 @@ struct InnerProductShape {
   int in;     // I
   int out;    // O
   bool relu;  // ReLU fused into the forward pass as a post-op
+  Precision precision = Precision::F32;
 };
 
 // All tensors are user memory in plain row-major layouts, wrapped without copies:
@@ -22,6 +25,10 @@ struct InnerProductShape {
 // Forward primitives are built in the constructor; backward ones on first use, so batch
 // sizes that only evaluate never pay for them. Every call waits for the stream, so the
 // outputs are ready on return. oneDNN failures become vd::Error.
+// In bf16 the caller's memory stays f32 as above: forward() converts src and weights into bf16
+// copies, which backward_weights() (same src) and backward_data() (same weights) reuse;
+// backward_weights() converts diff_dst, which backward_data() with the same diff_dst reuses.
+// dst, diff_src, diff_weights and diff_bias are written in f32 by the primitives themselves.
 class InnerProductPrims {
  public:
   InnerProductPrims(const dnnl::engine& engine, InnerProductShape shape);
@@ -79,6 +86,7 @@ struct ConvShape {
                     // implied by (ih, oh)
   bool transposed;  // ConvTranspose2d
   bool relu;        // ReLU fused into the forward pass as a post-op
+  Precision precision = Precision::F32;
 };
 
 // Parameters stay in PyTorch's layout in the caller's memory: weights [OC, IC, K, K] for a
@@ -87,7 +95,11 @@ struct ConvShape {
 // the caller says (`src_layout`) and reordered when the primitive wants another one; dst and
 // diff_dst lie in dst_layout(). Weights are reordered into the chosen layout by
 // forward() and reused by backward_data() of the same step; diff_weights are reordered back
-// into PyTorch's layout.
+// into PyTorch's layout. In bf16 the caller's memory is f32 as in f32 (src, dst and their
+// diffs in the layouts above, parameters and gradients in PyTorch's): the reorders into the
+// primitive's layouts also convert src, weights and diff_dst to bf16, and the primitives write
+// dst, diff_src and diff_weights in f32. backward_weights() reuses forward()'s bf16 src, and
+// backward_data() the bf16 diff_dst of backward_weights(), when the pointers are the same.
 class ConvPrims {
  public:
   ConvPrims(const dnnl::engine& engine, const ConvShape& shape, const Layout& src_layout);

@@ -9,6 +9,7 @@
 
 #include "core/rng.hpp"
 #include "nn/context.hpp"
+#include "nn/precision.hpp"
 
 namespace vd {
 
@@ -56,6 +57,10 @@ class Layer {
   virtual void init(Rng& /*rng*/) {}
   // Forward multiply-adds x 2 per sample.
   virtual double flops_per_sample() const { return 0; }
+  // The number format of the layer's oneDNN primitives (see nn/precision.hpp); set it before
+  // the first prepare(). Layers without primitives of their own stay f32 and ignore it.
+  virtual void set_precision(Precision /*p*/) {}
+  virtual Precision precision() const { return Precision::F32; }
 
   // Builds (or finds) the primitives for batches of n samples whose src lies in `src`, and
   // returns the layout dst will lie in. Called once per batch size before forward/backward.

@@ -45,13 +45,18 @@ void Linear::init(Rng& rng) {
   for (int i = 0; i < out_; ++i) b[i] = static_cast<float>(rng.uniform(-bound, bound));
 }
 
+void Linear::set_precision(Precision p) {
+  if (p != precision_) cache_.clear();  // primitives are built for one precision
+  precision_ = p;
+}
+
 InnerProductPrims& Linear::prims(Context& ctx, int batch) {
   VD_CHECK(batch > 0, ShapeError,
            "Linear layer \"" + name() + "\" got batch size " + std::to_string(batch) +
                "; it must be positive.");
   auto it = cache_.find(batch);
   if (it == cache_.end()) {
-    const InnerProductShape shape{batch, in_, out_, act_ == Activation::ReLU};
+    const InnerProductShape shape{batch, in_, out_, act_ == Activation::ReLU, precision_};
     it = cache_.emplace(batch, std::make_unique<InnerProductPrims>(ctx.engine, shape)).first;
   }
   return *it->second;

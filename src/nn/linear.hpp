@@ -28,6 +28,10 @@ class Linear final : public Layer {
   void init(Rng& rng) override;
   std::string describe() const override;
   double flops_per_sample() const override { return 2.0 * in_ * out_; }
+  // bf16: src and weights are converted to bf16 copies per forward (see InnerProductPrims);
+  // the parameters and gradients in the store stay f32.
+  void set_precision(Precision p) override;
+  Precision precision() const override { return precision_; }
   // Plain src only (a blocked one needs a flatten first); dst is plain [B, O].
   Layout prepare(Context& ctx, int batch, const Layout& src) override;
 
@@ -60,6 +64,7 @@ class Linear final : public Layer {
   int in_;
   int out_;
   Activation act_;
+  Precision precision_ = Precision::F32;
   size_t weight_;
   size_t bias_;
   // One primitive set per batch size; few sizes occur (train, last batch, evaluation).

@@ -25,10 +25,10 @@ double seconds_since(Clock::time_point t0) {
 }  // namespace
 
 double measure_inner_product_gflops(Context& ctx, int batch, int in, int out, InnerProductPass pass,
-                                    double seconds) {
+                                    double seconds, Precision precision) {
   VD_CHECK(seconds > 0 && std::isfinite(seconds), ShapeError,
            "The inner product peak measurement needs a positive duration in seconds.");
-  InnerProductPrims prims(ctx.engine, InnerProductShape{batch, in, out, false});
+  InnerProductPrims prims(ctx.engine, InnerProductShape{batch, in, out, false, precision});
   const size_t b = static_cast<size_t>(batch), i = static_cast<size_t>(in),
                o = static_cast<size_t>(out);
   // Small random values: no denormals or infinities to distort the timing.
@@ -124,13 +124,16 @@ double measure_conv_train_peak_gflops(Context& ctx, const std::vector<ConvShape>
   return gflops[gflops.size() / 2];
 }
 
-double measure_inner_product_peak_gflops(Context& ctx, int batch, int in, int out, double seconds) {
-  return measure_inner_product_gflops(ctx, batch, in, out, InnerProductPass::Forward, seconds);
+double measure_inner_product_peak_gflops(Context& ctx, int batch, int in, int out, double seconds,
+                                         Precision precision) {
+  return measure_inner_product_gflops(ctx, batch, in, out, InnerProductPass::Forward, seconds,
+                                      precision);
 }
 
 double measure_inner_product_train_peak_gflops(Context& ctx, int batch, int in, int out,
-                                               double seconds) {
-  return measure_inner_product_gflops(ctx, batch, in, out, InnerProductPass::All, seconds);
+                                               double seconds, Precision precision) {
+  return measure_inner_product_gflops(ctx, batch, in, out, InnerProductPass::All, seconds,
+                                      precision);
 }
 
 }  // namespace vd

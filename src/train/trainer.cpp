@@ -26,6 +26,7 @@
 #include "io/checkpoint.hpp"
 #include "io/run_report.hpp"
 #include "nn/context.hpp"
+#include "nn/precision.hpp"
 #include "optim/adam.hpp"
 #include "optim/lr_schedule.hpp"
 #include "parallel/batch_reducer.hpp"
@@ -208,6 +209,9 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   check_option_combinations(opt);  // every rank throws the same error, before any collective
   const int threads = resolve_threads(opt.threads, comm);
   omp_set_num_threads(threads);
+  // Before the data are read: --precision bf16 on a CPU without bf16 fails at once.
+  std::string precision_note;
+  const Precision precision = resolve_precision(opt.precision, &precision_note);
 
   const Likelihood likelihood = parse_likelihood(opt.likelihood);
   const ValueCheck check =
@@ -249,8 +253,9 @@ Trainer::Trainer(const Options& options, const Comm& comm)
       std::make_unique<EpochPlan>(s.train.global_rows(), comm.rank(), comm.size(), opt.batch_size);
   s.kl = kl_schedule_of(opt, s.plan->steps_per_epoch());
 
-  const VaeConfig vc =
+  VaeConfig vc =
       vae_config(opt, s.train, s.test ? &*s.test : nullptr, comm, s.val ? &*s.val : nullptr);
+  vc.precision = precision;
   s.vae = std::make_unique<Vae>(vc, s.store);
   s.store.finalize();
   AdamConfig ac;
@@ -342,11 +347,12 @@ Trainer::Trainer(const Options& options, const Comm& comm)
       std::printf("standardised %zu features to mean 0, std 1 with the statistics of %s\n",
                   s.scaling.mean.size(),
                   opt.resume.empty() ? "the training set" : "the checkpoint");
-    std::printf("model%s (layer, what it is, output shape per sample):\n%s",
+    if (!precision_note.empty()) std::printf("%s\n", precision_note.c_str());
+    std::printf("model%s (layer, what it is, output shape per sample%s):\n%s",
                 vc.classes > 0
                     ? (" conditional on " + std::to_string(vc.classes) + " classes").c_str()
                     : "",
-                s.vae->summary().c_str());
+                precision == Precision::F32 ? "" : ", precision", s.vae->summary().c_str());
     std::fflush(stdout);
   }
 }

@@ -29,6 +29,13 @@ VaeConfig VaeConfig::mlp(int data_dim, std::vector<int> hidden, int latent_dim) 
   return c;
 }
 
+Precision layer_precision(const Layer& layer, Precision requested) {
+  if (requested == Precision::F32) return Precision::F32;
+  const bool has_primitives =
+      dynamic_cast<const Linear*>(&layer) || dynamic_cast<const Conv2d*>(&layer);
+  return has_primitives ? Precision::BF16 : Precision::F32;
+}
+
 Vae::Vae(const VaeConfig& config, ParamStore& store)
     : config_(config),
       store_(store),
@@ -62,6 +69,11 @@ Vae::Vae(const VaeConfig& config, ParamStore& store)
                       ") gives " + out.text() + " per sample but the data are " +
                       config.data.text() + "; change the decoder so it ends in the data's shape");
   }
+  // Before any primitive exists: layers build theirs for one precision.
+  for (const Sequential* seq : {&encoder_, &decoder_})
+    for (const auto& l : seq->layers()) l->set_precision(layer_precision(*l, config.precision));
+  for (Linear* head : {mu_head_.get(), logvar_head_.get()})
+    head->set_precision(layer_precision(*head, config.precision));
 }
 
 void Vae::init(Rng& rng) {
@@ -74,16 +86,23 @@ void Vae::init(Rng& rng) {
 std::string Vae::summary() const {
   std::string s;
   char line[256];
-  const auto row = [&](const std::string& name, const std::string& what, const Shape& out) {
-    std::snprintf(line, sizeof line, "  %-18s %-28s -> %s\n", name.c_str(), what.c_str(),
-                  out.text().c_str());
+  // In an f32 run the table is as it always was; a bf16 run adds each layer's precision.
+  const bool show = config_.precision != Precision::F32;
+  const auto row = [&](const std::string& name, const std::string& what, const Shape& out,
+                       const Layer* layer) {
+    if (show && layer)
+      std::snprintf(line, sizeof line, "  %-18s %-28s -> %-10s %s\n", name.c_str(), what.c_str(),
+                    out.text().c_str(), precision_name(layer->precision()));
+    else
+      std::snprintf(line, sizeof line, "  %-18s %-28s -> %s\n", name.c_str(), what.c_str(),
+                    out.text().c_str());
     s += line;
   };
-  row("input", "data", config_.data);
-  for (const auto& l : encoder_.layers()) row(l->name(), l->describe(), l->out_shape());
+  row("input", "data", config_.data, nullptr);
+  for (const auto& l : encoder_.layers()) row(l->name(), l->describe(), l->out_shape(), l.get());
   row("encoder.mu/logvar", "fc " + std::to_string(config_.latent_dim) + " (each)",
-      Shape{config_.latent_dim, 1, 1});
-  for (const auto& l : decoder_.layers()) row(l->name(), l->describe(), l->out_shape());
+      Shape{config_.latent_dim, 1, 1}, mu_head_.get());
+  for (const auto& l : decoder_.layers()) row(l->name(), l->describe(), l->out_shape(), l.get());
   return s;
 }
 

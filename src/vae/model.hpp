@@ -31,6 +31,9 @@ struct VaeConfig {
   int classes = 0;  // > 0: conditional on a one-hot label of this many classes
   Likelihood likelihood = Likelihood::Bernoulli;
   float gaussian_sigma = 1.0f;  // fixed decoder std for the Gaussian likelihood
+  // BF16: the layers where bf16 pays compute in bf16 (layer_precision); the loss, the
+  // reparameterisation, the parameters and their gradients stay f32 either way.
+  Precision precision = Precision::F32;
   // logvar is clamped to [logvar_min, logvar_max] after its head (the gradient is exact
   // inside, zero outside); -inf, +inf = no clamp.
   float logvar_min = -30.0f, logvar_max = 20.0f;
@@ -41,6 +44,14 @@ struct VaeConfig {
   // The classic MLP: encoder widths `hidden`, mirrored in the decoder.
   static VaeConfig mlp(int data_dim, std::vector<int> hidden, int latent_dim);
 };
+
+// The precision a layer computes in when the model asks for `requested`: the one place for a
+// per-layer rule. bf16 for every fc, conv and convt layer, f32 for the layers without
+// primitives (reshape, relu, concat). Each conv layer of configs/fashion_conv.cfg pays in bf16,
+// forward + backward, one thread (GFLOP/s f32 -> bf16): conv 1->32 27 -> 39, 32->64 163 -> 275,
+// convt 64->32 99 -> 132, 32->1 25 -> 32. A transposed convolution paid only once its bias and
+// ReLU left oneDNN's reference loop (ConvPrims): with them fused, bf16 was the slower one.
+Precision layer_precision(const Layer& layer, Precision requested);
 
 // Sums over the samples of a batch, in nats. loss = recon + beta * kl; with free bits, kl is
 // still the true KL and loss = recon + beta * (the floored KL, counted once per sample).
