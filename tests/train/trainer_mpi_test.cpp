@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <memory>
 #include <numeric>
+#include <span>
 #include <vector>
 
 #include "core/h5.hpp"
@@ -242,6 +243,42 @@ void check_resume_is_bitwise(bool conv) {
   }
 }
 
+// A run with validation (the last 15 of the 61 rows; 46 train), a plateau schedule that sees no
+// improvement after the first evaluation (threshold 0.5) and early stopping counting along.
+vd::Options plateau_options(const SharedData& data, const std::string& name, int epochs) {
+  vd::Options o = small_options(data.file, data.root + "/" + name);
+  o.epochs = epochs;
+  o.val_fraction = 0.25;
+  o.lr_schedule = "plateau";
+  o.lr_patience = 1;
+  o.lr_factor = 0.5;
+  o.lr_threshold = 0.5;
+  o.early_stop_patience = 5;
+  return o;
+}
+
+// The resumed run `t` ended where the uninterrupted one did: bitwise parameters, and the same
+// schedule and early-stopping state in its last checkpoint.
+void expect_same_end(const vd::Trainer& t, const vd::TrainSummary& resumed,
+                     const vd::TrainSummary& whole, std::span<const float> uninterrupted) {
+  EXPECT_EQ(resumed.epochs, whole.epochs);
+  EXPECT_EQ(resumed.early_stopped, whole.early_stopped);
+  EXPECT_EQ(resumed.best_val_loss, whole.best_val_loss);
+  EXPECT_EQ(resumed.best_val_step, whole.best_val_step);
+  const vd::CheckpointMeta end = vd::read_checkpoint_meta(whole.last_checkpoint);
+  const vd::CheckpointMeta last = vd::read_checkpoint_meta(resumed.last_checkpoint);
+  EXPECT_EQ(last.lr_scale, end.lr_scale);
+  EXPECT_EQ(last.plateau_best, end.plateau_best);
+  EXPECT_EQ(last.plateau_bad_evaluations, end.plateau_bad_evaluations);
+  EXPECT_EQ(last.val_best, end.val_best);
+  EXPECT_EQ(last.val_bad_evaluations, end.val_bad_evaluations);
+  const auto got = t.params().params();
+  ASSERT_EQ(got.size(), uninterrupted.size());
+  size_t differing = 0;
+  for (size_t i = 0; i < got.size(); ++i) differing += got[i] != uninterrupted[i];
+  EXPECT_EQ(differing, 0u);
+}
+
 // Warm-up over the first 1.5 epochs, and a plateau schedule that sees no improvement after
 // the first evaluation (threshold 0.5), so it reduces after evaluations 3 and 5 of 6; early
 // stopping counts along. Stopped mid-warm-up, in the plateau's wait (one bad evaluation
@@ -252,14 +289,7 @@ TEST(Trainer, ResumeInAWarmupOrAPlateauWaitIsBitwiseIdentical) {
   SharedData data(comm);
   const int64_t spe = vd::EpochPlan(46, 0, comm.size(), 4).steps_per_epoch();
   const auto options = [&](const std::string& name) {
-    vd::Options o = small_options(data.file, data.root + "/" + name);
-    o.epochs = 6;
-    o.val_fraction = 0.25;  // 15 of the 61 rows; 46 train
-    o.lr_schedule = "plateau";
-    o.lr_patience = 1;
-    o.lr_factor = 0.5;
-    o.lr_threshold = 0.5;
-    o.early_stop_patience = 5;
+    vd::Options o = plateau_options(data, name, 6);
     o.lr_warmup_steps = spe + spe / 2;
     return o;
   };
@@ -285,22 +315,7 @@ TEST(Trainer, ResumeInAWarmupOrAPlateauWaitIsBitwiseIdentical) {
     second.max_steps = 0;
     second.resume = "latest";
     vd::Trainer t(second, comm);
-    const vd::TrainSummary resumed = t.run();
-    EXPECT_EQ(resumed.epochs, whole.epochs);
-    EXPECT_EQ(resumed.early_stopped, whole.early_stopped);
-    EXPECT_EQ(resumed.best_val_loss, whole.best_val_loss);
-    EXPECT_EQ(resumed.best_val_step, whole.best_val_step);
-    const vd::CheckpointMeta last = vd::read_checkpoint_meta(resumed.last_checkpoint);
-    EXPECT_EQ(last.lr_scale, end.lr_scale);
-    EXPECT_EQ(last.plateau_best, end.plateau_best);
-    EXPECT_EQ(last.plateau_bad_evaluations, end.plateau_bad_evaluations);
-    EXPECT_EQ(last.val_best, end.val_best);
-    EXPECT_EQ(last.val_bad_evaluations, end.val_bad_evaluations);
-    const auto got = t.params().params();
-    ASSERT_EQ(got.size(), uninterrupted.size());
-    size_t differing = 0;
-    for (size_t i = 0; i < got.size(); ++i) differing += got[i] != uninterrupted[i];
-    EXPECT_EQ(differing, 0u);
+    expect_same_end(t, t.run(), whole, uninterrupted);
   }
 }
 
@@ -313,21 +328,10 @@ TEST(Trainer, StopSignalOnAnEpochsLastStepStillEndsTheEpoch) {
   vd::Comm comm;
   SharedData data(comm);
   const int64_t spe = vd::EpochPlan(46, 0, comm.size(), 4).steps_per_epoch();
-  const auto options = [&](const std::string& name) {
-    vd::Options o = small_options(data.file, data.root + "/" + name);
-    o.epochs = 5;
-    o.val_fraction = 0.25;
-    o.lr_schedule = "plateau";
-    o.lr_patience = 1;
-    o.lr_factor = 0.5;
-    o.lr_threshold = 0.5;
-    o.early_stop_patience = 5;
-    return o;
-  };
+  const auto options = [&](const std::string& name) { return plateau_options(data, name, 5); };
   vd::Trainer whole_trainer(options("whole"), comm);
   const vd::TrainSummary whole = whole_trainer.run();
   const auto uninterrupted = whole_trainer.params().params();
-  const vd::CheckpointMeta end = vd::read_checkpoint_meta(whole.last_checkpoint);
 
   vd::Options first = options("signalled");
   first.max_steps = 2 * spe - 1;
@@ -356,18 +360,7 @@ TEST(Trainer, StopSignalOnAnEpochsLastStepStillEndsTheEpoch) {
     EXPECT_EQ(meta.lr_scale, want.lr_scale);
   }
   vd::Trainer t(second, comm);
-  const vd::TrainSummary resumed = t.run();
-  EXPECT_EQ(resumed.epochs, whole.epochs);
-  const vd::CheckpointMeta last = vd::read_checkpoint_meta(resumed.last_checkpoint);
-  EXPECT_EQ(last.lr_scale, end.lr_scale);
-  EXPECT_EQ(last.plateau_bad_evaluations, end.plateau_bad_evaluations);
-  EXPECT_EQ(last.val_best, end.val_best);
-  EXPECT_EQ(last.val_bad_evaluations, end.val_bad_evaluations);
-  const auto got = t.params().params();
-  ASSERT_EQ(got.size(), uninterrupted.size());
-  size_t differing = 0;
-  for (size_t i = 0; i < got.size(); ++i) differing += got[i] != uninterrupted[i];
-  EXPECT_EQ(differing, 0u);
+  expect_same_end(t, t.run(), whole, uninterrupted);
 }
 
 // The validation loss of P ranks is the loss of the same model on the validation rows in one
