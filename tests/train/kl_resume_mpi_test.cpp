@@ -10,17 +10,13 @@
 
 #include "data/dataset_file.hpp"
 #include "parallel/comm.hpp"
+#include "support/small_run.hpp"
 #include "support/temp_dir.hpp"
 #include "train/trainer.hpp"
 
 namespace {
 
-std::vector<float> train(const vd::Options& o, const vd::Comm& comm) {
-  vd::Trainer t(o, comm);
-  t.run();
-  const auto p = t.params().params();
-  return std::vector<float>(p.begin(), p.end());
-}
+using vd::testing::train;
 
 TEST(TrainerKl, CyclicalFreeBitsStandardizedResumeIsBitwise) {
   const vd::Comm comm;
@@ -33,21 +29,8 @@ TEST(TrainerKl, CyclicalFreeBitsStandardizedResumeIsBitwise) {
   }
   comm.broadcast(root, 0);
   const auto options = [&](const std::string& out) {
-    vd::Options o;
-    o.data = root + "/sci.h5";
-    o.test_data = "";
-    o.out = root + "/" + out;
+    vd::Options o = vd::testing::small_options(root + "/sci.h5", root + "/" + out);
     o.epochs = 4;
-    o.batch_size = 4;
-    o.hidden = {16};
-    o.latent_dim = 3;
-    o.lr = 3e-3;
-    o.seed = 7;
-    o.threads = 1;
-    o.progress = false;
-    o.log_every = 1000;
-    o.grid_size = 2;
-    o.checkpoint_every = 0;
     o.likelihood = "gaussian";
     o.standardize = true;
     o.kl_schedule = "cyclical";

@@ -23,12 +23,16 @@
 #include "io/checkpoint.hpp"
 #include "nn/context.hpp"
 #include "optim/adam.hpp"
+#include "support/small_run.hpp"
 #include "support/temp_dir.hpp"
 #include "train/stop_signals.hpp"
 #include "vae/latent.hpp"
 #include "vae/model.hpp"
 
 namespace {
+
+using vd::testing::small_options;
+using vd::testing::train;
 
 // A synthetic data set on rank 0's temporary directory, visible to every rank of this node.
 struct SharedData {
@@ -49,27 +53,6 @@ struct SharedData {
   ~SharedData() { comm.barrier(); }
 };
 
-vd::Options small_options(const std::string& data, const std::string& out) {
-  vd::Options o;
-  o.data = data;
-  o.test_data = "";
-  o.out = out;
-  o.epochs = 3;
-  o.batch_size = 4;
-  o.hidden = {16};
-  o.latent_dim = 3;
-  o.lr = 3e-3;
-  o.seed = 7;
-  o.threads = 1;
-  o.progress = false;
-  o.log_every = 1000;
-  o.grid_size = 2;
-  o.iw_samples = 0;
-  o.checksum_every = 1;
-  o.checkpoint_every = 0;
-  return o;
-}
-
 // The same run with a conditional convolutional model on the 1 x 4 x 4 images.
 constexpr const char* kConvEncoder = "conv 4 k3 s1 p1, relu, conv 8 k2 s2, relu, fc 8, relu";
 constexpr const char* kConvDecoder =
@@ -80,13 +63,6 @@ vd::Options conv_options(const std::string& data, const std::string& out) {
   o.decoder = kConvDecoder;
   o.conditional = true;
   return o;
-}
-
-std::vector<float> train(const vd::Options& o, const vd::Comm& comm) {
-  vd::Trainer t(o, comm);
-  t.run();
-  const auto p = t.params().params();
-  return std::vector<float>(p.begin(), p.end());
 }
 
 // Sets VAE_DIST_GRAD_SYNC for the lifetime of a test ("allreduce" forces MPI_Allreduce; unset
