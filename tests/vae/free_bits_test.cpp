@@ -14,6 +14,7 @@
 #include "nn/param_store.hpp"
 #include "support/gradcheck.hpp"
 #include "support/reference_vae.hpp"
+#include "support/vae_fixture.hpp"
 #include "vae/loss.hpp"
 #include "vae/model.hpp"
 
@@ -162,29 +163,7 @@ TEST(LogvarClamp, ForwardAndBackwardFollowTheirDefinition) {
 
 // ---- The whole model -----------------------------------------------------------------------
 
-struct Model {
-  vd::VaeConfig cfg;
-  vd::ParamStore store;
-  std::unique_ptr<vd::Vae> vae;
-  vd::Context ctx;
-  std::vector<float> x, eps;
-  int B;
-  Model(vd::VaeConfig c, int batch) : cfg(std::move(c)), B(batch) {
-    vae = std::make_unique<vd::Vae>(cfg, store);
-    store.finalize();
-    vd::Rng rng(5);
-    vae->init(rng);
-    x.resize(static_cast<size_t>(B) * cfg.data.size());
-    for (auto& v : x) v = static_cast<float>(rng.uniform());
-    eps.resize(static_cast<size_t>(B) * cfg.latent_dim);
-    rng.fill_normal(eps.data(), eps.size());
-  }
-  vd::Batch batch() const { return vd::Batch{B, x.data(), nullptr, eps.data()}; }
-  std::vector<float> grads() const {
-    auto g = store.grads();
-    return std::vector<float>(g.begin(), g.end());
-  }
-};
+using Model = vd::testing::VaeFixture;
 
 vd::VaeConfig small_mlp(vd::Likelihood lik) {
   vd::VaeConfig c = vd::VaeConfig::mlp(12, {7}, 5);

@@ -17,6 +17,7 @@
 #include "nn/param_store.hpp"
 #include "support/gradcheck.hpp"
 #include "support/reference_vae.hpp"
+#include "support/vae_fixture.hpp"
 
 namespace {
 
@@ -43,32 +44,7 @@ vd::VaeConfig conv(Likelihood lik, int channels = 1) {
   return c;
 }
 
-struct Fixture {
-  vd::VaeConfig cfg;
-  vd::ParamStore store;
-  std::unique_ptr<vd::Vae> vae;
-  vd::Context ctx;
-  std::vector<float> x, eps;
-  std::vector<int32_t> labels;
-  int B;
-
-  Fixture(vd::VaeConfig c, int batch) : cfg(std::move(c)), B(batch) {
-    vae = std::make_unique<vd::Vae>(cfg, store);
-    store.finalize();
-    vd::Rng rng(5);
-    vae->init(rng);
-    x.resize(static_cast<size_t>(B) * cfg.data.size());
-    for (auto& v : x) v = static_cast<float>(rng.uniform());
-    eps.resize(static_cast<size_t>(B) * cfg.latent_dim);
-    rng.fill_normal(eps.data(), eps.size());
-    for (int b = 0; b < B; ++b) labels.push_back(cfg.classes ? b % cfg.classes : 0);
-  }
-  vd::Batch batch() const { return vd::Batch{B, x.data(), labels.data(), eps.data()}; }
-  std::vector<double> params_double() const {
-    auto p = store.params();
-    return std::vector<double>(p.begin(), p.end());
-  }
-};
+using Fixture = vd::testing::VaeFixture;
 
 void check_gradients(vd::VaeConfig cfg) {
   Fixture f(std::move(cfg), 5);
