@@ -1,8 +1,9 @@
 // EpochPlan: which rows of its shard a rank trains on at each step of an epoch. A pure
-// function of (rows in the data set, rank, world size, batch size, seed, epoch), so the plans
-// of several ranks can be built and checked in one process.
+// function of (rows in the data set, rank, world size, batch size, seed, epoch, block layout),
+// so the plans of several ranks can be built and checked in one process.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -24,9 +25,29 @@ enum class RngStream : uint64_t {
 };
 Rng make_rng(uint64_t seed, RngStream stream, uint64_t a = 0, uint64_t b = 0);
 
+// The windowed shuffle of a streamed shard (data/row_stream): the shard is cut into blocks of
+// consecutive rows at file rows that are multiples of block_rows (so a block is whole HDF5
+// chunks), the blocks are shuffled, consecutive shuffled blocks form windows of about
+// window_blocks blocks, and the rows are shuffled within each window. An epoch visits the
+// windows in order, so only two windows need be in memory.
+struct BlockShuffle {
+  int64_t first_file_row = 0;  // the file row of the first row the ranks split
+  int64_t block_rows = 1;
+  int64_t window_blocks = 1;
+};
+
+// One window of an epoch: positions [begin, end) of the epoch's order, and its blocks (local
+// rows) in the order they lie in the window's buffer.
+struct PlanWindow {
+  int64_t begin = 0, end = 0;
+  std::vector<RowRange> blocks;
+};
+
 class EpochPlan {
  public:
-  EpochPlan(int64_t global_rows, int rank, int world, int batch_size);
+  // Without `blocks`, shuffle() permutes the whole shard uniformly; with it, by windows.
+  EpochPlan(int64_t global_rows, int rank, int world, int batch_size,
+            std::optional<BlockShuffle> blocks = std::nullopt);
 
   // Steps every rank runs per epoch: enough for the largest shard, so all ranks stay in step.
   // A smaller shard's last step may hold fewer rows, or none.
@@ -35,8 +56,19 @@ class EpochPlan {
 
   // Shuffles this rank's rows for `epoch` with a stream derived from (seed, epoch, rank).
   void shuffle(uint64_t seed, int64_t epoch);
-  // Local row indices (0-based within the shard) of `step`; empty past the shard's end.
+  // Local row indices (0-based within the shard) of `step`; empty past the shard's end. They
+  // are positions [step * batch, ...) of the epoch's order.
   std::span<const int64_t> local_rows(int64_t step) const;
+  int batch_size() const { return batch_; }
+  bool windowed() const { return blocks_.has_value(); }
+  const std::optional<BlockShuffle>& block_shuffle() const { return blocks_; }
+  // Windowed: the blocks of the shard, in local rows and file order, and the epoch's windows
+  // (one window holding every block before the first shuffle).
+  const std::vector<RowRange>& blocks() const { return block_ranges_; }
+  const std::vector<PlanWindow>& windows() const { return windows_; }
+  // The windows shuffle(seed, epoch) lays out, without shuffling: what a read-ahead needs to
+  // know of the next epoch while this one is still being trained on.
+  std::vector<PlanWindow> windows_of(uint64_t seed, int64_t epoch) const;
   // Samples in `step` summed over all ranks (no communication: shard sizes are known).
   int64_t global_count(int64_t step) const;
   // The stream this rank draws the reparameterisation noise from during `epoch`.
@@ -44,10 +76,16 @@ class EpochPlan {
 
  private:
   int64_t rows_in_step(int64_t shard_rows, int64_t step) const;
+  std::vector<int64_t> block_order(Rng& rng) const;
+  std::vector<PlanWindow> window_layout(const std::vector<int64_t>& block_order) const;
+  void lay_out_windows(const std::vector<int64_t>& block_order);
   int64_t global_rows_;
   int rank_, world_, batch_;
   RowRange shard_;
   int64_t steps_ = 0;
+  std::optional<BlockShuffle> blocks_;
+  std::vector<RowRange> block_ranges_;
+  std::vector<PlanWindow> windows_;
   std::vector<int64_t> perm_;
 };
 

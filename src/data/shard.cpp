@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <new>
 #include <sstream>
@@ -24,11 +25,10 @@ std::string join(const std::vector<std::string>& names) {
 
 // Rejects NaN/Inf always and values outside [0, 1] under UnitInterval, naming the first
 // offending row (global index) so the user can find it.
-void check_values(const std::vector<float>& data, int64_t row_size, int64_t first_row,
+void check_values(const float* data, int64_t rows, int64_t row_size, int64_t first_row,
                   ValueCheck check, const std::string& where) {
-  const int64_t rows = static_cast<int64_t>(data.size()) / row_size;
   for (int64_t r = 0; r < rows; ++r) {
-    const float* p = data.data() + r * row_size;
+    const float* p = data + r * row_size;
     bool bad = false;
     for (int64_t i = 0; i < row_size; ++i) {
       const float v = p[i];
@@ -51,6 +51,20 @@ void check_values(const std::vector<float>& data, int64_t row_size, int64_t firs
         throw DataError(msg.str());
       }
     }
+  }
+}
+
+// Rows [first, first + count) of the data set into dst, as uint8 or float32 (HDF5 converts
+// float64); HDF5's message gets the file and data set named.
+void read_hyperslab(hid_t dset, int64_t first, int64_t count, bool u8, void* dst,
+                    const std::string& where) {
+  try {
+    if (u8)
+      h5::read_rows(dset, first, count, static_cast<uint8_t*>(dst));
+    else
+      h5::read_rows(dset, first, count, static_cast<float*>(dst));
+  } catch (const IoError& e) {
+    throw DataError(where + ": " + e.what() + "; re-create the file");
   }
 }
 
@@ -183,8 +197,30 @@ int64_t Shard::count_rows(const std::string& file, const std::string& dataset) {
   return open_checked(file, dataset).dims[0];
 }
 
+DataExtent Shard::extent(const std::string& file, const std::string& dataset) {
+  const Opened o = open_checked(file, dataset);
+  DataExtent e;
+  e.rows = o.dims[0];
+  // Saturating: a row that large is refused by read() with a clear message.
+  e.row_bytes = o.type == h5::DType::UInt8 ? 1 : 4;
+  for (size_t i = 1; i < o.dims.size(); ++i)
+    e.row_bytes =
+        o.dims[i] > (int64_t{1} << 50) / e.row_bytes ? int64_t{1} << 50 : e.row_bytes * o.dims[i];
+  const std::vector<int64_t> chunk = h5::chunk_of(o.dset);
+  e.chunk_rows = chunk.empty() ? 0 : chunk[0];
+  return e;
+}
+
+// A streamed shard's open data set. HDF5 (built thread-safe on Debian) serialises calls, so
+// the training thread and the read-ahead thread can share it.
+struct Shard::Source {
+  h5::File file;
+  h5::Dataset dset;
+  std::string where;
+};
+
 Shard Shard::read(const std::string& file, const std::string& dataset, int rank, int world,
-                  ValueCheck check, std::optional<RowRange> rows) {
+                  ValueCheck check, std::optional<RowRange> rows, Residency residency) {
   if (world < 1 || rank < 0 || rank >= world)
     throw ShapeError("Shard::read: rank " + std::to_string(rank) + " is not in [0, " +
                      std::to_string(world) + ")");
@@ -217,6 +253,10 @@ Shard Shard::read(const std::string& file, const std::string& dataset, int rank,
   s.range_.begin += sel.begin;
   s.range_.end += sel.begin;
   s.sample_shape_.assign(dims.begin() + 1, dims.end());
+  s.u8_data_ = type == h5::DType::UInt8;
+  s.check_ = check;
+  if (const std::vector<int64_t> chunk = h5::chunk_of(dset); !chunk.empty())
+    s.chunk_rows_ = chunk[0];
   // The shard's size, checked: a damaged or hostile header can claim any dims (found by
   // tests/fuzz; the product overflowed int64).
   const auto too_large = [&] {
@@ -231,25 +271,21 @@ Shard Shard::read(const std::string& file, const std::string& dataset, int rank,
     s.sample_size_ *= d;
   }
   if (s.range_.size() > kMaxElements / s.sample_size_) throw too_large();
-  const size_t count = static_cast<size_t>(s.range_.size() * s.sample_size_);
-  try {
-    if (type == h5::DType::UInt8)
-      s.u8_.resize(count);
-    else
-      s.f32_.resize(count);
-  } catch (const std::bad_alloc&) {
-    throw too_large();
+  if (residency == Residency::InMemory) {
+    const size_t count = static_cast<size_t>(s.range_.size() * s.sample_size_);
+    try {
+      if (s.u8_data_)
+        s.u8_.resize(count);
+      else
+        s.f32_.resize(count);
+    } catch (const std::bad_alloc&) {
+      throw too_large();
+    }
+    read_hyperslab(dset, s.range_.begin, s.range_.size(), s.u8_data_,
+                   s.u8_data_ ? static_cast<void*>(s.u8_.data()) : s.f32_.data(), where);
+    if (!s.u8_data_)
+      check_values(s.f32_.data(), s.range_.size(), s.sample_size_, s.range_.begin, check, where);
   }
-  try {
-    if (type == h5::DType::UInt8)
-      h5::read_rows(dset, s.range_.begin, s.range_.size(), s.u8_.data());
-    else  // float64 is converted by HDF5 during the read
-      h5::read_rows(dset, s.range_.begin, s.range_.size(), s.f32_.data());
-  } catch (const IoError& e) {
-    // HDF5's own message names neither the file nor the data set.
-    throw DataError(where + ": " + e.what() + "; re-create the file");
-  }
-  if (type != h5::DType::UInt8) check_values(s.f32_, s.sample_size_, s.range_.begin, check, where);
 
   if (dataset != "/labels" && h5::exists(f, "/labels")) {
     const std::string lwhere = "data file '" + file + "', data set '/labels'";
@@ -273,25 +309,80 @@ Shard Shard::read(const std::string& file, const std::string& dataset, int rank,
       throw DataError(lwhere + ": " + e.what() + "; re-create the file");
     }
   }
+  if (residency == Residency::Streamed)
+    s.source_ = std::make_shared<const Source>(Source{std::move(o.f), std::move(o.dset), where});
   return s;
 }
 
 void Shard::gather(std::span<const int64_t> local_rows, float* dst) const {
   const int64_t n = rows(), size = sample_size_;
-  for (size_t k = 0; k < local_rows.size(); ++k) {
-    const int64_t r = local_rows[k];
+  for (const int64_t r : local_rows)
     if (r < 0 || r >= n)
       throw ShapeError("Shard::gather: local row " + std::to_string(r) + " is outside [0, " +
                        std::to_string(n) + ")");
-    float* out = dst + static_cast<int64_t>(k) * size;
-    if (!u8_.empty()) {
-      const uint8_t* in = u8_.data() + r * size;
-      // Division (not multiplication by 1/255) keeps 255 -> exactly 1.0f.
-      for (int64_t i = 0; i < size; ++i) out[i] = static_cast<float>(in[i]) / 255.0f;
-    } else {
-      std::copy_n(f32_.data() + r * size, size, out);
+  if (!streamed()) {
+    for (size_t k = 0; k < local_rows.size(); ++k) {
+      const int64_t r = local_rows[k];
+      decode(u8_data_ ? static_cast<const void*>(u8_.data() + r * size) : f32_.data() + r * size,
+             dst + static_cast<int64_t>(k) * size);
     }
+    return;
   }
+  // One read per run of consecutive rows (evaluation asks for runs: one read per batch).
+  std::vector<uint8_t> stored;
+  for (size_t k = 0; k < local_rows.size();) {
+    size_t end = k + 1;
+    while (end < local_rows.size() && local_rows[end] == local_rows[end - 1] + 1) ++end;
+    const auto count = static_cast<int64_t>(end - k);
+    stored.resize(static_cast<size_t>(count * row_bytes()));
+    read_stored(local_rows[k], count, stored.data());
+    for (int64_t i = 0; i < count; ++i)
+      decode(stored.data() + i * row_bytes(), dst + (static_cast<int64_t>(k) + i) * size);
+    k = end;
+  }
+  finish(dst, static_cast<int64_t>(local_rows.size()));
+}
+
+void Shard::read_stored(int64_t first, int64_t count, void* dst) const {
+  if (first < 0 || count < 0 || first + count > rows())
+    throw ShapeError("Shard::read_stored: rows [" + std::to_string(first) + ", " +
+                     std::to_string(first + count) + ") are outside [0, " + std::to_string(rows()) +
+                     ")");
+  if (count == 0) return;
+  if (!streamed()) {
+    const size_t bytes = static_cast<size_t>(count * row_bytes());
+    const auto* from = u8_data_ ? static_cast<const void*>(u8_.data() + first * sample_size_)
+                                : f32_.data() + first * sample_size_;
+    std::memcpy(dst, from, bytes);
+    return;
+  }
+  read_hyperslab(source_->dset, range_.begin + first, count, u8_data_, dst, source_->where);
+  if (!u8_data_)
+    check_values(static_cast<const float*>(dst), count, sample_size_, range_.begin + first, check_,
+                 source_->where);
+}
+
+void Shard::for_each_float_run(int64_t rows_per_call,
+                               const std::function<void(const float*, int64_t)>& fn) const {
+  VD_CHECK(!u8_data_, ShapeError, "Shard::for_each_float_run: the data are uint8");
+  if (!streamed()) {
+    fn(f32_.data(), rows());
+    return;
+  }
+  const int64_t step = std::max<int64_t>(1, rows_per_call);
+  std::vector<float> buf(static_cast<size_t>(std::min(step, rows()) * sample_size_));
+  for (int64_t r = 0; r < rows(); r += step) {
+    const int64_t n = std::min(step, rows() - r);
+    read_stored(r, n, buf.data());
+    fn(buf.data(), n);
+  }
+}
+
+void Shard::standardize(const FeatureScaling& scaling) {
+  if (streamed())
+    scaling_ = scaling;
+  else
+    scaling.apply(f32_.data(), rows());
 }
 
 }  // namespace vd

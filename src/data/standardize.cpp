@@ -1,6 +1,7 @@
 // FeatureScaling: exact-as-double per-feature moments over the ranks, and the scaling itself.
 #include "data/standardize.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -34,13 +35,16 @@ FeatureScaling feature_scaling(const Shard& shard, const SumOverRanks& sum_over_
                       "store the data as float32");
   const size_t D = static_cast<size_t>(shard.sample_size());
   const int64_t rows = shard.rows();
-  const std::span<const float> x = shard.float_values();
+  // A streamed shard is read in runs of about 16 MB, twice.
+  const int64_t run = std::max<int64_t>(1, (int64_t{16} << 20) / shard.row_bytes());
   // Sweep 1: sums of x per feature, and the row count, over every rank.
   std::vector<double> sums(D + 1, 0.0);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* row = x.data() + static_cast<size_t>(r) * D;
-    for (size_t d = 0; d < D; ++d) sums[d] += row[d];
-  }
+  shard.for_each_float_run(run, [&](const float* x, int64_t n) {
+    for (int64_t r = 0; r < n; ++r) {
+      const float* row = x + static_cast<size_t>(r) * D;
+      for (size_t d = 0; d < D; ++d) sums[d] += row[d];
+    }
+  });
   sums[D] = static_cast<double>(rows);
   sum_over_ranks(sums);
   const double N = sums[D];
@@ -49,13 +53,15 @@ FeatureScaling feature_scaling(const Shard& shard, const SumOverRanks& sum_over_
   for (size_t d = 0; d < D; ++d) s.mean[d] = sums[d] / N;
   // Sweep 2: sums of squared deviations from the global mean.
   std::vector<double> m2(D, 0.0);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* row = x.data() + static_cast<size_t>(r) * D;
-    for (size_t d = 0; d < D; ++d) {
-      const double e = row[d] - s.mean[d];
-      m2[d] += e * e;
+  shard.for_each_float_run(run, [&](const float* x, int64_t n) {
+    for (int64_t r = 0; r < n; ++r) {
+      const float* row = x + static_cast<size_t>(r) * D;
+      for (size_t d = 0; d < D; ++d) {
+        const double e = row[d] - s.mean[d];
+        m2[d] += e * e;
+      }
     }
-  }
+  });
   sum_over_ranks(m2);
   s.std.resize(D);
   for (size_t d = 0; d < D; ++d) {
@@ -75,7 +81,7 @@ void standardize(Shard& shard, const FeatureScaling& scaling) {
   if (shard.stored_as_uint8())
     throw ConfigError("standardised statistics apply to float data, but '" + shard.file() +
                       "' is uint8; give the float data the model was trained on");
-  scaling.apply(shard.float_values().data(), shard.rows());
+  shard.standardize(scaling);
 }
 
 }  // namespace vd

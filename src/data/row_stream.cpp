@@ -1,0 +1,167 @@
+// RowStream: the read-ahead thread and the steps' side of the two window buffers.
+#include "data/row_stream.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/error.hpp"
+
+namespace vd {
+
+RowStream::RowStream(const Shard& shard, const EpochPlan& plan) : shard_(shard), plan_(plan) {
+  VD_CHECK(plan.windowed(), ShapeError, "RowStream: the epoch plan has no block shuffle");
+  VD_CHECK(plan.shard().size() == shard.rows(), ShapeError,
+           "RowStream: the plan is for " + std::to_string(plan.shard().size()) +
+               " rows, the shard has " + std::to_string(shard.rows()));
+}
+
+RowStream::~RowStream() {
+  stop();
+}
+
+void RowStream::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+int64_t RowStream::buffer_bytes() const {
+  return static_cast<int64_t>(slots_[0].bytes.capacity() + slots_[1].bytes.capacity());
+}
+
+int64_t RowStream::window_at(const std::vector<PlanWindow>& windows, int64_t position) {
+  const auto it = std::upper_bound(windows.begin(), windows.end(), position,
+                                   [](int64_t p, const PlanWindow& w) { return p < w.begin; });
+  return static_cast<int64_t>(it - windows.begin()) - 1;
+}
+
+void RowStream::enter_epoch(int64_t epoch) {
+  epoch_ = epoch;
+  windows_ = plan_.windows();
+  const std::vector<RowRange>& blocks = plan_.blocks();
+  window_of_block_.assign(blocks.size(), -1);
+  offset_of_block_.assign(blocks.size(), 0);
+  for (size_t w = 0; w < windows_.size(); ++w) {
+    int64_t offset = 0;
+    for (const RowRange& b : windows_[w].blocks) {
+      const auto it = std::lower_bound(blocks.begin(), blocks.end(), b.begin,
+                                       [](const RowRange& x, int64_t r) { return x.begin < r; });
+      const auto k = static_cast<size_t>(it - blocks.begin());
+      window_of_block_[k] = static_cast<int64_t>(w);
+      offset_of_block_[k] = offset;
+      offset += b.size();
+    }
+    VD_CHECK(windows_.size() == 1 || offset >= plan_.batch_size(), ShapeError,
+             "RowStream: window " + std::to_string(w) + " holds " + std::to_string(offset) +
+                 " rows, fewer than a batch of " + std::to_string(plan_.batch_size()));
+  }
+}
+
+void RowStream::start(uint64_t seed, int64_t epoch, int64_t first_step) {
+  stop();
+  const std::vector<PlanWindow> windows = plan_.windows_of(seed, epoch);
+  const int64_t position = std::min(first_step * plan_.batch_size(), plan_.shard().size() - 1);
+  const Key first{epoch, std::max<int64_t>(0, window_at(windows, position))};
+  for (Slot& s : slots_) {
+    s.key = Key{};
+    s.ready = false;
+  }
+  epoch_ = -1;
+  released_below_ = first;
+  stopping_ = false;
+  error_ = nullptr;
+  thread_ = std::thread([this, seed, first] { read_ahead(seed, first); });
+}
+
+void RowStream::read_ahead(uint64_t seed, Key first) {
+  const int64_t row_bytes = shard_.row_bytes();
+  int64_t n = 0;  // windows read so far: the slot is n % 2
+  for (int64_t epoch = first.epoch;; ++epoch) {
+    // This thread's own copy of the epoch's windows: the plan belongs to the steps.
+    const std::vector<PlanWindow> windows = plan_.windows_of(seed, epoch);
+    for (int64_t w = epoch == first.epoch ? first.window : 0;
+         w < static_cast<int64_t>(windows.size()); ++w, ++n) {
+      Slot& slot = slots_[n % 2];
+      {
+        // The slot is free once the steps have moved past the window it held (two back).
+        std::unique_lock lock(mutex_);
+        changed_.wait(lock, [&] { return stopping_ || slot.key < released_below_; });
+        if (stopping_) return;
+        slot.key = Key{epoch, w};
+        slot.ready = false;
+      }
+      try {
+        const PlanWindow& win = windows[static_cast<size_t>(w)];
+        slot.bytes.resize(static_cast<size_t>((win.end - win.begin) * row_bytes));
+        int64_t offset = 0;
+        for (const RowRange& b : win.blocks) {
+          if (stopping_) return;
+          shard_.read_stored(b.begin, b.size(), slot.bytes.data() + offset * row_bytes);
+          offset += b.size();
+        }
+      } catch (...) {
+        std::lock_guard lock(mutex_);
+        error_ = std::current_exception();
+        changed_.notify_all();
+        return;
+      }
+      {
+        std::lock_guard lock(mutex_);
+        slot.ready = true;
+      }
+      changed_.notify_all();
+    }
+  }
+}
+
+void RowStream::gather(int64_t epoch, int64_t step, float* dst) {
+  if (epoch != epoch_) enter_epoch(epoch);
+  const std::span<const int64_t> rows = plan_.local_rows(step);
+  if (rows.empty()) return;
+  const int64_t p0 = step * plan_.batch_size();
+  const Key lo{epoch, window_at(windows_, p0)};
+  const Key hi{epoch, window_at(windows_, p0 + static_cast<int64_t>(rows.size()) - 1)};
+  VD_CHECK(hi.window - lo.window <= 1, ShapeError, "RowStream: a step spans over two windows");
+  const auto slot_of = [&](Key k) -> const Slot* {
+    for (const Slot& s : slots_)
+      if (s.key == k && s.ready) return &s;
+    return nullptr;
+  };
+  const Slot* in[2] = {nullptr, nullptr};
+  {
+    std::unique_lock lock(mutex_);
+    VD_CHECK(!(lo < released_below_), ShapeError,
+             "RowStream: epoch " + std::to_string(epoch) + ", step " + std::to_string(step) +
+                 " comes after a later step, or before start()'s");
+    if (released_below_ < lo) {
+      released_below_ = lo;
+      changed_.notify_all();
+    }
+    if (!slot_of(lo) || !slot_of(hi)) {
+      const auto t0 = std::chrono::steady_clock::now();
+      changed_.wait(lock, [&] { return error_ || (slot_of(lo) && slot_of(hi)); });
+      wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    if (error_) std::rethrow_exception(error_);
+    in[0] = slot_of(lo);
+    in[1] = slot_of(hi);
+  }
+  // Both windows stay ours until a later step releases them: no lock while copying.
+  const std::vector<RowRange>& blocks = plan_.blocks();
+  const int64_t row_bytes = shard_.row_bytes(), size = shard_.sample_size();
+  for (size_t k = 0; k < rows.size(); ++k) {
+    const int64_t r = rows[k];
+    const auto it = std::upper_bound(blocks.begin(), blocks.end(), r,
+                                     [](int64_t x, const RowRange& b) { return x < b.begin; });
+    const auto b = static_cast<size_t>(it - blocks.begin()) - 1;
+    const Slot* slot = in[window_of_block_[b] == lo.window ? 0 : 1];
+    const int64_t at = offset_of_block_[b] + (r - blocks[b].begin);
+    shard_.decode(slot->bytes.data() + at * row_bytes, dst + static_cast<int64_t>(k) * size);
+  }
+  shard_.finish(dst, static_cast<int64_t>(rows.size()));
+}
+
+}  // namespace vd

@@ -1,0 +1,288 @@
+// Tests of streamed data: EpochPlan's block shuffle (a permutation, blocks aligned to file rows,
+// windows of whole blocks, a pure function of seed/epoch/rank), a streamed Shard (the same
+// rows and statistics as one in memory, bitwise), and RowStream (every step's batch equals the
+// in-memory gather of the plan's rows, across windows and epochs and from a mid-epoch start;
+// a bad value in a later block fails the step that needs it, naming the row).
+#include "data/row_stream.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <set>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/h5.hpp"
+#include "data/dataset_file.hpp"
+#include "data/epoch_plan.hpp"
+#include "data/shard.hpp"
+#include "data/standardize.hpp"
+#include "support/temp_dir.hpp"
+
+namespace vd {
+namespace {
+
+using testing::TempDir;
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST(BlockShuffle, IsAPermutationOfWholeAlignedBlocksInWindows) {
+  for (int64_t n : {61, 1000}) {
+    for (int world : {1, 2, 3}) {
+      for (int64_t first : {0, 13}) {
+        for (int64_t br : {1, 5, 7}) {
+          for (int64_t wb : {1, 3, 4}) {
+            for (int r = 0; r < world; ++r) {
+              SCOPED_TRACE("n=" + std::to_string(n) + " world=" + std::to_string(world) +
+                           " rank=" + std::to_string(r) + " first=" + std::to_string(first) +
+                           " block=" + std::to_string(br) + " window=" + std::to_string(wb));
+              EpochPlan p(n, r, world, 4, BlockShuffle{first, br, wb});
+              const int64_t f0 = first + p.shard().begin;
+              // Blocks tile the shard and end at file rows that are multiples of br.
+              int64_t at = 0;
+              for (const RowRange& b : p.blocks()) {
+                ASSERT_EQ(b.begin, at);
+                ASSERT_GT(b.size(), 0);
+                ASSERT_LE(b.size(), br);
+                if (b.end != p.shard().size()) {
+                  ASSERT_EQ((f0 + b.end) % br, 0);
+                }
+                at = b.end;
+              }
+              ASSERT_EQ(at, p.shard().size());
+              p.shuffle(3, 2);
+              EXPECT_EQ(p.windows().size(), p.windows_of(3, 2).size());
+              // Windows: consecutive positions, whole blocks, counts within one block.
+              std::set<int64_t> rows;
+              int64_t pos = 0;
+              size_t fewest = SIZE_MAX, most = 0;
+              const auto again = p.windows_of(3, 2);
+              for (size_t w = 0; w < p.windows().size(); ++w) {
+                const PlanWindow& win = p.windows()[w];
+                ASSERT_EQ(win.begin, pos);
+                ASSERT_EQ(win.blocks.size(), again[w].blocks.size());
+                fewest = std::min(fewest, win.blocks.size());
+                most = std::max(most, win.blocks.size());
+                std::set<int64_t> in_blocks;
+                for (size_t k = 0; k < win.blocks.size(); ++k) {
+                  EXPECT_EQ(win.blocks[k].begin, again[w].blocks[k].begin);
+                  for (int64_t x = win.blocks[k].begin; x < win.blocks[k].end; ++x)
+                    in_blocks.insert(x);
+                }
+                ASSERT_EQ(static_cast<int64_t>(in_blocks.size()), win.end - win.begin);
+                // The steps' rows of this window are exactly its blocks' rows.
+                for (int64_t q = win.begin; q < win.end; ++q) {
+                  const int64_t row = p.local_rows(q / 4)[static_cast<size_t>(q % 4)];
+                  EXPECT_TRUE(in_blocks.count(row));
+                  rows.insert(row);
+                }
+                pos = win.end;
+              }
+              EXPECT_EQ(pos, p.shard().size());
+              EXPECT_EQ(static_cast<int64_t>(rows.size()), p.shard().size());
+              EXPECT_LE(most - fewest, 1u);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(BlockShuffle, IsAPureFunctionOfSeedEpochAndRankAndMixesBlocks) {
+  const BlockShuffle bs{0, 8, 4};
+  EpochPlan a(2000, 1, 3, 16, bs), b(2000, 1, 3, 16, bs), c(2000, 2, 3, 16, bs);
+  a.shuffle(9, 4);
+  b.shuffle(9, 4);
+  c.shuffle(9, 4);
+  const auto rows = [](const EpochPlan& p) {
+    std::vector<int64_t> v;
+    for (int64_t s = 0; s < p.steps_per_epoch(); ++s)
+      for (int64_t r : p.local_rows(s)) v.push_back(r);
+    return v;
+  };
+  EXPECT_EQ(rows(a), rows(b));
+  EXPECT_NE(rows(a), rows(c));
+  b.shuffle(9, 5);
+  EXPECT_NE(rows(a), rows(b));
+  // Not block-sequential: the first window's first batch mixes rows of several blocks.
+  std::set<int64_t> blocks;
+  for (int64_t r : a.local_rows(0)) blocks.insert(r / 8);
+  EXPECT_GT(blocks.size(), 4u);
+}
+
+// A float data set [n, 3] of values in (0, 1), chunked by 4 rows, with `bad` at row `bad_row`.
+std::string float_file(const TempDir& dir, int64_t n, int64_t bad_row = -1, float bad = 0) {
+  std::vector<float> v(static_cast<size_t>(n * 3));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>((i * 37) % 101) / 101.0f + 1e-3f;
+  if (bad_row >= 0) v[static_cast<size_t>(bad_row * 3 + 1)] = bad;
+  const std::string path = dir.file("f" + std::to_string(bad_row) + ".h5");
+  h5::File f = h5::create_file(path);
+  const std::vector<int64_t> dims{n, 3};
+  h5::CreateOptions chunked;
+  chunked.chunk = {4, 3};
+  h5::write_dataset<float>(f, "/images", v, dims, chunked);
+  return path;
+}
+
+TEST(StreamedShard, GathersAndStandardisesAsInMemory) {
+  TempDir dir;
+  const std::string u8 = dir.file("u8.h5");
+  write_synthetic(u8, 61, 1, 4, 4, 3, SynthDType::UInt8, 4);
+  const std::string f32 = float_file(dir, 61);
+  for (const std::string& file : {u8, f32}) {
+    for (int world : {1, 2, 3}) {
+      for (int r = 0; r < world; ++r) {
+        const Shard mem = Shard::read(file, "/images", r, world, ValueCheck::UnitInterval);
+        const Shard str = Shard::read(file, "/images", r, world, ValueCheck::UnitInterval,
+                                      std::nullopt, Residency::Streamed);
+        ASSERT_TRUE(str.streamed());
+        EXPECT_EQ(str.rows(), mem.rows());
+        EXPECT_EQ(str.labels(), mem.labels());
+        // Runs, repeats and reversals of rows.
+        std::vector<int64_t> idx;
+        for (int64_t i = mem.rows() - 1; i >= 0; i -= 3) idx.push_back(i);
+        for (int64_t i = 0; i < mem.rows(); ++i) idx.push_back(i);
+        idx.push_back(0);
+        std::vector<float> a(idx.size() * static_cast<size_t>(mem.sample_size())), b(a.size());
+        mem.gather(idx, a.data());
+        str.gather(idx, b.data());
+        EXPECT_TRUE(same_bits(a, b)) << file << " rank " << r << " of " << world;
+      }
+    }
+  }
+  // --standardize: the same statistics from two reads of the file, the same scaled rows.
+  Shard mem = Shard::read(f32, "/images", 0, 1, ValueCheck::None);
+  Shard str =
+      Shard::read(f32, "/images", 0, 1, ValueCheck::None, std::nullopt, Residency::Streamed);
+  const SumOverRanks alone = [](std::span<double>) {};
+  const FeatureScaling sm = feature_scaling(mem, alone), ss = feature_scaling(str, alone);
+  EXPECT_EQ(sm.mean, ss.mean);
+  EXPECT_EQ(sm.std, ss.std);
+  standardize(mem, sm);
+  standardize(str, ss);
+  std::vector<int64_t> idx{5, 6, 7, 60, 0};
+  std::vector<float> a(15), b(15);
+  mem.gather(idx, a.data());
+  str.gather(idx, b.data());
+  EXPECT_TRUE(same_bits(a, b));
+  // And they were scaled: a fresh shard gives the raw values.
+  const Shard raw = Shard::read(f32, "/images", 0, 1, ValueCheck::None);
+  std::vector<float> c(15);
+  raw.gather(idx, c.data());
+  EXPECT_FALSE(same_bits(a, c));
+}
+
+// Every step of `epochs` epochs from (first_epoch, first_step) equals the in-memory gather.
+void expect_stream_equals_memory(const std::string& file, int rank, int world, BlockShuffle bs,
+                                 int batch, int64_t first_epoch, int64_t first_step) {
+  const Shard mem = Shard::read(file, "/images", rank, world, ValueCheck::UnitInterval);
+  const Shard str = Shard::read(file, "/images", rank, world, ValueCheck::UnitInterval,
+                                std::nullopt, Residency::Streamed);
+  EpochPlan plan(mem.global_rows(), rank, world, batch, bs);
+  RowStream stream(str, plan);
+  const auto D = static_cast<size_t>(mem.sample_size());
+  std::vector<float> a(static_cast<size_t>(batch) * D), b(a.size());
+  int64_t steps = 0;
+  for (int64_t e = first_epoch; e < first_epoch + 3; ++e) {
+    plan.shuffle(11, e);
+    const int64_t first = e == first_epoch ? first_step : 0;
+    if (e == first_epoch) stream.start(11, e, first);
+    for (int64_t st = first; st < plan.steps_per_epoch(); ++st, ++steps) {
+      const auto rows = plan.local_rows(st);
+      std::fill(a.begin(), a.end(), -1.0f);
+      std::fill(b.begin(), b.end(), -2.0f);
+      mem.gather(rows, a.data());
+      stream.gather(e, st, b.data());
+      a.resize(rows.size() * D);
+      b.resize(rows.size() * D);
+      ASSERT_TRUE(same_bits(a, b)) << "epoch " << e << " step " << st;
+      a.resize(static_cast<size_t>(batch) * D);
+      b.resize(a.size());
+    }
+  }
+  EXPECT_GT(steps, 10);
+  EXPECT_GT(stream.buffer_bytes(), 0);
+}
+
+TEST(RowStream, BatchesEqualTheInMemoryGatherAcrossWindowsAndEpochs) {
+  TempDir dir;
+  const std::string u8 = dir.file("u8.h5");
+  write_synthetic(u8, 301, 1, 4, 4, 3, SynthDType::UInt8, 4);
+  const std::string f32 = float_file(dir, 301);
+  for (const std::string& file : {u8, f32})
+    for (int world : {1, 2, 3})
+      for (int r = 0; r < world; ++r)
+        // Blocks of 5 rows in windows of 6 (about 3..4 windows per shard), and of 2 in 8; a
+        // batch of 4 always lies in two windows at most.
+        for (BlockShuffle bs : {BlockShuffle{0, 5, 6}, BlockShuffle{7, 2, 8}}) {
+          SCOPED_TRACE(file + " rank " + std::to_string(r) + " of " + std::to_string(world) +
+                       " block " + std::to_string(bs.block_rows));
+          expect_stream_equals_memory(file, r, world, bs, 4, 1, 0);
+          // A resumed run starts mid-epoch, also mid-window.
+          expect_stream_equals_memory(file, r, world, bs, 4, 2, 9);
+        }
+}
+
+TEST(RowStream, AWindowThatCannotHoldABatchIsRefused) {
+  TempDir dir;
+  const std::string u8 = dir.file("u8.h5");
+  write_synthetic(u8, 100, 1, 4, 4, 3, SynthDType::UInt8, 4);
+  const Shard str =
+      Shard::read(u8, "/images", 0, 1, ValueCheck::UnitInterval, std::nullopt, Residency::Streamed);
+  EpochPlan plan(100, 0, 1, 16, BlockShuffle{0, 2, 2});  // windows of 4 rows, batches of 16
+  RowStream stream(str, plan);
+  plan.shuffle(1, 1);
+  stream.start(1, 1, 0);
+  std::vector<float> x(16 * 16);
+  EXPECT_THROW(stream.gather(1, 0, x.data()), ShapeError);
+}
+
+TEST(RowStream, ABadValueInALaterBlockFailsTheStepThatReadsItNamingTheRow) {
+  TempDir dir;
+  const std::string file = float_file(dir, 200, 150, std::nanf(""));
+  // Streamed, the file opens: values are checked as they are read.
+  const Shard str = Shard::read(file, "/images", 0, 1, ValueCheck::UnitInterval, std::nullopt,
+                                Residency::Streamed);
+  EpochPlan plan(200, 0, 1, 4, BlockShuffle{0, 10, 6});
+  RowStream stream(str, plan);
+  plan.shuffle(1, 1);
+  stream.start(1, 1, 0);
+  std::vector<float> x(4 * 3);
+  try {
+    for (int64_t st = 0; st < plan.steps_per_epoch(); ++st) stream.gather(1, st, x.data());
+    ADD_FAILURE() << "no step failed";
+  } catch (const DataError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("row 150"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(file), std::string::npos) << msg;
+  }
+  // Direct reads (evaluation) check too.
+  const std::vector<int64_t> rows{149, 150};
+  EXPECT_THROW(str.gather(rows, x.data()), DataError);
+}
+
+TEST(RowStream, StopsCleanlyMidEpochAndRestarts) {
+  TempDir dir;
+  const std::string u8 = dir.file("u8.h5");
+  write_synthetic(u8, 400, 1, 4, 4, 3, SynthDType::UInt8, 4);
+  const Shard str =
+      Shard::read(u8, "/images", 0, 1, ValueCheck::UnitInterval, std::nullopt, Residency::Streamed);
+  EpochPlan plan(400, 0, 1, 4, BlockShuffle{0, 5, 6});
+  std::vector<float> x(4 * 16);
+  for (int i = 0; i < 20; ++i) {
+    RowStream stream(str, plan);
+    plan.shuffle(1, 1);
+    stream.start(1, 1, i);
+    stream.gather(1, i, x.data());
+    stream.start(1, 1, i + 1);  // restarting stops the read going on
+    stream.gather(1, i + 1, x.data());
+  }  // destroyed with the read-ahead waiting for a free buffer: no hang
+}
+
+}  // namespace
+}  // namespace vd
