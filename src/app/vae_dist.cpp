@@ -65,6 +65,9 @@ int main(int argc, char** argv) {
       if (std::isfinite(s.val_loss)) std::printf("; final validation loss %.4f", s.val_loss);
       if (std::isfinite(s.test_loss)) std::printf("; final test loss %.4f", s.test_loss);
       if (s.early_stopped) std::printf("; stopped early");
+      std::printf("; peak RSS %.0f MB per rank", s.peak_rss_mb);
+      if (s.data_wait_seconds > 0.05)
+        std::printf(" (steps waited %.1f s for streamed data)", s.data_wait_seconds);
       std::printf("\nrun directory: %s (last checkpoint %s", parsed.options.out.c_str(),
                   s.last_checkpoint.c_str());
       if (!s.best_checkpoint.empty())

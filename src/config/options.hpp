@@ -69,6 +69,11 @@ struct Options {
   double logvar_min = -30.0;           // logvar clamped to [logvar_min, logvar_max];
   double logvar_max = 20.0;            // -inf, +inf ("none") = off
   bool standardize = false;            // float data: per-feature mean 0, std 1
+  // Streaming (README: Data larger than memory): the data held in memory per rank, in MB, above
+  // which the shards are streamed from the file (0 = auto), and the read-ahead window.
+  std::string stream = "auto";  // auto (by data_memory_mb) | always | never
+  int64_t data_memory_mb = 0;
+  int64_t stream_window_mb = 128;
 
   // Compute precision of the layers: "f32" | "bf16" | "auto" (nn/precision.hpp).
   std::string precision = "f32";

@@ -202,6 +202,10 @@ CheckpointMeta read_meta(hid_t file, const std::string& path) {
   if (h5::has_attribute(file, "steps_per_epoch"))
     meta.steps_per_epoch = h5::read_int_attribute(file, "steps_per_epoch");
   meta.step = h5::read_int_attribute(file, "step");
+  if (h5::has_attribute(file, "shuffle_block_rows")) {
+    meta.shuffle_block_rows = h5::read_int_attribute(file, "shuffle_block_rows");
+    meta.shuffle_window_blocks = h5::read_int_attribute(file, "shuffle_window_blocks");
+  }
   meta.samples = h5::read_int_attribute(file, "samples");
   meta.adam_steps = h5::read_int_attribute(file, "adam_steps");
   meta.seed = h5::read_attribute<uint64_t>(file, "seed");
@@ -358,6 +362,10 @@ void write_file(const std::string& tmp, const CheckpointMeta& meta, const ParamS
     if (meta.steps_per_epoch > 0)
       h5::write_attribute(file, "steps_per_epoch", meta.steps_per_epoch);
     h5::write_attribute(file, "step", meta.step);
+    if (meta.shuffle_block_rows > 0) {
+      h5::write_attribute(file, "shuffle_block_rows", meta.shuffle_block_rows);
+      h5::write_attribute(file, "shuffle_window_blocks", meta.shuffle_window_blocks);
+    }
     h5::write_attribute(file, "samples", meta.samples);
     h5::write_attribute(file, "world_size", int64_t{meta.world_size});
     h5::write_attribute(file, "seed", meta.seed);

@@ -20,8 +20,11 @@ struct CheckpointMeta {
   int64_t steps_per_epoch = 0;  // of the writing run (its world size shards differently);
                                 // 0 in checkpoints written before it was stored
   int64_t step = 0;             // optimizer steps so far
-  int64_t samples = 0;          // training samples seen so far (all ranks)
-  int world_size = 1;           // ranks of the run that wrote it
+  // The epochs' row order: blocks of this many rows shuffled in windows of this many blocks
+  // (streamed data, EpochPlan's BlockShuffle); 0, 0 = a full shuffle (and older files).
+  int64_t shuffle_block_rows = 0, shuffle_window_blocks = 0;
+  int64_t samples = 0;  // training samples seen so far (all ranks)
+  int world_size = 1;   // ranks of the run that wrote it
   uint64_t seed = 0;
   std::vector<std::string> rng_states;  // one RNG state text (vd::Rng::state()) per rank
   int64_t adam_steps = 0;
@@ -55,7 +58,8 @@ inline constexpr const char* kCheckpointFormat = "vae_dist-checkpoint";
 // File layout (readable with h5py, e.g. f["params/encoder.fc1.weight"][...]):
 //   root attributes   format, format_version, epoch, step_in_epoch, step, samples, world_size,
 //                     seed (uint64), adam_steps, num_parameters (informational),
-//                     steps_per_epoch (optional: older files lack it)
+//                     steps_per_epoch (optional: older files lack it),
+//                     shuffle_block_rows, shuffle_window_blocks (only with a block shuffle)
 //   /config           fixed-length UTF-8 strings [1] (NUL-padded; h5py reads bytes: .decode())
 //   /rng_states       fixed-length UTF-8 strings [world_size], rank order
 //                     (files written before checksums hold variable-length strings: still read)

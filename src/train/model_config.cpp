@@ -84,11 +84,15 @@ std::unique_ptr<TrainedModel> load_trained_model(const std::string& checkpoint, 
       throw IoError("checkpoint '" + checkpoint +
                     "' does not record its data shape, and the training file it names ('" +
                     opt.data + "') is not here; run from the directory the training ran in");
+    // The shape and labels only: streamed shards leave the rows in the files.
     const ValueCheck none = ValueCheck::None;
-    const Shard train = Shard::read(opt.data, opt.dataset, comm.rank(), comm.size(), none);
+    const Residency lazy = Residency::Streamed;
+    const Shard train =
+        Shard::read(opt.data, opt.dataset, comm.rank(), comm.size(), none, std::nullopt, lazy);
     std::optional<Shard> test;
     if (opt.conditional && !opt.test_data.empty())
-      test = Shard::read(opt.test_data, opt.dataset, comm.rank(), comm.size(), none);
+      test = Shard::read(opt.test_data, opt.dataset, comm.rank(), comm.size(), none, std::nullopt,
+                         lazy);
     vc = vae_config(opt, train, test ? &*test : nullptr, comm);
   }
   m->vae = std::make_unique<Vae>(vc, m->store);

@@ -3,6 +3,7 @@
 #include "train/trainer.hpp"
 
 #include <omp.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "data/epoch_plan.hpp"
+#include "data/row_stream.hpp"
 #include "data/shard.hpp"
 #include "data/standardize.hpp"
 #include "io/checkpoint.hpp"
@@ -32,6 +34,7 @@
 #include "parallel/batch_reducer.hpp"
 #include "parallel/grad_sync.hpp"
 #include "parallel/placement.hpp"
+#include "train/data_residency.hpp"
 #include "train/early_stopping.hpp"
 #include "train/kl_schedule.hpp"
 #include "train/model_config.hpp"
@@ -167,6 +170,8 @@ struct Trainer::State {
   std::unique_ptr<Adam> adam;
   std::unique_ptr<GradientSync> grad_sync;
   std::unique_ptr<EpochPlan> plan;
+  std::unique_ptr<RowStream> stream;  // streamed training data
+  std::string data_note;              // where the data live, for the start-up lines
   std::unique_ptr<LrSchedule> schedule;
   EarlyStopping early{0};
   double last_lr = 0;                 // the rate of the newest step, for the metrics rows
@@ -196,7 +201,7 @@ struct Trainer::State {
   ReportSums validate(int64_t epoch);
   ReportSums evaluate_shard(const Shard& shard,
                             const std::function<void(int n, float* eps)>& draw_eps);
-  LossSums step_once(int64_t st, Rng& eps_rng, StepBuffers& buf, int& signal);
+  LossSums step_once(int64_t epoch, int64_t st, Rng& eps_rng, StepBuffers& buf, int& signal);
   [[noreturn]] void diverged(const std::string& mine);
   void write_grids(int64_t epoch);
   double iw_nll();
@@ -219,9 +224,10 @@ Trainer::Trainer(const Options& options, const Comm& comm)
 
   // --val-fraction f holds out the last round(f * N) rows of the training file: the ranks
   // train on [0, N - V) and validate on [N - V, N), each reading only its block of both.
-  std::optional<RowRange> train_rows;
+  const DataExtent train_extent = Shard::extent(opt.data, opt.dataset);
+  std::optional<RowRange> train_rows, val_rows;
   if (opt.val_fraction > 0) {
-    const int64_t n = Shard::count_rows(opt.data, opt.dataset);
+    const int64_t n = train_extent.rows;
     const int64_t v = std::llround(opt.val_fraction * static_cast<double>(n));
     if (v < comm.size() || n - v < comm.size())
       throw ConfigError("--val-fraction " + g(opt.val_fraction) + " of the " + std::to_string(n) +
@@ -231,26 +237,69 @@ Trainer::Trainer(const Options& options, const Comm& comm)
                         " rank(s) each part needs at least one row per rank; choose a fraction "
                         "between them");
     train_rows = RowRange{0, n - v};
-    s.val = Shard::read(opt.data, opt.dataset, comm.rank(), comm.size(), check, RowRange{n - v, n});
-  } else if (!opt.val_data.empty()) {
-    s.val = Shard::read(opt.val_data, opt.dataset, comm.rank(), comm.size(), check);
+    val_rows = RowRange{n - v, n};
   }
-  s.train = Shard::read(opt.data, opt.dataset, comm.rank(), comm.size(), check, train_rows);
+  // In memory when every rank's rows of all three sets fit its budget; else all are streamed
+  // (the same on every rank, so the ranks shuffle alike).
+  const auto rank_bytes = [&](const DataExtent& e, std::optional<RowRange> rows) {
+    const RowRange sel = rows.value_or(RowRange{0, e.rows});
+    return static_cast<double>(shard_rows(sel.size(), comm.rank(), comm.size()).size()) *
+           static_cast<double>(e.row_bytes);
+  };
+  double need = rank_bytes(train_extent, train_rows);
+  if (val_rows) need += rank_bytes(train_extent, val_rows);
+  if (!opt.val_data.empty()) need += rank_bytes(Shard::extent(opt.val_data, opt.dataset), {});
+  if (!opt.test_data.empty()) need += rank_bytes(Shard::extent(opt.test_data, opt.dataset), {});
+  const DataBudget budget = data_memory_budget(opt, comm);
+  double over[2] = {need > static_cast<double>(budget.bytes) ? 1.0 : 0.0, need};
+  comm.allreduce_sum(std::span<double>(over, 2));
+  const bool streamed = opt.stream == "always" || (opt.stream == "auto" && over[0] > 0);
+  const Residency residency = streamed ? Residency::Streamed : Residency::InMemory;
+
+  if (val_rows)
+    s.val =
+        Shard::read(opt.data, opt.dataset, comm.rank(), comm.size(), check, val_rows, residency);
+  else if (!opt.val_data.empty())
+    s.val = Shard::read(opt.val_data, opt.dataset, comm.rank(), comm.size(), check, std::nullopt,
+                        residency);
+  s.train =
+      Shard::read(opt.data, opt.dataset, comm.rank(), comm.size(), check, train_rows, residency);
   if (s.val && s.val->sample_shape() != s.train.sample_shape())
     throw DataError("the validation data '" + opt.val_data + "' has samples of shape " +
                     shape_text(s.val->sample_shape()) + " but the training data '" + opt.data +
                     "' has " + shape_text(s.train.sample_shape()) +
                     "; give a validation set of the same shape");
   if (!opt.test_data.empty()) {
-    s.test = Shard::read(opt.test_data, opt.dataset, comm.rank(), comm.size(), check);
+    s.test = Shard::read(opt.test_data, opt.dataset, comm.rank(), comm.size(), check, std::nullopt,
+                         residency);
     if (s.test->sample_size() != s.train.sample_size())
       throw DataError("the test data '" + opt.test_data + "' has samples of " +
                       std::to_string(s.test->sample_size()) + " values but the training data '" +
                       opt.data + "' has " + std::to_string(s.train.sample_size()) +
                       "; give a test set of the same image shape");
   }
-  s.plan =
-      std::make_unique<EpochPlan>(s.train.global_rows(), comm.rank(), comm.size(), opt.batch_size);
+  std::optional<BlockShuffle> blocks;
+  if (residency == Residency::Streamed) blocks = block_shuffle_for(s.train, opt);
+  const std::string held = bytes_text(over[1] / comm.size()) + " per rank";
+  const std::string why = opt.stream != "auto"
+                              ? held + ", --stream " + opt.stream
+                              : held + (streamed ? " is more than" : " fits") + " the budget of " +
+                                    bytes_text(static_cast<double>(budget.bytes)) + " (" +
+                                    budget.source + ")";
+  if (!blocks) {
+    s.data_note = "data: in memory: " + why;
+  } else {
+    const double block_mb = static_cast<double>(blocks->block_rows * s.train.row_bytes()) / 1e6;
+    s.data_note =
+        "data: streamed from the files (" + why + "); training rows are read ahead in windows of " +
+        std::to_string(blocks->window_blocks) + " blocks of " + std::to_string(blocks->block_rows) +
+        " rows (" + g(block_mb) + " MB), two windows in memory (" +
+        bytes_text(2.0 * block_mb * 1e6 * static_cast<double>(blocks->window_blocks)) +
+        "), shuffled by block order and within each window (README: Data larger than memory)";
+  }
+  s.plan = std::make_unique<EpochPlan>(s.train.global_rows(), comm.rank(), comm.size(),
+                                       opt.batch_size, blocks);
+  if (blocks) s.stream = std::make_unique<RowStream>(s.train, *s.plan);
   s.kl = kl_schedule_of(opt, s.plan->steps_per_epoch());
 
   VaeConfig vc =
@@ -301,6 +350,9 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   } else {
     s.resume(opt.resume, writes_model);
   }
+  // The read-ahead starts now, while the rest of start-up runs, and goes on from one epoch
+  // into the next by itself.
+  if (s.stream) s.stream->start(opt.seed, s.start_epoch, s.start_step_in_epoch);
   s.last_lr = s.schedule->lr(std::max<int64_t>(0, s.step - 1));  // until the first step
   s.prepare_standardization(!opt.resume.empty());
   // Every rank initialised (or restored) the same values; rank 0's are the truth regardless.
@@ -348,6 +400,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
                   s.scaling.mean.size(),
                   opt.resume.empty() ? "the training set" : "the checkpoint");
     if (!precision_note.empty()) std::printf("%s\n", precision_note.c_str());
+    std::printf("%s\n", s.data_note.c_str());
     std::printf("model%s (layer, what it is, output shape per sample%s):\n%s",
                 vc.classes > 0
                     ? (" conditional on " + std::to_string(vc.classes) + " classes").c_str()
@@ -402,7 +455,12 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
           ? meta.steps_per_epoch
           : EpochPlan(train.global_rows(), 0, meta.world_size, opt.batch_size).steps_per_epoch();
   const bool epoch_done = meta.step_in_epoch >= writer_steps;
-  if (meta.world_size == comm.size() && !epoch_done) {
+  // The row order of the writer's epochs: a full shuffle in memory, a block shuffle streamed.
+  const std::optional<BlockShuffle>& mine = plan->block_shuffle();
+  const bool same_order = mine ? meta.shuffle_block_rows == mine->block_rows &&
+                                     meta.shuffle_window_blocks == mine->window_blocks
+                               : meta.shuffle_block_rows == 0;
+  if (meta.world_size == comm.size() && same_order && !epoch_done) {
     // Same world: continue mid-epoch exactly where the run stopped.
     start_epoch = meta.epoch;
     start_step_in_epoch = meta.step_in_epoch;
@@ -412,15 +470,28 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
     resumed_epoch_sums.loss = meta.epoch_loss_sum;
     resumed_epoch_sums.count = meta.epoch_loss_count;
   } else {
-    // Another world size shards the data differently: the rest of a partial epoch cannot
-    // be replayed, so training goes on with the next epoch.
+    // Another world size shards the data differently, and another residency or window orders
+    // them differently: the rest of a partial epoch cannot be replayed, so training goes on
+    // with the next epoch.
     start_epoch = meta.epoch + 1;
     start_step_in_epoch = 0;
-    if (comm.is_root() && !epoch_done)
-      std::printf(
-          "note: %s was written mid-epoch by %d rank(s); with %d rank(s) training "
-          "continues at the start of epoch %lld\n",
-          path.c_str(), meta.world_size, comm.size(), static_cast<long long>(start_epoch));
+    if (comm.is_root() && !epoch_done) {
+      if (meta.world_size != comm.size())
+        std::printf(
+            "note: %s was written mid-epoch by %d rank(s); with %d rank(s) training "
+            "continues at the start of epoch %lld\n",
+            path.c_str(), meta.world_size, comm.size(), static_cast<long long>(start_epoch));
+      else
+        std::printf(
+            "note: %s was written mid-epoch by a run that ordered its rows otherwise (%s); this "
+            "run's data are %s, so training continues at the start of epoch %lld (keep "
+            "--data-memory-mb and --stream-window-mb to resume mid-epoch)\n",
+            path.c_str(),
+            meta.shuffle_block_rows == 0 ? "in memory, a full shuffle"
+                                         : "streamed, a block shuffle",
+            mine ? "streamed (block rows, window blocks)" : "in memory",
+            static_cast<long long>(start_epoch));
+    }
   }
   if (comm.is_root()) {
     std::printf("resumed from %s: epoch %lld, step %lld, %lld samples seen\n", path.c_str(),
@@ -462,6 +533,10 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   meta.epoch = epoch;
   meta.step_in_epoch = step_in_epoch;
   meta.steps_per_epoch = plan->steps_per_epoch();
+  if (const std::optional<BlockShuffle>& b = plan->block_shuffle()) {
+    meta.shuffle_block_rows = b->block_rows;
+    meta.shuffle_window_blocks = b->window_blocks;
+  }
   meta.step = step;
   meta.samples = samples;
   meta.world_size = comm.size();
@@ -567,11 +642,15 @@ double Trainer::State::iw_nll() {
 // forward and backward, then the gradient sum over the ranks and the Adam update. `signal`
 // goes in as this rank's stop request and comes out as the one all ranks agree on: it rides
 // in the gradient exchange, so stopping costs no collective of its own.
-LossSums Trainer::State::step_once(int64_t st, Rng& eps_rng, StepBuffers& buf, int& signal) {
+LossSums Trainer::State::step_once(int64_t epoch, int64_t st, Rng& eps_rng, StepBuffers& buf,
+                                   int& signal) {
   const auto rows = plan->local_rows(st);
   const int local = static_cast<int>(rows.size());
   const int64_t global = plan->global_count(st);
-  train.gather(rows, buf.x.data());
+  if (stream)
+    stream->gather(epoch, st, buf.x.data());
+  else
+    train.gather(rows, buf.x.data());
   eps_rng.fill_normal(buf.eps.data(), static_cast<size_t>(local) * opt.latent_dim);
   Batch batch{local, buf.x.data(), nullptr, buf.eps.data()};
   if (train.has_labels()) {
@@ -682,7 +761,7 @@ TrainSummary Trainer::run() {
       const int64_t samples_before = s.samples;
       // A stop signal on any rank stops every rank after the same step.
       int signal = poll_stop_signal();
-      interval += s.step_once(st, eps_rng, buf, signal);
+      interval += s.step_once(epoch, st, eps_rng, buf, signal);
       interval_seconds += seconds_since(t0);
       train_samples += s.samples - samples_before;
 
@@ -785,6 +864,19 @@ TrainSummary Trainer::run() {
   summary.train_images_per_s = static_cast<double>(train_samples) / std::max(1e-9, train_seconds);
   summary.last_checkpoint = s.last_checkpoint;
   comm.broadcast(summary.last_checkpoint, 0);
+  {
+    // Every rank's figures in its own slot: the sum is the list, its maximum the answer.
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    std::vector<double> v(2 * static_cast<size_t>(comm.size()), 0.0);
+    v[2 * static_cast<size_t>(comm.rank())] = static_cast<double>(ru.ru_maxrss) / 1024.0;  // KiB
+    v[2 * static_cast<size_t>(comm.rank()) + 1] = s.stream ? s.stream->wait_seconds() : 0.0;
+    comm.allreduce_sum(v);
+    for (size_t r = 0; r < v.size(); r += 2) {
+      summary.peak_rss_mb = std::max(summary.peak_rss_mb, v[r]);
+      summary.data_wait_seconds = std::max(summary.data_wait_seconds, v[r + 1]);
+    }
+  }
   if (s.val && s.early.state().best_step >= 0) {
     summary.best_val_loss = s.early.state().best;
     summary.best_val_step = s.early.state().best_step;

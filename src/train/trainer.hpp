@@ -32,6 +32,8 @@ struct TrainSummary {
   int64_t best_val_step = -1;
   std::string best_checkpoint;  // "" until a best.h5 exists
   bool early_stopped = false;
+  double peak_rss_mb = 0;        // the largest peak resident memory of any rank, MB
+  double data_wait_seconds = 0;  // streamed data: the most any rank's steps waited for reads
 };
 
 class Trainer {

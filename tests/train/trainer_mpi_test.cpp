@@ -1,8 +1,9 @@
 // MPI tests of the Trainer (2 and 3 ranks): P ranks equal one process that trains on the union
-// of their batches (also with free bits), resume is bitwise identical to an uninterrupted run at
-// the same world size (for the MLP and for a conditional conv model, and in the middle of a
-// learning-rate warm-up or a plateau wait), a checkpoint of P ranks resumes on one rank, and
-// validation on P ranks equals validation of the same model in one process.
+// of their batches (also with free bits, and streamed data's block-shuffled batches), resume is
+// bitwise identical to an uninterrupted run at the same world size (for the MLP, a conditional
+// conv model and streamed data, and in the middle of a learning-rate warm-up or a plateau wait), a
+// checkpoint of P ranks resumes on one rank, and validation on P ranks equals validation of the
+// same model in one process.
 #include "train/trainer.hpp"
 
 #include <gtest/gtest.h>
@@ -25,6 +26,7 @@
 #include "optim/adam.hpp"
 #include "support/small_run.hpp"
 #include "support/temp_dir.hpp"
+#include "train/data_residency.hpp"
 #include "train/stop_signals.hpp"
 #include "vae/latent.hpp"
 #include "vae/model.hpp"
@@ -34,17 +36,21 @@ namespace {
 using vd::testing::small_options;
 using vd::testing::train;
 
-// A synthetic data set on rank 0's temporary directory, visible to every rank of this node.
+// A synthetic data set on rank 0's temporary directory, visible to every rank of this node:
+// 61 images of 4 x 4, or with `rows` images of 32 x 32 (1 KB, chunks of 1024 rows).
 struct SharedData {
   std::unique_ptr<vd::testing::TempDir> dir;  // rank 0 only
   std::string root, file;
   const vd::Comm& comm;
-  explicit SharedData(const vd::Comm& c) : comm(c) {
+  explicit SharedData(const vd::Comm& c, int64_t rows = 0) : comm(c) {
     if (comm.is_root()) {
       dir = std::make_unique<vd::testing::TempDir>();
       root = dir->path().string();
       file = dir->file("synth.h5");
-      vd::write_synthetic(file, 61, 1, 4, 4, 3, vd::SynthDType::UInt8, 4);
+      if (rows > 0)
+        vd::write_synthetic(file, rows, 1, 32, 32, 3, vd::SynthDType::UInt8, 4);
+      else
+        vd::write_synthetic(file, 61, 1, 4, 4, 3, vd::SynthDType::UInt8, 4);
     }
     comm.broadcast(root, 0);
     comm.broadcast(file, 0);
@@ -74,23 +80,38 @@ struct GradSyncMethod {
   ~GradSyncMethod() { unsetenv("VAE_DIST_GRAD_SYNC"); }
 };
 
-void check_ranks_equal_union(const char* method, bool conv, double free_bits = 0) {
+// Streamed: every rank holds 7300 images of 1 KB, 8 blocks of 1024 rows in two windows of
+// 4 (--stream-window-mb 1, raised to the 6 blocks a batch of 512 needs), 15 steps an epoch.
+constexpr int64_t kStreamRowsPerRank = 7300;
+vd::Options streamed_options(const std::string& data, const std::string& out) {
+  vd::Options o = small_options(data, out);
+  o.stream = "always";
+  o.stream_window_mb = 1;
+  o.batch_size = 512;
+  return o;
+}
+
+void check_ranks_equal_union(const char* method, bool conv, double free_bits = 0,
+                             bool streamed = false) {
   GradSyncMethod scope(method);
   vd::Comm comm;
   const int P = comm.size();
-  SharedData data(comm);
-  vd::Options o = conv ? conv_options(data.file, data.root + "/union")
-                       : small_options(data.file, data.root + "/union");
-  // Crosses epoch boundaries for any P up to 4 (8, 6, 4 steps per epoch); enough epochs that
-  // max_steps, not epochs, ends the run.
-  o.max_steps = 13;
+  SharedData data(comm, streamed ? kStreamRowsPerRank * P : 0);
+  vd::Options o = conv       ? conv_options(data.file, data.root + "/union")
+                  : streamed ? streamed_options(data.file, data.root + "/union")
+                             : small_options(data.file, data.root + "/union");
+  // Crosses epoch boundaries for any P up to 4 (8, 6, 4 steps per epoch; streamed 15, and a
+  // window boundary at step 7 or 8); enough epochs that max_steps, not epochs, ends the run.
+  o.max_steps = streamed ? 20 : 13;
   o.epochs = 10;
   o.free_bits = free_bits;
   const std::vector<float> got = train(o, comm);
 
   // The reference: one model, fed each step the concatenation of every rank's batch and
   // noise, drawn from the same plans and streams the ranks use.
-  vd::VaeConfig cfg = vd::VaeConfig::mlp(16, o.hidden, o.latent_dim);
+  const vd::Shard all = vd::Shard::read(data.file, "/images", 0, 1, vd::ValueCheck::UnitInterval);
+  const auto D = static_cast<size_t>(all.sample_size());
+  vd::VaeConfig cfg = vd::VaeConfig::mlp(static_cast<int>(D), o.hidden, o.latent_dim);
   if (conv) {
     cfg.data = vd::Shape{1, 4, 4};
     cfg.encoder = kConvEncoder;
@@ -107,9 +128,11 @@ void check_ranks_equal_union(const char* method, bool conv, double free_bits = 0
   ac.lr = o.lr;
   vd::Adam adam(store.size(), ac);
   vd::Context ctx;
-  const vd::Shard all = vd::Shard::read(data.file, "/images", 0, 1, vd::ValueCheck::UnitInterval);
+  // Streamed ranks shuffle by blocks within windows; the reference plans do the same.
+  std::optional<vd::BlockShuffle> blocks;
+  if (streamed) blocks = vd::block_shuffle_for(all, o);
   std::vector<vd::EpochPlan> plans;
-  for (int r = 0; r < P; ++r) plans.emplace_back(all.global_rows(), r, P, o.batch_size);
+  for (int r = 0; r < P; ++r) plans.emplace_back(all.global_rows(), r, P, o.batch_size, blocks);
   const int L = o.latent_dim;
   int64_t step = 0;
   for (int64_t epoch = 1; step < o.max_steps; ++epoch) {
@@ -117,6 +140,9 @@ void check_ranks_equal_union(const char* method, bool conv, double free_bits = 0
     for (auto& p : plans) {
       p.shuffle(o.seed, epoch);
       eps_rngs.push_back(p.eps_rng(o.seed, epoch));
+      if (streamed) {
+        ASSERT_EQ(p.windows().size(), 2u);
+      }
     }
     for (int64_t st = 0; st < plans[0].steps_per_epoch() && step < o.max_steps; ++st, ++step) {
       std::vector<int64_t> rows;
@@ -130,7 +156,7 @@ void check_ranks_equal_union(const char* method, bool conv, double free_bits = 0
       }
       const int n = static_cast<int>(rows.size());
       ASSERT_EQ(n, plans[0].global_count(st));
-      std::vector<float> x(rows.size() * 16);
+      std::vector<float> x(rows.size() * D);
       all.gather(rows, x.data());
       std::vector<int32_t> labels;
       for (int64_t r : rows) labels.push_back(all.labels()[static_cast<size_t>(r)]);
@@ -180,7 +206,11 @@ TEST(Trainer, FreeBitsRanksEqualOneProcessTrainingOnTheUnionOfTheirBatches) {
   check_ranks_equal_union(nullptr, false, 0.015);
 }
 
-void check_resume_is_bitwise(bool conv);
+TEST(Trainer, StreamedRanksEqualOneProcessTrainingOnTheUnionOfTheirBlockShuffledBatches) {
+  check_ranks_equal_union(nullptr, false, 0, true);
+}
+
+void check_resume_is_bitwise(bool conv, bool streamed = false);
 
 TEST(Trainer, ResumeIsBitwiseIdenticalToAnUninterruptedRun) {
   for (const char* method : {static_cast<const char*>(nullptr), "allreduce"}) {
@@ -194,21 +224,29 @@ TEST(Trainer, ConditionalConvResumeIsBitwiseIdenticalToAnUninterruptedRun) {
   check_resume_is_bitwise(true);
 }
 
-void check_resume_is_bitwise(bool conv) {
+TEST(Trainer, StreamedResumeIsBitwiseIdenticalToAnUninterruptedRun) {
+  check_resume_is_bitwise(false, true);
+}
+
+void check_resume_is_bitwise(bool conv, bool streamed) {
   vd::Comm comm;
-  SharedData data(comm);
-  const auto options = conv ? conv_options : small_options;
+  SharedData data(comm, streamed ? kStreamRowsPerRank * comm.size() : 0);
+  const auto options = conv ? conv_options : streamed ? streamed_options : small_options;
+  const int64_t end = streamed ? 20 : 17;
   vd::Options whole = options(data.file, data.root + "/whole");
-  whole.max_steps = 17;
+  whole.max_steps = end;
   const std::vector<float> uninterrupted = train(whole, comm);
 
-  // Stop mid-epoch at step 5 and at an epoch end, then continue to 17.
-  for (int64_t stop : {int64_t{5}, int64_t{8}}) {
+  // Stop mid-epoch at step 5 and at an epoch end, then continue to 17. Streamed: in the first
+  // window, in the second (the read-ahead restarts mid-window) and at the epoch's end.
+  const std::vector<int64_t> stops =
+      streamed ? std::vector<int64_t>{5, 10, 15} : std::vector<int64_t>{5, 8};
+  for (int64_t stop : stops) {
     vd::Options first = options(data.file, data.root + "/split" + std::to_string(stop));
     first.max_steps = stop;
     train(first, comm);
     vd::Options second = first;
-    second.max_steps = 17;
+    second.max_steps = end;
     second.resume = "latest";
     const std::vector<float> resumed = train(second, comm);
     ASSERT_EQ(resumed.size(), uninterrupted.size());
@@ -354,7 +392,9 @@ TEST(Trainer, ValidationOnSeveralRanksEqualsValidationInOneProcess) {
   const vd::TrainSummary s = t.run();
   ASSERT_TRUE(std::isfinite(s.val_loss));
   if (comm.is_root()) {
-    vd::VaeConfig cfg = vd::VaeConfig::mlp(16, o.hidden, o.latent_dim);
+    const vd::Shard all = vd::Shard::read(data.file, "/images", 0, 1, vd::ValueCheck::UnitInterval);
+    const auto D = static_cast<size_t>(all.sample_size());
+    vd::VaeConfig cfg = vd::VaeConfig::mlp(static_cast<int>(D), o.hidden, o.latent_dim);
     vd::ParamStore store;
     vd::Vae vae(cfg, store);
     store.finalize();

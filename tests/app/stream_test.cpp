@@ -1,0 +1,114 @@
+// End-to-end runs of streamed data through the vae_dist binary: the automatic switch by
+// --data-memory-mb and what start-up says about it, --stream always/never, the block-shuffle
+// fields of a streamed run's checkpoint, a mid-epoch resume that changes how the data are held
+// (it goes on at the next epoch and says why), and a bad value met while streaming.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "app/child_process.hpp"
+#include "core/h5.hpp"
+#include "data/dataset_file.hpp"
+#include "io/checkpoint.hpp"
+#include "support/temp_dir.hpp"
+
+namespace vd::testing {
+namespace {
+
+// 3000 synthetic 32 x 32 images (3 MB, chunks of 1024 rows): 3 blocks of 1 MB.
+std::string synth_file(const TempDir& tmp) {
+  const std::string file = tmp.file("synth.h5");
+  write_synthetic(file, 3000, 1, 32, 32, 5, SynthDType::UInt8, 4);
+  return file;
+}
+
+std::string run(const std::string& data, const std::string& out, const std::string& extra) {
+  return env_prefix() + " " + binary("vae_dist") + " --data " + shell_quote(data) +
+         " --dataset /images --test-data '' --out " + shell_quote(out) +
+         " --hidden 16 --latent-dim 2 --batch-size 50 --epochs 2 --iw-samples 0 --grid-size 2"
+         " --progress false --threads 1 --log-every 1000 " +
+         extra;
+}
+
+TEST(AppStream, TheSwitchIsAutomaticByTheMemoryBudgetAndSaysSo) {
+  TempDir tmp;
+  const std::string data = synth_file(tmp);
+  CommandResult r = run_command(run(data, tmp.file("a"), ""), 120);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "data: in memory: 3.1 MB per rank fits the budget of"))
+      << r.output;
+  EXPECT_TRUE(contains(r.output, "auto: half of this node's")) << r.output;
+  EXPECT_TRUE(contains(r.output, "peak RSS")) << r.output;
+
+  r = run_command(run(data, tmp.file("b"), "--data-memory-mb 2"), 120);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output,
+                       "data: streamed from the files (3.1 MB per rank is more than "
+                       "the budget of 2.1 MB (--data-memory-mb 2))"))
+      << r.output;
+  EXPECT_TRUE(contains(r.output, "blocks of 1024 rows")) << r.output;
+
+  r = run_command(run(data, tmp.file("c"), "--data-memory-mb 2 --stream never"), 120);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "data: in memory: 3.1 MB per rank, --stream never")) << r.output;
+  r = run_command(run(data, tmp.file("d"), "--stream always"), 120);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(
+      contains(r.output, "data: streamed from the files (3.1 MB per rank, --stream always)"))
+      << r.output;
+
+  r = run_command(run(data, tmp.file("e"), "--stream sometimes"), 60);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "--stream")) << r.output;
+}
+
+TEST(AppStream, AMidEpochResumeThatHoldsTheDataOtherwiseGoesOnAtTheNextEpoch) {
+  TempDir tmp;
+  const std::string data = synth_file(tmp);
+  const std::string out = tmp.file("run");
+  // 60 steps an epoch; stopped mid-epoch 1 while streamed.
+  CommandResult r = run_command(run(data, out, "--stream always --max-steps 25"), 120);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string ckpt = find_latest_checkpoint(out);
+  const CheckpointMeta meta = read_checkpoint_meta(ckpt);
+  EXPECT_EQ(meta.step, 25);
+  EXPECT_EQ(meta.shuffle_block_rows, 1024);
+  EXPECT_GE(meta.shuffle_window_blocks, 6);
+
+  // The same holding resumes mid-epoch ...
+  r = run_command(run(data, out + "_same", "--stream always --resume " + shell_quote(ckpt)), 120);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(contains(r.output, "ordered its rows otherwise")) << r.output;
+  EXPECT_TRUE(contains(r.output, "done: 2 epoch(s), 120 steps")) << r.output;
+  // ... in memory the rest of epoch 1 cannot be replayed: epoch 2 follows, and start-up says so.
+  r = run_command(run(data, out + "_mem", "--stream never --resume " + shell_quote(ckpt)), 120);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "ordered its rows otherwise (streamed, a block shuffle)"))
+      << r.output;
+  EXPECT_TRUE(contains(r.output, "continues at the start of epoch 2")) << r.output;
+  EXPECT_TRUE(contains(r.output, "done: 2 epoch(s), 85 steps")) << r.output;
+}
+
+TEST(AppStream, ABadValueMetWhileStreamingEndsTheRunNamingTheRow) {
+  TempDir tmp;
+  // Float rows in [0, 1] but for row 2500, which the Bernoulli likelihood cannot take.
+  const int64_t n = 3000, d = 300;
+  std::vector<float> v(static_cast<size_t>(n * d), 0.5f);
+  v[static_cast<size_t>(2500 * d + 7)] = 1.5f;
+  const std::string data = tmp.file("bad.h5");
+  {
+    h5::File f = h5::create_file(data);
+    const std::vector<int64_t> dims{n, d};
+    h5::CreateOptions chunked;
+    chunked.chunk = {500, d};
+    h5::write_dataset<float>(f, "/images", v, dims, chunked);
+  }
+  const CommandResult r = run_command(run(data, tmp.file("run"), "--stream always"), 120);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "row 2500, element 7 is 1.5, outside [0, 1]")) << r.output;
+  EXPECT_TRUE(contains(r.output, data)) << r.output;
+}
+
+}  // namespace
+}  // namespace vd::testing
