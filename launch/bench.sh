@@ -4,14 +4,17 @@
 # gloo on 1 and 2 ranks), one thread per rank, rounds interleaved in one run so the shared
 # machine's noise hits all alike; prints medians and ratios.
 #   bash launch/bench.sh [ROUNDS] [mlp|conv]   (needs: bash launch/setup.sh --with-reference)
+#   bash launch/bench.sh [ROUNDS] stream [BIG.h5]   (launch/bench_stream.sh)
 # mlp: the 784-400-20 MLP VAE; conv: the Fashion-MNIST conv VAE of configs/fashion_conv.cfg, also
-# with plain nchw activations to show what oneDNN's blocked layouts are worth.
+# with plain nchw activations to show what oneDNN's blocked layouts are worth; stream: training
+# from data in memory against data streamed from the file.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 rounds=${1:-3}
 model=${2:-mlp}
-[[ $model == mlp || $model == conv ]] || { echo "bench: model must be mlp or conv, got '$model'" >&2; exit 2; }
+[[ $model == stream ]] && exec bash "$root/launch/bench_stream.sh" "$rounds" "${@:3}"
+[[ $model == mlp || $model == conv ]] || { echo "bench: model must be mlp, conv or stream, got '$model'" >&2; exit 2; }
 py=/usr/bin/python3
 # Debian's torch calls the system BLAS, netlib's reference one by default (~40x slower than
 # OpenBLAS on these GEMMs); compare against PyTorch on OpenBLAS, not against that.

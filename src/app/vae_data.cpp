@@ -85,17 +85,23 @@ int cmd_import(int argc, char** argv) {
       "labels", po::value<std::string>()->default_value(""), "IDX labels file ([N] uint8)")(
       "out", po::value<std::string>()->required(), "output HDF5 file")(
       "shuffle-seed", po::value<uint64_t>(),
-      "shuffle rows (images and labels together) with this seed; default: keep file order");
+      "shuffle rows (images and labels together) with this seed; default: keep file order")(
+      "deflate", po::value<int>()->default_value(4),
+      "deflate level of the images, 1..9, or 0 to store them uncompressed (bigger file, less "
+      "CPU per read: worth it for data streamed from the file every epoch)");
   po::variables_map vm;
   const std::string synopsis =
-      "import-idx --images FILE [--labels FILE] --out FILE.h5 [--shuffle-seed N]";
+      "import-idx --images FILE [--labels FILE] --out FILE.h5 [--shuffle-seed N] [--deflate L]";
   if (!parse(argc, argv, desc, {}, synopsis, vm)) return 0;
   std::optional<uint64_t> seed;
   if (vm.count("shuffle-seed")) seed = vm["shuffle-seed"].as<uint64_t>();
   const auto t0 = std::chrono::steady_clock::now();
   const std::string out = vm["out"].as<std::string>();
-  const vd::DatasetSummary s =
-      vd::import_idx(vm["images"].as<std::string>(), vm["labels"].as<std::string>(), out, seed);
+  const int deflate = vm["deflate"].as<int>();
+  if (deflate < 0 || deflate > 9)
+    throw UsageError("--deflate must be 0 (none) to 9, not " + std::to_string(deflate));
+  const vd::DatasetSummary s = vd::import_idx(vm["images"].as<std::string>(),
+                                              vm["labels"].as<std::string>(), out, seed, deflate);
   print_summary(s, out, seconds_since(t0));
   return 0;
 }

@@ -83,7 +83,8 @@ std::vector<int64_t> shuffle_permutation(int64_t n, uint64_t seed) {
 }
 
 DatasetSummary import_idx(const std::string& images_path, const std::string& labels_path,
-                          const std::string& out_path, std::optional<uint64_t> shuffle_seed) {
+                          const std::string& out_path, std::optional<uint64_t> shuffle_seed,
+                          int deflate) {
   const IdxArray images = read_idx(images_path);
   if (images.dims.size() != 3 && images.dims.size() != 4)
     throw DataError("IDX images file '" + images_path + "' has shape " + shape_text(images.dims) +
@@ -128,7 +129,7 @@ DatasetSummary import_idx(const std::string& images_path, const std::string& lab
 
     const int64_t chunk_rows = chunk_rows_for(row, n);
     h5::Dataset dimg = h5::create_dataset<uint8_t>(file, "/images", dims,
-                                                   {image_chunk(chunk_rows, dims), kDeflateLevel});
+                                                   {image_chunk(chunk_rows, dims), deflate});
     h5::write_attribute(dimg, "layout", "NCHW");
     std::vector<uint8_t> buf(static_cast<size_t>(chunk_rows * row));
     for (int64_t r0 = 0; r0 < n; r0 += chunk_rows) {

@@ -40,8 +40,10 @@ std::vector<int64_t> shuffle_permutation(int64_t n, uint64_t seed);
 // applied to images and labels together. Writes out_path + ".tmp" then renames it, so an
 // interrupted import never leaves a half-written file; creates missing parent directories.
 // Throws vd::DataError for bad input (naming the file), vd::IoError when writing fails.
+// The images are deflate-compressed at `deflate` (0 = stored uncompressed, 1..9).
 DatasetSummary import_idx(const std::string& images_path, const std::string& labels_path,
-                          const std::string& out_path, std::optional<uint64_t> shuffle_seed);
+                          const std::string& out_path, std::optional<uint64_t> shuffle_seed,
+                          int deflate = 4);
 
 enum class SynthDType { UInt8, Float32 };
 
