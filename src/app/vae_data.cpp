@@ -118,6 +118,8 @@ int cmd_synth(int argc, char** argv) {
       "seed", po::value<uint64_t>()->default_value(0), "random seed (same seed, same file)")(
       "dtype", po::value<std::string>()->default_value("uint8"),
       "uint8 (0..255) or float32 (in [0,1])")(
+      "deflate", po::value<int>(),
+      "deflate level of the images, 0 (uncompressed) to 9; default 1 for uint8, 0 for float32")(
       "features", po::value<int64_t>(),
       "instead of images: float32 vectors [n, features] of very different scales (1e-3..1e3) "
       "and offsets (up to 1e4), like scientific measurements (needs --dtype float32; "
@@ -125,7 +127,7 @@ int cmd_synth(int argc, char** argv) {
   po::variables_map vm;
   const std::string synopsis =
       "synth --out FILE.h5 --n N [--channels C --height H --width W --classes K --seed S "
-      "--dtype uint8|float32 | --features D --dtype float32]";
+      "--dtype uint8|float32 --deflate L | --features D --dtype float32]";
   if (!parse(argc, argv, desc, {}, synopsis, vm)) return 0;
   const std::string dtype = vm["dtype"].as<std::string>();
   if (dtype != "uint8" && dtype != "float32")
@@ -145,10 +147,14 @@ int cmd_synth(int argc, char** argv) {
     print_summary(s, out, seconds_since(t0));
     return 0;
   }
+  const int deflate = vm.count("deflate") ? vm["deflate"].as<int>() : -1;
+  if (vm.count("deflate") && (deflate < 0 || deflate > 9))
+    throw UsageError("--deflate must be 0 (none) to 9, not " + std::to_string(deflate));
   const vd::DatasetSummary s = vd::write_synthetic(
       out, vm["n"].as<int64_t>(), vm["channels"].as<int64_t>(), vm["height"].as<int64_t>(),
       vm["width"].as<int64_t>(), vm["seed"].as<uint64_t>(),
-      dtype == "uint8" ? vd::SynthDType::UInt8 : vd::SynthDType::Float32, vm["classes"].as<int>());
+      dtype == "uint8" ? vd::SynthDType::UInt8 : vd::SynthDType::Float32, vm["classes"].as<int>(),
+      deflate);
   print_summary(s, out, seconds_since(t0));
   return 0;
 }

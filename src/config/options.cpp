@@ -283,12 +283,12 @@ const std::vector<Spec>& table() {
                             "stream the data from the files instead of reading them into "
                             "memory: auto = when they exceed --data-memory-mb"));
     t.push_back(integer_spec<int64_t>(
-        "data-memory-mb", &O::data_memory_mb, 0, none,
+        "data-memory-mb", &O::data_memory_mb, 0, int64_t{1} << 30,
         "data each rank may hold in memory (training, validation and test rows), MB; more is "
         "streamed from the files, read ahead in windows; 0 = auto: half of the node's memory "
         "shared by its ranks"));
     t.push_back(integer_spec<int64_t>(
-        "stream-window-mb", &O::stream_window_mb, 1, none,
+        "stream-window-mb", &O::stream_window_mb, 1, int64_t{1} << 20,
         "streamed training data: rows are shuffled within windows of about this many MB (two "
         "are held), after a shuffle of ~1 MB blocks; larger = closer to a full shuffle"));
     t.push_back(integer_spec<int>("early-stop-patience", &O::early_stop_patience, 0, none,

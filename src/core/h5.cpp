@@ -75,6 +75,11 @@ void quiet_errors() {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
 }
 
+bool library_threadsafe() {
+  hbool_t yes = false;
+  return H5is_library_threadsafe(&yes) >= 0 && yes;
+}
+
 DType dtype_of_type(hid_t type) {
   const H5T_class_t cls = H5Tget_class(type);
   const size_t size = H5Tget_size(type);

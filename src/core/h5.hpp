@@ -128,6 +128,9 @@ inline bool is_integer(DType t) {
 
 // Stops HDF5 printing its error stack to stderr (our exceptions carry the message instead).
 void quiet_errors();
+// Whether this HDF5 library may be called from several threads (built with --enable-threadsafe,
+// as Debian's is): streamed data read ahead in a thread of their own.
+bool library_threadsafe();
 
 // True when path is an existing HDF5 file; false for a missing or non-HDF5 file.
 bool is_hdf5(const std::string& path);

@@ -159,7 +159,8 @@ DatasetSummary import_idx(const std::string& images_path, const std::string& lab
 }
 
 DatasetSummary write_synthetic(const std::string& out_path, int64_t n, int64_t c, int64_t h,
-                               int64_t w, uint64_t seed, SynthDType dtype, int num_classes) {
+                               int64_t w, uint64_t seed, SynthDType dtype, int num_classes,
+                               int deflate) {
   if (n < 1 || c < 1 || h < 1 || w < 1)
     throw DataError("synthetic data for '" + out_path +
                     "' needs n, channels, height and width "
@@ -199,7 +200,9 @@ DatasetSummary write_synthetic(const std::string& out_path, int64_t n, int64_t c
     const std::vector<int64_t> dims{n, c, h, w};
     h5::Dataset dimg =
         h5::create_dataset(file, "/images", as_u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, dims,
-                           {image_chunk(chunk_rows, dims), as_u8 ? kSynthDeflateUint8 : 0});
+                           {image_chunk(chunk_rows, dims), deflate >= 0 ? deflate
+                                                           : as_u8      ? kSynthDeflateUint8
+                                                                        : 0});
     h5::write_attribute(dimg, "layout", "NCHW");
     const std::vector<int64_t> ldims{n};
     h5::Dataset dlab = h5::create_dataset<uint8_t>(

@@ -51,8 +51,11 @@ enum class SynthDType { UInt8, Float32 };
 // a smooth pattern (a blob at a class-dependent position over class-oriented stripes) plus
 // noise, values in [0, 1] (float32) or 0..255 (uint8). Streams chunk by chunk, so n may be
 // in the millions. Same temp-file-and-rename scheme as import_idx. num_classes in 1..256.
+// `deflate`: the images' deflate level, 0 = uncompressed; -1 = level 1 for uint8 and none for
+// float32 (float mantissa noise hardly compresses).
 DatasetSummary write_synthetic(const std::string& out_path, int64_t n, int64_t c, int64_t h,
-                               int64_t w, uint64_t seed, SynthDType dtype, int num_classes);
+                               int64_t w, uint64_t seed, SynthDType dtype, int num_classes,
+                               int deflate = -1);
 
 // Writes n deterministic (per seed) rows of float32 "scientific" vectors [n, features] with
 // labels (num_classes clusters): a few latent factors (class centre + noise) mixed into every

@@ -27,8 +27,9 @@ class RowStream {
   RowStream& operator=(const RowStream&) = delete;
 
   // Starts reading the windows of `epoch` (of the run's `seed`) from the one holding
-  // `first_step`'s rows, then of the epochs after it; a read going on is stopped first.
-  void start(uint64_t seed, int64_t epoch, int64_t first_step);
+  // `first_step`'s rows, then of the epochs after it up to `last_epoch`; a read going on is
+  // stopped first. The HDF5 library must be thread-safe (h5::library_threadsafe).
+  void start(uint64_t seed, int64_t epoch, int64_t first_step, int64_t last_epoch);
   // dst [rows, sample_size()] = the rows of plan.local_rows(step), the plan shuffled for
   // `epoch`, as Shard::gather gives them (the same values, bitwise). Waits for their windows;
   // rethrows a failed read (DataError). (epoch, step) must come in order from start()'s.
@@ -36,8 +37,6 @@ class RowStream {
 
   // Seconds gather() waited for reads since construction: 0 when reading kept ahead.
   double wait_seconds() const { return wait_seconds_; }
-  // Bytes of the two window buffers at their largest.
-  int64_t buffer_bytes() const;
 
  private:
   // A window of an epoch; ordered as the reads go.
@@ -51,8 +50,8 @@ class RowStream {
     std::vector<uint8_t> bytes;
   };
   void stop();
-  void read_ahead(uint64_t seed, Key first);  // the thread
-  void enter_epoch(int64_t epoch);            // the steps' block -> window maps
+  void read_ahead(uint64_t seed, Key first, int64_t last_epoch);  // the thread
+  void enter_epoch(int64_t epoch);                                // the steps' block -> window maps
   static int64_t window_at(const std::vector<PlanWindow>& windows, int64_t position);
 
   const Shard& shard_;
@@ -67,7 +66,9 @@ class RowStream {
   std::condition_variable changed_;
   Key released_below_;                 // windows before this one are no longer needed
   std::atomic<bool> stopping_{false};  // set under the mutex; read by the thread between blocks
-  std::exception_ptr error_;
+  std::exception_ptr error_;           // a failed read, of the window error_at_ and those after it
+  Key error_at_;
+  uint64_t seed_ = 0;
   std::thread thread_;
   double wait_seconds_ = 0;
 };

@@ -270,7 +270,8 @@ Shard Shard::read(const std::string& file, const std::string& dataset, int rank,
     if (d > kMaxElements / s.sample_size_) throw too_large();
     s.sample_size_ *= d;
   }
-  if (s.range_.size() > kMaxElements / s.sample_size_) throw too_large();
+  if (residency == Residency::InMemory && s.range_.size() > kMaxElements / s.sample_size_)
+    throw too_large();
   if (residency == Residency::InMemory) {
     const size_t count = static_cast<size_t>(s.range_.size() * s.sample_size_);
     try {

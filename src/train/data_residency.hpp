@@ -22,9 +22,11 @@ struct DataBudget {
 DataBudget data_memory_budget(const Options& opt, const Comm& comm);
 
 // The block shuffle of a streamed training shard: blocks of whole HDF5 chunks of at least
-// 1 MB, windows of about --stream-window-mb and never fewer than 2 x (batch / block + 2)
-// blocks, so that every window holds a batch (see EpochPlan, RowStream).
-BlockShuffle block_shuffle_for(const Shard& train, const Options& opt);
+// 1 MB, windows of about --stream-window-mb (at most window_cap_bytes) and never fewer than
+// 2 x (batch / block + 2) blocks, so that every window holds a batch (see EpochPlan,
+// RowStream).
+BlockShuffle block_shuffle_for(const Shard& train, const Options& opt,
+                               int64_t window_cap_bytes = INT64_MAX);
 
 // "1.5 GB", "12.0 MB": for the start-up lines.
 std::string bytes_text(double bytes);

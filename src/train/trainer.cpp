@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/h5.hpp"
 #include "core/rng.hpp"
 #include "data/epoch_plan.hpp"
 #include "data/row_stream.hpp"
@@ -279,7 +280,34 @@ Trainer::Trainer(const Options& options, const Comm& comm)
                       "; give a test set of the same image shape");
   }
   std::optional<BlockShuffle> blocks;
-  if (residency == Residency::Streamed) blocks = block_shuffle_for(s.train, opt);
+  if (residency == Residency::Streamed) {
+    if (!h5::library_threadsafe())
+      throw ConfigError(
+          std::string("streaming the data (") +
+          (opt.stream == "auto" ? "they exceed --data-memory-mb" : "--stream always") +
+          ") reads them ahead in a thread, but this HDF5 library is not thread-safe (built "
+          "without --enable-threadsafe); build vae_dist with a thread-safe HDF5 (Debian's "
+          "libhdf5-dev is one), or hold the data in memory with --stream never on more ranks");
+    // Streamed because of the budget: the two windows take at most half of it.
+    blocks = block_shuffle_for(s.train, opt,
+                               opt.stream == "auto" ? budget.bytes / 2 : int64_t{INT64_MAX});
+    // A window never holds more than the shard. The windows must fit the budget the streaming
+    // is for: a file of huge chunks (whole chunks make the blocks), or a budget smaller than a
+    // few batches, could ask for more than holding the data would.
+    const double windows =
+        2.0 *
+        static_cast<double>(std::min(blocks->window_blocks * blocks->block_rows, s.train.rows())) *
+        static_cast<double>(s.train.row_bytes());
+    if (opt.stream == "auto" && windows > static_cast<double>(budget.bytes))
+      throw ConfigError(
+          "streaming '" + opt.data + "' needs two windows of " +
+          std::to_string(blocks->window_blocks) + " blocks of " +
+          std::to_string(blocks->block_rows) + " rows (" + bytes_text(windows) +
+          "), more than the memory budget of " + bytes_text(static_cast<double>(budget.bytes)) +
+          " per rank; the blocks are whole HDF5 chunks of " + std::to_string(s.train.chunk_rows()) +
+          " rows: re-chunk the file to about 1 MB per chunk (h5repack -l " + opt.dataset +
+          ":CHUNK=...), lower --stream-window-mb, or raise --data-memory-mb");
+  }
   const std::string held = bytes_text(over[1] / comm.size()) + " per rank";
   const std::string why = opt.stream != "auto"
                               ? held + ", --stream " + opt.stream
@@ -352,7 +380,15 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   }
   // The read-ahead starts now, while the rest of start-up runs, and goes on from one epoch
   // into the next by itself.
-  if (s.stream) s.stream->start(opt.seed, s.start_epoch, s.start_step_in_epoch);
+  if (s.stream) {
+    // Up to the epoch of the run's last step: nothing is read that no step needs.
+    const int64_t spe = s.plan->steps_per_epoch(), left = last_step - s.step;
+    const int64_t last_epoch =
+        left <= 0 ? s.start_epoch - 1
+                  : std::min<int64_t>(opt.epochs,
+                                      s.start_epoch + (s.start_step_in_epoch + left - 1) / spe);
+    s.stream->start(opt.seed, s.start_epoch, s.start_step_in_epoch, last_epoch);
+  }
   s.last_lr = s.schedule->lr(std::max<int64_t>(0, s.step - 1));  // until the first step
   s.prepare_standardization(!opt.resume.empty());
   // Every rank initialised (or restored) the same values; rank 0's are the truth regardless.
@@ -487,9 +523,15 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
             "run's data are %s, so training continues at the start of epoch %lld (keep "
             "--data-memory-mb and --stream-window-mb to resume mid-epoch)\n",
             path.c_str(),
-            meta.shuffle_block_rows == 0 ? "in memory, a full shuffle"
-                                         : "streamed, a block shuffle",
-            mine ? "streamed (block rows, window blocks)" : "in memory",
+            meta.shuffle_block_rows == 0
+                ? "in memory, a full shuffle"
+                : ("streamed, blocks of " + std::to_string(meta.shuffle_block_rows) +
+                   " rows in windows of " + std::to_string(meta.shuffle_window_blocks))
+                      .c_str(),
+            mine ? ("streamed, blocks of " + std::to_string(mine->block_rows) +
+                    " rows in windows of " + std::to_string(mine->window_blocks))
+                       .c_str()
+                 : "in memory",
             static_cast<long long>(start_epoch));
     }
   }

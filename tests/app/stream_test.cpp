@@ -16,10 +16,10 @@
 namespace vd::testing {
 namespace {
 
-// 3000 synthetic 32 x 32 images (3 MB, chunks of 1024 rows): 3 blocks of 1 MB.
-std::string synth_file(const TempDir& tmp) {
+// `rows` synthetic 32 x 32 images (1 KB each, chunks of 1024 rows: blocks of 1 MB).
+std::string synth_file(const TempDir& tmp, int64_t rows = 3000) {
   const std::string file = tmp.file("synth.h5");
-  write_synthetic(file, 3000, 1, 32, 32, 5, SynthDType::UInt8, 4);
+  write_synthetic(file, rows, 1, 32, 32, 5, SynthDType::UInt8, 4);
   return file;
 }
 
@@ -41,13 +41,23 @@ TEST(AppStream, TheSwitchIsAutomaticByTheMemoryBudgetAndSaysSo) {
   EXPECT_TRUE(contains(r.output, "auto: half of this node's")) << r.output;
   EXPECT_TRUE(contains(r.output, "peak RSS")) << r.output;
 
+  // Two windows of at least 6 blocks (a batch's block and 2, twice) cannot fit 2 MB.
   r = run_command(run(data, tmp.file("b"), "--data-memory-mb 2"), 120);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output,
+                       "needs two windows of 6 blocks of 1024 rows (6.1 MB), more than the "
+                       "memory budget of 2.1 MB per rank"))
+      << r.output;
+  // 13.8 MB in a budget of 13.6 MB: streamed, in windows of half the budget at most.
+  TempDir big;
+  const std::string more = synth_file(big, 13500);
+  r = run_command(run(more, tmp.file("b2"), "--data-memory-mb 13 --max-steps 30"), 120);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output,
-                       "data: streamed from the files (3.1 MB per rank is more than "
-                       "the budget of 2.1 MB (--data-memory-mb 2))"))
+                       "data: streamed from the files (13.8 MB per rank is more than the budget "
+                       "of 13.6 MB (--data-memory-mb 13))"))
       << r.output;
-  EXPECT_TRUE(contains(r.output, "blocks of 1024 rows")) << r.output;
+  EXPECT_TRUE(contains(r.output, "windows of 6 blocks of 1024 rows")) << r.output;
 
   r = run_command(run(data, tmp.file("c"), "--data-memory-mb 2 --stream never"), 120);
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -84,7 +94,8 @@ TEST(AppStream, AMidEpochResumeThatHoldsTheDataOtherwiseGoesOnAtTheNextEpoch) {
   // ... in memory the rest of epoch 1 cannot be replayed: epoch 2 follows, and start-up says so.
   r = run_command(run(data, out + "_mem", "--stream never --resume " + shell_quote(ckpt)), 120);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(contains(r.output, "ordered its rows otherwise (streamed, a block shuffle)"))
+  EXPECT_TRUE(contains(r.output,
+                       "ordered its rows otherwise (streamed, blocks of 1024 rows in windows of "))
       << r.output;
   EXPECT_TRUE(contains(r.output, "continues at the start of epoch 2")) << r.output;
   EXPECT_TRUE(contains(r.output, "done: 2 epoch(s), 85 steps")) << r.output;
