@@ -14,6 +14,14 @@ RowStream::RowStream(const Shard& shard, const EpochPlan& plan) : shard_(shard),
   VD_CHECK(plan.shard().size() == shard.rows(), ShapeError,
            "RowStream: the plan is for " + std::to_string(plan.shard().size()) +
                " rows, the shard has " + std::to_string(shard.rows()));
+  // A window holds ceil(blocks / windows) blocks at most (EpochPlan spreads them evenly).
+  const auto nb = static_cast<int64_t>(plan.blocks().size());
+  const auto nw = static_cast<int64_t>(plan.windows().size());
+  const int64_t most =
+      std::min(plan.shard().size(), (nb + nw - 1) / nw * plan.block_shuffle()->block_rows);
+  capacity_rows_ = std::max<int64_t>(1, most);
+  for (Slot& s : slots_)
+    s.bytes.reset(new uint8_t[static_cast<size_t>(capacity_rows_ * shard.row_bytes())]);
 }
 
 RowStream::~RowStream() {
@@ -111,11 +119,13 @@ void RowStream::read_ahead(uint64_t seed, Key first, int64_t last_epoch) {
           slot.ready = false;
         }
         const PlanWindow& win = windows[static_cast<size_t>(w)];
-        slot.bytes.resize(static_cast<size_t>((win.end - win.begin) * row_bytes));
+        VD_CHECK(win.end - win.begin <= capacity_rows_, ShapeError,
+                 "RowStream: window of " + std::to_string(win.end - win.begin) +
+                     " rows in buffers of " + std::to_string(capacity_rows_));
         int64_t offset = 0;
         for (const RowRange& b : win.blocks) {
           if (stopping_) return;
-          shard_.read_stored(b.begin, b.size(), slot.bytes.data() + offset * row_bytes);
+          shard_.read_stored(b.begin, b.size(), slot.bytes.get() + offset * row_bytes);
           offset += b.size();
         }
         {
@@ -181,7 +191,7 @@ void RowStream::gather(int64_t epoch, int64_t step, float* dst) {
              "RowStream: row " + std::to_string(r) + " is not in the step's windows");
     const Slot* slot = in[w == lo.window ? 0 : 1];
     const int64_t at = offset_of_block_[b] + (r - blocks[b].begin);
-    shard_.decode(slot->bytes.data() + at * row_bytes, dst + static_cast<int64_t>(k) * size);
+    shard_.decode(slot->bytes.get() + at * row_bytes, dst + static_cast<int64_t>(k) * size);
   }
   shard_.finish(dst, static_cast<int64_t>(rows.size()));
 }

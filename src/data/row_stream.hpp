@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -47,7 +48,9 @@ class RowStream {
   struct Slot {
     Key key;  // the window it holds or is being filled with
     bool ready = false;
-    std::vector<uint8_t> bytes;
+    // The largest window's size, allocated once and not initialised: a resize or a regrowth
+    // would touch (or copy) pages, and the peak RSS would count both buffers.
+    std::unique_ptr<uint8_t[]> bytes;
   };
   void stop();
   void read_ahead(uint64_t seed, Key first, int64_t last_epoch);  // the thread
@@ -62,6 +65,7 @@ class RowStream {
   std::vector<PlanWindow> windows_;
   std::vector<int64_t> window_of_block_, offset_of_block_;
   Slot slots_[2];
+  int64_t capacity_rows_ = 0;  // rows each slot holds
   std::mutex mutex_;
   std::condition_variable changed_;
   Key released_below_;                 // windows before this one are no longer needed
