@@ -16,7 +16,7 @@ cd "$root"
 # so the build needs ocl-icd-opencl-dev, which libdnnl-dev only recommends. procps: the tests use
 # pgrep. launch/bare_root_check.sh proves this list on a bare bookworm.
 packages=(g++ cmake make pkg-config openmpi-bin libopenmpi-dev libdnnl-dev ocl-icd-opencl-dev
-          libhdf5-dev libboost-program-options-dev libgtest-dev libpng-dev zlib1g-dev
+          libhdf5-dev libboost-program-options-dev libgtest-dev libpng-dev zlib1g-dev libdeflate-dev
           dataset-fashion-mnist procps)
 for flag in "$@"; do
   case "$flag" in

@@ -9,6 +9,7 @@
 #include <new>
 #include <sstream>
 
+#include "core/deflate_chunks.hpp"
 #include "core/error.hpp"
 #include "core/h5.hpp"
 
@@ -217,6 +218,9 @@ struct Shard::Source {
   h5::File file;
   h5::Dataset dset;
   std::string where;
+  // Deflate-compressed chunks of whole rows: read raw and decoded with libdeflate, 2-3x
+  // faster than HDF5's zlib (a streamed shard inflates its rows every epoch).
+  std::optional<h5::DeflateChunks> chunks;
 };
 
 Shard Shard::read(const std::string& file, const std::string& dataset, int rank, int world,
@@ -310,8 +314,12 @@ Shard Shard::read(const std::string& file, const std::string& dataset, int rank,
       throw DataError(lwhere + ": " + e.what() + "; re-create the file");
     }
   }
-  if (residency == Residency::Streamed)
-    s.source_ = std::make_shared<const Source>(Source{std::move(o.f), std::move(o.dset), where});
+  if (residency == Residency::Streamed) {
+    auto src = std::make_shared<Source>(Source{std::move(o.f), std::move(o.dset), where, {}});
+    src->chunks =
+        h5::DeflateChunks::open(src->dset, s.u8_data_ ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT);
+    s.source_ = std::move(src);
+  }
   return s;
 }
 
@@ -357,7 +365,15 @@ void Shard::read_stored(int64_t first, int64_t count, void* dst) const {
     std::memcpy(dst, from, bytes);
     return;
   }
-  read_hyperslab(source_->dset, range_.begin + first, count, u8_data_, dst, source_->where);
+  if (source_->chunks) {
+    try {
+      source_->chunks->read(range_.begin + first, count, dst);
+    } catch (const IoError& e) {
+      throw DataError(source_->where + ": " + e.what() + "; re-create the file");
+    }
+  } else {
+    read_hyperslab(source_->dset, range_.begin + first, count, u8_data_, dst, source_->where);
+  }
   if (!u8_data_)
     check_values(static_cast<const float*>(dst), count, sample_size_, range_.begin + first, check_,
                  source_->where);

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <set>
 #include <vector>
@@ -175,6 +176,76 @@ TEST(StreamedShard, GathersAndStandardisesAsInMemory) {
   std::vector<float> c(15);
   raw.gather(idx, c.data());
   EXPECT_FALSE(same_bits(a, c));
+}
+
+TEST(StreamedShard, DeflateChunksDecodedByLibdeflateEqualHdf5sOwnRead) {
+  TempDir dir;
+  // uint8 and float32, deflate at 1 and 9, chunks of 7 rows (an edge chunk of 2), one chunk
+  // that does not compress (HDF5 then stores it raw).
+  const int64_t n = 100, d = 12;
+  std::vector<uint8_t> u(static_cast<size_t>(n * d));
+  std::vector<float> f(u.size());
+  for (size_t i = 0; i < u.size(); ++i) {
+    u[i] = static_cast<uint8_t>(i / 40 < 10 ? (i * 2654435761u) >> 24 : i % 3);
+    f[i] = static_cast<float>(u[i]) / 255.0f;
+  }
+  const std::vector<int64_t> dims{n, d};
+  for (int level : {1, 9}) {
+    const std::string file = dir.file("z" + std::to_string(level) + ".h5");
+    {
+      h5::File h = h5::create_file(file);
+      h5::CreateOptions o;
+      o.chunk = {7, d};
+      o.deflate = level;
+      h5::write_dataset<uint8_t>(h, "/images", u, dims, o);
+      h5::write_dataset<float>(h, "/floats", f, dims, o);
+    }
+    for (const char* name : {"/images", "/floats"}) {
+      for (int world : {1, 3}) {
+        for (int r = 0; r < world; ++r) {
+          const Shard mem = Shard::read(file, name, r, world, ValueCheck::UnitInterval);
+          const Shard str = Shard::read(file, name, r, world, ValueCheck::UnitInterval,
+                                        std::nullopt, Residency::Streamed);
+          std::vector<int64_t> idx;
+          for (int64_t i = 0; i < mem.rows(); ++i) idx.push_back(i);
+          for (int64_t i = mem.rows() - 1; i >= 0; i -= 4) idx.push_back(i);
+          std::vector<float> a(idx.size() * d), b(a.size());
+          mem.gather(idx, a.data());
+          str.gather(idx, b.data());
+          EXPECT_TRUE(same_bits(a, b)) << name << " level " << level << " rank " << r;
+        }
+      }
+    }
+  }
+  // A damaged chunk is a DataError naming the file, not a crash or wrong rows.
+  const std::string file = dir.file("z9.h5");
+  const Shard str = Shard::read(file, "/images", 0, 1, ValueCheck::UnitInterval, std::nullopt,
+                                Residency::Streamed);
+  {
+    // Where /images' chunk 3 lies in the file; its bytes overwritten.
+    haddr_t addr = 0;
+    hsize_t bytes = 0;
+    {
+      h5::File h = h5::open_file(file);
+      h5::Dataset dset = h5::open_dataset(h, "/images");
+      const hsize_t at[2] = {21, 0};
+      unsigned mask = 0;
+      ASSERT_GE(H5Dget_chunk_info_by_coord(dset, at, &mask, &addr, &bytes), 0);
+    }
+    std::fstream h(file, std::ios::in | std::ios::out | std::ios::binary);
+    h.seekp(static_cast<std::streamoff>(addr));
+    const std::string junk(static_cast<size_t>(bytes), '\x5a');
+    h.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  std::vector<int64_t> all(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) all[static_cast<size_t>(i)] = i;
+  std::vector<float> x(static_cast<size_t>(n * d));
+  try {
+    str.gather(all, x.data());
+    ADD_FAILURE() << "a damaged file read without an error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find(file), std::string::npos) << e.what();
+  }
 }
 
 // Every step of `epochs` epochs from (first_epoch, first_step) equals the in-memory gather.
