@@ -73,6 +73,6 @@ if [[ -n $big ]]; then
   out=$(mpirun -n 2 --bind-to core -x OMP_NUM_THREADS build/vae_dist --config configs/fashion_mlp.cfg \
     --data "$big" --test-data "" --epochs 1 --out "$work/big" --threads 1 --progress false \
     --checkpoint-every 0 --iw-samples 0 2>&1) || { echo "$out" >&2; exit 1; }
-  echo "big file: $big, $(du -BG --apparent-size "$big" | cut -f1)B on disk; 2 ranks, auto --stream:"
+  echo "big file: $big, $(awk -v b="$(stat -c %s "$big")" 'BEGIN {printf "%.1f", b / 1e9}') GB; 2 ranks, --stream auto:"
   grep -E '^(data:|done:)' <<<"$out"
 fi
