@@ -31,6 +31,20 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
+// Rank r of `world`'s rows of `file`'s /images, streamed (or in memory).
+Shard shard_of(const std::string& file, int rank = 0, int world = 1,
+               ValueCheck check = ValueCheck::UnitInterval,
+               Residency residency = Residency::Streamed, const std::string& name = "/images") {
+  return Shard::read(file, name, rank, world, check, std::nullopt, residency);
+}
+
+// A uint8 file of `n` synthetic 4 x 4 images in `dir`.
+std::string u8_file(const TempDir& dir, int64_t n) {
+  const std::string path = dir.file("u8_" + std::to_string(n) + ".h5");
+  write_synthetic(path, n, 1, 4, 4, 3, SynthDType::UInt8, 4);
+  return path;
+}
+
 TEST(BlockShuffle, IsAPermutationOfWholeAlignedBlocksInWindows) {
   for (int64_t n : {61, 1000}) {
     for (int world : {1, 2, 3}) {
@@ -132,15 +146,13 @@ std::string float_file(const TempDir& dir, int64_t n, int64_t bad_row = -1, floa
 
 TEST(StreamedShard, GathersAndStandardisesAsInMemory) {
   TempDir dir;
-  const std::string u8 = dir.file("u8.h5");
-  write_synthetic(u8, 61, 1, 4, 4, 3, SynthDType::UInt8, 4);
+  const std::string u8 = u8_file(dir, 61);
   const std::string f32 = float_file(dir, 61);
   for (const std::string& file : {u8, f32}) {
     for (int world : {1, 2, 3}) {
       for (int r = 0; r < world; ++r) {
-        const Shard mem = Shard::read(file, "/images", r, world, ValueCheck::UnitInterval);
-        const Shard str = Shard::read(file, "/images", r, world, ValueCheck::UnitInterval,
-                                      std::nullopt, Residency::Streamed);
+        const Shard mem = shard_of(file, r, world, ValueCheck::UnitInterval, Residency::InMemory);
+        const Shard str = shard_of(file, r, world);
         ASSERT_TRUE(str.streamed());
         EXPECT_EQ(str.rows(), mem.rows());
         EXPECT_EQ(str.labels(), mem.labels());
@@ -157,9 +169,8 @@ TEST(StreamedShard, GathersAndStandardisesAsInMemory) {
     }
   }
   // --standardize: the same statistics from two reads of the file, the same scaled rows.
-  Shard mem = Shard::read(f32, "/images", 0, 1, ValueCheck::None);
-  Shard str =
-      Shard::read(f32, "/images", 0, 1, ValueCheck::None, std::nullopt, Residency::Streamed);
+  Shard mem = shard_of(f32, 0, 1, ValueCheck::None, Residency::InMemory);
+  Shard str = shard_of(f32, 0, 1, ValueCheck::None);
   const SumOverRanks alone = [](std::span<double>) {};
   const FeatureScaling sm = feature_scaling(mem, alone), ss = feature_scaling(str, alone);
   EXPECT_EQ(sm.mean, ss.mean);
@@ -172,7 +183,7 @@ TEST(StreamedShard, GathersAndStandardisesAsInMemory) {
   str.gather(idx, b.data());
   EXPECT_TRUE(same_bits(a, b));
   // And they were scaled: a fresh shard gives the raw values.
-  const Shard raw = Shard::read(f32, "/images", 0, 1, ValueCheck::None);
+  const Shard raw = shard_of(f32, 0, 1, ValueCheck::None, Residency::InMemory);
   std::vector<float> c(15);
   raw.gather(idx, c.data());
   EXPECT_FALSE(same_bits(a, c));
@@ -203,9 +214,10 @@ TEST(StreamedShard, DeflateChunksDecodedByLibdeflateEqualHdf5sOwnRead) {
     for (const char* name : {"/images", "/floats"}) {
       for (int world : {1, 3}) {
         for (int r = 0; r < world; ++r) {
-          const Shard mem = Shard::read(file, name, r, world, ValueCheck::UnitInterval);
-          const Shard str = Shard::read(file, name, r, world, ValueCheck::UnitInterval,
-                                        std::nullopt, Residency::Streamed);
+          const Shard mem =
+              shard_of(file, r, world, ValueCheck::UnitInterval, Residency::InMemory, name);
+          const Shard str =
+              shard_of(file, r, world, ValueCheck::UnitInterval, Residency::Streamed, name);
           std::vector<int64_t> idx;
           for (int64_t i = 0; i < mem.rows(); ++i) idx.push_back(i);
           for (int64_t i = mem.rows() - 1; i >= 0; i -= 4) idx.push_back(i);
@@ -219,8 +231,7 @@ TEST(StreamedShard, DeflateChunksDecodedByLibdeflateEqualHdf5sOwnRead) {
   }
   // A damaged chunk is a DataError naming the file, not a crash or wrong rows.
   const std::string file = dir.file("z9.h5");
-  const Shard str = Shard::read(file, "/images", 0, 1, ValueCheck::UnitInterval, std::nullopt,
-                                Residency::Streamed);
+  const Shard str = shard_of(file);
   {
     // Where /images' chunk 3 lies in the file; its bytes overwritten.
     haddr_t addr = 0;
@@ -251,9 +262,8 @@ TEST(StreamedShard, DeflateChunksDecodedByLibdeflateEqualHdf5sOwnRead) {
 // Every step of `epochs` epochs from (first_epoch, first_step) equals the in-memory gather.
 void expect_stream_equals_memory(const std::string& file, int rank, int world, BlockShuffle bs,
                                  int batch, int64_t first_epoch, int64_t first_step) {
-  const Shard mem = Shard::read(file, "/images", rank, world, ValueCheck::UnitInterval);
-  const Shard str = Shard::read(file, "/images", rank, world, ValueCheck::UnitInterval,
-                                std::nullopt, Residency::Streamed);
+  const Shard mem = shard_of(file, rank, world, ValueCheck::UnitInterval, Residency::InMemory);
+  const Shard str = shard_of(file, rank, world);
   EpochPlan plan(mem.global_rows(), rank, world, batch, bs);
   RowStream stream(str, plan);
   const auto D = static_cast<size_t>(mem.sample_size());
@@ -281,8 +291,7 @@ void expect_stream_equals_memory(const std::string& file, int rank, int world, B
 
 TEST(RowStream, BatchesEqualTheInMemoryGatherAcrossWindowsAndEpochs) {
   TempDir dir;
-  const std::string u8 = dir.file("u8.h5");
-  write_synthetic(u8, 301, 1, 4, 4, 3, SynthDType::UInt8, 4);
+  const std::string u8 = u8_file(dir, 301);
   const std::string f32 = float_file(dir, 301);
   for (const std::string& file : {u8, f32})
     for (int world : {1, 2, 3})
@@ -300,10 +309,7 @@ TEST(RowStream, BatchesEqualTheInMemoryGatherAcrossWindowsAndEpochs) {
 
 TEST(RowStream, AWindowThatCannotHoldABatchIsRefused) {
   TempDir dir;
-  const std::string u8 = dir.file("u8.h5");
-  write_synthetic(u8, 100, 1, 4, 4, 3, SynthDType::UInt8, 4);
-  const Shard str =
-      Shard::read(u8, "/images", 0, 1, ValueCheck::UnitInterval, std::nullopt, Residency::Streamed);
+  const Shard str = shard_of(u8_file(dir, 100));
   EpochPlan plan(100, 0, 1, 16, BlockShuffle{0, 2, 2});  // windows of 4 rows, batches of 16
   RowStream stream(str, plan);
   plan.shuffle(1, 1);
@@ -316,8 +322,7 @@ TEST(RowStream, ABadValueInALaterBlockFailsTheStepThatReadsItNamingTheRow) {
   TempDir dir;
   const std::string file = float_file(dir, 200, 150, std::nanf(""));
   // Streamed, the file opens: values are checked as they are read.
-  const Shard str = Shard::read(file, "/images", 0, 1, ValueCheck::UnitInterval, std::nullopt,
-                                Residency::Streamed);
+  const Shard str = shard_of(file);
   EpochPlan plan(200, 0, 1, 4, BlockShuffle{0, 10, 6});
   RowStream stream(str, plan);
   std::vector<float> x(4 * 3);
@@ -349,10 +354,7 @@ TEST(RowStream, ABadValueInALaterBlockFailsTheStepThatReadsItNamingTheRow) {
 
 TEST(RowStream, StopsCleanlyMidEpochAndRestarts) {
   TempDir dir;
-  const std::string u8 = dir.file("u8.h5");
-  write_synthetic(u8, 400, 1, 4, 4, 3, SynthDType::UInt8, 4);
-  const Shard str =
-      Shard::read(u8, "/images", 0, 1, ValueCheck::UnitInterval, std::nullopt, Residency::Streamed);
+  const Shard str = shard_of(u8_file(dir, 400));
   EpochPlan plan(400, 0, 1, 4, BlockShuffle{0, 5, 6});
   std::vector<float> x(4 * 16);
   for (int i = 0; i < 20; ++i) {
