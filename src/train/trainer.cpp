@@ -304,9 +304,11 @@ Trainer::Trainer(const Options& options, const Comm& comm)
           std::to_string(blocks->window_blocks) + " blocks of " +
           std::to_string(blocks->block_rows) + " rows (" + bytes_text(windows) +
           "), more than the memory budget of " + bytes_text(static_cast<double>(budget.bytes)) +
-          " per rank; the blocks are whole HDF5 chunks of " + std::to_string(s.train.chunk_rows()) +
-          " rows: re-chunk the file to about 1 MB per chunk (h5repack -l " + opt.dataset +
-          ":CHUNK=...), lower --stream-window-mb, or raise --data-memory-mb");
+          " per rank (a window holds at least a batch, and blocks are whole HDF5 chunks, here of " +
+          std::to_string(s.train.chunk_rows()) +
+          " rows); raise --data-memory-mb, use a smaller "
+          "--batch-size, or re-chunk the file to about 1 MB per chunk (h5repack -l " +
+          opt.dataset + ":CHUNK=...)");
   }
   const std::string held = bytes_text(over[1] / comm.size()) + " per rank";
   const std::string why = opt.stream != "auto"
