@@ -207,8 +207,6 @@ DataExtent Shard::extent(const std::string& file, const std::string& dataset) {
   for (size_t i = 1; i < o.dims.size(); ++i)
     e.row_bytes =
         o.dims[i] > (int64_t{1} << 50) / e.row_bytes ? int64_t{1} << 50 : e.row_bytes * o.dims[i];
-  const std::vector<int64_t> chunk = h5::chunk_of(o.dset);
-  e.chunk_rows = chunk.empty() ? 0 : chunk[0];
   return e;
 }
 

@@ -37,7 +37,6 @@ enum class Residency { InMemory, Streamed };
 struct DataExtent {
   int64_t rows = 0;
   int64_t row_bytes = 0;
-  int64_t chunk_rows = 0;  // rows per HDF5 chunk; 0 when not chunked
 };
 
 class Shard {

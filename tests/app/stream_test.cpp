@@ -31,46 +31,34 @@ std::string run(const std::string& data, const std::string& out, const std::stri
          extra;
 }
 
+// Runs `command` and expects its exit code and every text in its output.
+void expect_says(const std::string& command, int exit_code, const std::vector<std::string>& texts) {
+  const CommandResult r = run_command(command, 120);
+  EXPECT_EQ(r.exit_code, exit_code) << r.output;
+  for (const std::string& t : texts) EXPECT_TRUE(contains(r.output, t)) << t << "\n" << r.output;
+}
+
 TEST(AppStream, TheSwitchIsAutomaticByTheMemoryBudgetAndSaysSo) {
   TempDir tmp;
   const std::string data = synth_file(tmp);
-  CommandResult r = run_command(run(data, tmp.file("a"), ""), 120);
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(contains(r.output, "data: in memory: 3.1 MB per rank fits the budget of"))
-      << r.output;
-  EXPECT_TRUE(contains(r.output, "auto: half of this node's")) << r.output;
-  EXPECT_TRUE(contains(r.output, "peak RSS")) << r.output;
-
+  expect_says(run(data, tmp.file("a"), ""), 0,
+              {"data: in memory: 3.1 MB per rank fits the budget of", "auto: half of this node's",
+               "peak RSS"});
   // Two windows of at least 6 blocks (a batch's block and 2, twice) cannot fit 2 MB.
-  r = run_command(run(data, tmp.file("b"), "--data-memory-mb 2"), 120);
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_TRUE(contains(r.output,
-                       "needs two windows of 6 blocks of 1024 rows (6.1 MB), more than the "
-                       "memory budget of 2.1 MB per rank"))
-      << r.output;
+  expect_says(run(data, tmp.file("b"), "--data-memory-mb 2"), 2,
+              {"needs two windows of 6 blocks of 1024 rows (6.1 MB), more than the memory budget "
+               "of 2.1 MB per rank"});
   // 13.8 MB in a budget of 13.6 MB: streamed, in windows of half the budget at most.
   TempDir big;
-  const std::string more = synth_file(big, 13500);
-  r = run_command(run(more, tmp.file("b2"), "--data-memory-mb 13 --max-steps 30"), 120);
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(contains(r.output,
-                       "data: streamed from the files (13.8 MB per rank is more than the budget "
-                       "of 13.6 MB (--data-memory-mb 13))"))
-      << r.output;
-  EXPECT_TRUE(contains(r.output, "windows of 6 blocks of 1024 rows")) << r.output;
-
-  r = run_command(run(data, tmp.file("c"), "--data-memory-mb 2 --stream never"), 120);
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(contains(r.output, "data: in memory: 3.1 MB per rank, --stream never")) << r.output;
-  r = run_command(run(data, tmp.file("d"), "--stream always"), 120);
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(
-      contains(r.output, "data: streamed from the files (3.1 MB per rank, --stream always)"))
-      << r.output;
-
-  r = run_command(run(data, tmp.file("e"), "--stream sometimes"), 60);
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_TRUE(contains(r.output, "--stream")) << r.output;
+  expect_says(run(synth_file(big, 13500), tmp.file("b2"), "--data-memory-mb 13 --max-steps 30"), 0,
+              {"data: streamed from the files (13.8 MB per rank is more than the budget of 13.6 "
+               "MB (--data-memory-mb 13))",
+               "windows of 6 blocks of 1024 rows"});
+  expect_says(run(data, tmp.file("c"), "--data-memory-mb 2 --stream never"), 0,
+              {"data: in memory: 3.1 MB per rank, --stream never"});
+  expect_says(run(data, tmp.file("d"), "--stream always"), 0,
+              {"data: streamed from the files (3.1 MB per rank, --stream always)"});
+  expect_says(run(data, tmp.file("e"), "--stream sometimes"), 2, {"--stream"});
 }
 
 TEST(AppStream, AMidEpochResumeThatHoldsTheDataOtherwiseGoesOnAtTheNextEpoch) {
