@@ -23,6 +23,7 @@
 #include "core/version.hpp"
 #include "nn/context.hpp"
 #include "nn/conv.hpp"
+#include "nn/linear.hpp"
 #include "nn/param_store.hpp"
 #include "nn/peak.hpp"
 #include "nn/precision.hpp"
@@ -210,7 +211,7 @@ int main(int argc, char** argv) {
     // backward-weights of every layer, each 2*I*O per sample.
     const double fwd = vae.flops_per_sample_forward();
     double first = 0;  // the first parameter layer skips backward-data
-    for (const auto& l : vae.encoder().layers())
+    for (const vd::Layer* l : vae.encoder().layers())
       if ((first = l->flops_per_sample()) > 0) break;
     const double step_flops = static_cast<double>(batch) * (3 * fwd - first);
     const double gflops = step_flops / (ms * 1e-3) / 1e9;
@@ -219,9 +220,9 @@ int main(int argc, char** argv) {
     // Peak references on rank 0 alone, after the timed runs, so they do not compete.
     double peak = 0, peak_train = 0, peak_conv = 0;
     std::vector<vd::ConvShape> convs;
-    for (const vd::Sequential* seq : {&vae.encoder(), &vae.decoder()})
-      for (const auto& l : seq->layers())
-        if (auto* c = dynamic_cast<vd::Conv2d*>(l.get())) {
+    for (const vd::Graph* graph : {&vae.encoder(), &vae.decoder()})
+      for (vd::Layer* l : graph->layers())
+        if (auto* c = dynamic_cast<vd::Conv2d*>(l)) {
           convs.push_back(c->conv_shape(batch));
           if (impl && comm.is_root())
             std::printf("%s: %s\n", c->name().c_str(), c->impl_info(ctx, batch).c_str());
@@ -238,14 +239,10 @@ int main(int argc, char** argv) {
         conv_flops += 6.0 * c.batch * small * (c.transposed ? c.oc : c.ic) * c.kernel * c.kernel;
       }
       primitives_ms = 1e3 * conv_flops / (peak_conv * 1e9);
-      const vd::Precision fc_precision =
-          precision == vd::Precision::BF16 ? vd::Precision::BF16 : vd::Precision::F32;
-      std::vector<std::tuple<int, int, vd::Precision>> fcs{
-          {vae.encoder().out_shape().c, latent, fc_precision},
-          {vae.encoder().out_shape().c, latent, fc_precision}};
-      for (const vd::Sequential* seq : {&vae.encoder(), &vae.decoder()})
-        for (const auto& l : seq->layers())
-          if (auto* f = dynamic_cast<vd::Linear*>(l.get()))
+      std::vector<std::tuple<int, int, vd::Precision>> fcs;  // the heads included
+      for (const vd::Graph* graph : {&vae.encoder(), &vae.decoder()})
+        for (vd::Layer* l : graph->layers())
+          if (auto* f = dynamic_cast<vd::Linear*>(l))
             fcs.emplace_back(f->in(), f->out(), f->precision());
       for (const auto& [in, out, fc_prec] : fcs) {
         const double g = vd::measure_inner_product_gflops(

@@ -1,18 +1,18 @@
 // vd::Context: the oneDNN CPU engine and stream every layer executes on, and who hears when a
 // layer's parameter gradients are final (the gradient sum starts on them during backward).
 #pragma once
+#include <cstddef>
 #include <dnnl.hpp>
 #include <span>
-#include <string>
 
 namespace vd {
 
-// Told by the containers (Sequential, the VAE's heads) after each layer's backward: the
-// gradients of the parameters named "<layer>.*" are final for this step.
+// Told by a Graph after each layer's backward: the gradients of these ParamStore entries (the
+// layer's own, Layer::param_entries) are final for this step.
 class GradListener {
  public:
   virtual ~GradListener() = default;
-  virtual void backward_done(const std::string& layer) = 0;
+  virtual void backward_done(std::span<const size_t> entries) = 0;
 };
 
 // Sums a few doubles in place over the ranks that share one global batch. start() begins the

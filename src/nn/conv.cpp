@@ -1,10 +1,11 @@
-// vd::Conv2d, vd::Reshape and vd::Relu: parameters, shapes, and forward/backward through the
-// cached oneDNN primitives of nn/dnnl_prims.
+// vd::Conv2d: parameters, shapes, forward/backward through the cached oneDNN primitives of
+// nn/dnnl_prims, and the "conv" and "convt" layer kinds.
 #include "nn/conv.hpp"
 
 #include <cmath>
 
 #include "core/error.hpp"
+#include "nn/registry.hpp"
 
 namespace vd {
 
@@ -81,7 +82,7 @@ ConvPrims& Conv2d::prims(int n) {
   auto it = cache_.find(n);
   VD_CHECK(it != cache_.end(), Error,
            "conv layer " + name() + " runs batch size " + std::to_string(n) +
-               " without prepare(); run it inside a Sequential");
+               " without prepare(); run it inside a Graph");
   return *it->second;
 }
 
@@ -128,57 +129,65 @@ std::string Conv2d::impl_info(Context& /*ctx*/, int n) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The kinds: "conv C kK [sS] [pP]" and "convt C kK [sS] [pP] [opO]".
 
-Reshape::Reshape(std::string name, Shape in, Shape out) : Layer(std::move(name), in, out) {
-  VD_CHECK(in.size() == out.size(), ShapeError,
-           "reshape layer " + this->name() + " cannot turn " + in.text() + " (" +
-               std::to_string(in.size()) + " values) into " + out.text() + " (" +
-               std::to_string(out.size()) + " values)");
-}
+namespace {
 
-std::string Reshape::describe() const {
-  return out_shape().flat() ? "flatten" : "reshape " + out_shape().text();
-}
-
-Layout Reshape::prepare(Context& ctx, int n, const Layout& src) {
-  if (!is_plain(src, n, in_shape()) && !blocked_.count(n)) {
-    const Layout plain = plain_layout(n, in_shape());
-    blocked_[n] = Reorders{std::make_unique<ReorderPrims>(ctx.engine, src, plain),
-                           std::make_unique<ReorderPrims>(ctx.engine, plain, src)};
+ConvSpec parse_conv(const LayerText& l, bool transposed) {
+  const std::string& k = l.keyword;
+  ConvSpec spec;
+  spec.transposed = transposed;
+  if (l.has_body || l.args.size() < 2 || !parse_int(l.args[0], spec.out_channels) ||
+      spec.out_channels < 1)
+    throw SyntaxError("'" + k + "' needs positive output channels and a kernel, e.g. '" + k +
+                      " 32 k4 s2 p1'");
+  bool kernel = false;
+  for (size_t i = 1; i < l.args.size(); ++i) {
+    const std::string& a = l.args[i];
+    const bool op = a.rfind("op", 0) == 0;
+    int v = 0;
+    if (!parse_int(a.substr(op ? 2 : 1), v)) throw SyntaxError("cannot read '" + a + "'");
+    if (op && transposed && v >= 0) {
+      spec.output_pad = v;
+    } else if (a[0] == 'k' && v >= 1) {
+      spec.kernel = v;
+      kernel = true;
+    } else if (a[0] == 's' && v >= 1) {
+      spec.stride = v;
+    } else if (a[0] == 'p' && v >= 0) {
+      spec.pad = v;
+    } else {
+      throw SyntaxError("'" + a + "' is not a valid setting here");
+    }
   }
-  return plain_layout(n, out_shape());
+  if (!kernel) throw SyntaxError("'" + k + "' needs a kernel size, e.g. k4");
+  return spec;
 }
 
-bool Reshape::is_view(int n) const {
-  return !blocked_.count(n);
+LayerKind conv_kind_of(bool transposed) {
+  LayerKind k;
+  k.keyword = transposed ? "convt" : "conv";
+  k.syntax = transposed ? "convt C kK [sS] [pP] [opO]" : "conv C kK [sS] [pP]";
+  k.what = transposed ? "transposed convolution, output padding O (0)"
+                      : "convolution, C output channels, K x K kernel, stride S (1), padding P (0)";
+  k.torch = transposed ? "nn.ConvTranspose2d" : "nn.Conv2d";
+  k.params = true;
+  k.fuses_activation = true;
+  k.check = [transposed](const LayerText& l) { parse_conv(l, transposed); };
+  k.build = [transposed](const BuildSite& s, const LayerText& l) -> std::unique_ptr<Layer> {
+    return std::make_unique<Conv2d>(s.store, s.name, s.in, parse_conv(l, transposed), s.act);
+  };
+  return k;
 }
 
-void Reshape::forward(Context& ctx, int n, const float* src, float* dst) {
-  blocked_.at(n).to_plain->run(ctx.stream, src, dst);
+}  // namespace
+
+LayerKind conv_kind() {
+  return conv_kind_of(false);
 }
 
-void Reshape::backward(Context& ctx, int n, const float* /*src*/, const float* /*dst*/,
-                       float* diff_dst, float* diff_src) {
-  if (diff_src) blocked_.at(n).from_plain->run(ctx.stream, diff_dst, diff_src);
-}
-
-// ---------------------------------------------------------------------------------------------
-
-Layout Relu::prepare(Context& /*ctx*/, int n, const Layout& src) {
-  floats_[n] = layout_floats(src);
-  return src;
-}
-
-void Relu::forward(Context& /*ctx*/, int n, const float* __restrict src, float* __restrict dst) {
-  const size_t count = floats_.at(n);
-  for (size_t i = 0; i < count; ++i) dst[i] = src[i] > 0.0f ? src[i] : 0.0f;
-}
-
-void Relu::backward(Context& /*ctx*/, int n, const float* /*src*/, const float* __restrict dst,
-                    float* __restrict diff_dst, float* __restrict diff_src) {
-  if (!diff_src) return;
-  const size_t count = floats_.at(n);
-  for (size_t i = 0; i < count; ++i) diff_src[i] = dst[i] > 0.0f ? diff_dst[i] : 0.0f;
+LayerKind convt_kind() {
+  return conv_kind_of(true);
 }
 
 }  // namespace vd

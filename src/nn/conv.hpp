@@ -1,5 +1,6 @@
 // vd::Conv2d: a 2-D convolution ("conv 32 k4 s2 p1") or transposed convolution ("convt 32 k4
-// s2 p1", PyTorch's ConvTranspose2d) on oneDNN, with its parameters in PyTorch's layout.
+// s2 p1", PyTorch's ConvTranspose2d) on oneDNN, with its parameters in PyTorch's layout; the
+// "conv" and "convt" layer kinds.
 #pragma once
 #include <map>
 #include <memory>
@@ -45,6 +46,8 @@ class Conv2d final : public Layer {
   void backward(Context& ctx, int n, const float* src, const float* dst, float* diff_dst,
                 float* diff_src) override;
 
+  std::vector<size_t> param_entries() const override { return {weight_, bias_}; }
+
   const ConvSpec& spec() const { return spec_; }
   Activation activation() const { return act_; }
   std::string impl_info(Context& ctx, int n);  // oneDNN implementations for batch n
@@ -59,39 +62,6 @@ class Conv2d final : public Layer {
   Precision precision_ = Precision::F32;
   size_t weight_, bias_;
   std::map<int, std::unique_ptr<ConvPrims>> cache_;  // one per batch size
-};
-
-// Flatten ("flatten": C x H x W -> D) and Reshape ("reshape 64x7x7"): the same values in
-// PyTorch's order. A view of plain input; after a blocked oneDNN layer, a reorder to plain.
-class Reshape final : public Layer {
- public:
-  Reshape(std::string name, Shape in, Shape out);
-  std::string describe() const override;
-  Layout prepare(Context& ctx, int n, const Layout& src) override;
-  bool is_view(int n) const override;
-  void forward(Context& ctx, int n, const float* src, float* dst) override;
-  void backward(Context& ctx, int n, const float* src, const float* dst, float* diff_dst,
-                float* diff_src) override;
-
- private:
-  struct Reorders {
-    std::unique_ptr<ReorderPrims> to_plain, from_plain;
-  };
-  std::map<int, Reorders> blocked_;  // batch sizes whose src is not plain
-};
-
-// A stand-alone ReLU ("relu" where it cannot be fused into the layer before it).
-class Relu final : public Layer {
- public:
-  Relu(std::string name, Shape in) : Layer(std::move(name), in, in) {}
-  std::string describe() const override { return "relu"; }
-  Layout prepare(Context& ctx, int n, const Layout& src) override;
-  void forward(Context& ctx, int n, const float* src, float* dst) override;
-  void backward(Context& ctx, int n, const float* src, const float* dst, float* diff_dst,
-                float* diff_src) override;
-
- private:
-  std::map<int, size_t> floats_;  // buffer floats per batch size (blocked layouts pad)
 };
 
 }  // namespace vd

@@ -6,6 +6,7 @@
 #include <dnnl.hpp>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/rng.hpp"
 #include "nn/context.hpp"
@@ -57,10 +58,14 @@ class Layer {
   virtual void init(Rng& /*rng*/) {}
   // Forward multiply-adds x 2 per sample.
   virtual double flops_per_sample() const { return 0; }
-  // The number format of the layer's oneDNN primitives (see nn/precision.hpp); set it before
-  // the first prepare(). Layers without primitives of their own stay f32 and ignore it.
+  // The number format the model asks for (see nn/precision.hpp), set before the first
+  // prepare(). Each layer applies its own rule: those with oneDNN primitives that pay in bf16
+  // take it; the others stay f32 and ignore it. precision() is what the layer computes in.
   virtual void set_precision(Precision /*p*/) {}
   virtual Precision precision() const { return Precision::F32; }
+  // The ParamStore entries this layer owns (not those of layers nested in it): their
+  // gradients are final once its backward returns (GradListener).
+  virtual std::vector<size_t> param_entries() const { return {}; }
 
   // Builds (or finds) the primitives for batches of n samples whose src lies in `src`, and
   // returns the layout dst will lie in. Called once per batch size before forward/backward.
@@ -72,8 +77,10 @@ class Layer {
   // dst = f(src) for n samples, in the layouts prepare() returned.
   virtual void forward(Context& ctx, int n, const float* src, float* dst) = 0;
   // Backward of the forward call that read src and wrote dst. diff_dst (dst's layout) may be
-  // MODIFIED in place. Parameter gradients are OVERWRITTEN in the store. diff_src (src's
-  // layout) is written unless it is nullptr (no gradient needed, e.g. the data).
+  // MODIFIED in place. Parameter gradients are OVERWRITTEN in the store (a parameter belongs
+  // to one layer, run once a step). diff_src (src's layout) is OVERWRITTEN unless it is
+  // nullptr (no gradient needed, e.g. the data); a Graph sums the gradients of a value read
+  // by several nodes (nn/graph.hpp), so a layer never needs to add.
   virtual void backward(Context& ctx, int n, const float* src, const float* dst, float* diff_dst,
                         float* diff_src) = 0;
 

@@ -1,5 +1,5 @@
-// vd::Linear: parameter registration, initialisation, and forward/backward through the
-// cached oneDNN inner-product primitives.
+// vd::Linear: parameter registration, initialisation, forward/backward through the cached
+// oneDNN inner-product primitives, and the "fc" layer kind.
 #include "nn/linear.hpp"
 
 #include <cmath>
@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "core/error.hpp"
+#include "nn/registry.hpp"
 
 namespace vd {
 
@@ -80,6 +81,28 @@ void Linear::backward(Context& ctx, int batch, const float* src, const float* ds
 
 std::string Linear::impl_info(Context& ctx, int batch) {
   return prims(ctx, batch).impl_info();
+}
+
+LayerKind fc_kind() {
+  LayerKind k;
+  k.keyword = "fc";
+  k.syntax = "fc N";
+  k.what = "fully connected, N outputs";
+  k.torch = "nn.Linear";
+  k.params = true;
+  k.fuses_activation = true;
+  k.flat_input = true;
+  const auto units = [](const LayerText& l) {
+    int n = 0;
+    if (l.has_body || l.args.size() != 1 || !parse_int(l.args[0], n) || n < 1)
+      throw SyntaxError("'fc' takes one positive width");
+    return n;
+  };
+  k.check = [units](const LayerText& l) { units(l); };
+  k.build = [units](const BuildSite& s, const LayerText& l) -> std::unique_ptr<Layer> {
+    return std::make_unique<Linear>(s.store, s.name, s.in, units(l), s.act);
+  };
+  return k;
 }
 
 }  // namespace vd

@@ -48,6 +48,8 @@ class Linear final : public Layer {
   void backward(Context& ctx, int batch, const float* src, const float* dst, float* diff_dst,
                 float* diff_src) override;
 
+  std::vector<size_t> param_entries() const override { return {weight_, bias_}; }
+
   int in() const { return in_; }
   int out() const { return out_; }
   Activation activation() const { return act_; }

@@ -54,12 +54,6 @@ size_t bucket_floats() {
   }
   return std::max(kAlign, static_cast<size_t>(kb) * 1024 / sizeof(float) / kAlign * kAlign);
 }
-
-// The layer a parameter belongs to: its name without the last component ("decoder.out.weight").
-std::string layer_of(const std::string& entry) {
-  const size_t dot = entry.rfind('.');
-  return dot == std::string::npos ? entry : entry.substr(0, dot);
-}
 }  // namespace
 
 GradientSync::GradientSync(const Comm& comm, ParamStore& store, Adam& adam)
@@ -153,11 +147,7 @@ GradientSync::GradientSync(const Comm& comm, ParamStore& store, Adam& adam)
   requests_.assign(buckets_.size(), MPI_REQUEST_NULL);
   arrived_.assign(buckets_.size(), 0);
   indices_.resize(buckets_.size());
-  for (size_t e = 0; e < store_.entries().size(); ++e) {
-    const auto& entry = store_.entries()[e];
-    entry_offsets_.push_back(entry.offset);
-    layer_entries_[layer_of(entry.name)].push_back(e);
-  }
+  for (const auto& entry : store_.entries()) entry_offsets_.push_back(entry.offset);
   entry_done_.assign(entry_offsets_.size(), 0);
   frontier_entry_ = entry_offsets_.size();
   method_ += " (buckets of " + std::to_string(bucket * sizeof(float) / 1024) +
@@ -242,11 +232,9 @@ bool GradientSync::node_ready(size_t begin) const {
   return true;
 }
 
-void GradientSync::backward_done(const std::string& layer) {
+void GradientSync::backward_done(std::span<const size_t> entries) {
   if (!overlap_) return;
-  const auto it = layer_entries_.find(layer);
-  if (it == layer_entries_.end()) return;
-  for (size_t e : it->second) entry_done_[e] = 1;
+  for (size_t e : entries) entry_done_.at(e) = 1;
   while (frontier_entry_ > 0 && entry_done_[frontier_entry_ - 1]) --frontier_entry_;
   const size_t frontier =
       frontier_entry_ == entry_offsets_.size() ? n_ : entry_offsets_[frontier_entry_];

@@ -18,7 +18,6 @@
 #include <cstdint>
 #include <span>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "nn/context.hpp"
@@ -41,7 +40,7 @@ class GradientSync : public GradListener {
   // Set as the Context's grad_listener during a training step: after layer `layer`'s backward
   // its parameters' gradients are final, and buckets whose gradients are all final on every
   // rank of the node start their exchange across nodes. Without these calls update() does all.
-  void backward_done(const std::string& layer) override;
+  void backward_done(std::span<const size_t> entries) override;
 
   // Collective, after every rank's backward: sums the gradients over ranks and applies one
   // Adam step with learning rate lr, leaving identical parameters on every rank. `signal` is
@@ -120,7 +119,6 @@ class GradientSync : public GradListener {
   int64_t step_ = 0;  // updates so far: progress counters grow across steps, never reset
   // Parameter entries in offset order, the layer of each, and which are final this step.
   std::vector<size_t> entry_offsets_;
-  std::unordered_map<std::string, std::vector<size_t>> layer_entries_;
   std::vector<char> entry_done_;
   size_t frontier_entry_ = 0;  // entries at index >= this are all final
 };

@@ -1,5 +1,5 @@
-// Vae: the encoder and decoder Sequentials, the Gaussian heads and the loss pieces put
-// together into forward and backward passes.
+// Vae: the encoder and decoder graphs and the loss pieces put together into forward and
+// backward passes.
 #include "vae/model.hpp"
 
 #include <algorithm>
@@ -7,7 +7,8 @@
 #include <cstdio>
 
 #include "core/error.hpp"
-#include "nn/conv.hpp"
+#include "nn/linear.hpp"
+#include "nn/reshape.hpp"
 #include "vae/architecture.hpp"
 #include "vae/latent.hpp"
 #include "vae/loss.hpp"
@@ -29,57 +30,61 @@ VaeConfig VaeConfig::mlp(int data_dim, std::vector<int> hidden, int latent_dim) 
   return c;
 }
 
-Precision layer_precision(const Layer& layer, Precision requested) {
-  if (requested == Precision::F32) return Precision::F32;
-  const bool has_primitives =
-      dynamic_cast<const Linear*>(&layer) || dynamic_cast<const Conv2d*>(&layer);
-  return has_primitives ? Precision::BF16 : Precision::F32;
+namespace {
+
+std::vector<Shape> graph_shapes(const Shape& first, int classes) {
+  std::vector<Shape> s{first};
+  if (classes > 0) s.push_back(Shape{classes, 1, 1});
+  return s;
 }
+
+}  // namespace
 
 Vae::Vae(const VaeConfig& config, ParamStore& store)
     : config_(config),
       store_(store),
       data_size_(static_cast<int>(config.data.size())),
-      encoder_(config.data),
-      decoder_(Shape{config.latent_dim, 1, 1}) {
+      encoder_(graph_shapes(config.data, config.classes)),
+      decoder_(graph_shapes(Shape{config.latent_dim, 1, 1}, config.classes)) {
   VD_CHECK(config.data.size() > 0 && config.latent_dim > 0, ShapeError,
            "a VAE needs a positive data size and latent dimension");
   VD_CHECK(config.classes >= 0, ShapeError, "the number of classes cannot be negative");
   VD_CHECK(config.logvar_min < config.logvar_max, ShapeError,
            "the logvar clamp needs logvar_min < logvar_max");
   VD_CHECK(config.free_bits >= 0, ShapeError, "free bits cannot be negative");
+  const Graph::Value label = config.classes > 0 ? 1 : -1;
   build_layers(encoder_, store, "encoder", parse_layers(config.encoder, "encoder"), false,
-               "encoder", config.classes, &condition_);
-  if (!encoder_.out_shape().flat())  // the heads are fc layers: flatten first, as for any fc
-    encoder_.add(
-        std::make_unique<Reshape>("encoder.flatten", encoder_.out_shape(),
-                                  Shape{static_cast<int>(encoder_.out_shape().size()), 1, 1}));
-  const Shape h = encoder_.out_shape();
-  mu_head_ = std::make_unique<Linear>(store, "encoder.mu", h, config.latent_dim, Activation::None);
-  logvar_head_ =
-      std::make_unique<Linear>(store, "encoder.logvar", h, config.latent_dim, Activation::None);
+               "encoder", label);
+  // The heads: two fc layers reading the encoder's (flattened) output.
+  if (!encoder_.shape(encoder_.last()).flat())
+    encoder_.add(make_flatten("encoder.flatten", encoder_.shape(encoder_.last())));
+  const Graph::Value h = encoder_.last();
+  const Shape hs = encoder_.shape(h);
+  const Graph::Value mu = encoder_.add(
+      std::make_unique<Linear>(store, "encoder.mu", hs, config.latent_dim, Activation::None), h);
+  const Graph::Value logvar = encoder_.add(
+      std::make_unique<Linear>(store, "encoder.logvar", hs, config.latent_dim, Activation::None),
+      h);
+  encoder_.set_outputs({mu, logvar});
   const auto dec = parse_layers(config.decoder, "decoder");
   if (dec.empty()) throw ConfigError("decoder: give at least one layer");
-  build_layers(decoder_, store, "decoder", dec, true, "decoder", config.classes, &condition_);
+  build_layers(decoder_, store, "decoder", dec, true, "decoder", label);
   const Shape out = decoder_.out_shape();
   const bool fits = out == config.data || (out.flat() && out.size() == config.data.size());
   if (!fits) {
-    const Layer& last = *decoder_.layers().back();
-    throw ConfigError("decoder: its last layer " + last.name() + " (" + last.describe() +
-                      ") gives " + out.text() + " per sample but the data are " +
-                      config.data.text() + "; change the decoder so it ends in the data's shape");
+    const Graph::Node& last = decoder_.producer(decoder_.last());
+    throw ConfigError("decoder: its last layer " + last.name + " (" +
+                      (last.layer ? last.layer->describe() : std::string("merge")) + ") gives " +
+                      out.text() + " per sample but the data are " + config.data.text() +
+                      "; change the decoder so it ends in the data's shape");
   }
   // Before any primitive exists: layers build theirs for one precision.
-  for (const Sequential* seq : {&encoder_, &decoder_})
-    for (const auto& l : seq->layers()) l->set_precision(layer_precision(*l, config.precision));
-  for (Linear* head : {mu_head_.get(), logvar_head_.get()})
-    head->set_precision(layer_precision(*head, config.precision));
+  for (const Graph* g : {&encoder_, &decoder_})
+    for (Layer* l : g->layers()) l->set_precision(config.precision);
 }
 
 void Vae::init(Rng& rng) {
   encoder_.init(rng);
-  mu_head_->init(rng);
-  logvar_head_->init(rng);
   decoder_.init(rng);
 }
 
@@ -99,27 +104,31 @@ std::string Vae::summary() const {
     s += line;
   };
   row("input", "data", config_.data, nullptr);
-  for (const auto& l : encoder_.layers()) row(l->name(), l->describe(), l->out_shape(), l.get());
-  row("encoder.mu/logvar", "fc " + std::to_string(config_.latent_dim) + " (each)",
-      Shape{config_.latent_dim, 1, 1}, mu_head_.get());
-  for (const auto& l : decoder_.layers()) row(l->name(), l->describe(), l->out_shape(), l.get());
+  for (const Graph* g : {&encoder_, &decoder_})
+    for (const Graph::Node& node : g->nodes()) {
+      std::string what;
+      if (node.layer) {
+        what = node.layer->describe();
+      } else {
+        what = node.op == Graph::Op::Sum ? "sum" : "concat";
+        for (size_t j = 0; j < node.from.size(); ++j)
+          what += (j ? " + " : " ") + g->shape(node.from[j]).text();
+      }
+      row(node.name, what, node.out, node.layer.get());
+    }
   return s;
 }
 
 double Vae::flops_per_sample_forward() const {
-  return encoder_.flops_per_sample() + mu_head_->flops_per_sample() +
-         logvar_head_->flops_per_sample() + decoder_.flops_per_sample();
+  return encoder_.flops_per_sample() + decoder_.flops_per_sample();
 }
 
 void Vae::ensure_workspace(int n) {
   if (n <= capacity_) return;
   const size_t b = static_cast<size_t>(n), L = static_cast<size_t>(config_.latent_dim);
-  const size_t H = static_cast<size_t>(encoder_.out_shape().size());
-  for (auto* v : {&mu_, &logvar_, &z_, &diff_mu_, &diff_logvar_, &diff_z_}) v->resize(b * L);
-  if (clamps_logvar()) logvar_raw_.resize(b * L);
+  for (auto* v : {&z_, &diff_mu_, &diff_logvar_, &diff_z_}) v->resize(b * L);
+  if (clamps_logvar()) logvar_clamped_.resize(b * L);
   diff_out_.resize(b * static_cast<size_t>(data_size_));
-  diff_h_.resize(b * H);
-  diff_h2_.resize(b * H);
   onehot_.resize(b * static_cast<size_t>(config_.classes));
   recon_ws_.resize(b);
   kl_ws_.resize(b);
@@ -138,26 +147,34 @@ void Vae::set_condition(int n, const int32_t* labels) {
                       " classes");
     onehot_[static_cast<size_t>(b) * K + static_cast<size_t>(labels[b])] = 1.0f;
   }
-  condition_ = onehot_.data();
+}
+
+std::vector<const float*> Vae::graph_inputs(const float* first) const {
+  std::vector<const float*> in{first};
+  if (config_.classes > 0) in.push_back(onehot_.data());
+  return in;
 }
 
 bool Vae::clamps_logvar() const {
   return !(std::isinf(config_.logvar_min) && std::isinf(config_.logvar_max));
 }
 
-const float* Vae::encoder_forward(Context& ctx, int n, const float* x) {
-  h_ = encoder_.empty() ? x : encoder_.forward(ctx, n, x);
-  mu_head_->forward(ctx, n, h_, mu_.data());
+void Vae::encoder_forward(Context& ctx, int n, const float* x) {
+  encoder_.forward(ctx, n, graph_inputs(x));
+  mu_ = encoder_.output(0);
+  logvar_raw_ = logvar_ = encoder_.output(1);
   if (clamps_logvar()) {
     // Inside the range the values pass unchanged (bit for bit), so a run that never reaches
     // a bound trains exactly as without the clamp.
-    logvar_head_->forward(ctx, n, h_, logvar_raw_.data());
-    clamp_forward(static_cast<size_t>(n) * config_.latent_dim, logvar_raw_.data(),
-                  config_.logvar_min, config_.logvar_max, logvar_.data());
-  } else {
-    logvar_head_->forward(ctx, n, h_, logvar_.data());
+    clamp_forward(static_cast<size_t>(n) * config_.latent_dim, logvar_raw_, config_.logvar_min,
+                  config_.logvar_max, logvar_clamped_.data());
+    logvar_ = logvar_clamped_.data();
   }
-  return h_;
+}
+
+const float* Vae::decoder_forward(Context& ctx, int n, const float* z) {
+  decoder_.forward(ctx, n, graph_inputs(z));
+  return decoder_.output(0);
 }
 
 void Vae::reconstruction(int n, const float* out, const float* x, float* diff, float scale) {
@@ -194,17 +211,23 @@ LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float gra
   if (free_bits) {
     // The floor applies to the global batch's mean KL per dimension: its sums travel over
     // the ranks while the decoder runs forward and backward (one exchange of L + 1 doubles).
-    kl_per_dim_sums(n, L, mu_.data(), logvar_.data(), kl_dim_.data());
+    kl_per_dim_sums(n, L, mu_, logvar_, kl_dim_.data());
     kl_dim_[static_cast<size_t>(L)] = n;
     if (ctx.batch_reducer) ctx.batch_reducer->start(kl_dim_);
   }
-  reparameterize(n, L, mu_.data(), logvar_.data(), batch.eps, z_.data());
-  const float* out = decoder_.forward(ctx, n, z_.data());
+  reparameterize(n, L, mu_, logvar_, batch.eps, z_.data());
+  const float* out = decoder_forward(ctx, n, z_.data());
 
   // Backward, in reverse order. The likelihood's gradient w.r.t. the decoder output first.
   reconstruction(n, out, batch.x, diff_out_.data(), grad_scale);
-  decoder_.backward(ctx, n, z_.data(), diff_out_.data(), diff_z_.data());
-  reparameterize_backward(n, L, logvar_.data(), batch.eps, diff_z_.data(), diff_mu_.data(),
+  {
+    const std::vector<const float*> in = graph_inputs(z_.data());
+    float* diff_out = diff_out_.data();
+    std::vector<float*> diff_in(in.size(), nullptr);  // the label needs no gradient
+    diff_in[0] = diff_z_.data();
+    decoder_.backward(ctx, n, in, std::span<float* const>(&diff_out, 1), diff_in);
+  }
+  reparameterize_backward(n, L, logvar_, batch.eps, diff_z_.data(), diff_mu_.data(),
                           diff_logvar_.data());
   double kl_loss = 0;  // the KL part of the loss, summed over this rank's samples
   if (free_bits) {
@@ -212,15 +235,15 @@ LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float gra
     const double global_n = kl_dim_[static_cast<size_t>(L)];
     for (int j = 0; j < L; ++j) kl_dim_[static_cast<size_t>(j)] /= global_n;  // now means
     const double floored = free_bits_kl(L, kl_dim_.data(), config_.free_bits, kl_active_.data());
-    kl_free_bits_backward(n, L, mu_.data(), logvar_.data(), kl_active_.data(), diff_mu_.data(),
+    kl_free_bits_backward(n, L, mu_, logvar_, kl_active_.data(), diff_mu_.data(),
                           diff_logvar_.data(), beta * grad_scale);
     // The true per-sample KL, for the logs.
-    kl_standard_normal(n, L, mu_.data(), logvar_.data(), kl_ws_.data(), nullptr, nullptr, 0.0f);
+    kl_standard_normal(n, L, mu_, logvar_, kl_ws_.data(), nullptr, nullptr, 0.0f);
     kl_loss = floored * n;
   } else {
     // The KL term adds beta * grad_scale * dKL to the same head gradients.
-    kl_standard_normal(n, L, mu_.data(), logvar_.data(), kl_ws_.data(), diff_mu_.data(),
-                       diff_logvar_.data(), beta * grad_scale);
+    kl_standard_normal(n, L, mu_, logvar_, kl_ws_.data(), diff_mu_.data(), diff_logvar_.data(),
+                       beta * grad_scale);
   }
   for (int b = 0; b < n; ++b) {
     sums.recon += recon_ws_[b];
@@ -231,27 +254,15 @@ LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float gra
   sums.count = n;
   // The clamp passes no gradient to logvar values outside its range.
   if (clamps_logvar())
-    clamp_backward(static_cast<size_t>(n) * L, logvar_raw_.data(), config_.logvar_min,
-                   config_.logvar_max, diff_logvar_.data());
+    clamp_backward(static_cast<size_t>(n) * L, logvar_raw_, config_.logvar_min, config_.logvar_max,
+                   diff_logvar_.data());
 
-  // Heads: both read the encoder's output, so their input gradients add up.
-  const bool need_dh = !encoder_.empty();
-  mu_head_->backward(ctx, n, h_, mu_.data(), diff_mu_.data(), need_dh ? diff_h_.data() : nullptr);
-  logvar_head_->backward(ctx, n, h_, clamps_logvar() ? logvar_raw_.data() : logvar_.data(),
-                         diff_logvar_.data(), need_dh ? diff_h2_.data() : nullptr);
-  if (ctx.grad_listener) {
-    ctx.grad_listener->backward_done(mu_head_->name());
-    ctx.grad_listener->backward_done(logvar_head_->name());
-  }
-  if (need_dh) {
-    float* dh = diff_h_.data();
-    const float* dh2 = diff_h2_.data();
-    const size_t count = static_cast<size_t>(n) * static_cast<size_t>(encoder_.out_shape().size());
-#pragma omp simd
-    for (size_t i = 0; i < count; ++i) dh[i] += dh2[i];
-    // The data needs no gradient: the first layer skips its backward-data.
-    encoder_.backward(ctx, n, batch.x, dh, nullptr);
-  }
+  // The encoder, from both heads; the data and the label need no gradient, so the first
+  // layer skips its backward-data.
+  const std::vector<const float*> in = graph_inputs(batch.x);
+  float* const diff_heads[] = {diff_mu_.data(), diff_logvar_.data()};
+  const std::vector<float*> diff_in(in.size(), nullptr);
+  encoder_.backward(ctx, n, in, diff_heads, diff_in);
   return sums;
 }
 
@@ -263,11 +274,11 @@ LossSums Vae::evaluate(Context& ctx, const Batch& batch, float beta, PosteriorSt
   set_condition(n, batch.labels);
   const int L = config_.latent_dim;
   encoder_forward(ctx, n, batch.x);
-  if (stats) stats->add(n, mu_.data(), logvar_.data());
-  reparameterize(n, L, mu_.data(), logvar_.data(), batch.eps, z_.data());
-  const float* out = decoder_.forward(ctx, n, z_.data());
+  if (stats) stats->add(n, mu_, logvar_);
+  reparameterize(n, L, mu_, logvar_, batch.eps, z_.data());
+  const float* out = decoder_forward(ctx, n, z_.data());
   reconstruction(n, out, batch.x, nullptr, 0.0f);
-  kl_standard_normal(n, L, mu_.data(), logvar_.data(), kl_ws_.data(), nullptr, nullptr, 0.0f);
+  kl_standard_normal(n, L, mu_, logvar_, kl_ws_.data(), nullptr, nullptr, 0.0f);
   for (int b = 0; b < n; ++b) {
     sums.recon += recon_ws_[b];
     sums.kl += kl_ws_[b];
@@ -284,16 +295,15 @@ void Vae::encode(Context& ctx, const Batch& batch, float* mu, float* logvar) {
   set_condition(n, batch.labels);
   encoder_forward(ctx, n, batch.x);
   const size_t count = static_cast<size_t>(n) * config_.latent_dim;
-  std::copy_n(mu_.data(), count, mu);
-  if (logvar) std::copy_n(logvar_.data(), count, logvar);
+  std::copy_n(mu_, count, mu);
+  if (logvar) std::copy_n(logvar_, count, logvar);
 }
 
 void Vae::decode_mean(Context& ctx, int n, const float* z, const int32_t* labels, float* mean) {
   if (n == 0) return;
   ensure_workspace(n);
   set_condition(n, labels);
-  std::copy_n(z, static_cast<size_t>(n) * config_.latent_dim, z_.data());
-  const float* out = decoder_.forward(ctx, n, z_.data());
+  const float* out = decoder_forward(ctx, n, z);
   const size_t count = static_cast<size_t>(n) * data_size_;
   if (config_.likelihood == Likelihood::Bernoulli) {
     for (size_t i = 0; i < count; ++i) mean[i] = 1.0f / (1.0f + std::exp(-out[i]));
@@ -311,14 +321,14 @@ double Vae::iw_log_likelihood_sum(Context& ctx, const Batch& batch, int k, Rng& 
   const int L = config_.latent_dim;
   encoder_forward(ctx, n, batch.x);
   // mu and logvar stay fixed while the decoder runs k times; keep copies.
-  std::vector<float> mu(mu_.begin(), mu_.begin() + static_cast<size_t>(n) * L);
-  std::vector<float> logvar(logvar_.begin(), logvar_.begin() + static_cast<size_t>(n) * L);
+  std::vector<float> mu(mu_, mu_ + static_cast<size_t>(n) * L);
+  std::vector<float> logvar(logvar_, logvar_ + static_cast<size_t>(n) * L);
   std::vector<float> eps(static_cast<size_t>(n) * L);
   std::vector<double> log_w(static_cast<size_t>(n) * k);  // [N, k]
   for (int s = 0; s < k; ++s) {
     rng.fill_normal(eps.data(), eps.size());
     reparameterize(n, L, mu.data(), logvar.data(), eps.data(), z_.data());
-    const float* out = decoder_.forward(ctx, n, z_.data());
+    const float* out = decoder_forward(ctx, n, z_.data());
     reconstruction(n, out, batch.x, nullptr, 0.0f);
     for (int b = 0; b < n; ++b) {
       const float* zb = z_.data() + static_cast<size_t>(b) * L;

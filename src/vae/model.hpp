@@ -1,7 +1,8 @@
-// The VAE: encoder (a Sequential) -> mean and log-variance heads -> reparameterisation ->
-// decoder (a Sequential) -> likelihood, built from the layer lists of the config; forward and
+// The VAE: encoder (a Graph ending in the mean and log-variance heads) -> reparameterisation ->
+// decoder (a Graph) -> likelihood, built from the layer lists of the config; forward and
 // backward for training, plus the forward-only pieces (evaluation, encoding, decoding,
-// importance-weighted bound). A conditional model feeds the one-hot label to both networks.
+// importance-weighted bound). A conditional model gives both graphs the one-hot label as a
+// second input.
 #pragma once
 #include <memory>
 #include <string>
@@ -9,10 +10,9 @@
 
 #include "core/rng.hpp"
 #include "nn/context.hpp"
+#include "nn/graph.hpp"
 #include "nn/layer.hpp"
-#include "nn/linear.hpp"
 #include "nn/param_store.hpp"
-#include "nn/sequential.hpp"
 
 namespace vd {
 
@@ -31,8 +31,8 @@ struct VaeConfig {
   int classes = 0;  // > 0: conditional on a one-hot label of this many classes
   Likelihood likelihood = Likelihood::Bernoulli;
   float gaussian_sigma = 1.0f;  // fixed decoder std for the Gaussian likelihood
-  // BF16: the layers where bf16 pays compute in bf16 (layer_precision); the loss, the
-  // reparameterisation, the parameters and their gradients stay f32 either way.
+  // BF16: the layers where bf16 pays compute in bf16 (each layer's set_precision); the loss,
+  // the reparameterisation, the parameters and their gradients stay f32 either way.
   Precision precision = Precision::F32;
   // logvar is clamped to [logvar_min, logvar_max] after its head (the gradient is exact
   // inside, zero outside); -inf, +inf = no clamp.
@@ -44,14 +44,6 @@ struct VaeConfig {
   // The classic MLP: encoder widths `hidden`, mirrored in the decoder.
   static VaeConfig mlp(int data_dim, std::vector<int> hidden, int latent_dim);
 };
-
-// The precision a layer computes in when the model asks for `requested`: the one place for a
-// per-layer rule. bf16 for every fc, conv and convt layer, f32 for the layers without
-// primitives (reshape, relu, concat). Each conv layer of configs/fashion_conv.cfg pays in bf16,
-// forward + backward, one thread (GFLOP/s f32 -> bf16): conv 1->32 27 -> 39, 32->64 163 -> 275,
-// convt 64->32 99 -> 132, 32->1 25 -> 32. A transposed convolution paid only once its bias and
-// ReLU left oneDNN's reference loop (ConvPrims): with them fused, bf16 was the slower one.
-Precision layer_precision(const Layer& layer, Precision requested);
 
 // Sums over the samples of a batch, in nats. loss = recon + beta * kl; with free bits, kl is
 // still the true KL and loss = recon + beta * (the floored KL, counted once per sample).
@@ -82,8 +74,11 @@ class Vae {
   Vae(const VaeConfig& config, ParamStore& store);
 
   const VaeConfig& config() const { return config_; }
-  const Sequential& encoder() const { return encoder_; }
-  const Sequential& decoder() const { return decoder_; }
+  // Inputs x [N, data] (and the one-hot label [N, K] when conditional); outputs mu and
+  // logvar [N, L] (logvar before the clamp).
+  const Graph& encoder() const { return encoder_; }
+  // Inputs z [N, L] (and the label); output the decoder's [N, data].
+  const Graph& decoder() const { return decoder_; }
   // PyTorch initialisation of every layer, in module order (encoder, heads, decoder).
   void init(Rng& rng);
   // One line per layer: name, what it is, output shape.
@@ -113,7 +108,10 @@ class Vae {
  private:
   void ensure_workspace(int n);
   void set_condition(int n, const int32_t* labels);
-  const float* encoder_forward(Context& ctx, int n, const float* x);
+  // The graph's inputs: x (or z), then the one-hot label of a conditional model.
+  std::vector<const float*> graph_inputs(const float* first) const;
+  void encoder_forward(Context& ctx, int n, const float* x);
+  const float* decoder_forward(Context& ctx, int n, const float* z);
   bool clamps_logvar() const;
   // Per-sample reconstruction NLL into recon_ws_ and, when diff != nullptr, its gradient.
   void reconstruction(int n, const float* out, const float* x, float* diff, float scale);
@@ -121,19 +119,19 @@ class Vae {
   VaeConfig config_;
   ParamStore& store_;
   int data_size_;
-  const float* condition_ = nullptr;  // one-hot [N, K] of the current batch (conditional)
-  Sequential encoder_, decoder_;
-  std::unique_ptr<Linear> mu_head_, logvar_head_;
+  Graph encoder_, decoder_;
   int capacity_ = 0;
-  const float* h_ = nullptr;            // the encoder's output of the current batch
-  std::vector<float> onehot_;           // [N, K]
-  std::vector<float> mu_, logvar_, z_;  // [N, L]
-  std::vector<float> logvar_raw_;       // [N, L] the head's output before the clamp
-  std::vector<double> kl_dim_;          // free bits: [L] sums of KL_j, then the batch size
-  std::vector<uint8_t> kl_active_;      // free bits: [L] dimensions above the floor
+  std::vector<float> onehot_;  // [N, K]
+  // The current batch's encoding [N, L]: mu and the raw logvar point into the encoder's
+  // outputs; logvar_ is the clamped copy (or the raw one without a clamp).
+  const float* mu_ = nullptr;
+  const float* logvar_raw_ = nullptr;
+  const float* logvar_ = nullptr;
+  std::vector<float> logvar_clamped_, z_;  // [N, L]
+  std::vector<double> kl_dim_;             // free bits: [L] sums of KL_j, then the batch size
+  std::vector<uint8_t> kl_active_;         // free bits: [L] dimensions above the floor
   std::vector<float> diff_mu_, diff_logvar_, diff_z_;
   std::vector<float> diff_out_;           // [N, D]
-  std::vector<float> diff_h_, diff_h2_;   // [N, H]
   std::vector<double> recon_ws_, kl_ws_;  // per-sample terms [N]
 };
 

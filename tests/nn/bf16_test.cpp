@@ -12,9 +12,11 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "nn/conv.hpp"
+#include "nn/graph.hpp"
 #include "nn/linear.hpp"
 #include "nn/precision.hpp"
-#include "nn/sequential.hpp"
+#include "nn/relu.hpp"
+#include "nn/reshape.hpp"
 
 namespace {
 
@@ -28,10 +30,10 @@ using vd::Shape;
       GTEST_SKIP() << "this CPU has no native bf16 (oneDNN ISA " << vd::cpu_isa_name() << ")"; \
   } while (0)
 
-// One layer in a Sequential of its own, with its parameters in its own store.
+// One layer in a Graph of its own, with its parameters in its own store.
 struct OneLayer {
   vd::ParamStore store;
-  std::unique_ptr<vd::Sequential> seq;
+  std::unique_ptr<vd::Graph> seq;
   vd::Context ctx;
 };
 using Builder = std::function<void(OneLayer&)>;
@@ -113,7 +115,7 @@ void check_layer(const Builder& build, int n, const std::string& name, bool grad
   auto bf16 = make(build, Precision::BF16, params);
   auto mag = make(build, Precision::F32, absolute(params));
   for (const auto& l : bf16->seq->layers()) {
-    if (dynamic_cast<vd::Linear*>(l.get()) || dynamic_cast<vd::Conv2d*>(l.get())) {
+    if (dynamic_cast<vd::Linear*>(l) || dynamic_cast<vd::Conv2d*>(l)) {
       EXPECT_EQ(l->precision(), Precision::BF16) << l->name();
     }
   }
@@ -138,7 +140,7 @@ vd::ConvSpec conv(int oc, int k, int s, int p, bool transposed) {
 TEST(Bf16, LinearMatchesF32WithinBf16Rounding) {
   check_layer(
       [](OneLayer& m) {
-        m.seq = std::make_unique<vd::Sequential>(Shape{784, 1, 1});
+        m.seq = std::make_unique<vd::Graph>(Shape{784, 1, 1});
         m.seq->add(
             std::make_unique<vd::Linear>(m.store, "fc", m.seq->out_shape(), 400, Activation::None));
       },
@@ -149,7 +151,7 @@ TEST(Bf16, ConvMatchesF32WithinBf16Rounding) {
   // 32 -> 64 channels: oneDNN picks blocked layouts, as in configs/fashion_conv.cfg.
   check_layer(
       [](OneLayer& m) {
-        m.seq = std::make_unique<vd::Sequential>(Shape{32, 14, 14});
+        m.seq = std::make_unique<vd::Graph>(Shape{32, 14, 14});
         m.seq->add(std::make_unique<vd::Conv2d>(m.store, "conv", m.seq->out_shape(),
                                                 conv(64, 4, 2, 1, false), Activation::None));
       },
@@ -159,7 +161,7 @@ TEST(Bf16, ConvMatchesF32WithinBf16Rounding) {
 TEST(Bf16, TransposedConvMatchesF32WithinBf16Rounding) {
   check_layer(
       [](OneLayer& m) {
-        m.seq = std::make_unique<vd::Sequential>(Shape{64, 7, 7});
+        m.seq = std::make_unique<vd::Graph>(Shape{64, 7, 7});
         m.seq->add(std::make_unique<vd::Conv2d>(m.store, "convt", m.seq->out_shape(),
                                                 conv(32, 4, 2, 1, true), Activation::None));
       },
@@ -170,7 +172,7 @@ TEST(Bf16, SingleChannelConvAndTransposedConvMatchF32) {
   // The first and last layers of the conv VAE: one channel in, one channel out.
   check_layer(
       [](OneLayer& m) {
-        m.seq = std::make_unique<vd::Sequential>(Shape{1, 28, 28});
+        m.seq = std::make_unique<vd::Graph>(Shape{1, 28, 28});
         m.seq->add(std::make_unique<vd::Conv2d>(m.store, "conv", m.seq->out_shape(),
                                                 conv(32, 4, 2, 1, false), Activation::None));
         m.seq->add(std::make_unique<vd::Conv2d>(m.store, "convt", m.seq->out_shape(),

@@ -1,4 +1,4 @@
-// Tests of vd::Conv2d (and its transposed form), vd::Reshape and vd::Relu inside a Sequential,
+// Tests of vd::Conv2d (and its transposed form), vd::Reshape and vd::Relu inside a Graph,
 // with channel counts for which oneDNN picks blocked layouts: forward against direct
 // double-precision loops, gradients of parameters and input against central finite
 // differences, PyTorch's output-size formulas, and shape errors that name the layer.
@@ -11,8 +11,10 @@
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "nn/graph.hpp"
 #include "nn/linear.hpp"
-#include "nn/sequential.hpp"
+#include "nn/relu.hpp"
+#include "nn/reshape.hpp"
 #include "support/gradcheck.hpp"
 #include "support/reference_vae.hpp"
 
@@ -45,7 +47,7 @@ TEST(Conv2d, OutputSizesFollowPyTorch) {
 // 32 -> 16 (ReLU), standalone relu, flatten, fc. Input and output plain, as in the model.
 struct Chain {
   vd::ParamStore store;
-  vd::Sequential seq{Shape{16, 8, 8}};
+  vd::Graph seq{Shape{16, 8, 8}};
   vd::Context ctx;
   Chain() {
     seq.add(std::make_unique<vd::Conv2d>(store, "c1", seq.out_shape(), conv(32, 3, 1, 1),
@@ -63,7 +65,7 @@ struct Chain {
   }
   std::vector<double> reference(const std::vector<double>& p, const float* x) const {
     std::vector<double> h(x, x + seq.in_shape().size());
-    for (const auto& l : seq.layers()) h = vd::testing::reference_layer(store, p, *l, h, 0);
+    for (const auto& l : seq.layers()) h = vd::testing::reference_layer(store, p, *l, h);
     return h;
   }
 };
@@ -110,7 +112,7 @@ TEST(Conv2d, BlockedChainGradientsMatchFiniteDifferences) {
     for (int b = 0; b < B; ++b) {
       const std::vector<double> xb(xs.begin() + b * D, xs.begin() + (b + 1) * D);
       std::vector<double> y = xb;
-      for (const auto& l : c.seq.layers()) y = vd::testing::reference_layer(c.store, q, *l, y, 0);
+      for (const auto& l : c.seq.layers()) y = vd::testing::reference_layer(c.store, q, *l, y);
       for (size_t o = 0; o < y.size(); ++o) total += r[static_cast<size_t>(b) * 5 + o] * y[o];
     }
     return total;

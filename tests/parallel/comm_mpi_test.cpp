@@ -116,9 +116,11 @@ std::vector<float> three_updates(const char* method, const char* bucket_kb, std:
           g[i] = static_cast<float>((comm.rank() + 1) * (static_cast<int>(i % 7) - 3 + step));
       };
       fill(split, g.size());
-      sync.backward_done("dec");
+      const size_t dec[] = {store.index_of("dec.weight"), store.index_of("dec.bias")};
+      const size_t enc[] = {store.index_of("enc.weight"), store.index_of("enc.bias")};
+      sync.backward_done(dec);
       fill(0, split);
-      sync.backward_done("enc");
+      sync.backward_done(enc);
       EXPECT_EQ(sync.update(1e-2), 0);
     }
     out.assign(store.params().begin(), store.params().end());

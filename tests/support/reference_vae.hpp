@@ -1,4 +1,4 @@
-// A double-precision VAE for tests: walks the layer list of a vd::Vae (structure only: kinds,
+// A double-precision VAE for tests: walks the graphs of a vd::Vae (structure only: nodes, kinds,
 // sizes, parameter names) and computes every layer by direct loops over a flat double copy
 // of the parameters, so it shares no numerical code with the oneDNN path.
 #pragma once
@@ -7,19 +7,21 @@
 #include <numbers>
 #include <vector>
 
-#include "nn/concat.hpp"
 #include "nn/conv.hpp"
+#include "nn/graph.hpp"
 #include "nn/linear.hpp"
 #include "nn/param_store.hpp"
+#include "nn/relu.hpp"
+#include "nn/reshape.hpp"
 #include "vae/model.hpp"
 
 namespace vd::testing {
 
 // One sample through one layer, parameters read by name from p (a double copy of the
-// store's flat buffer); `label` is the sample's class for a conditional model.
+// store's flat buffer).
 inline std::vector<double> reference_layer(const vd::ParamStore& store,
                                            const std::vector<double>& p, const vd::Layer& l,
-                                           const std::vector<double>& in, int label) {
+                                           const std::vector<double>& in) {
   using Vec = std::vector<double>;
   const auto w = [&](const Vec& q, const std::string& name) {
     return q.data() + store.find(name).offset;
@@ -73,12 +75,38 @@ inline std::vector<double> reference_layer(const vd::ParamStore& store,
     for (size_t i = 0; i < out.size(); ++i) out[i] = std::max(in[i], 0.0);
   } else if (dynamic_cast<const vd::Reshape*>(&l)) {
     out = in;
-  } else if (dynamic_cast<const vd::ConcatCondition*>(&l)) {
-    std::copy(in.begin(), in.end(), out.begin());
-    out[in.size() + static_cast<size_t>(label)] = 1.0;
   } else {
     ADD_FAILURE() << "the reference does not know layer " << l.name();
   }
+  return out;
+}
+
+// One sample through a graph: `inputs` one vector per graph input; returns its outputs.
+inline std::vector<std::vector<double>> reference_graph(const vd::ParamStore& store,
+                                                        const std::vector<double>& p,
+                                                        const vd::Graph& g,
+                                                        std::vector<std::vector<double>> inputs) {
+  std::vector<std::vector<double>> values = std::move(inputs);
+  for (const auto& node : g.nodes()) {
+    const auto& first = values[static_cast<size_t>(node.from[0])];
+    if (node.op == vd::Graph::Op::Layer) {
+      values.push_back(reference_layer(store, p, *node.layer, first));
+    } else if (node.op == vd::Graph::Op::Sum) {
+      std::vector<double> sum = first;
+      for (size_t j = 1; j < node.from.size(); ++j)
+        for (size_t i = 0; i < sum.size(); ++i)
+          sum[i] += values[static_cast<size_t>(node.from[j])][i];
+      values.push_back(sum);
+    } else {  // concatenation along channels: one sample's inputs one after the other
+      std::vector<double> cat;
+      for (vd::Graph::Value v : node.from)
+        cat.insert(cat.end(), values[static_cast<size_t>(v)].begin(),
+                   values[static_cast<size_t>(v)].end());
+      values.push_back(cat);
+    }
+  }
+  std::vector<std::vector<double>> out;
+  for (vd::Graph::Value v : g.outputs()) out.push_back(values[static_cast<size_t>(v)]);
   return out;
 }
 
@@ -92,27 +120,15 @@ struct ReferenceVae {
     return p.data() + store.find(name).offset;
   }
 
-  // One sample through one layer; `label` is the sample's class for a conditional model.
-  Vec layer(const Vec& p, const vd::Layer& l, const Vec& in, int label) const {
-    return reference_layer(store, p, l, in, label);
-  }
-
-  Vec net(const Vec& p, const vd::Sequential& seq, Vec h, int label) const {
-    for (const auto& l : seq.layers()) h = layer(p, *l, h, label);
-    return h;
-  }
-
-  Vec head(const Vec& p, const std::string& name, const Vec& in) const {
-    const double* W = w(p, name + ".weight");
-    const double* b = w(p, name + ".bias");
-    const size_t L = static_cast<size_t>(vae.config().latent_dim);
-    Vec out(L);
-    for (size_t o = 0; o < L; ++o) {
-      double acc = b[o];
-      for (size_t i = 0; i < in.size(); ++i) acc += W[o * in.size() + i] * in[i];
-      out[o] = acc;
+  // A graph's inputs for one sample: `first`, then the one-hot label of a conditional model.
+  std::vector<Vec> inputs(Vec first, int label) const {
+    std::vector<Vec> in{std::move(first)};
+    const int K = vae.config().classes;
+    if (K > 0) {
+      in.emplace_back(static_cast<size_t>(K), 0.0);
+      in.back()[static_cast<size_t>(label)] = 1.0;
     }
-    return out;
+    return in;
   }
 
   struct Sample {
@@ -121,12 +137,12 @@ struct ReferenceVae {
   Sample forward(const Vec& p, const float* x, const float* eps, int label) const {
     const size_t D = static_cast<size_t>(vae.config().data.size());
     Sample s;
-    const Vec h = net(p, vae.encoder(), Vec(x, x + D), label);
-    s.mu = head(p, "encoder.mu", h);
-    s.logvar = head(p, "encoder.logvar", h);
+    const auto enc = reference_graph(store, p, vae.encoder(), inputs(Vec(x, x + D), label));
+    s.mu = enc[0];
+    s.logvar = enc[1];
     s.z.resize(s.mu.size());
     for (size_t j = 0; j < s.z.size(); ++j) s.z[j] = s.mu[j] + std::exp(0.5 * s.logvar[j]) * eps[j];
-    s.out = net(p, vae.decoder(), s.z, label);
+    s.out = reference_graph(store, p, vae.decoder(), inputs(s.z, label))[0];
     return s;
   }
   double recon(const Sample& s, const float* x) const {

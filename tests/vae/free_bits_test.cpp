@@ -184,14 +184,15 @@ double reference_objective(const vd::testing::ReferenceVae& ref, const std::vect
   for (int b = 0; b < m.B; ++b) {
     const float* xb = m.x.data() + static_cast<size_t>(b) * D;
     vd::testing::ReferenceVae::Sample s;
-    const auto h = ref.net(p, m.vae->encoder(), std::vector<double>(xb, xb + D), 0);
-    s.mu = ref.head(p, "encoder.mu", h);
-    s.logvar = ref.head(p, "encoder.logvar", h);
+    const auto enc = vd::testing::reference_graph(ref.store, p, m.vae->encoder(),
+                                                  ref.inputs(std::vector<double>(xb, xb + D), 0));
+    s.mu = enc[0];
+    s.logvar = enc[1];
     for (auto& v : s.logvar) v = std::clamp(v, lo, hi);
     s.z.resize(s.mu.size());
     for (int j = 0; j < L; ++j)
       s.z[j] = s.mu[j] + std::exp(0.5 * s.logvar[j]) * m.eps[static_cast<size_t>(b * L + j)];
-    s.out = ref.net(p, m.vae->decoder(), s.z, 0);
+    s.out = vd::testing::reference_graph(ref.store, p, m.vae->decoder(), ref.inputs(s.z, 0))[0];
     recon += ref.recon(s, xb);
     for (int j = 0; j < L; ++j)
       kl[j] += 0.5 * (s.mu[j] * s.mu[j] + std::exp(s.logvar[j]) - 1 - s.logvar[j]) / m.B;
