@@ -1,5 +1,5 @@
-// vae_data: command-line tool to make and inspect data set files (import-idx, synth, info).
-// It never starts MPI.
+// vae_data: command-line tool to make and inspect data set files (import-idx, synth,
+// shapes, info). It never starts MPI.
 #include <boost/program_options.hpp>
 
 #include <chrono>
@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "core/version.hpp"
 #include "data/dataset_file.hpp"
+#include "data/shapes.hpp"
 
 namespace po = boost::program_options;
 
@@ -30,6 +31,7 @@ constexpr const char* kUsage =
     "commands:\n"
     "  import-idx  convert IDX files (MNIST, Fashion-MNIST) to an HDF5 data set file\n"
     "  synth       write a synthetic data set file (tests, scale benchmarks)\n"
+    "  shapes      write dSprites-like shapes with known factors (disentanglement)\n"
     "  info        describe an HDF5 data set file\n"
     "\n"
     "Train and test splits are separate files, e.g. data/fashion-mnist/train.h5 and test.h5.\n"
@@ -159,6 +161,97 @@ int cmd_synth(int argc, char** argv) {
   return 0;
 }
 
+int cmd_shapes(int argc, char** argv) {
+  const vd::ShapesSpec d;  // the defaults shown in --help are the library's
+  po::options_description desc("shapes options");
+  desc.add_options()("help,h", "show this help")("out", po::value<std::string>()->required(),
+                                                 "output HDF5 file")(
+      "count", po::value<int64_t>(),
+      "number of images, each a uniform draw of every factor (from --seed)")(
+      "all", po::bool_switch(),
+      "instead of --count: every factor combination once, in row-major factor order "
+      "(shape slowest, then scale, orientation, x, y, colour)")(
+      "seed", po::value<uint64_t>()->default_value(0), "random seed of --count's draws")(
+      "shuffle-seed", po::value<uint64_t>(),
+      "with --all: permute the rows with this seed (contiguous shards of the grid order are "
+      "not i.i.d.)")("size", po::value<int>()->default_value(d.size),
+                     "image height and width, pixels")(
+      "channels", po::value<int>()->default_value(d.channels),
+      "1 (white shapes on black) or 3 (RGB; colour becomes a factor)")(
+      "shapes", po::value<int>()->default_value(d.shapes), "the first K of square, ellipse, heart")(
+      "scales", po::value<int>()->default_value(d.scales), "scale values, 0.5..1 evenly")(
+      "orientations", po::value<int>()->default_value(d.orientations),
+      "orientation values, 2 pi k / orientations")(
+      "positions-x", po::value<int>()->default_value(d.positions_x),
+      "x positions, evenly where the largest shape fits")(
+      "positions-y", po::value<int>()->default_value(d.positions_y), "y positions, likewise")(
+      "colours", po::value<int>(), "with --channels 3: palette colours, 1..6 (default 6)")(
+      "supersample", po::value<int>()->default_value(d.supersample),
+      "anti-aliasing: k x k samples per pixel")(
+      "deflate", po::value<int>()->default_value(1),
+      "deflate level of the images, 0 (uncompressed) to 9");
+  po::variables_map vm;
+  const std::string synopsis =
+      "shapes --out FILE.h5 (--count N [--seed S] | --all [--shuffle-seed S]) [--size N "
+      "--channels 1|3 --shapes K --scales K --orientations K --positions-x K --positions-y K "
+      "--colours K --supersample K --deflate L]";
+  if (!parse(argc, argv, desc, {}, synopsis, vm)) return 0;
+  vd::ShapesSpec spec;
+  spec.size = vm["size"].as<int>();
+  spec.channels = vm["channels"].as<int>();
+  spec.shapes = vm["shapes"].as<int>();
+  spec.scales = vm["scales"].as<int>();
+  spec.orientations = vm["orientations"].as<int>();
+  spec.positions_x = vm["positions-x"].as<int>();
+  spec.positions_y = vm["positions-y"].as<int>();
+  spec.supersample = vm["supersample"].as<int>();
+  if (vm.count("colours")) {
+    if (spec.channels != 3)
+      throw UsageError("--colours needs --channels 3; gray images have no colour factor");
+    spec.colours = vm["colours"].as<int>();
+  }
+  vd::ShapesDraw draw;
+  draw.all = vm["all"].as<bool>();
+  if (draw.all == (vm.count("count") > 0))
+    throw UsageError("give --count N (random factor draws) or --all (the whole grid), " +
+                     std::string(draw.all ? "not both" : "one of them"));
+  if (vm.count("count")) {
+    draw.count = vm["count"].as<int64_t>();
+    if (draw.count < 1)
+      throw UsageError("--count must be at least 1, not " + std::to_string(draw.count));
+  }
+  if (draw.all && !vm["seed"].defaulted())
+    throw UsageError(
+        "--seed picks --count's random draws; --all draws nothing (to permute the "
+        "grid, give --shuffle-seed)");
+  draw.seed = vm["seed"].as<uint64_t>();
+  if (vm.count("shuffle-seed")) {
+    if (!draw.all)
+      throw UsageError(
+          "--shuffle-seed permutes the --all grid; --count's draws are already "
+          "in random order");
+    draw.shuffle_seed = vm["shuffle-seed"].as<uint64_t>();
+  }
+  draw.deflate = vm["deflate"].as<int>();
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string out = vm["out"].as<std::string>();
+  const vd::DatasetSummary s = vd::write_shapes(out, spec, draw);
+  print_summary(s, out, seconds_since(t0));
+  const std::vector<std::string> names = vd::shapes_factor_names(spec);
+  const std::vector<int64_t> sizes = vd::shapes_factor_sizes(spec);
+  std::string factors;
+  for (size_t f = 0; f < names.size(); ++f)
+    factors += (f ? ", " : "") + names[f] + " " + std::to_string(sizes[f]);
+  std::string order = "uniform draws, seed " + std::to_string(draw.seed);
+  if (draw.all) {
+    order = "all " + std::to_string(s.rows) + " combinations";
+    order += draw.shuffle_seed ? ", shuffled with seed " + std::to_string(*draw.shuffle_seed)
+                               : std::string(" in row-major order");
+  }
+  std::printf("factors (/factors): %s (%s)\n", factors.c_str(), order.c_str());
+  return 0;
+}
+
 int cmd_info(int argc, char** argv) {
   po::options_description desc("info options");
   desc.add_options()("help,h", "show this help")("file", po::value<std::string>()->required(),
@@ -187,6 +280,7 @@ int run(int argc, char** argv) {
   // The command's parser sees argv[1..]; it skips its first element like a program name.
   if (cmd == "import-idx") return cmd_import(argc - 1, argv + 1);
   if (cmd == "synth") return cmd_synth(argc - 1, argv + 1);
+  if (cmd == "shapes") return cmd_shapes(argc - 1, argv + 1);
   if (cmd == "info") return cmd_info(argc - 1, argv + 1);
   throw UsageError("unknown command '" + cmd + "'\n" + std::string(kUsage));
 }

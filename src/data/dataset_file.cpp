@@ -331,6 +331,29 @@ DatasetSummary write_synthetic_features(const std::string& out_path, int64_t n, 
   return {n, {D}, "float32", true};
 }
 
+void write_dataset_file(const std::string& out_path, const std::string& created_by,
+                        const std::function<void(hid_t file)>& write) {
+  write_atomically(out_path, [&](const std::string& tmp) {
+    h5::File file = h5::create_file(tmp);
+    write_format_attributes(file, created_by);
+    write(file);
+  });
+}
+
+void write_int64_array_attribute(hid_t obj, const std::string& name,
+                                 std::span<const int64_t> values) {
+  if (h5::has_attribute(obj, name))
+    VD_H5(H5Adelete(obj, name.c_str()), "cannot replace HDF5 attribute '" + name + "'");
+  const hsize_t count = values.size();
+  h5::Dataspace space(
+      VD_H5(H5Screate_simple(1, &count, nullptr), "cannot create a dataspace for '" + name + "'"));
+  h5::Attribute attr(
+      VD_H5(H5Acreate2(obj, name.c_str(), H5T_NATIVE_INT64, space, H5P_DEFAULT, H5P_DEFAULT),
+            "cannot create HDF5 attribute '" + name + "'"));
+  VD_H5(H5Awrite(attr, H5T_NATIVE_INT64, values.data()),
+        "cannot write HDF5 attribute '" + name + "'");
+}
+
 std::string describe(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))

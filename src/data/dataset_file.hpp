@@ -9,8 +9,12 @@
 // data/fashion-mnist/train.h5 and data/fashion-mnist/test.h5, so a shard reader never has
 // to know about splits and every file is self-describing.
 #pragma once
+#include <hdf5.h>
+
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -64,6 +68,18 @@ DatasetSummary write_synthetic(const std::string& out_path, int64_t n, int64_t c
 // data --standardize is for. Same temp-file-and-rename scheme. features >= 1.
 DatasetSummary write_synthetic_features(const std::string& out_path, int64_t n, int64_t features,
                                         uint64_t seed, int num_classes);
+
+// The writers' scheme, for writers in other files (data/shapes.cpp): creates missing parent
+// directories and out_path + ".tmp" with the format attributes (created_by names the writer),
+// runs write(file), closes the file and renames it over out_path; on any exception the temp
+// file is removed and the exception passes on.
+void write_dataset_file(const std::string& out_path, const std::string& created_by,
+                        const std::function<void(hid_t file)>& write);
+
+// A 1-D int64 attribute on obj (e.g. the factor sizes on /factors), an array to h5py.
+// Replaces an attribute of the same name.
+void write_int64_array_attribute(hid_t obj, const std::string& name,
+                                 std::span<const int64_t> values);
 
 // Text report of a data set file: file attributes, then every dataset with shape, dtype,
 // chunking, min/max (streamed in blocks) and attributes, and a histogram of /labels.
