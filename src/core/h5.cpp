@@ -427,6 +427,8 @@ std::string read_string_attribute(hid_t obj, const std::string& name) {
   if (VD_H5(H5Tis_variable_str(ftype), "cannot inspect a string type") > 0) {
     Datatype mtype(VD_H5(H5Tcopy(H5T_C_S1), "cannot create a string type"));
     VD_H5(H5Tset_size(mtype, H5T_VARIABLE), "cannot size a string type");
+    // h5py writes str attributes as variable-length UTF-8: read them in the file's charset.
+    VD_H5(H5Tset_cset(mtype, H5Tget_cset(ftype)), "cannot set a string type's charset");
     char* text = nullptr;
     VD_H5(H5Aread(attr, mtype, &text), "cannot read HDF5 attribute '" + name + "'");
     std::string out = text ? text : "";

@@ -1,9 +1,12 @@
-// vd::Context: the oneDNN CPU engine and stream every layer executes on, and who hears when a
-// layer's parameter gradients are final (the gradient sum starts on them during backward).
+// vd::Context: the oneDNN CPU engine and stream every layer executes on, who hears when a
+// layer's parameter gradients are final (the gradient sum starts on them during backward), and
+// where a benchmark's per-kind times go.
 #pragma once
 #include <cstddef>
 #include <dnnl.hpp>
+#include <map>
 #include <span>
+#include <string>
 
 namespace vd {
 
@@ -25,6 +28,13 @@ class BatchReducer {
   virtual void finish() = 0;
 };
 
+// Seconds spent per kind of node ("conv fwd", "gn bwd", "sum fwd", "reorder", ...), summed
+// by the Graphs while a benchmark sets Context::profile. Layers nested in a block count as
+// their own kinds, the block itself not at all.
+struct StepProfile {
+  std::map<std::string, double> seconds;
+};
+
 // One per process (or per thread that runs layers); layers keep no engine of their own,
 // so primitives built for one Context must be executed on the same Context.
 struct Context {
@@ -32,6 +42,7 @@ struct Context {
   dnnl::stream stream;
   GradListener* grad_listener = nullptr;  // not owned; none outside data-parallel training
   BatchReducer* batch_reducer = nullptr;  // not owned; none = this process holds the batch
+  StepProfile* profile = nullptr;         // not owned; none = no timing
   Context();  // CPU engine 0 and an in-order stream on it; throws vd::Error on failure
 };
 

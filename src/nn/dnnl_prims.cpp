@@ -50,6 +50,27 @@ bool is_plain(const Layout& layout, int n, const Shape& shape) {
          (dims.size() == 4 && layout == dnnl::memory::desc(dims, dt::f32, tag::nchw));
 }
 
+int channel_block_of(const Layout& layout) {
+  const dnnl_memory_desc_t& d = layout.data;
+  if (d.ndims != 4 || d.format_kind != dnnl_blocked || d.data_type != dnnl_f32 || d.offset0 != 0)
+    return 0;
+  const auto& b = d.format_desc.blocking;
+  const int64_t block = b.inner_nblks == 0 ? 1 : b.inner_blks[0];
+  if (b.inner_nblks > 1 ||
+      (b.inner_nblks == 1 && (b.inner_idxs[0] != 1 || (block != 8 && block != 16))))
+    return 0;
+  // Dense [N, C/B, H, W, B]: the strides and the padding that layout implies.
+  const int64_t cp = (d.dims[1] + block - 1) / block * block;
+  if (d.padded_dims[0] != d.dims[0] || d.padded_dims[1] != cp || d.padded_dims[2] != d.dims[2] ||
+      d.padded_dims[3] != d.dims[3])
+    return 0;
+  const int64_t hw = d.dims[2] * d.dims[3];
+  const int64_t want[4] = {cp * hw, hw * block, d.dims[3] * block, block};
+  for (int i = 0; i < 4; ++i)
+    if (b.strides[i] != want[i]) return 0;
+  return static_cast<int>(block);
+}
+
 size_t layout_floats(const Layout& layout) {
   // Rounded up: a bf16 layout of an odd number of values still fits.
   return (layout.get_size() + sizeof(float) - 1) / sizeof(float);

@@ -58,6 +58,10 @@ class InnerProductPrims {
   std::unique_ptr<Impl> impl_;
 };
 
+// The channel block of a dense 4-D f32 layout: 1 for plain nchw, 8 or 16 for nChw8c/nChw16c
+// with no other blocking; 0 for anything else (nhwc, bf16, ...).
+int channel_block_of(const Layout& layout);
+
 // Copies a batch from one layout to another (e.g. blocked nChw16c -> plain nchw).
 class ReorderPrims {
  public:

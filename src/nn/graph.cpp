@@ -3,6 +3,7 @@
 #include "nn/graph.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "core/error.hpp"
@@ -11,6 +12,36 @@
 namespace vd {
 
 namespace {
+using Clock = std::chrono::steady_clock;
+
+// Times a node for Context::profile under `key`: leaves and merges only (a block's layers time
+// themselves), nothing without a profile.
+class NodeTimer {
+ public:
+  NodeTimer(Context& ctx, const Graph::Node& node, const char* pass)
+      : ctx_(ctx), on_(ctx.profile && (!node.layer || node.layer->children().empty())) {
+    if (!on_) return;
+    if (node.layer) {
+      const std::string d = node.layer->describe();
+      key_ = d.substr(0, d.find_first_of(" ("));
+    } else {
+      key_ = node.op == Graph::Op::Sum ? "sum" : "concat";
+    }
+    key_ += pass;
+    t0_ = Clock::now();
+  }
+  ~NodeTimer() {
+    if (on_)
+      ctx_.profile->seconds[key_] += std::chrono::duration<double>(Clock::now() - t0_).count();
+  }
+
+ private:
+  Context& ctx_;
+  bool on_;
+  std::string key_;
+  Clock::time_point t0_;
+};
+
 bool same_or_flat(const Shape& a, const Shape& b) {
   return a == b || (a.flat() && b.flat() && a.size() == b.size());
 }
@@ -127,6 +158,20 @@ std::vector<Layer*> Graph::layers() const {
   return out;
 }
 
+std::vector<Layer*> Graph::all_layers() const {
+  std::vector<Layer*> out;
+  std::vector<Layer*> todo = layers();
+  std::reverse(todo.begin(), todo.end());
+  while (!todo.empty()) {
+    Layer* l = todo.back();
+    todo.pop_back();
+    out.push_back(l);
+    std::vector<Layer*> kids = l->children();
+    todo.insert(todo.end(), kids.rbegin(), kids.rend());
+  }
+  return out;
+}
+
 void Graph::init(Rng& rng) {
   for (Node& node : nodes_)
     if (node.layer) node.layer->init(rng);
@@ -152,8 +197,9 @@ Graph::Plan& Graph::plan(Context& ctx, int n) {
   const auto grow = [](std::vector<float>& buf, size_t floats) {
     if (buf.size() < floats) buf.resize(floats);
   };
+  const auto given = in_layouts_.find(n);
   for (size_t v = 0; v < K; ++v) {
-    p.layout[v] = plain_layout(n, inputs_[v]);
+    p.layout[v] = given != in_layouts_.end() ? given->second[v] : plain_layout(n, inputs_[v]);
     p.data_home[v] = p.diff_home[v] = static_cast<Value>(v);
   }
   std::vector<char> is_output(V, 0);
@@ -223,7 +269,8 @@ Graph::Plan& Graph::plan(Context& ctx, int n) {
   out_plain_.resize(outputs_.size());
   for (size_t k = 0; k < outputs_.size(); ++k) {
     const size_t v = static_cast<size_t>(outputs_[k]);
-    const bool plain = is_plain(p.layout[v], n, shape(outputs_[k]));
+    // Inside a block the outputs stay as they are.
+    const bool plain = given != in_layouts_.end() || is_plain(p.layout[v], n, shape(outputs_[k]));
     p.plain_out.push_back(plain ? 1 : 0);
     if (plain) {
       p.to_plain.emplace_back();
@@ -240,7 +287,59 @@ Graph::Plan& Graph::plan(Context& ctx, int n) {
 
 const float* Graph::data_of(const Plan& p, Value v) const {
   const size_t home = static_cast<size_t>(p.data_home[static_cast<size_t>(v)]);
-  return home < inputs_.size() ? in_ptr_[home] : act_[home].data();
+  if (home < inputs_.size()) return in_ptr_[home];
+  for (size_t k = 0; k < out_dst_.size(); ++k)
+    if (out_dst_[k] && static_cast<size_t>(outputs_[k]) == home) return out_dst_[k];
+  return act_[home].data();
+}
+
+float* Graph::act_of(size_t home) {
+  return const_cast<float*>(data_of(*last_plan_, static_cast<Value>(home)));
+}
+
+std::vector<Layout> Graph::prepare(Context& ctx, int n, std::span<const Layout> inputs) {
+  VD_CHECK(inputs.size() == inputs_.size(), ShapeError,
+           "Graph::prepare needs one layout per input");
+  std::vector<Layout> in(inputs.begin(), inputs.end());
+  auto it = in_layouts_.find(n);
+  if (it == in_layouts_.end() || it->second != in) {
+    in_layouts_[n] = in;
+    plans_.erase(n);
+    last_plan_ = nullptr;
+  }
+  const Plan& p = plan(ctx, n);
+  std::vector<Layout> out;
+  for (Value v : outputs_) out.push_back(p.layout[static_cast<size_t>(v)]);
+  return out;
+}
+
+void Graph::forward_into(Context& ctx, int n, std::span<const float* const> inputs,
+                         std::span<float* const> dst) {
+  VD_CHECK(dst.size() == outputs_.size(), ShapeError, "forward_into needs one dst per output");
+  Plan& p = plan(ctx, n);
+  out_dst_.assign(outputs_.size(), nullptr);
+  for (size_t k = 0; k < outputs_.size(); ++k)  // a view or an input cannot be redirected
+    if (p.data_home[static_cast<size_t>(outputs_[k])] == outputs_[k] &&
+        static_cast<size_t>(outputs_[k]) >= inputs_.size())
+      out_dst_[k] = dst[k];
+  forward(ctx, n, inputs);
+  for (size_t k = 0; k < outputs_.size(); ++k)
+    if (!out_dst_[k])
+      std::memcpy(dst[k], data_of(p, outputs_[k]), value_floats(p, outputs_[k]) * sizeof(float));
+  out_dst_.clear();
+}
+
+void Graph::backward_from(Context& ctx, int n, std::span<const float* const> inputs,
+                          std::span<float* const> dst, std::span<float* const> diff_outputs,
+                          std::span<float* const> diff_inputs) {
+  Plan& p = plan(ctx, n);
+  out_dst_.assign(outputs_.size(), nullptr);
+  for (size_t k = 0; k < outputs_.size(); ++k)
+    if (p.data_home[static_cast<size_t>(outputs_[k])] == outputs_[k] &&
+        static_cast<size_t>(outputs_[k]) >= inputs_.size())
+      out_dst_[k] = dst[k];
+  backward(ctx, n, inputs, diff_outputs, diff_inputs);
+  out_dst_.clear();
 }
 
 size_t Graph::value_floats(const Plan& p, Value v) const {
@@ -274,10 +373,11 @@ void Graph::forward(Context& ctx, int n, std::span<const float* const> inputs) {
   for (size_t i = 0; i < nodes_.size(); ++i) {
     Node& node = nodes_[i];
     const size_t v = K + i;
+    const NodeTimer timer(ctx, node, " fwd");
     if (node.op != Op::Layer) {
       forward_merge(ctx, n, p, i);
     } else if (p.data_home[v] == static_cast<Value>(v)) {
-      node.layer->forward(ctx, n, data_of(p, node.from[0]), act_[v].data());
+      node.layer->forward(ctx, n, data_of(p, node.from[0]), act_of(v));
     }
   }
   for (size_t k = 0; k < outputs_.size(); ++k)
@@ -301,7 +401,7 @@ const float* Graph::forward(Context& ctx, int n, const float* x) {
 void Graph::forward_merge(Context& ctx, int n, Plan& p, size_t i) {
   const Node& node = nodes_[i];
   const size_t v = inputs_.size() + i;
-  float* __restrict dst = act_[v].data();
+  float* __restrict dst = act_of(v);
   // Input j as the merge reads it: reordered into scratch2_ when its layout differs.
   const auto read = [&](size_t j) -> const float* {
     const float* src = data_of(p, node.from[j]);
@@ -338,6 +438,7 @@ void Graph::backward(Context& ctx, int n, std::span<const float* const> inputs,
                diff_outputs.size() == outputs_.size(),
            ShapeError, "Graph::backward needs one pointer per input and per output");
   Plan& p = plan(ctx, n);
+  last_plan_ = &p;
   in_ptr_.assign(inputs.begin(), inputs.end());
   const size_t K = inputs_.size(), V = K + nodes_.size();
   // Which values need a gradient: the inputs the caller asks for, and what a layer with
@@ -378,6 +479,7 @@ void Graph::backward(Context& ctx, int n, std::span<const float* const> inputs,
     Node& node = nodes_[i];
     const Value v = static_cast<Value>(K + i);
     if (!need[K + i]) continue;
+    const NodeTimer timer(ctx, node, " bwd");
     const size_t home = static_cast<size_t>(p.diff_home[K + i]);
     if (!written_[home]) {
       // Nothing reads this value: its gradient is zero (the layer's parameters still get
@@ -400,7 +502,7 @@ void Graph::backward(Context& ctx, int n, std::span<const float* const> inputs,
     }
     float* target = nullptr;  // where the layer writes diff_src
     if (need[static_cast<size_t>(u)]) target = written_[uhome] ? scratch_.data() : diff_of(p, u);
-    node.layer->backward(ctx, n, data_of(p, u), act_[K + i].data(), diff_of(p, v), target);
+    node.layer->backward(ctx, n, data_of(p, u), data_of(p, v), diff_of(p, v), target);
     if (target == scratch_.data()) {
       deposit(p, u, scratch_.data(), value_floats(p, u));
     } else if (target) {

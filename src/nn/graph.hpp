@@ -59,8 +59,10 @@ class Graph {
   const std::vector<Node>& nodes() const { return nodes_; }
   const Node& producer(Value v) const;  // v must be a node's output
   bool empty() const { return nodes_.empty(); }
-  // The graph's layers in node order (merges have none).
+  // The graph's layers in node order (merges have none); all_layers() includes those nested
+  // in blocks, each after its block.
   std::vector<Layer*> layers() const;
+  std::vector<Layer*> all_layers() const;
 
   void init(Rng& rng);  // every layer, in node order
   double flops_per_sample() const;
@@ -81,6 +83,19 @@ class Graph {
                 std::span<float* const> diff_outputs, std::span<float* const> diff_inputs);
   void backward(Context& ctx, int n, const float* x, float* diff_out, float* diff_x);
 
+  // A graph inside a layer (nn/block): its inputs arrive in `inputs` layouts for batches of n
+  // and its outputs stay in the layouts their producers chose (returned), so layouts flow
+  // through a block as between layers. After this, forward, backward and output() for n read
+  // and write those layouts instead of plain ones.
+  std::vector<Layout> prepare(Context& ctx, int n, std::span<const Layout> inputs);
+  // As forward(), with the outputs written to `dst` (one buffer per output, in its layout)
+  // instead of the graph's own buffers, and backward() of the same call reading them there.
+  void forward_into(Context& ctx, int n, std::span<const float* const> inputs,
+                    std::span<float* const> dst);
+  void backward_from(Context& ctx, int n, std::span<const float* const> inputs,
+                     std::span<float* const> dst, std::span<float* const> diff_outputs,
+                     std::span<float* const> diff_inputs);
+
  private:
   // Per batch size: each value's layout and where its data and gradient live.
   struct Plan {
@@ -99,6 +114,7 @@ class Graph {
     std::map<std::pair<size_t, size_t>, std::unique_ptr<ReorderPrims>> merge_in, merge_back;
   };
   Plan& plan(Context& ctx, int n);
+  float* act_of(size_t home);  // a value's own data buffer: the caller's dst, or act_
   Value check_value(Value v, const std::string& who) const;
   Value add_node(Node node);
   const float* data_of(const Plan& p, Value v) const;
@@ -115,7 +131,9 @@ class Graph {
   std::vector<Value> outputs_;
   std::vector<int> readers_;  // [value] how many nodes read it
   std::map<int, Plan> plans_;
-  const Plan* last_plan_ = nullptr;  // the last forward's
+  const Plan* last_plan_ = nullptr;                // the last forward's
+  std::map<int, std::vector<Layout>> in_layouts_;  // prepare(): not plain, per batch size
+  std::vector<float*> out_dst_;                    // [output] forward_into's dst, else nullptr
 
   std::vector<std::vector<float>> act_;  // [value] own data buffers (nodes that are no view)
   // Gradient buffers, allocated by the first backward of a batch size (evaluation sizes run

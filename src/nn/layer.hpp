@@ -66,6 +66,8 @@ class Layer {
   // The ParamStore entries this layer owns (not those of layers nested in it): their
   // gradients are final once its backward returns (GradListener).
   virtual std::vector<size_t> param_entries() const { return {}; }
+  // The layers nested in this one (a block's), for walks over a whole network.
+  virtual std::vector<Layer*> children() const { return {}; }
 
   // Builds (or finds) the primitives for batches of n samples whose src lies in `src`, and
   // returns the layout dst will lie in. Called once per batch size before forward/backward.

@@ -8,8 +8,11 @@ namespace vd {
 
 const std::vector<LayerKind>& layer_kinds() {
   // The one registration of every kind; its order is the syntax help's.
-  static const std::vector<LayerKind> kinds = {fc_kind(),   conv_kind(),    convt_kind(),
-                                               relu_kind(), flatten_kind(), reshape_kind()};
+  static const std::vector<LayerKind> kinds = {
+      fc_kind(),      conv_kind(),      convt_kind(), relu_kind(),    silu_kind(),
+      gelu_kind(),    leakyrelu_kind(), tanh_kind(),  sigmoid_kind(), up_kind(),
+      flatten_kind(), reshape_kind(),   gn_kind(),    res_kind(),     attn_kind(),
+  };
   return kinds;
 }
 

@@ -31,13 +31,14 @@ struct SyntaxError : std::runtime_error {
 };
 
 // Where a layer is built: its full name (the prefix of its parameter names, "encoder.conv1"),
-// its input shape, the store for its parameters, and the activation fused into it (for kinds
-// with fuses_activation).
+// its input shape, the store for its parameters, the activation fused into it (for kinds
+// with fuses_activation), and the network it is in, for messages ("encoder").
 struct BuildSite {
   ParamStore& store;
   std::string name;
   Shape in;
   Activation act = Activation::None;
+  std::string what;
 };
 
 struct LayerKind {
@@ -74,12 +75,21 @@ std::string layer_syntax_help();
 std::vector<LayerText> split_layer_list(const std::string& text);
 
 // The kinds, each defined in its own file.
-LayerKind fc_kind();       // nn/linear.cpp
-LayerKind conv_kind();     // nn/conv.cpp
-LayerKind convt_kind();    // nn/conv.cpp
-LayerKind relu_kind();     // nn/relu.cpp
-LayerKind flatten_kind();  // nn/reshape.cpp
-LayerKind reshape_kind();  // nn/reshape.cpp
+LayerKind fc_kind();         // nn/linear.cpp
+LayerKind conv_kind();       // nn/conv.cpp
+LayerKind convt_kind();      // nn/conv.cpp
+LayerKind relu_kind();       // nn/relu.cpp
+LayerKind silu_kind();       // nn/activation.cpp
+LayerKind gelu_kind();       // nn/activation.cpp
+LayerKind leakyrelu_kind();  // nn/activation.cpp
+LayerKind tanh_kind();       // nn/activation.cpp
+LayerKind sigmoid_kind();    // nn/activation.cpp
+LayerKind up_kind();         // nn/upsample.cpp
+LayerKind flatten_kind();    // nn/reshape.cpp
+LayerKind reshape_kind();    // nn/reshape.cpp
+LayerKind gn_kind();         // nn/group_norm.cpp
+LayerKind res_kind();        // nn/block.cpp
+LayerKind attn_kind();       // nn/attention.cpp
 
 // Word helpers for the kinds' check() and build().
 bool parse_int(const std::string& word, int& value);  // the whole word, base 10

@@ -7,15 +7,25 @@
 #include <numbers>
 #include <vector>
 
+#include "nn/activation.hpp"
+#include "nn/attention.hpp"
+#include "nn/block.hpp"
 #include "nn/conv.hpp"
 #include "nn/graph.hpp"
+#include "nn/group_norm.hpp"
 #include "nn/linear.hpp"
 #include "nn/param_store.hpp"
 #include "nn/relu.hpp"
 #include "nn/reshape.hpp"
+#include "nn/upsample.hpp"
 #include "vae/model.hpp"
 
 namespace vd::testing {
+
+inline std::vector<std::vector<double>> reference_graph(const vd::ParamStore& store,
+                                                        const std::vector<double>& p,
+                                                        const vd::Graph& g,
+                                                        std::vector<std::vector<double>> inputs);
 
 // One sample through one layer, parameters read by name from p (a double copy of the
 // store's flat buffer).
@@ -73,8 +83,108 @@ inline std::vector<double> reference_layer(const vd::ParamStore& store,
       for (auto& v : out) v = std::max(v, 0.0);
   } else if (dynamic_cast<const vd::Relu*>(&l)) {
     for (size_t i = 0; i < out.size(); ++i) out[i] = std::max(in[i], 0.0);
+  } else if (auto* el = dynamic_cast<const vd::Eltwise*>(&l)) {
+    // PyTorch's definitions, directly: SiLU x sigmoid(x), GELU x Phi(x) with erf.
+    const double a = el->alpha();
+    for (size_t i = 0; i < out.size(); ++i) {
+      const double x = in[i];
+      switch (el->op()) {
+        case vd::EltwiseOp::Silu:
+          out[i] = x / (1 + std::exp(-x));
+          break;
+        case vd::EltwiseOp::Gelu:
+          out[i] = 0.5 * x * (1 + std::erf(x / std::numbers::sqrt2));
+          break;
+        case vd::EltwiseOp::LeakyRelu:
+          out[i] = x > 0 ? x : a * x;
+          break;
+        case vd::EltwiseOp::Tanh:
+          out[i] = std::tanh(x);
+          break;
+        case vd::EltwiseOp::Sigmoid:
+          out[i] = 1 / (1 + std::exp(-x));
+          break;
+      }
+    }
+  } else if (auto* up = dynamic_cast<const vd::Upsample*>(&l)) {
+    // Nearest: output pixel (y, x) copies input pixel (y / S, x / S).
+    const int S = up->factor();
+    for (int c = 0; c < os.c; ++c)
+      for (int y = 0; y < os.h; ++y)
+        for (int x = 0; x < os.w; ++x)
+          out[static_cast<size_t>((c * os.h + y) * os.w + x)] =
+              in[static_cast<size_t>((c * is.h + y / S) * is.w + x / S)];
   } else if (dynamic_cast<const vd::Reshape*>(&l)) {
     out = in;
+  } else if (auto* gn = dynamic_cast<const vd::GroupNorm*>(&l)) {
+    // Biased variance over each group's channels and positions.
+    const double* gamma = w(p, l.name() + ".weight");
+    const double* beta = w(p, l.name() + ".bias");
+    const size_t S = static_cast<size_t>(is.h) * is.w,
+                 per = static_cast<size_t>(is.c / gn->groups());
+    for (size_t g = 0; g < static_cast<size_t>(gn->groups()); ++g) {
+      double mean = 0, var = 0;
+      const size_t begin = g * per * S, end = begin + per * S;
+      for (size_t i = begin; i < end; ++i) mean += in[i];
+      mean /= static_cast<double>(end - begin);
+      for (size_t i = begin; i < end; ++i) var += (in[i] - mean) * (in[i] - mean);
+      var /= static_cast<double>(end - begin);
+      for (size_t i = begin; i < end; ++i) {
+        const size_t c = i / S;
+        out[i] = (in[i] - mean) / std::sqrt(var + gn->eps()) * gamma[c] + beta[c];
+      }
+    }
+  } else if (auto* block = dynamic_cast<const vd::Block*>(&l)) {
+    out = reference_graph(store, p, block->graph(), {in})[0];
+  } else if (auto* at = dynamic_cast<const vd::Attention*>(&l)) {
+    // diffusers' Attention with one head and the residual: GroupNorm of x [C, S] (S = H*W),
+    // tokens t [S, C], q/k/v = t W^T + b, ctx = softmax(q k^T / sqrt(C)) v, o = ctx Wo^T + bo,
+    // out = x + o (as [C, S]).
+    const size_t C = static_cast<size_t>(is.c), S = static_cast<size_t>(is.h) * is.w;
+    const size_t per = C / static_cast<size_t>(at->groups());
+    const double* gamma = w(p, l.name() + ".group_norm.weight");
+    const double* beta = w(p, l.name() + ".group_norm.bias");
+    Vec t(S * C);  // [S, C]
+    for (size_t g = 0; g < C / per; ++g) {
+      double mean = 0, var = 0;
+      for (size_t i = g * per * S; i < (g + 1) * per * S; ++i) mean += in[i];
+      mean /= static_cast<double>(per * S);
+      for (size_t i = g * per * S; i < (g + 1) * per * S; ++i)
+        var += (in[i] - mean) * (in[i] - mean);
+      var /= static_cast<double>(per * S);
+      for (size_t c = g * per; c < (g + 1) * per; ++c)
+        for (size_t s = 0; s < S; ++s)
+          t[s * C + c] = (in[c * S + s] - mean) / std::sqrt(var + at->eps()) * gamma[c] + beta[c];
+    }
+    const auto linear = [&](const std::string& m, const Vec& x) {  // [S, C] -> [S, C]
+      const double* W = w(p, l.name() + "." + m + ".weight");      // [out, in]
+      const double* b = w(p, l.name() + "." + m + ".bias");
+      Vec y(S * C);
+      for (size_t s = 0; s < S; ++s)
+        for (size_t o = 0; o < C; ++o) {
+          double acc = b[o];
+          for (size_t i = 0; i < C; ++i) acc += W[o * C + i] * x[s * C + i];
+          y[s * C + o] = acc;
+        }
+      return y;
+    };
+    const Vec q = linear("to_q", t), k = linear("to_k", t), v = linear("to_v", t);
+    Vec ctx(S * C, 0.0), a(S);
+    for (size_t i = 0; i < S; ++i) {
+      double top = -INFINITY, sum = 0;
+      for (size_t j = 0; j < S; ++j) {
+        a[j] = 0;
+        for (size_t c = 0; c < C; ++c) a[j] += q[i * C + c] * k[j * C + c];
+        a[j] /= std::sqrt(static_cast<double>(C));
+        top = std::max(top, a[j]);
+      }
+      for (size_t j = 0; j < S; ++j) sum += (a[j] = std::exp(a[j] - top));
+      for (size_t j = 0; j < S; ++j)
+        for (size_t c = 0; c < C; ++c) ctx[i * C + c] += a[j] / sum * v[j * C + c];
+    }
+    const Vec o = linear("to_out", ctx);
+    for (size_t c = 0; c < C; ++c)
+      for (size_t s = 0; s < S; ++s) out[c * S + s] = in[c * S + s] + o[s * C + c];
   } else {
     ADD_FAILURE() << "the reference does not know layer " << l.name();
   }

@@ -1,0 +1,65 @@
+"""Writes tests/reference/fixtures/blocks.h5: for each case, a network in vae_dist's layer syntax built in plain
+PyTorch 1.13 (vd_torch.py), its parameters (drawn here, GroupNorm's too), an input x, an upstream gradient r,
+and what PyTorch computes: y = net(x) and the gradients of sum(r * y) with respect to x and every parameter.
+tests/nn/pytorch_blocks_test.cpp loads the parameters by name into the C++ network and compares.
+  /usr/bin/python3 tests/reference/blocks_pytorch.py [--out PATH]"""
+import argparse
+import os
+
+import h5py
+import numpy as np
+import torch
+
+import vd_torch
+
+# (name, layers, input C x H x W, batch)
+CASES = [
+    ("resnet_block", "res 32 g8", (16, 8, 8), 2),
+    ("resnet_block_same_channels", "res 16 g4", (16, 5, 7), 2),
+    ("own_res_body", "res(gn 4, silu, conv 16 k3 p1, gn 4, gelu, conv 16 k3 p1)", (16, 6, 6), 2),
+    ("attention", "attn g8", (32, 5, 6), 2),
+    ("encoder_chain", "conv 16 k3 p1, res 16 g4, conv 16 k3 s2 p1, res 32 g8, attn g8, res 32 g8, "
+                      "gn 8, silu, conv 8 k3 p1", (3, 12, 12), 2),
+    ("decoder_chain", "conv 32 k3 p1, res 32 g8, attn g8, up 2, conv 16 k3 p1, res 16 g4, leakyrelu 0.2, "
+                      "gn 4, tanh, convt 8 k4 s2 p1, sigmoid, conv 3 k3 p1", (4, 5, 5), 2),
+]
+PREFIX = "net"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap.add_argument("--out", default=os.path.join(here, "fixtures", "blocks.h5"))
+    args = ap.parse_args()
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+    with h5py.File(args.out, "w") as f:
+        f.attrs["torch"] = str(torch.__version__)
+        for name, layers, shape, batch in CASES:
+            net = vd_torch.Chain(layers, shape)
+            with torch.no_grad():  # GroupNorm's affine parameters away from (1, 0)
+                for path, p in net.named_parameters():
+                    if "norm" in path or path.startswith("gn"):
+                        p.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))
+            x = torch.from_numpy(rng.uniform(-1, 1, (batch,) + shape).astype(np.float32)).requires_grad_()
+            y = net(x)
+            r = torch.from_numpy(rng.uniform(-1, 1, tuple(y.shape)).astype(np.float32))
+            (r * y).sum().backward()
+            g = f.create_group(name)
+            g.attrs["layers"] = layers
+            for key, v in zip("chw", shape):
+                g.attrs[key] = v
+            g.attrs["batch"] = batch
+            for key, t in (("x", x), ("r", r), ("y", y), ("diff_x", x.grad)):
+                g[key] = t.detach().numpy()
+            for path, p in net.named_parameters():
+                full = f"{PREFIX}.{path.replace('body.', '')}"
+                g[f"params/{full}"] = p.detach().numpy()
+                g[f"grads/{full}"] = p.grad.numpy()
+            print(f"{name}: {layers} on {shape} -> {tuple(y.shape[1:])}, "
+                  f"{sum(p.numel() for p in net.parameters())} parameters")
+
+
+if __name__ == "__main__":
+    main()
