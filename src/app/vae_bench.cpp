@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
     double peak_seconds = 2.0;
     bool no_sync = false;
     std::string hidden_text = "400", encoder, decoder, shape_text = "1x28x28",
-                precision_text = "f32";
+                precision_text = "f32", latent_shape;
     bool impl = false, plain = false, project = false;
     po::options_description desc(
         "vae_bench: training-step throughput of the MLP VAE on synthetic data held in memory\n"
@@ -85,6 +85,8 @@ int main(int argc, char** argv) {
         "convolutions keep activations in plain nchw instead of oneDNN's choice (to measure "
         "what blocked layouts are worth)")("latent-dim", po::value(&latent)->default_value(latent),
                                            "latent dimension (L)")(
+        "latent-shape", po::value(&latent_shape),
+        "a spatial latent CxHxW, as vae_dist --latent-shape (conv heads; sets --latent-dim)")(
         "threads", po::value(&threads)->default_value(threads), "OpenMP threads per rank")(
         "precision", po::value(&precision_text)->default_value(precision_text),
         "f32|bf16|auto, as vae_dist --precision (bf16: fc and conv layers in bfloat16, "
@@ -139,6 +141,15 @@ int main(int argc, char** argv) {
       cfg.encoder = encoder;
       cfg.decoder = decoder;
     }
+    if (!latent_shape.empty()) {
+      int c = 0, h = 0, w = 0;
+      char x1 = 0, x2 = 0;
+      std::istringstream in(latent_shape);
+      if (!(in >> c >> x1 >> h >> x2 >> w) || x1 != 'x' || x2 != 'x' || c < 1 || h < 1 || w < 1)
+        throw vd::ConfigError("--latent-shape needs CxHxW, e.g. 4x8x8");
+      cfg.latent = vd::Shape{c, h, w};
+      cfg.latent_dim = latent = c * h * w;
+    }
     cfg.precision = precision;
     vd::ParamStore store;
     vd::Vae vae(cfg, store);
@@ -190,6 +201,15 @@ int main(int argc, char** argv) {
       comm_share.push_back(v[1] / v[0]);
     }
     const double ms = median(step_ms);
+    // Where a step's time goes, per kind of layer: one more pass of `steps` steps, timed per
+    // node (the clock calls cost microseconds against milliseconds of compute).
+    vd::StepProfile profile;
+    ctx.profile = &profile;
+    const auto p0 = Clock::now();
+    for (int s = 0; s < steps; ++s) one_step(s);
+    const double profiled_ms =
+        1e3 * std::chrono::duration<double>(Clock::now() - p0).count() / steps;
+    ctx.profile = nullptr;
     // Cost-model inputs, measured with nothing else running: the link between rank 0 and the
     // last rank (another host when there is one rank per host), the blocking allreduce of this
     // gradient, and the forward pass alone (the part of a step the sum cannot overlap).
@@ -221,7 +241,7 @@ int main(int argc, char** argv) {
     double peak = 0, peak_train = 0, peak_conv = 0;
     std::vector<vd::ConvShape> convs;
     for (const vd::Graph* graph : {&vae.encoder(), &vae.decoder()})
-      for (vd::Layer* l : graph->layers())
+      for (vd::Layer* l : graph->all_layers())
         if (auto* c = dynamic_cast<vd::Conv2d*>(l)) {
           convs.push_back(c->conv_shape(batch));
           if (impl && comm.is_root())
@@ -241,7 +261,7 @@ int main(int argc, char** argv) {
       primitives_ms = 1e3 * conv_flops / (peak_conv * 1e9);
       std::vector<std::tuple<int, int, vd::Precision>> fcs;  // the heads included
       for (const vd::Graph* graph : {&vae.encoder(), &vae.decoder()})
-        for (vd::Layer* l : graph->layers())
+        for (vd::Layer* l : graph->all_layers())
           if (auto* f = dynamic_cast<vd::Linear*>(l))
             fcs.emplace_back(f->in(), f->out(), f->precision());
       for (const auto& [in, out, fc_prec] : fcs) {
@@ -295,6 +315,21 @@ int main(int argc, char** argv) {
             "primitives_alone_ms=%.3f share_of_primitives=%.1f%% (every conv and fc layer of "
             "the model timed alone, forward + backward, against the whole step)\n",
             primitives_ms, 100 * primitives_ms / ms);
+      // The profiled pass, rank 0's view: convolutions and fc layers (oneDNN's GEMM-like
+      // primitives) against everything else (norms, activations, attention, merges, reorders,
+      // the loss, the gradient sum and Adam).
+      double inside = 0, profiled_total = 0;
+      std::printf("step_profile_ms (per step, %d steps, whole step %.3f ms):", steps, profiled_ms);
+      for (const auto& [kind, secs] : profile.seconds) {
+        const double per = 1e3 * secs / steps;
+        profiled_total += per;
+        const std::string k = kind.substr(0, kind.find(' '));
+        if (k == "conv" || k == "convt" || k == "fc") inside += per;
+        std::printf(" %s=%.3f", kind.c_str(), per);
+      }
+      std::printf(" other=%.3f\n", profiled_ms - profiled_total);
+      std::printf("share_outside_conv_and_fc=%.1f%% (of the profiled step)\n",
+                  100 * (1 - inside / profiled_ms));
       std::printf(
           "sync_share=%.1f%% (median share of step time in the gradient sum and Adam: %s)\n",
           100 * median(comm_share), sync ? sync->method().c_str() : "none");

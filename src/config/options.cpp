@@ -336,14 +336,36 @@ const std::vector<Spec>& table() {
       if (spec.name == "lr-schedule" || spec.name == "lr-scale-with-ranks")
         spec.value_name = "<name>";
     t.push_back(integer_spec<int>("latent-dim", &O::latent_dim, 1, none, "latent dimensions"));
+    {
+      // After latent-dim in the table, so its latent-dim wins wherever both are given.
+      Spec l = string_spec("latent-shape", &O::latent_shape, true, {},
+                           "a spatial latent CxHxW (e.g. 4x8x8): the mu/logvar heads are 3x3 "
+                           "convolutions on the encoder's HxW map, the decoder starts from a "
+                           "CxHxW map, and latent-dim becomes C*H*W; empty = a flat latent");
+      l.value_name = "<CxHxW>";
+      l.set = [](Options& o, const std::string& value, const std::string& where) {
+        o.latent_shape = value;
+        if (value.empty()) return;
+        int c = 0, h = 0, w = 0;
+        char x1 = 0, x2 = 0;
+        std::istringstream dims(value);
+        if (!(dims >> c >> x1 >> h >> x2 >> w) || x1 != 'x' || x2 != 'x' || !dims.eof() || c < 1 ||
+            h < 1 || w < 1 || static_cast<int64_t>(c) * h * w > (1 << 24))
+          throw ConfigError(where + ": '" + value +
+                            "' is not a latent shape CxHxW of positive sizes, e.g. 4x8x8");
+        o.latent_dim = c * h * w;
+      };
+      t.push_back(l);
+    }
     t.push_back(hidden_spec());
     t.push_back(string_spec(
         "encoder", &O::encoder, true, {},
         "encoder layers before the mu/logvar heads, comma-separated: 'fc N', 'conv C kK sS pP', "
-        "'relu', 'flatten' (see README, The model); empty = the MLP of --hidden"));
+        "'res C', 'attn', 'gn G', 'silu', ... (docs/layers.md); empty = the MLP of --hidden"));
     t.push_back(string_spec("decoder", &O::decoder, true, {},
                             "decoder layers from z to the data's shape: 'fc N', 'reshape CxHxW', "
-                            "'convt C kK sS pP [opO]', 'relu'; empty = the mirrored MLP"));
+                            "'convt C kK sS pP [opO]', 'up 2', 'res C', ... (docs/layers.md); "
+                            "empty = the mirrored MLP"));
     t.push_back(bool_spec("conditional", &O::conditional,
                           "conditional VAE: the one-hot /labels go into the first fc layer of "
                           "the encoder and of the decoder"));

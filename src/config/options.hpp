@@ -19,7 +19,8 @@ struct Options {
   int epochs = 10;
   int batch_size = 128;  // per rank
   int latent_dim = 20;
-  int threads = 0;  // OpenMP threads per rank, 0 = automatic
+  std::string latent_shape;  // "CxHxW": a spatial latent (sets latent_dim); "" = flat
+  int threads = 0;           // OpenMP threads per rank, 0 = automatic
   int log_every = 100;
   int eval_batch_size = 1000;
   int grid_size = 8;

@@ -63,8 +63,8 @@ void RunReport::evaluation(const char* split, int64_t epoch, int64_t step, int64
               sums.kl / n, lr, 0.0, sums.active_units, sums.kl_per_dim});
   std::string units;
   if (sums.active_units >= 0)
-    units = "  active units " + std::to_string(sums.active_units) + "/" +
-            std::to_string(sums.kl_per_dim.size());
+    units = std::string(sums.per_channel ? "  active channels " : "  active units ") +
+            std::to_string(sums.active_units) + "/" + std::to_string(sums.kl_per_dim.size());
   std::printf("epoch %lld/%d  %s loss %.4f  recon %.4f  kl %.4f%s  (%lld images)\n",
               static_cast<long long>(epoch), epochs_, split, sums.loss / n, sums.recon / n,
               sums.kl / n, units.c_str(), static_cast<long long>(sums.count));

@@ -20,6 +20,8 @@ struct ReportSums {
   // units (-1 = not measured) and the mean KL of each latent dimension.
   int active_units = -1;
   std::vector<double> kl_per_dim = {};  // "= {}": omitted in aggregates without a warning
+  // A spatial latent's diagnostics are per channel: active channels, the KL of each channel.
+  bool per_channel = false;
 };
 
 class RunReport {

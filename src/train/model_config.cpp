@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <optional>
+#include <sstream>
 #include <vector>
 
 #include "core/error.hpp"
@@ -23,6 +24,15 @@ VaeConfig vae_config(const Options& opt, const Shape& data, int classes) {
   VaeConfig vc;
   vc.data = data;
   vc.latent_dim = opt.latent_dim;
+  if (!opt.latent_shape.empty()) {
+    // The option's parser checked the form and set latent_dim.
+    int c = 0, h = 0, w = 0;
+    char x = 0;
+    std::istringstream(opt.latent_shape) >> c >> x >> h >> x >> w;
+    vc.latent = Shape{c, h, w};
+  } else {
+    vc.latent = Shape{opt.latent_dim, 1, 1};
+  }
   vc.likelihood = parse_likelihood(opt.likelihood);
   vc.gaussian_sigma = static_cast<float>(opt.gaussian_sigma);
   vc.encoder = opt.encoder.empty() ? mlp_encoder_spec(opt.hidden) : opt.encoder;

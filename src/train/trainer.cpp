@@ -651,8 +651,15 @@ ReportSums Trainer::State::evaluate_shard(const Shard& shard,
   });
   comm.allreduce_sum(stats.data());
   ReportSums result = reduce(comm, sums);
-  result.active_units = stats.active_units();
-  result.kl_per_dim = stats.kl_per_dim();
+  const Shape latent = vae->config().latent_shape();
+  if (latent.flat()) {
+    result.active_units = stats.active_units();
+    result.kl_per_dim = stats.kl_per_dim();
+  } else {
+    result.active_units = stats.active_channels(latent.c);
+    result.kl_per_dim = stats.kl_per_channel(latent.c);
+    result.per_channel = true;
+  }
   return result;
 }
 

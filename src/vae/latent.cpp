@@ -151,6 +151,30 @@ int PosteriorStats::active_units(double threshold) const {
   return active;
 }
 
+std::vector<double> PosteriorStats::kl_per_channel(int channels) const {
+  VD_CHECK(channels >= 1 && L_ % channels == 0, ShapeError,
+           std::to_string(channels) + " channels do not divide " + std::to_string(L_) + " latents");
+  const std::vector<double> kl = kl_per_dim();
+  const size_t per = static_cast<size_t>(L_ / channels);
+  std::vector<double> out(static_cast<size_t>(channels), 0.0);
+  for (size_t j = 0; j < kl.size(); ++j) out[j / per] += kl[j];
+  return out;
+}
+
+int PosteriorStats::active_channels(int channels, double threshold) const {
+  VD_CHECK(channels >= 1 && L_ % channels == 0, ShapeError,
+           std::to_string(channels) + " channels do not divide " + std::to_string(L_) + " latents");
+  const std::vector<double> var = mu_variance();
+  const size_t per = static_cast<size_t>(L_ / channels);
+  int active = 0;
+  for (size_t c = 0; c < static_cast<size_t>(channels); ++c) {
+    double mean = 0;
+    for (size_t j = c * per; j < (c + 1) * per; ++j) mean += var[j];
+    active += mean / static_cast<double>(per) > threshold ? 1 : 0;
+  }
+  return active;
+}
+
 double normal_quantile(double p) {
   VD_CHECK(p > 0 && p < 1, ShapeError, "normal_quantile needs p in (0, 1)");
   // Symmetry keeps the lower tail, where Phi(x) = erfc(-x / sqrt 2) / 2 is accurate.

@@ -52,6 +52,11 @@ class PosteriorStats {
   std::vector<double> kl_per_dim() const;   // mean KL_j, nats
   std::vector<double> mu_variance() const;  // Var_x(mu_j), the population variance
   int active_units(double threshold = kActiveUnitThreshold) const;
+  // A spatial latent of C channels (each L / C consecutive values, PyTorch's order): the KL of
+  // each channel (the sum over its positions), and the channels whose mean Var_x(mu_j) over
+  // their positions is above the threshold.
+  std::vector<double> kl_per_channel(int channels) const;
+  int active_channels(int channels, double threshold = kActiveUnitThreshold) const;
 
   static constexpr double kActiveUnitThreshold = 0.01;
 

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "core/error.hpp"
+#include "nn/conv.hpp"
 #include "nn/linear.hpp"
 #include "nn/reshape.hpp"
 #include "vae/architecture.hpp"
@@ -45,9 +46,13 @@ Vae::Vae(const VaeConfig& config, ParamStore& store)
       store_(store),
       data_size_(static_cast<int>(config.data.size())),
       encoder_(graph_shapes(config.data, config.classes)),
-      decoder_(graph_shapes(Shape{config.latent_dim, 1, 1}, config.classes)) {
+      decoder_(graph_shapes(config.latent_shape(), config.classes)) {
   VD_CHECK(config.data.size() > 0 && config.latent_dim > 0, ShapeError,
            "a VAE needs a positive data size and latent dimension");
+  const Shape latent = config.latent_shape();
+  VD_CHECK(latent.size() == config.latent_dim, ShapeError,
+           "the latent shape " + latent.text() + " does not hold latent_dim " +
+               std::to_string(config.latent_dim) + " values");
   VD_CHECK(config.classes >= 0, ShapeError, "the number of classes cannot be negative");
   VD_CHECK(config.logvar_min < config.logvar_max, ShapeError,
            "the logvar clamp needs logvar_min < logvar_max");
@@ -55,16 +60,34 @@ Vae::Vae(const VaeConfig& config, ParamStore& store)
   const Graph::Value label = config.classes > 0 ? 1 : -1;
   build_layers(encoder_, store, "encoder", parse_layers(config.encoder, "encoder"), false,
                "encoder", label);
-  // The heads: two fc layers reading the encoder's (flattened) output.
-  if (!encoder_.shape(encoder_.last()).flat())
-    encoder_.add(make_flatten("encoder.flatten", encoder_.shape(encoder_.last())));
-  const Graph::Value h = encoder_.last();
-  const Shape hs = encoder_.shape(h);
-  const Graph::Value mu = encoder_.add(
-      std::make_unique<Linear>(store, "encoder.mu", hs, config.latent_dim, Activation::None), h);
-  const Graph::Value logvar = encoder_.add(
-      std::make_unique<Linear>(store, "encoder.logvar", hs, config.latent_dim, Activation::None),
-      h);
+  Graph::Value mu = 0, logvar = 0;
+  if (latent.flat()) {
+    // The heads: two fc layers reading the encoder's (flattened) output.
+    if (!encoder_.shape(encoder_.last()).flat())
+      encoder_.add(make_flatten("encoder.flatten", encoder_.shape(encoder_.last())));
+    const Graph::Value h = encoder_.last();
+    const Shape hs = encoder_.shape(h);
+    mu = encoder_.add(
+        std::make_unique<Linear>(store, "encoder.mu", hs, config.latent_dim, Activation::None), h);
+    logvar = encoder_.add(
+        std::make_unique<Linear>(store, "encoder.logvar", hs, config.latent_dim, Activation::None),
+        h);
+  } else {
+    // A spatial latent: two 3x3 convolutions giving the mean and log-variance maps, as
+    // AutoencoderKL's conv_out with double_z (its 2C output channels, split in halves).
+    const Graph::Value h = encoder_.last();
+    const Shape hs = encoder_.shape(h);
+    if (hs.flat() || hs.h != latent.h || hs.w != latent.w)
+      throw ConfigError("encoder: it ends in " + hs.text() + " per sample, but the latent " +
+                        latent.text() + " needs a map of " + std::to_string(latent.h) + "x" +
+                        std::to_string(latent.w) +
+                        "; change the encoder's down-sampling (or "
+                        "--latent-shape) so that they agree");
+    const ConvSpec head{latent.c, 3, 1, 1, 0, false};
+    mu = encoder_.add(std::make_unique<Conv2d>(store, "encoder.mu", hs, head, Activation::None), h);
+    logvar = encoder_.add(
+        std::make_unique<Conv2d>(store, "encoder.logvar", hs, head, Activation::None), h);
+  }
   encoder_.set_outputs({mu, logvar});
   const auto dec = parse_layers(config.decoder, "decoder");
   if (dec.empty()) throw ConfigError("decoder: give at least one layer");

@@ -24,6 +24,11 @@ Likelihood parse_likelihood(const std::string& name);  // "bernoulli" | "gaussia
 struct VaeConfig {
   Shape data{784, 1, 1};  // one sample: C x H x W, or D
   int latent_dim = 20;    // L
+  // A spatial latent C x H x W (L = C*H*W values in PyTorch's order): the heads are 3x3
+  // convolutions on the encoder's H x W map and the decoder reads z as C x H x W. Flat (the
+  // default, {0, 1, 1} = {latent_dim}): the heads are fc layers.
+  Shape latent{0, 1, 1};
+  Shape latent_shape() const { return latent.c > 0 ? latent : Shape{latent_dim, 1, 1}; }
   // Layer lists (see vae/architecture.hpp). The encoder ends before the heads; the decoder's
   // output must have the data's shape (or its size, flat).
   std::string encoder = "fc 400, relu";

@@ -1,0 +1,183 @@
+"""A vae_dist config's model (its encoder, decoder and latent-shape, e.g. configs/shapes64_kl.cfg) in plain
+PyTorch 1.13 through vd_torch.py: the same layers, names and loss as the C++ trainer, for the training match
+and the speed baseline.
+  train: N steps on the config's HDF5 data (batch, lr, seed from the command line), printing the mean
+         training loss of every window of --window steps:  FINAL mean_loss_last_window=<v>
+  bench: median images/s of the training step (forward, loss, backward, Adam) on data held in memory, one
+         process or --ranks P under DistributedDataParallel (gloo on 127.0.0.1), with --threads per process
+         and --channels-last if asked.
+Run with Debian's /usr/bin/python3."""
+import argparse
+import configparser
+import math
+import os
+import statistics
+import time
+
+import h5py
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import vd_torch
+
+INV255 = np.float32(1.0 / 255.0)
+
+
+def read_config(path):
+    text = "[vae]\n" + open(path).read()
+    cp = configparser.ConfigParser(inline_comment_prefixes=None, interpolation=None)
+    cp.read_string(text)
+    return dict(cp["vae"])
+
+
+class ConfigVAE(nn.Module):
+    """encoder chain -> mu/logvar heads (3x3 convs for a spatial latent, fc for a flat one) -> z -> decoder."""
+
+    def __init__(self, cfg, data_shape):
+        super().__init__()
+        self.encoder = vd_torch.Chain(cfg["encoder"], data_shape)
+        h = self.encoder.out_shape
+        if cfg.get("latent-shape"):
+            self.latent = tuple(int(v) for v in cfg["latent-shape"].split("x"))
+            self.mu = nn.Conv2d(h[0], self.latent[0], 3, padding=1)
+            self.logvar = nn.Conv2d(h[0], self.latent[0], 3, padding=1)
+        else:
+            self.latent = (int(cfg.get("latent-dim", 20)),)
+            self.mu = nn.Linear(math.prod(h), self.latent[0])
+            self.logvar = nn.Linear(math.prod(h), self.latent[0])
+        self.decoder = vd_torch.Chain(cfg["decoder"], self.latent, last_is_out=True)
+
+    def forward(self, x, eps):
+        h = self.encoder(x)
+        if len(self.latent) == 1:
+            h = torch.flatten(h, 1)
+        mu, logvar = self.mu(h), self.logvar(h)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        return self.decoder(z), mu, logvar
+
+
+def loss_of(model, x, eps):
+    logits, mu, logvar = model(x, eps)
+    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+    kl = -0.5 * torch.sum(1.0 + logvar - mu.pow(2) - logvar.exp())
+    return (recon + kl) / x.shape[0]
+
+
+def load_images(path, limit=None):
+    with h5py.File(path, "r") as f:
+        u8 = f["images"][:limit] if limit else f["images"][...]
+    return torch.from_numpy(u8.astype(np.float32) * INV255)
+
+
+def train(a, cfg):
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    x = load_images(cfg["data"])
+    model = ConfigVAE(cfg, tuple(x.shape[1:]))
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
+    gen = torch.Generator().manual_seed(a.seed)
+    perm = torch.randperm(x.shape[0], generator=gen)
+    print(f"config_vae train: torch {torch.__version__} threads={torch.get_num_threads()} seed={a.seed} "
+          f"params={sum(p.numel() for p in model.parameters())} steps={a.steps} batch={a.batch_size}", flush=True)
+    losses = []
+    t0 = time.perf_counter()
+    for step in range(a.steps):
+        i = (step * a.batch_size) % (x.shape[0] - a.batch_size + 1)
+        xb = x[perm[i:i + a.batch_size]]
+        eps = torch.randn((xb.shape[0],) + model.latent)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_of(model, xb, eps)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if (step + 1) % a.window == 0:
+            w = losses[-a.window:]
+            print(f"step {step + 1} mean_loss {sum(w) / len(w):.4f} ({(step + 1) * a.batch_size / (time.perf_counter() - t0):.1f} img/s)",
+                  flush=True)
+    w = losses[-a.window:]
+    print(f"FINAL mean_loss_last_window={sum(w) / len(w):.4f}")
+
+
+def bench_worker(rank, a, cfg, shape, queue):
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(1)
+    model = ConfigVAE(cfg, shape)
+    if a.ranks > 1:
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(a.port))
+        torch.distributed.init_process_group("gloo", rank=rank, world_size=a.ranks)
+        model = nn.parallel.DistributedDataParallel(model)
+    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    inner = model.module if a.ranks > 1 else model
+    x = torch.rand((a.batch_size,) + shape).contiguous(memory_format=fmt)
+    eps = torch.randn((a.batch_size,) + inner.latent)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_of(model, x, eps)
+        loss.backward()
+        opt.step()
+
+    for _ in range(a.warmup):
+        step()
+    times = []
+    for _ in range(a.repeats):
+        if a.ranks > 1:
+            torch.distributed.barrier()
+        t0 = time.perf_counter()
+        for _ in range(a.steps):
+            step()
+        times.append((time.perf_counter() - t0) / a.steps)
+    if queue is not None:
+        queue.put((rank, times))
+    return times
+
+
+def bench(a, cfg):
+    with h5py.File(cfg["data"], "r") as f:
+        shape = tuple(f["images"].shape[1:])
+    if a.ranks == 1:
+        times = bench_worker(0, a, cfg, shape, None)
+    else:
+        ctx = torch.multiprocessing.get_context("spawn")
+        q = ctx.Queue()
+        procs = [ctx.Process(target=bench_worker, args=(r, a, cfg, shape, q)) for r in range(a.ranks)]
+        for p in procs:
+            p.start()
+        results = dict(q.get() for _ in procs)
+        for p in procs:
+            p.join()
+        times = [max(results[r][i] for r in results) for i in range(a.repeats)]  # the slowest rank
+    step = statistics.median(times)
+    print(f"config_vae bench: torch {torch.__version__} ranks={a.ranks} threads={a.threads} "
+          f"channels_last={a.channels_last} batch={a.batch_size} per rank "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')} mkldnn={torch.backends.mkldnn.is_available()}")
+    print(f"step_ms={1e3 * step:.2f} images_per_s={a.ranks * a.batch_size / step:.2f}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("mode", choices=("train", "bench"))
+    p.add_argument("--config", default="configs/shapes64_kl.cfg")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--steps", type=int, default=200, help="train: steps; bench: timed steps per repetition")
+    p.add_argument("--window", type=int, default=50, help="train: steps per reported mean")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ranks", type=int, default=1, help="bench: DDP processes")
+    p.add_argument("--port", type=int, default=29533)
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
+    a = p.parse_args()
+    cfg = read_config(a.config)
+    (train if a.mode == "train" else bench)(a, cfg)
+
+
+if __name__ == "__main__":
+    main()
