@@ -138,8 +138,12 @@ def bench_worker(rank, a, cfg, shape, queue):
 
 
 def bench(a, cfg):
-    with h5py.File(cfg["data"], "r") as f:
-        shape = tuple(f["images"].shape[1:])
+    if a.shape:
+        shape = tuple(int(v) for v in a.shape.split("x"))
+        cfg = dict(cfg, **({"latent-shape": a.latent_shape} if a.latent_shape else {}))
+    else:
+        with h5py.File(cfg["data"], "r") as f:
+            shape = tuple(f["images"].shape[1:])
     if a.ranks == 1:
         times = bench_worker(0, a, cfg, shape, None)
     else:
@@ -172,6 +176,8 @@ def main():
     p.add_argument("--ranks", type=int, default=1, help="bench: DDP processes")
     p.add_argument("--port", type=int, default=29533)
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--shape", default="", help="bench: image shape CxHxW instead of the config's data")
+    p.add_argument("--latent-shape", default="", help="bench: with --shape, the latent CxHxW")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args()

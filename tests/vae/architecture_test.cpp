@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 
 #include "core/error.hpp"
@@ -39,6 +41,16 @@ TEST(Architecture, EveryKindHasSyntaxHelpAndAPyTorchEquivalent) {
   const std::string help = vd::layer_syntax_help();
   EXPECT_EQ(help.rfind("layers are 'fc N', 'conv C kK [sS] [pP]', ", 0), 0u) << help;
   EXPECT_EQ(help.substr(help.size() - 21), ", separated by commas") << help;
+}
+
+TEST(Architecture, TheManualListsEveryKind) {
+  std::ifstream in(std::string(VD_SOURCE_DIR) + "/docs/layers.md");
+  std::stringstream text;
+  text << in.rdbuf();
+  ASSERT_FALSE(text.str().empty()) << "docs/layers.md not found";
+  for (const vd::LayerKind& k : vd::layer_kinds())
+    EXPECT_NE(text.str().find("`" + k.syntax + "`"), std::string::npos)
+        << "docs/layers.md's table lacks `" << k.syntax << "`";
 }
 
 TEST(Architecture, SplitterKeepsNestedBlocksWhole) {
