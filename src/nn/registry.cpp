@@ -6,6 +6,24 @@
 
 namespace vd {
 
+// The kinds, each defined in its own file: adding one is that file plus a line here and one in
+// layer_kinds().
+LayerKind fc_kind();         // nn/linear.cpp
+LayerKind conv_kind();       // nn/conv.cpp
+LayerKind convt_kind();      // nn/conv.cpp
+LayerKind relu_kind();       // nn/relu.cpp
+LayerKind silu_kind();       // nn/activation.cpp
+LayerKind gelu_kind();       // nn/activation.cpp
+LayerKind leakyrelu_kind();  // nn/activation.cpp
+LayerKind tanh_kind();       // nn/activation.cpp
+LayerKind sigmoid_kind();    // nn/activation.cpp
+LayerKind up_kind();         // nn/upsample.cpp
+LayerKind flatten_kind();    // nn/reshape.cpp
+LayerKind reshape_kind();    // nn/reshape.cpp
+LayerKind gn_kind();         // nn/group_norm.cpp
+LayerKind res_kind();        // nn/block.cpp
+LayerKind attn_kind();       // nn/attention.cpp
+
 const std::vector<LayerKind>& layer_kinds() {
   // The one registration of every kind; its order is the syntax help's.
   static const std::vector<LayerKind> kinds = {

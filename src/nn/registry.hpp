@@ -74,23 +74,6 @@ std::string layer_syntax_help();
 // naming the character where parentheses do not match. Does not check the words.
 std::vector<LayerText> split_layer_list(const std::string& text);
 
-// The kinds, each defined in its own file.
-LayerKind fc_kind();         // nn/linear.cpp
-LayerKind conv_kind();       // nn/conv.cpp
-LayerKind convt_kind();      // nn/conv.cpp
-LayerKind relu_kind();       // nn/relu.cpp
-LayerKind silu_kind();       // nn/activation.cpp
-LayerKind gelu_kind();       // nn/activation.cpp
-LayerKind leakyrelu_kind();  // nn/activation.cpp
-LayerKind tanh_kind();       // nn/activation.cpp
-LayerKind sigmoid_kind();    // nn/activation.cpp
-LayerKind up_kind();         // nn/upsample.cpp
-LayerKind flatten_kind();    // nn/reshape.cpp
-LayerKind reshape_kind();    // nn/reshape.cpp
-LayerKind gn_kind();         // nn/group_norm.cpp
-LayerKind res_kind();        // nn/block.cpp
-LayerKind attn_kind();       // nn/attention.cpp
-
 // Word helpers for the kinds' check() and build().
 bool parse_int(const std::string& word, int& value);  // the whole word, base 10
 // A shape "CxHxW" of positive sizes; false when the word is not one.
