@@ -313,33 +313,37 @@ std::vector<Layout> Graph::prepare(Context& ctx, int n, std::span<const Layout> 
   return out;
 }
 
+// Points the outputs the graph computes itself (not views, not inputs) at `dst` for one call;
+// the guard's end restores the graph's own buffers, also when the call throws.
+Graph::OutputsAt::OutputsAt(Graph& g, const Plan& p, std::span<float* const> dst) : g_(g) {
+  g.out_dst_.assign(g.outputs_.size(), nullptr);
+  for (size_t k = 0; k < g.outputs_.size(); ++k) {
+    const size_t v = static_cast<size_t>(g.outputs_[k]);
+    if (p.data_home[v] == g.outputs_[k] && v >= g.inputs_.size()) g.out_dst_[k] = dst[k];
+  }
+}
+
+Graph::OutputsAt::~OutputsAt() {
+  g_.out_dst_.clear();
+}
+
 void Graph::forward_into(Context& ctx, int n, std::span<const float* const> inputs,
                          std::span<float* const> dst) {
   VD_CHECK(dst.size() == outputs_.size(), ShapeError, "forward_into needs one dst per output");
   Plan& p = plan(ctx, n);
-  out_dst_.assign(outputs_.size(), nullptr);
-  for (size_t k = 0; k < outputs_.size(); ++k)  // a view or an input cannot be redirected
-    if (p.data_home[static_cast<size_t>(outputs_[k])] == outputs_[k] &&
-        static_cast<size_t>(outputs_[k]) >= inputs_.size())
-      out_dst_[k] = dst[k];
+  const OutputsAt at(*this, p, dst);
   forward(ctx, n, inputs);
   for (size_t k = 0; k < outputs_.size(); ++k)
     if (!out_dst_[k])
       std::memcpy(dst[k], data_of(p, outputs_[k]), value_floats(p, outputs_[k]) * sizeof(float));
-  out_dst_.clear();
 }
 
 void Graph::backward_from(Context& ctx, int n, std::span<const float* const> inputs,
                           std::span<float* const> dst, std::span<float* const> diff_outputs,
                           std::span<float* const> diff_inputs) {
-  Plan& p = plan(ctx, n);
-  out_dst_.assign(outputs_.size(), nullptr);
-  for (size_t k = 0; k < outputs_.size(); ++k)
-    if (p.data_home[static_cast<size_t>(outputs_[k])] == outputs_[k] &&
-        static_cast<size_t>(outputs_[k]) >= inputs_.size())
-      out_dst_[k] = dst[k];
+  VD_CHECK(dst.size() == outputs_.size(), ShapeError, "backward_from needs one dst per output");
+  const OutputsAt at(*this, plan(ctx, n), dst);
   backward(ctx, n, inputs, diff_outputs, diff_inputs);
-  out_dst_.clear();
 }
 
 size_t Graph::value_floats(const Plan& p, Value v) const {

@@ -114,6 +114,13 @@ class Graph {
     std::map<std::pair<size_t, size_t>, std::unique_ptr<ReorderPrims>> merge_in, merge_back;
   };
   Plan& plan(Context& ctx, int n);
+  struct OutputsAt {  // forward_into/backward_from: the outputs in the caller's buffers
+    OutputsAt(Graph& g, const Plan& p, std::span<float* const> dst);
+    ~OutputsAt();
+    OutputsAt(const OutputsAt&) = delete;
+    OutputsAt& operator=(const OutputsAt&) = delete;
+    Graph& g_;
+  };
   float* act_of(size_t home);  // a value's own data buffer: the caller's dst, or act_
   Value check_value(Value v, const std::string& who) const;
   Value add_node(Node node);
