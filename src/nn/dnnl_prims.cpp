@@ -127,9 +127,8 @@ struct InnerProductPrims::Impl {
     bias = dnnl::memory(bias_md, engine, DNNL_MEMORY_NONE);
     dst = dnnl::memory(dst_md, engine, DNNL_MEMORY_NONE);
     // bf16: plain bf16 src and weights with f32 bias and dst. Plain, not format_tag::any:
-    // measured here (128 x 784 -> 400, one thread) oneDNN 2.6's gemm:jit on plain bf16 ran
-    // forward, backward-data and backward-weights at 268, 249 and 238 GFLOP/s, its brgemm on
-    // the blocked layout that any picks at 212, 178 and 192.
+    // oneDNN 2.6's gemm:jit on plain bf16 was faster in all three passes than the brgemm on the
+    // blocked layout that any picks (docs/benchmarks.md, "Figures from code comments").
     const bool bf16 = s.precision == Precision::BF16;
     const auto src_c = bf16 ? dnnl::memory::desc({s.batch, s.in}, dt::bf16, tag::ab) : src_md;
     const auto weights_c = bf16 ? dnnl::memory::desc({s.out, s.in}, dt::bf16, tag::ab) : weights_md;
@@ -487,10 +486,9 @@ struct ConvPrims::Impl {
     const auto prop = dnnl::prop_kind::forward_training;
     if (s.transposed) {
       // oneDNN 2.6 runs a deconvolution as a backward-data convolution and then adds the bias
-      // and applies post-ops in a scalar reference loop: measured here (batch 128, one thread)
-      // 64->32 channels fell from 81 to 42 GFLOP/s with the bias and to 7 with bias + ReLU,
-      // 32->1 from 6.4 to 2.0 (its binary primitive, tried instead, also ran the reference
-      // loop here). So the deconvolution runs bare and add_bias_act() adds the bias and applies
+      // and applies post-ops in a scalar reference loop, several times slower with bias + ReLU
+      // (docs/benchmarks.md, "Figures from code comments"; its binary primitive, tried
+      // instead, also ran the reference loop). So the deconvolution runs bare and add_bias_act() adds the bias and applies
       // the ReLU in one vectorised pass over dst, with the same arithmetic (one f32 add, then
       // oneDNN's ReLU: x > 0 ? x : x * 0). Layouts it does not know keep the fused primitive.
       const dnnl::deconvolution_forward::desc bare(prop, alg, src_any, w_any, dst_any, strides,
