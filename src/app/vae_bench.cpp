@@ -131,24 +131,18 @@ int main(int argc, char** argv) {
     vd::VaeConfig cfg = vd::VaeConfig::mlp(data_dim, hidden, latent);
     const bool conv_model = !encoder.empty() || !decoder.empty();
     if (conv_model) {
-      int c = 0, h = 0, w = 0;
-      char x1 = 0, x2 = 0;
-      std::istringstream in(shape_text);
-      if (!(in >> c >> x1 >> h >> x2 >> w) || x1 != 'x' || x2 != 'x' || c < 1 || h < 1 || w < 1)
-        throw vd::ConfigError("--shape needs CxHxW, e.g. 1x28x28");
-      cfg.data = vd::Shape{c, h, w};
+      if (shape_text.find('x') == std::string::npos ||
+          !vd::parse_shape_text(shape_text, cfg.data))
+        throw vd::ConfigError("--shape needs CxHxW (e.g. 1x28x28), CxL or CxDxHxW");
       data_dim = static_cast<int>(cfg.data.size());
       cfg.encoder = encoder;
       cfg.decoder = decoder;
     }
     if (!latent_shape.empty()) {
-      int c = 0, h = 0, w = 0;
-      char x1 = 0, x2 = 0;
-      std::istringstream in(latent_shape);
-      if (!(in >> c >> x1 >> h >> x2 >> w) || x1 != 'x' || x2 != 'x' || c < 1 || h < 1 || w < 1)
-        throw vd::ConfigError("--latent-shape needs CxHxW, e.g. 4x8x8");
-      cfg.latent = vd::Shape{c, h, w};
-      cfg.latent_dim = latent = c * h * w;
+      if (latent_shape.find('x') == std::string::npos ||
+          !vd::parse_shape_text(latent_shape, cfg.latent))
+        throw vd::ConfigError("--latent-shape needs CxHxW (e.g. 4x8x8), CxL or CxDxHxW");
+      cfg.latent_dim = latent = static_cast<int>(cfg.latent.size());
     }
     cfg.precision = precision;
     vd::ParamStore store;

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "nn/layer.hpp"
 
 namespace vd {
 
@@ -339,21 +340,21 @@ const std::vector<Spec>& table() {
     {
       // After latent-dim in the table, so its latent-dim wins wherever both are given.
       Spec l = string_spec("latent-shape", &O::latent_shape, true, {},
-                           "a spatial latent CxHxW (e.g. 4x8x8): the mu/logvar heads are 3x3 "
-                           "convolutions on the encoder's HxW map, the decoder starts from a "
-                           "CxHxW map, and latent-dim becomes C*H*W; empty = a flat latent");
+                           "a spatial latent CxHxW (e.g. 4x8x8; CxL for 1-D data, CxDxHxW for "
+                           "3-D): the mu/logvar heads are 3x3 convolutions on the encoder's "
+                           "map, the decoder starts from a map of that shape, and latent-dim "
+                           "becomes its size; empty = a flat latent");
       l.value_name = "<CxHxW>";
       l.set = [](Options& o, const std::string& value, const std::string& where) {
         o.latent_shape = value;
         if (value.empty()) return;
-        int c = 0, h = 0, w = 0;
-        char x1 = 0, x2 = 0;
-        std::istringstream dims(value);
-        if (!(dims >> c >> x1 >> h >> x2 >> w) || x1 != 'x' || x2 != 'x' || !dims.eof() || c < 1 ||
-            h < 1 || w < 1 || static_cast<int64_t>(c) * h * w > (1 << 24))
+        Shape s;
+        if (value.find('x') == std::string::npos || !parse_shape_text(value, s) ||
+            s.size() > (1 << 24))
           throw ConfigError(where + ": '" + value +
-                            "' is not a latent shape CxHxW of positive sizes, e.g. 4x8x8");
-        o.latent_dim = c * h * w;
+                            "' is not a latent shape of positive sizes: CxHxW (e.g. 4x8x8), or "
+                            "CxL for 1-D data, CxDxHxW for 3-D data");
+        o.latent_dim = static_cast<int>(s.size());
       };
       t.push_back(l);
     }

@@ -34,40 +34,63 @@ void* handle(const float* p) {
 
 }  // namespace
 
+dnnl::memory::dims batch_dims(int n, const Shape& shape) {
+  if (shape.flat()) return {n, shape.c};
+  dnnl::memory::dims dims{n, shape.c};
+  for (int64_t v : shape.spatial()) dims.push_back(v);
+  return dims;
+}
+
+dnnl::memory::format_tag plain_tag(size_t ndims) {
+  switch (ndims) {
+    case 2: return tag::ab;
+    case 3: return tag::abc;
+    case 4: return tag::abcd;
+    case 5: return tag::abcde;
+    default: throw ShapeError("a layout of " + std::to_string(ndims) + " dimensions");
+  }
+}
+
 Layout plain_layout(int n, const Shape& shape) {
-  if (shape.flat()) return dnnl::memory::desc({n, shape.c}, dt::f32, tag::ab);
-  return dnnl::memory::desc({n, shape.c, shape.h, shape.w}, dt::f32, tag::nchw);
+  const dnnl::memory::dims dims = batch_dims(n, shape);
+  return dnnl::memory::desc(dims, dt::f32, plain_tag(dims.size()));
 }
 
 bool is_plain(const Layout& layout, int n, const Shape& shape) {
-  // Row-major [N, D] or [N, C, H, W] with the same N and C*H*W: the same bytes either way.
+  // Row-major [N, D], [N, C, L], [N, C, H, W] or [N, C, D, H, W] with the same N and values
+  // per sample: the same bytes either way.
   const auto dims = layout.dims();
-  if (dims.empty() || dims[0] != n) return false;
+  if (dims.size() < 2 || dims.size() > 5 || dims[0] != n) return false;
   int64_t size = 1;
   for (size_t i = 1; i < dims.size(); ++i) size *= dims[i];
   if (size != shape.size()) return false;
-  return (dims.size() == 2 && layout == dnnl::memory::desc(dims, dt::f32, tag::ab)) ||
-         (dims.size() == 4 && layout == dnnl::memory::desc(dims, dt::f32, tag::nchw));
+  return layout == dnnl::memory::desc(dims, dt::f32, plain_tag(dims.size()));
 }
 
 int channel_block_of(const Layout& layout) {
   const dnnl_memory_desc_t& d = layout.data;
-  if (d.ndims != 4 || d.format_kind != dnnl_blocked || d.data_type != dnnl_f32 || d.offset0 != 0)
+  if (d.ndims < 3 || d.ndims > 5 || d.format_kind != dnnl_blocked || d.data_type != dnnl_f32 ||
+      d.offset0 != 0)
     return 0;
   const auto& b = d.format_desc.blocking;
   const int64_t block = b.inner_nblks == 0 ? 1 : b.inner_blks[0];
   if (b.inner_nblks > 1 ||
       (b.inner_nblks == 1 && (b.inner_idxs[0] != 1 || (block != 8 && block != 16))))
     return 0;
-  // Dense [N, C/B, H, W, B]: the strides and the padding that layout implies.
+  // Dense [N, C/B, spatial..., B]: the strides and the padding that layout implies.
   const int64_t cp = (d.dims[1] + block - 1) / block * block;
-  if (d.padded_dims[0] != d.dims[0] || d.padded_dims[1] != cp || d.padded_dims[2] != d.dims[2] ||
-      d.padded_dims[3] != d.dims[3])
-    return 0;
-  const int64_t hw = d.dims[2] * d.dims[3];
-  const int64_t want[4] = {cp * hw, hw * block, d.dims[3] * block, block};
-  for (int i = 0; i < 4; ++i)
-    if (b.strides[i] != want[i]) return 0;
+  if (d.padded_dims[0] != d.dims[0] || d.padded_dims[1] != cp) return 0;
+  int64_t spatial = 1;
+  for (int i = 2; i < d.ndims; ++i) {
+    if (d.padded_dims[i] != d.dims[i]) return 0;
+    spatial *= d.dims[i];
+  }
+  if (b.strides[0] != cp * spatial || b.strides[1] != spatial * block) return 0;
+  int64_t stride = block;
+  for (int i = d.ndims - 1; i >= 2; --i) {
+    if (b.strides[i] != stride) return 0;
+    stride *= d.dims[i];
+  }
   return static_cast<int>(block);
 }
 

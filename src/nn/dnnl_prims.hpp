@@ -11,6 +11,7 @@
 namespace vd {
 
 using Layout = dnnl::memory::desc;  // as in nn/layer.hpp
+struct Shape;
 
 struct InnerProductShape {
   int batch;  // B
@@ -58,9 +59,13 @@ class InnerProductPrims {
   std::unique_ptr<Impl> impl_;
 };
 
-// The channel block of a dense 4-D f32 layout: 1 for plain nchw, 8 or 16 for nChw8c/nChw16c
-// with no other blocking; 0 for anything else (nhwc, bf16, ...).
+// The channel block of a dense 3-D, 4-D or 5-D f32 layout: 1 for plain ncw/nchw/ncdhw, 8 or 16
+// for nCw16c/nChw16c/nCdhw16c and the like with no other blocking; 0 for anything else (nhwc,
+// bf16, ...). Such a layout is [N, C/B, S, B] with S the spatial size, whatever the rank.
 int channel_block_of(const Layout& layout);
+
+// {N, C} for a flat shape, else {N, C, spatial...}: a batch's dimensions for oneDNN.
+dnnl::memory::dims batch_dims(int n, const Shape& shape);
 
 // Copies a batch from one layout to another (e.g. blocked nChw16c -> plain nchw).
 class ReorderPrims {

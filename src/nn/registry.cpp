@@ -114,13 +114,9 @@ bool parse_int(const std::string& word, int& value) {
 }
 
 bool parse_shape(const std::string& word, Shape& shape) {
-  int c = 0, h = 0, w = 0;
-  char x1 = 0, x2 = 0;
-  std::istringstream dims(word);
-  if (!(dims >> c >> x1 >> h >> x2 >> w) || x1 != 'x' || x2 != 'x' || !dims.eof() || c < 1 ||
-      h < 1 || w < 1)
-    return false;
-  shape = Shape{c, h, w};
+  Shape s;
+  if (word.find('x') == std::string::npos || !parse_shape_text(word, s)) return false;
+  shape = s;
   return true;
 }
 

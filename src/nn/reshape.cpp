@@ -59,12 +59,13 @@ LayerKind reshape_kind() {
   LayerKind k;
   k.keyword = "reshape";
   k.syntax = "reshape CxHxW";
-  k.what = "a flat vector -> C x H x W";
+  k.what = "a flat vector -> C x H x W (CxL: 1-D, CxDxHxW: 3-D)";
   k.torch = "nn.Unflatten(1, (C, H, W))";
   const auto shape = [](const LayerText& l) {
     Shape s;
     if (l.has_body || l.args.size() != 1 || !parse_shape(l.args[0], s))
-      throw SyntaxError("'reshape' takes a shape CxHxW of positive sizes, e.g. 64x7x7");
+      throw SyntaxError("'reshape' takes a shape of positive sizes: CxHxW (e.g. 64x7x7), CxL "
+                        "(1-D, e.g. 64x32) or CxDxHxW (3-D, e.g. 32x4x4x4)");
     return s;
   };
   k.check = [shape](const LayerText& l) { shape(l); };

@@ -14,10 +14,7 @@
 namespace vd {
 
 Shape data_shape_of(const Shard& shard) {
-  const auto& dims = shard.sample_shape();
-  return dims.size() == 3 ? Shape{static_cast<int>(dims[0]), static_cast<int>(dims[1]),
-                                  static_cast<int>(dims[2])}
-                          : Shape{static_cast<int>(shard.sample_size()), 1, 1};
+  return Shape::from_dims(shard.sample_shape());
 }
 
 VaeConfig vae_config(const Options& opt, const Shape& data, int classes) {
@@ -26,10 +23,7 @@ VaeConfig vae_config(const Options& opt, const Shape& data, int classes) {
   vc.latent_dim = opt.latent_dim;
   if (!opt.latent_shape.empty()) {
     // The option's parser checked the form and set latent_dim.
-    int c = 0, h = 0, w = 0;
-    char x = 0;
-    std::istringstream(opt.latent_shape) >> c >> x >> h >> x >> w;
-    vc.latent = Shape{c, h, w};
+    parse_shape_text(opt.latent_shape, vc.latent);
   } else {
     vc.latent = Shape{opt.latent_dim, 1, 1};
   }
@@ -83,11 +77,7 @@ std::unique_ptr<TrainedModel> load_trained_model(const std::string& checkpoint, 
   const Options& opt = m->options;
   VaeConfig vc;
   if (!m->meta.data_shape.empty()) {
-    const auto& d = m->meta.data_shape;
-    const Shape data = d.size() == 3 ? Shape{static_cast<int>(d[0]), static_cast<int>(d[1]),
-                                             static_cast<int>(d[2])}
-                                     : Shape{static_cast<int>(d.at(0)), 1, 1};
-    vc = vae_config(opt, data, static_cast<int>(m->meta.classes));
+    vc = vae_config(opt, Shape::from_dims(m->meta.data_shape), static_cast<int>(m->meta.classes));
   } else {
     // Written before checkpoints kept the data shape: derive it as the Trainer did.
     if (!std::filesystem::exists(opt.data))

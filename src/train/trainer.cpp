@@ -588,7 +588,7 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   meta.rng_states = states;
   meta.adam_steps = adam->steps();
   const Shape& data = vae->config().data;
-  meta.data_shape = {data.c, data.h, data.w};
+  meta.data_shape = data.dims();
   meta.classes = vae->config().classes;
   meta.feature_mean = scaling.mean;
   meta.feature_std = scaling.std;
