@@ -16,7 +16,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
-#include "nn/layer.hpp"
+#include "nn/shape.hpp"
 
 namespace vd {
 
