@@ -30,7 +30,8 @@ constexpr const char* kUsage =
     "\n"
     "commands:\n"
     "  import-idx  convert IDX files (MNIST, Fashion-MNIST) to an HDF5 data set file\n"
-    "  synth       write a synthetic data set file (tests, scale benchmarks)\n"
+    "  synth       write a synthetic data set file: images, 1-D signals, 3-D volumes or\n"
+    "              feature vectors (tests, scale benchmarks)\n"
     "  shapes      write dSprites-like shapes with known factors (disentanglement)\n"
     "  info        describe an HDF5 data set file\n"
     "\n"
@@ -112,10 +113,15 @@ int cmd_synth(int argc, char** argv) {
   po::options_description desc("synth options");
   desc.add_options()("help,h", "show this help")("out", po::value<std::string>()->required(),
                                                  "output HDF5 file")(
-      "n", po::value<int64_t>()->required(), "number of images")(
-      "channels", po::value<int64_t>()->default_value(1), "channels per image")(
+      "n", po::value<int64_t>()->required(), "number of samples (rows)")(
+      "channels", po::value<int64_t>()->default_value(1), "channels per sample")(
       "height", po::value<int64_t>()->default_value(28), "image height")(
       "width", po::value<int64_t>()->default_value(28), "image width")(
+      "length", po::value<int64_t>(),
+      "instead of images: 1-D signals [n, channels, length] (smooth bumps on sinusoids; "
+      "--height/--width do not apply)")(
+      "depth", po::value<int64_t>(),
+      "3-D volumes [n, channels, depth, height, width] instead of images (blobs over stripes)")(
       "classes", po::value<int>()->default_value(10), "number of classes (1..256)")(
       "seed", po::value<uint64_t>()->default_value(0), "random seed (same seed, same file)")(
       "dtype", po::value<std::string>()->default_value("uint8"),
@@ -128,21 +134,23 @@ int cmd_synth(int argc, char** argv) {
       "--channels/--height/--width do not apply)");
   po::variables_map vm;
   const std::string synopsis =
-      "synth --out FILE.h5 --n N [--channels C --height H --width W --classes K --seed S "
-      "--dtype uint8|float32 --deflate L | --features D --dtype float32]";
+      "synth --out FILE.h5 --n N [--channels C] [--height H --width W [--depth D] | --length L] "
+      "[--classes K --seed S --dtype uint8|float32 --deflate L] | --features D --dtype float32";
   if (!parse(argc, argv, desc, {}, synopsis, vm)) return 0;
   const std::string dtype = vm["dtype"].as<std::string>();
   if (dtype != "uint8" && dtype != "float32")
     throw UsageError("--dtype must be uint8 or float32, not '" + dtype + "'");
+  const auto given = [&](const char* name) { return vm.count(name) > 0 && !vm[name].defaulted(); };
   const auto t0 = std::chrono::steady_clock::now();
   const std::string out = vm["out"].as<std::string>();
   if (vm.count("features")) {
     if (dtype != "float32")
       throw UsageError("--features makes float data of any scale; add --dtype float32");
-    for (const char* image_only : {"channels", "height", "width"})
-      if (!vm[image_only].defaulted())
+    for (const char* image_only : {"channels", "height", "width", "length", "depth"})
+      if (given(image_only))
         throw UsageError(std::string("--") + image_only +
-                         " describes images; with --features the rows are vectors");
+                         " describes images, signals or volumes; with --features the rows are "
+                         "vectors");
     const vd::DatasetSummary s =
         vd::write_synthetic_features(out, vm["n"].as<int64_t>(), vm["features"].as<int64_t>(),
                                      vm["seed"].as<uint64_t>(), vm["classes"].as<int>());
@@ -152,11 +160,27 @@ int cmd_synth(int argc, char** argv) {
   const int deflate = vm.count("deflate") ? vm["deflate"].as<int>() : -1;
   if (vm.count("deflate") && (deflate < 0 || deflate > 9))
     throw UsageError("--deflate must be 0 (none) to 9, not " + std::to_string(deflate));
-  const vd::DatasetSummary s = vd::write_synthetic(
-      out, vm["n"].as<int64_t>(), vm["channels"].as<int64_t>(), vm["height"].as<int64_t>(),
-      vm["width"].as<int64_t>(), vm["seed"].as<uint64_t>(),
-      dtype == "uint8" ? vd::SynthDType::UInt8 : vd::SynthDType::Float32, vm["classes"].as<int>(),
-      deflate);
+  // The sample shape: [C, L] with --length, [C, D, H, W] with --depth, else [C, H, W].
+  std::vector<int64_t> sample{vm["channels"].as<int64_t>()};
+  if (vm.count("length")) {
+    for (const char* other : {"height", "width", "depth"})
+      if (given(other))
+        throw UsageError(std::string("--length makes 1-D signals [n, channels, length]; --") +
+                         other + " belongs to images and volumes; give one or the other");
+    sample.push_back(vm["length"].as<int64_t>());
+  } else {
+    if (vm.count("depth")) sample.push_back(vm["depth"].as<int64_t>());
+    sample.push_back(vm["height"].as<int64_t>());
+    sample.push_back(vm["width"].as<int64_t>());
+  }
+  for (int64_t v : sample)
+    if (v < 1)
+      throw UsageError("the sample shape must have sizes >= 1, not " + shape_text(sample) +
+                       " (channels first)");
+  const vd::DatasetSummary s =
+      vd::write_synthetic(out, vm["n"].as<int64_t>(), sample, vm["seed"].as<uint64_t>(),
+                          dtype == "uint8" ? vd::SynthDType::UInt8 : vd::SynthDType::Float32,
+                          vm["classes"].as<int>(), deflate);
   print_summary(s, out, seconds_since(t0));
   return 0;
 }

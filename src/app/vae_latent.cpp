@@ -300,14 +300,17 @@ void make_parent(const std::string& path) {
 void write_png(const Session& s, const std::string& path, const std::vector<float>& images, int n,
                int cols, const std::string& what) {
   make_parent(path);
+  std::string note;
   if (!s.model->scaling.empty()) {
     std::vector<float> data_units = images;
     s.model->scaling.invert(data_units.data(), n);
-    vd::write_grid_png(path, data_units, n, s.shape(), cols);
+    note = vd::write_grid_png(path, data_units, n, s.shape(), cols);
   } else {
-    vd::write_grid_png(path, images, n, s.shape(), cols);
+    note = vd::write_grid_png(path, images, n, s.shape(), cols);
   }
-  std::printf("wrote %s: %s\n", path.c_str(), what.c_str());
+  // 1-D and 3-D samples are not drawn as they are: the note says how.
+  std::printf("wrote %s: %s%s\n", path.c_str(), what.c_str(),
+              note.empty() ? "" : ("; " + note).c_str());
 }
 
 // Rows x of the whole file (rank 0's pictures) and their labels (0 when there are none).

@@ -158,6 +158,193 @@ DatasetSummary import_idx(const std::string& images_path, const std::string& lab
   return {n, {dims[1], dims[2], dims[3]}, "uint8", !labels_path.empty()};
 }
 
+namespace {
+
+// One synthetic row: fills dst (one sample, values in [0, 1]) for class k, drawn just before.
+using SynthRowFill = std::function<void(Rng& rng, int k, float* dst)>;
+
+// The writer every synthetic image/signal/volume kind shares: the attributes, /images
+// [n, sample...] and /labels, streamed chunk by chunk from one Rng(seed) that draws each row's
+// label and then whatever fill draws, in row order (so the file is a function of the seed).
+DatasetSummary write_synthetic_rows(const std::string& out_path, int64_t n,
+                                    const std::vector<int64_t>& sample, uint64_t seed,
+                                    SynthDType dtype, int num_classes, int deflate,
+                                    const char* layout, const SynthRowFill& fill) {
+  int64_t row = 1;
+  for (int64_t v : sample) row *= v;
+  const bool as_u8 = dtype == SynthDType::UInt8;
+  const int64_t chunk_rows = chunk_rows_for(row * (as_u8 ? 1 : 4), n);
+  write_atomically(out_path, [&](const std::string& tmp) {
+    h5::File file = h5::create_file(tmp);
+    write_format_attributes(file, "vae_data synth");
+    h5::write_attribute(file, "synthetic_seed", seed);
+    h5::write_attribute(file, "num_classes", int64_t{num_classes});
+    h5::write_attribute(file, "shuffled", int64_t{0});
+    std::vector<int64_t> dims{n};
+    dims.insert(dims.end(), sample.begin(), sample.end());
+    h5::Dataset dimg =
+        h5::create_dataset(file, "/images", as_u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, dims,
+                           {image_chunk(chunk_rows, dims), deflate >= 0 ? deflate
+                                                           : as_u8      ? kSynthDeflateUint8
+                                                                        : 0});
+    h5::write_attribute(dimg, "layout", layout);
+    const std::vector<int64_t> ldims{n};
+    h5::Dataset dlab = h5::create_dataset<uint8_t>(
+        file, "/labels", ldims, {{std::min<int64_t>(n, 1 << 16)}, kDeflateLevel});
+
+    Rng rng(seed);
+    std::vector<float> fbuf(static_cast<size_t>(chunk_rows * row));
+    std::vector<uint8_t> ubuf(as_u8 ? fbuf.size() : 0);
+    std::vector<uint8_t> lbuf(static_cast<size_t>(chunk_rows));
+    for (int64_t r0 = 0; r0 < n; r0 += chunk_rows) {
+      const int64_t rows = std::min(chunk_rows, n - r0);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int k = static_cast<int>(rng.below(static_cast<uint64_t>(num_classes)));
+        lbuf[static_cast<size_t>(r)] = static_cast<uint8_t>(k);
+        fill(rng, k, fbuf.data() + r * row);
+      }
+      const size_t count = static_cast<size_t>(rows * row);
+      if (as_u8) {
+        for (size_t i = 0; i < count; ++i)
+          ubuf[i] = static_cast<uint8_t>(fbuf[i] * 255.0f + 0.5f);  // fbuf is in [0, 1]
+        h5::write_rows(dimg, r0, rows, ubuf.data());
+      } else {
+        h5::write_rows(dimg, r0, rows, fbuf.data());
+      }
+      h5::write_rows(dlab, r0, rows, lbuf.data());
+    }
+  });
+  return {n, sample, as_u8 ? "uint8" : "float32", true};
+}
+
+void check_synthetic_classes(const std::string& out_path, int num_classes) {
+  if (num_classes < 1 || num_classes > 256)
+    throw DataError("synthetic data for '" + out_path + "' needs 1 to 256 classes (got " +
+                    std::to_string(num_classes) + "); labels are stored as uint8");
+}
+
+// Noise: four 16-bit uniforms per 64-bit draw, mapped to [-amp, amp).
+struct NoiseBits {
+  uint64_t bits = 0;
+  int left = 0;
+  float next(Rng& rng, float amp) {
+    if (left == 0) bits = rng.next_u64(), left = 4;
+    const float v = static_cast<float>(bits & 0xffff) * (2.0f * amp / 65536.0f) - amp;
+    bits >>= 16;
+    --left;
+    return v;
+  }
+};
+
+// 1-D signals [n, c, length]: class k is a Gaussian bump at a class position (spread evenly
+// over the length) on a sinusoid of 1 + k % 4 cycles; per sample the position, width,
+// amplitudes and phase are jittered, per channel the sinusoid's phase turns by pi / 3 and
+// odd channels have a smaller bump, so channels differ but share the class. Plus +-0.02 noise.
+DatasetSummary write_synthetic_signals(const std::string& out_path, int64_t n, int64_t c,
+                                       int64_t length, uint64_t seed, SynthDType dtype,
+                                       int num_classes, int deflate) {
+  const double pi = std::numbers::pi;
+  const SynthRowFill fill = [=](Rng& rng, int k, float* dst) {
+    const double centre = 0.15 + 0.7 * (k + 0.5) / num_classes + rng.uniform(-0.03, 0.03);
+    const double sigma = 0.06 * rng.uniform(0.85, 1.15);
+    const double bump = rng.uniform(0.7, 1.0), wave = rng.uniform(0.7, 1.0);
+    const double phase = rng.uniform(-0.4, 0.4);
+    const double cycles = 1.0 + k % 4;
+    NoiseBits noise;
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const double b = bump * (ch % 2 ? 0.6 : 1.0);
+      for (int64_t x = 0; x < length; ++x) {
+        const double u = (x + 0.5) / length, d = u - centre;
+        const double v = 0.25 + 0.55 * b * std::exp(-d * d / (2 * sigma * sigma)) +
+                         0.2 * wave * std::sin(2 * pi * cycles * u + phase + ch * pi / 3);
+        dst[ch * length + x] =
+            std::clamp(static_cast<float>(v) + noise.next(rng, 0.02f), 0.0f, 1.0f);
+      }
+    }
+  };
+  return write_synthetic_rows(out_path, n, {c, length}, seed, dtype, num_classes, deflate, "NCL",
+                              fill);
+}
+
+// 3-D volumes [n, c, depth, h, w]: the 2-D images' recipe one dimension up. Class k is a
+// Gaussian blob centred on a tilted circle (angle 2 pi k / K, depth 0.5 + 0.22 cos 2 theta),
+// jittered per sample, over stripes whose direction depends on the class, plus +-0.05 noise.
+// Both are separable, so a volume costs d + h + w exponentials, not d * h * w.
+DatasetSummary write_synthetic_volumes(const std::string& out_path, int64_t n, int64_t c,
+                                       int64_t depth, int64_t h, int64_t w, uint64_t seed,
+                                       SynthDType dtype, int num_classes, int deflate) {
+  const double pi = std::numbers::pi;
+  // Stripes sin(2 pi f (a . u) + ch pi / 3) = Im(ex[x] ey[y] ez[z]) with unit phasors per axis.
+  struct Phasor {
+    float re, im;
+  };
+  const auto phasors = [&](int k, int64_t size, int axis, double phase) {
+    const double theta = pi * k / num_classes, tilt = pi / 6 * (k % 3 - 1);
+    const double dir[3] = {std::cos(theta) * std::cos(tilt), std::sin(theta) * std::cos(tilt),
+                           std::sin(tilt)};
+    const double freq = 2.0 + k % 3;
+    std::vector<Phasor> out(static_cast<size_t>(size));
+    for (int64_t i = 0; i < size; ++i) {
+      const double a = 2 * pi * freq * dir[axis] * (i + 0.5) / size + phase;
+      out[static_cast<size_t>(i)] = {static_cast<float>(std::cos(a)),
+                                     static_cast<float>(std::sin(a))};
+    }
+    return out;
+  };
+  // Per class: x phasors per channel (they carry the channel's phase), y and z shared.
+  std::vector<std::vector<Phasor>> px(static_cast<size_t>(num_classes * c)),
+      py(static_cast<size_t>(num_classes)), pz(static_cast<size_t>(num_classes));
+  for (int k = 0; k < num_classes; ++k) {
+    for (int64_t ch = 0; ch < c; ++ch)
+      px[static_cast<size_t>(k * c + ch)] = phasors(k, w, 0, ch * pi / 3);
+    py[static_cast<size_t>(k)] = phasors(k, h, 1, 0.0);
+    pz[static_cast<size_t>(k)] = phasors(k, depth, 2, 0.0);
+  }
+  const SynthRowFill fill = [&, c, depth, h, w](Rng& rng, int k, float* dst) {
+    const double theta = 2 * pi * k / num_classes;
+    const double cx = 0.5 + 0.28 * std::cos(theta) + rng.uniform(-0.04, 0.04);
+    const double cy = 0.5 + 0.28 * std::sin(theta) + rng.uniform(-0.04, 0.04);
+    const double cz = 0.5 + 0.22 * std::cos(2 * theta) + rng.uniform(-0.04, 0.04);
+    const double sigma = 0.14 * rng.uniform(0.85, 1.15);
+    const double amp = rng.uniform(0.7, 1.0);
+    const auto gauss = [&](int64_t size, double centre, double scale) {
+      std::vector<float> g(static_cast<size_t>(size));
+      for (int64_t i = 0; i < size; ++i) {
+        const double d = (i + 0.5) / size - centre;
+        g[static_cast<size_t>(i)] =
+            static_cast<float>(scale * std::exp(-d * d / (2 * sigma * sigma)));
+      }
+      return g;
+    };
+    const std::vector<float> gx = gauss(w, cx, 1.0), gy = gauss(h, cy, 1.0),
+                             gz = gauss(depth, cz, amp);
+    const std::vector<Phasor>&ey = py[static_cast<size_t>(k)], &ez = pz[static_cast<size_t>(k)];
+    NoiseBits noise;
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const std::vector<Phasor>& ex = px[static_cast<size_t>(k * c + ch)];
+      for (int64_t z = 0; z < depth; ++z)
+        for (int64_t y = 0; y < h; ++y) {
+          const Phasor& a = ez[static_cast<size_t>(z)];
+          const Phasor& b = ey[static_cast<size_t>(y)];
+          const Phasor zy{a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re};
+          const float gzy = gz[static_cast<size_t>(z)] * gy[static_cast<size_t>(y)];
+          float* out = dst + ((ch * depth + z) * h + y) * w;
+          for (int64_t x = 0; x < w; ++x) {
+            const Phasor& e = ex[static_cast<size_t>(x)];
+            const float stripe = 0.5f + 0.5f * (zy.re * e.im + zy.im * e.re);
+            const float v =
+                0.7f * gzy * gx[static_cast<size_t>(x)] + 0.25f * stripe + noise.next(rng, 0.05f);
+            out[x] = std::clamp(v, 0.0f, 1.0f);
+          }
+        }
+    }
+  };
+  return write_synthetic_rows(out_path, n, {c, depth, h, w}, seed, dtype, num_classes, deflate,
+                              "NCDHW", fill);
+}
+
+}  // namespace
+
 DatasetSummary write_synthetic(const std::string& out_path, int64_t n, int64_t c, int64_t h,
                                int64_t w, uint64_t seed, SynthDType dtype, int num_classes,
                                int deflate) {
@@ -167,12 +354,8 @@ DatasetSummary write_synthetic(const std::string& out_path, int64_t n, int64_t c
                     ">= 1 (got n=" +
                     std::to_string(n) + ", " + std::to_string(c) + "x" + std::to_string(h) + "x" +
                     std::to_string(w) + ")");
-  if (num_classes < 1 || num_classes > 256)
-    throw DataError("synthetic data for '" + out_path + "' needs 1 to 256 classes (got " +
-                    std::to_string(num_classes) + "); labels are stored as uint8");
+  check_synthetic_classes(out_path, num_classes);
   const int64_t plane = h * w, row = c * plane;
-  const bool as_u8 = dtype == SynthDType::UInt8;
-  const int64_t chunk_rows = chunk_rows_for(row * (as_u8 ? 1 : 4), n);
   const double pi = std::numbers::pi;
 
   // Per class and channel, a stripe pattern with class-dependent orientation and frequency.
@@ -191,79 +374,55 @@ DatasetSummary write_synthetic(const std::string& out_path, int64_t n, int64_t c
         }
   }
 
-  write_atomically(out_path, [&](const std::string& tmp) {
-    h5::File file = h5::create_file(tmp);
-    write_format_attributes(file, "vae_data synth");
-    h5::write_attribute(file, "synthetic_seed", seed);
-    h5::write_attribute(file, "num_classes", int64_t{num_classes});
-    h5::write_attribute(file, "shuffled", int64_t{0});
-    const std::vector<int64_t> dims{n, c, h, w};
-    h5::Dataset dimg =
-        h5::create_dataset(file, "/images", as_u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, dims,
-                           {image_chunk(chunk_rows, dims), deflate >= 0 ? deflate
-                                                           : as_u8      ? kSynthDeflateUint8
-                                                                        : 0});
-    h5::write_attribute(dimg, "layout", "NCHW");
-    const std::vector<int64_t> ldims{n};
-    h5::Dataset dlab = h5::create_dataset<uint8_t>(
-        file, "/labels", ldims, {{std::min<int64_t>(n, 1 << 16)}, kDeflateLevel});
-
-    Rng rng(seed);
-    std::vector<float> fbuf(static_cast<size_t>(chunk_rows * row));
-    std::vector<uint8_t> ubuf(as_u8 ? fbuf.size() : 0);
-    std::vector<uint8_t> lbuf(static_cast<size_t>(chunk_rows));
-    std::vector<float> gx(static_cast<size_t>(w)), gy(static_cast<size_t>(h));
-    for (int64_t r0 = 0; r0 < n; r0 += chunk_rows) {
-      const int64_t rows = std::min(chunk_rows, n - r0);
-      for (int64_t r = 0; r < rows; ++r) {
-        const int k = static_cast<int>(rng.below(static_cast<uint64_t>(num_classes)));
-        lbuf[static_cast<size_t>(r)] = static_cast<uint8_t>(k);
-        // A Gaussian blob on a circle at the class's angle, jittered per sample; separable,
-        // so it costs h + w exponentials per image instead of h * w.
-        const double theta = 2 * pi * k / num_classes;
-        const double cx = 0.5 + 0.28 * std::cos(theta) + rng.uniform(-0.04, 0.04);
-        const double cy = 0.5 + 0.28 * std::sin(theta) + rng.uniform(-0.04, 0.04);
-        const double sigma = 0.12 * rng.uniform(0.85, 1.15);
-        const double amp = rng.uniform(0.7, 1.0);
-        for (int64_t x = 0; x < w; ++x) {
-          const double d = (x + 0.5) / w - cx;
-          gx[static_cast<size_t>(x)] = static_cast<float>(std::exp(-d * d / (2 * sigma * sigma)));
-        }
-        for (int64_t y = 0; y < h; ++y) {
-          const double d = (y + 0.5) / h - cy;
-          gy[static_cast<size_t>(y)] =
-              static_cast<float>(amp * std::exp(-d * d / (2 * sigma * sigma)));
-        }
-        const float* pattern = stripes.data() + k * row;
-        float* dst = fbuf.data() + r * row;
-        // Noise: four 16-bit uniforms per 64-bit draw, mapped to [-0.05, 0.05).
-        uint64_t bits = 0;
-        int64_t left = 0;
-        for (int64_t ch = 0; ch < c; ++ch)
-          for (int64_t y = 0; y < h; ++y)
-            for (int64_t x = 0; x < w; ++x) {
-              const int64_t i = ch * plane + y * w + x;
-              if (left == 0) bits = rng.next_u64(), left = 4;
-              const float noise = static_cast<float>(bits & 0xffff) * (0.1f / 65536.0f) - 0.05f;
-              bits >>= 16;
-              --left;
-              const float v = 0.7f * gx[static_cast<size_t>(x)] * gy[static_cast<size_t>(y)] +
-                              0.25f * pattern[i] + noise;
-              dst[i] = std::clamp(v, 0.0f, 1.0f);
-            }
-      }
-      const size_t count = static_cast<size_t>(rows * row);
-      if (as_u8) {
-        for (size_t i = 0; i < count; ++i)
-          ubuf[i] = static_cast<uint8_t>(fbuf[i] * 255.0f + 0.5f);  // fbuf is in [0, 1]
-        h5::write_rows(dimg, r0, rows, ubuf.data());
-      } else {
-        h5::write_rows(dimg, r0, rows, fbuf.data());
-      }
-      h5::write_rows(dlab, r0, rows, lbuf.data());
+  std::vector<float> gx(static_cast<size_t>(w)), gy(static_cast<size_t>(h));
+  const SynthRowFill fill = [&](Rng& rng, int k, float* dst) {
+    // A Gaussian blob on a circle at the class's angle, jittered per sample; separable,
+    // so it costs h + w exponentials per image instead of h * w.
+    const double theta = 2 * pi * k / num_classes;
+    const double cx = 0.5 + 0.28 * std::cos(theta) + rng.uniform(-0.04, 0.04);
+    const double cy = 0.5 + 0.28 * std::sin(theta) + rng.uniform(-0.04, 0.04);
+    const double sigma = 0.12 * rng.uniform(0.85, 1.15);
+    const double amp = rng.uniform(0.7, 1.0);
+    for (int64_t x = 0; x < w; ++x) {
+      const double d = (x + 0.5) / w - cx;
+      gx[static_cast<size_t>(x)] = static_cast<float>(std::exp(-d * d / (2 * sigma * sigma)));
     }
-  });
-  return {n, {c, h, w}, as_u8 ? "uint8" : "float32", true};
+    for (int64_t y = 0; y < h; ++y) {
+      const double d = (y + 0.5) / h - cy;
+      gy[static_cast<size_t>(y)] = static_cast<float>(amp * std::exp(-d * d / (2 * sigma * sigma)));
+    }
+    const float* pattern = stripes.data() + k * row;
+    NoiseBits noise;
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t y = 0; y < h; ++y)
+        for (int64_t x = 0; x < w; ++x) {
+          const int64_t i = ch * plane + y * w + x;
+          const float v = 0.7f * gx[static_cast<size_t>(x)] * gy[static_cast<size_t>(y)] +
+                          0.25f * pattern[i] + noise.next(rng, 0.05f);
+          dst[i] = std::clamp(v, 0.0f, 1.0f);
+        }
+  };
+  return write_synthetic_rows(out_path, n, {c, h, w}, seed, dtype, num_classes, deflate, "NCHW",
+                              fill);
+}
+
+DatasetSummary write_synthetic(const std::string& out_path, int64_t n,
+                               const std::vector<int64_t>& sample_dims, uint64_t seed,
+                               SynthDType dtype, int num_classes, int deflate) {
+  const std::vector<int64_t>& s = sample_dims;
+  const bool positive = std::all_of(s.begin(), s.end(), [](int64_t v) { return v >= 1; });
+  if (n < 1 || s.size() < 2 || s.size() > 4 || !positive)
+    throw DataError("synthetic data for '" + out_path +
+                    "' needs n >= 1 and a sample shape of 2 to 4 sizes >= 1 ([C, L], [C, H, W] "
+                    "or [C, D, H, W]); got n=" +
+                    std::to_string(n) + ", sample " + shape_text(s));
+  check_synthetic_classes(out_path, num_classes);
+  if (s.size() == 2)
+    return write_synthetic_signals(out_path, n, s[0], s[1], seed, dtype, num_classes, deflate);
+  if (s.size() == 4)
+    return write_synthetic_volumes(out_path, n, s[0], s[1], s[2], s[3], seed, dtype, num_classes,
+                                   deflate);
+  return write_synthetic(out_path, n, s[0], s[1], s[2], seed, dtype, num_classes, deflate);
 }
 
 DatasetSummary write_synthetic_features(const std::string& out_path, int64_t n, int64_t features,

@@ -2,7 +2,8 @@
 // data, and describing a file for `vae_data info`.
 //
 // Layout of a data set file (format "vae_dist-dataset", format_version 1):
-//   /images  uint8 or float32 [N, C, H, W] (float data in [0, 1]), chunked, usually gzip
+//   /images  uint8 or float32 [N, C, H, W] (float data in [0, 1]), chunked, usually gzip;
+//            also [N, C, L] (1-D signals), [N, C, D, H, W] (3-D volumes) or [N, D] (vectors)
 //   /labels  uint8 [N] (optional), the class of each image row
 //   root attributes: format, format_version, created_by, source file names, shuffle info.
 // Train and test splits are SEPARATE files, each with its own /images and /labels, e.g.
@@ -26,7 +27,7 @@ inline constexpr int64_t kDatasetFormatVersion = 1;
 // What a writer produced, for the one-line summary of the command-line tool.
 struct DatasetSummary {
   int64_t rows = 0;
-  std::vector<int64_t> sample_shape;  // {C, H, W}
+  std::vector<int64_t> sample_shape;  // {C, H, W}, {C, L}, {C, D, H, W} or {D}
   std::string dtype;                  // "uint8" or "float32"
   bool has_labels = false;
 };
@@ -60,6 +61,16 @@ enum class SynthDType { UInt8, Float32 };
 DatasetSummary write_synthetic(const std::string& out_path, int64_t n, int64_t c, int64_t h,
                                int64_t w, uint64_t seed, SynthDType dtype, int num_classes,
                                int deflate = -1);
+
+// The same for any sample shape: sample_dims {C, H, W} is the function above; {C, L} writes
+// 1-D signals [n, C, L] (class k: a Gaussian bump at a class position over a sinusoid of
+// 1 + k % 4 cycles, jittered per sample, the channels with different phases and bump
+// heights); {C, D, H, W} writes 3-D volumes [n, C, D, H, W] (a Gaussian blob at a class
+// position over class-oriented stripes, as the images one dimension up). Values in [0, 1]
+// plus noise, same labels, chunking, deflate and determinism per seed.
+DatasetSummary write_synthetic(const std::string& out_path, int64_t n,
+                               const std::vector<int64_t>& sample_dims, uint64_t seed,
+                               SynthDType dtype, int num_classes, int deflate = -1);
 
 // Writes n deterministic (per seed) rows of float32 "scientific" vectors [n, features] with
 // labels (num_classes clusters): a few latent factors (class centre + noise) mixed into every

@@ -35,7 +35,7 @@ void set_message(PngError* err, const char* msg) {
 }
 
 bool encode(std::FILE* fp, int width, int height, int channels, const uint8_t* pixels,
-            PngError* err) {
+            const char* description, PngError* err) {
   png_structp png =
       png_create_write_struct(PNG_LIBPNG_VER_STRING, err, on_png_error, on_png_warning);
   if (png == nullptr) {
@@ -56,6 +56,14 @@ bool encode(std::FILE* fp, int width, int height, int channels, const uint8_t* p
   png_set_IHDR(png, info, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height), 8,
                channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  if (description != nullptr && *description != '\0') {
+    // Before the pixels, so a reader finds it after png_read_info.
+    png_text text{};
+    text.compression = PNG_TEXT_COMPRESSION_NONE;
+    text.key = const_cast<png_charp>("Description");
+    text.text = const_cast<png_charp>(description);
+    png_set_text(png, info, &text, 1);
+  }
   png_write_info(png, info);
   const size_t stride = static_cast<size_t>(width) * static_cast<size_t>(channels);
   for (int y = 0; y < height; ++y) {
@@ -69,6 +77,15 @@ bool encode(std::FILE* fp, int width, int height, int channels, const uint8_t* p
 bool resize_pixels(PngImage* image, size_t n) noexcept {
   try {
     image->pixels.assign(n, 0);
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+bool set_description(PngImage* image, const char* text) noexcept {
+  try {
+    image->description = text;
     return true;
   } catch (...) {
     return false;
@@ -101,6 +118,16 @@ bool decode(std::FILE* fp, PngImage* image, PngError* err) {
   png_init_io(png, fp);
   png_set_sig_bytes(png, sizeof signature);
   png_read_info(png, info);
+  png_textp texts = nullptr;
+  const int num_texts = png_get_text(png, info, &texts, nullptr);
+  for (int i = 0; i < num_texts; ++i) {
+    if (std::strcmp(texts[i].key, "Description") != 0) continue;
+    if (!set_description(image, texts[i].text)) {
+      png_destroy_read_struct(&png, &info, nullptr);
+      set_message(err, "not enough memory for the image's description");
+      return false;
+    }
+  }
   const int color_type = png_get_color_type(png, info);
   if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (color_type == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) < 8) {
@@ -132,7 +159,7 @@ bool decode(std::FILE* fp, PngImage* image, PngError* err) {
 }  // namespace
 
 void write_png(const std::string& path, int width, int height, int channels,
-               std::span<const uint8_t> pixels) {
+               std::span<const uint8_t> pixels, const std::string& description) {
   if (width < 1 || height < 1 || (channels != 1 && channels != 3)) {
     throw ShapeError("write_png(" + path + "): need width, height >= 1 and 1 or 3 channels, got " +
                      std::to_string(width) + "x" + std::to_string(height) + "x" +
@@ -153,7 +180,8 @@ void write_png(const std::string& path, int width, int height, int channels,
                   "); check that the directory exists and is writable");
   }
   PngError err;
-  const bool encoded = encode(fp, width, height, channels, pixels.data(), &err);
+  const bool encoded =
+      encode(fp, width, height, channels, pixels.data(), description.c_str(), &err);
   const bool closed = std::fclose(fp) == 0;  // a full disk can first show up here
   std::error_code ec;
   if (!encoded || !closed) {

@@ -439,6 +439,8 @@ Trainer::Trainer(const Options& options, const Comm& comm)
                   opt.resume.empty() ? "the training set" : "the checkpoint");
     if (!precision_note.empty()) std::printf("%s\n", precision_note.c_str());
     std::printf("%s\n", s.data_note.c_str());
+    if (const std::string note = grid_note(vc.data); !note.empty())
+      std::printf("pictures: %s\n", note.c_str());
     std::printf("model%s (layer, what it is, output shape per sample%s):\n%s",
                 vc.classes > 0
                     ? (" conditional on " + std::to_string(vc.classes) + " classes").c_str()

@@ -1,27 +1,73 @@
-// SampleGrids: decoding the fixed z, the class rows and the reconstructions into PNG grids.
+// SampleGrids: decoding the fixed z, the class rows and the reconstructions into PNG grids,
+// and how a sample of each data kind (image, 1-D signal, 3-D volume, flat) becomes a tile.
 #include "vae/sample_grids.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <sstream>
 
-#include "io/image_grid.hpp"
+#include "core/error.hpp"
 
 namespace vd {
 
+namespace {
+
+bool is_signal(const Shape& data) {
+  return !data.flat() && data.rank == 1;
+}
+bool is_volume(const Shape& data) {
+  return !data.flat() && data.rank == 3;
+}
+
+}  // namespace
+
 TileShape tile_shape(const Shape& data) {
+  if (is_signal(data)) return TileShape{3, kCurveHeight, curve_width(data.w)};
   if (!data.flat()) return TileShape{data.c == 3 ? 3 : 1, data.h, data.w};
   const int d = data.c;
   const int side = static_cast<int>(std::lround(std::sqrt(static_cast<double>(d))));
   return side * side == d ? TileShape{1, side, side} : TileShape{1, 1, d};
 }
 
+int middle_depth(const Shape& data) {
+  return is_volume(data) ? data.d / 2 : 0;
+}
+
+std::vector<float> middle_slices(const std::vector<float>& volumes, int n, const Shape& data) {
+  const size_t hw = static_cast<size_t>(data.h) * data.w, C = static_cast<size_t>(data.c);
+  const size_t depth = static_cast<size_t>(data.d), z = static_cast<size_t>(middle_depth(data));
+  std::vector<float> out(static_cast<size_t>(n) * C * hw);
+  for (size_t i = 0; i < static_cast<size_t>(n); ++i)
+    for (size_t c = 0; c < C; ++c)
+      std::copy_n(volumes.data() + ((i * C + c) * depth + z) * hw, hw,
+                  out.data() + (i * C + c) * hw);
+  return out;
+}
+
+std::string grid_note(const Shape& data, std::optional<ValueRange> range) {
+  std::ostringstream out;
+  if (is_signal(data)) {
+    out << "1-D samples drawn as curves (" << data.c
+        << (data.c == 1 ? " channel: " : " channels: ");
+    const int named = std::min(data.c, 10);  // the colours repeat after ten
+    for (int c = 0; c < named; ++c) out << (c ? ", " : "") << curve_colour_name(c);
+    if (data.c > named) out << ", ... (colours repeat)";
+    if (range) out << "; values " << range->lo << ".." << range->hi;
+    out << ")";
+  } else if (is_volume(data)) {
+    out << "3-D samples drawn as their middle slices (depth " << middle_depth(data) << " of 0.."
+        << data.d - 1 << ")";
+  }
+  return out.str();
+}
+
 namespace {
 
-// Images [n, C, H, W] as the tiles draw them: unchanged for 1 or 3 channels, else the mean.
-std::vector<float> as_tiles(const std::vector<float>& images, int n, const Shape& data) {
-  if (data.flat() || data.c == 1 || data.c == 3) return images;
-  const size_t hw = static_cast<size_t>(data.h) * data.w, C = static_cast<size_t>(data.c);
+// Images [n, C, plane] as the tiles draw them: unchanged for 1 or 3 channels, else the mean.
+std::vector<float> as_tiles(const std::vector<float>& images, int n, int channels, int64_t plane) {
+  if (channels == 1 || channels == 3) return images;
+  const size_t hw = static_cast<size_t>(plane), C = static_cast<size_t>(channels);
   std::vector<float> out(static_cast<size_t>(n) * hw, 0.0f);
   for (size_t i = 0; i < static_cast<size_t>(n); ++i)
     for (size_t c = 0; c < C; ++c)
@@ -38,10 +84,32 @@ void write_grid(const std::string& dir, const char* stem, int64_t epoch,
 
 }  // namespace
 
-void write_grid_png(const std::string& path, const std::vector<float>& images, int n,
-                    const Shape& data, int cols) {
+std::string write_grid_png(const std::string& path, const std::vector<float>& images, int n,
+                           const Shape& data, int cols) {
+  VD_CHECK(n >= 1 && images.size() >= static_cast<size_t>(n) * static_cast<size_t>(data.size()),
+           ShapeError,
+           "grid " + path + ": " + std::to_string(images.size()) + " values given for " +
+               std::to_string(n) + " samples of " + data.text());
+  if (is_signal(data)) {
+    const ValueRange range =
+        curve_value_range(images.data(), static_cast<size_t>(n) * static_cast<size_t>(data.size()));
+    const std::string note = grid_note(data, range);
+    write_curve_grid(path, images.data(), n, data.c, data.w, range, cols, note);
+    return note;
+  }
   const TileShape t = tile_shape(data);
-  write_image_grid(path, as_tiles(images, n, data).data(), n, t.c, t.h, t.w, cols);
+  const std::string note = grid_note(data);
+  if (is_volume(data)) {
+    const int64_t plane = static_cast<int64_t>(data.h) * data.w;
+    write_image_grid(path, as_tiles(middle_slices(images, n, data), n, data.c, plane).data(), n,
+                     t.c, t.h, t.w, cols, 2, note);
+  } else {
+    // Flat data is one gray channel of D values.
+    const std::vector<float> tiles =
+        data.flat() ? images : as_tiles(images, n, data.c, data.spatial_size());
+    write_image_grid(path, tiles.data(), n, t.c, t.h, t.w, cols);
+  }
+  return note;
 }
 
 void SampleGrids::write(Context& ctx, Vae& vae, const std::string& dir, int64_t epoch, int n,

@@ -1,9 +1,13 @@
 // The pictures a run shows after each epoch, made by the model: prior samples from fixed z,
 // one row per class for a conditional model, and inputs above their reconstructions. Each is
-// written as a PNG grid (io/image_grid) in the data's own shape.
+// written as a PNG grid (io/image_grid) in the data's own shape: images as tiles, 1-D
+// signals as curves, 3-D volumes as their middle slices.
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "io/image_grid.hpp"
 
 #include "data/standardize.hpp"
 #include "nn/context.hpp"
@@ -13,15 +17,31 @@ namespace vd {
 
 // How one sample is drawn: C x H x W for images; flat [D] data square when D is a square
 // (784 -> 28 x 28), else one row of pixels. Channels other than 1 (gray) or 3 (RGB) are
-// drawn as the gray mean of their channels.
+// drawn as the gray mean of their channels. A 3-D sample [C, D, H, W] is drawn as its
+// middle slice (depth D / 2) like an image; a 1-D sample [C, L] as an RGB cell of curves,
+// kCurveHeight x curve_width(L) (io/image_grid).
 struct TileShape {
   int c = 1, h = 1, w = 1;
 };
 TileShape tile_shape(const Shape& data);
 
-// Writes images [n, data] as a PNG grid of `cols` columns, each tile drawn as tile_shape says.
-void write_grid_png(const std::string& path, const std::vector<float>& images, int n,
-                    const Shape& data, int cols);
+// The depth index a 3-D sample is drawn at: D / 2 (rounded down, so 8 of 0..15).
+int middle_depth(const Shape& data);
+
+// volumes [n, C, D, H, W] -> their slices at middle_depth, [n, C, H, W].
+std::vector<float> middle_slices(const std::vector<float>& volumes, int n, const Shape& data);
+
+// What a grid of `data` shows when it is not a plain picture of the samples, for log lines
+// and the PNG's Description: "" for 2-D and flat data; "1-D samples drawn as curves (2
+// channels: blue, orange; values 0..1)" (the values part only when `range` is given);
+// "3-D samples drawn as their middle slices (depth 8 of 0..15)".
+std::string grid_note(const Shape& data, std::optional<ValueRange> range = std::nullopt);
+
+// Writes images [n, data] as a PNG grid of `cols` columns, each tile drawn as tile_shape says;
+// 1-D samples share one value range over the grid (curve_value_range). Returns the grid's
+// note (grid_note with that range), also stored as the PNG's tEXt "Description".
+std::string write_grid_png(const std::string& path, const std::vector<float>& images, int n,
+                           const Shape& data, int cols);
 
 class SampleGrids {
  public:

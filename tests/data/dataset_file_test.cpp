@@ -1,9 +1,12 @@
-// Tests of IDX import (round trip, shuffle, attributes, errors), synthetic data and describe.
+// Tests of IDX import (round trip, shuffle, attributes, errors), synthetic data (images, 1-D
+// signals, 3-D volumes) and describe.
 #include "data/dataset_file.hpp"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
@@ -238,6 +241,180 @@ TEST(Synthetic, Float32InUnitIntervalAndClassesAreSeparable) {
     right += best == s.labels()[static_cast<size_t>(i)];
   }
   EXPECT_GT(right, (n / 2) * 95 / 100);
+}
+
+// FNV-1a of a buffer's bytes: a golden value for a whole data set in one line.
+template <class T>
+uint64_t fnv1a(const std::vector<T>& v) {
+  uint64_t h = 1469598103934665603ull;
+  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+  for (size_t i = 0; i < v.size() * sizeof(T); ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+TEST(Synthetic, ImagesAreBitwiseWhatTheyWereBeforeSignalsAndVolumes) {
+  // Golden hashes of the 2-D writer as it was before 1-D and 3-D data (glibc's exp/sin, no
+  // FMA contraction): a run that regenerates old synthetic files gets the same bytes.
+  TempDir dir;
+  write_synthetic(dir.file("u.h5"), 1500, 3, 8, 6, 5, SynthDType::UInt8, 4);
+  write_synthetic(dir.file("f.h5"), 300, std::vector<int64_t>{1, 16, 16}, 3, SynthDType::Float32,
+                  5);
+  h5::File u = h5::open_file(dir.file("u.h5")), f = h5::open_file(dir.file("f.h5"));
+  EXPECT_EQ(fnv1a(h5::read_dataset<uint8_t>(u, "/images").data), 0xc4b320a966cb279dull);
+  EXPECT_EQ(fnv1a(h5::read_dataset<uint8_t>(u, "/labels").data), 0x51953012c128c7e7ull);
+  EXPECT_EQ(fnv1a(h5::read_dataset<float>(f, "/images").data), 0x6b0abed0536a48a0ull);
+  EXPECT_EQ(fnv1a(h5::read_dataset<uint8_t>(f, "/labels").data), 0x29e50bbe0ec6c641ull);
+  EXPECT_EQ(h5::read_string_attribute(h5::open_dataset(u, "/images"), "layout"), "NCHW");
+}
+
+// The share of the second half of x [n, d] that the nearest class mean of the first half
+// classifies right: well above chance only when the classes have structure of their own.
+double nearest_mean_accuracy(const std::vector<float>& x, const std::vector<uint8_t>& labels,
+                             int64_t n, int64_t d, int64_t k) {
+  std::vector<double> mean(static_cast<size_t>(k * d), 0.0);
+  std::vector<int64_t> count(static_cast<size_t>(k), 0);
+  for (int64_t i = 0; i < n / 2; ++i) {
+    const int64_t c = labels[static_cast<size_t>(i)];
+    ++count[static_cast<size_t>(c)];
+    for (int64_t j = 0; j < d; ++j)
+      mean[static_cast<size_t>(c * d + j)] += x[static_cast<size_t>(i * d + j)];
+  }
+  for (int64_t c = 0; c < k; ++c)
+    for (int64_t j = 0; j < d; ++j)
+      mean[static_cast<size_t>(c * d + j)] /=
+          static_cast<double>(std::max<int64_t>(1, count[static_cast<size_t>(c)]));
+  int64_t right = 0;
+  for (int64_t i = n / 2; i < n; ++i) {
+    int64_t best = -1;
+    double best_dist = 1e300;
+    for (int64_t c = 0; c < k; ++c) {
+      double dist = 0;
+      for (int64_t j = 0; j < d; ++j) {
+        const double diff =
+            x[static_cast<size_t>(i * d + j)] - mean[static_cast<size_t>(c * d + j)];
+        dist += diff * diff;
+      }
+      if (dist < best_dist) best_dist = dist, best = c;
+    }
+    right += best == labels[static_cast<size_t>(i)];
+  }
+  return static_cast<double>(right) / static_cast<double>(n - n / 2);
+}
+
+TEST(Synthetic, SignalsHaveTheirShapeAreDeterministicAndInTheUnitInterval) {
+  TempDir dir;
+  const DatasetSummary sum = write_synthetic(dir.file("a.h5"), 1200, std::vector<int64_t>{2, 96}, 7,
+                                             SynthDType::Float32, 4);
+  EXPECT_EQ(sum.sample_shape, (std::vector<int64_t>{2, 96}));
+  EXPECT_EQ(sum.dtype, "float32");
+  write_synthetic(dir.file("b.h5"), 1200, std::vector<int64_t>{2, 96}, 7, SynthDType::Float32, 4);
+  write_synthetic(dir.file("c.h5"), 1200, std::vector<int64_t>{2, 96}, 8, SynthDType::Float32, 4);
+  h5::File a = h5::open_file(dir.file("a.h5")), b = h5::open_file(dir.file("b.h5")),
+           c = h5::open_file(dir.file("c.h5"));
+  const auto ia = h5::read_dataset<float>(a, "/images");
+  EXPECT_EQ(ia.dims, (std::vector<int64_t>{1200, 2, 96}));
+  EXPECT_EQ(ia.data, h5::read_dataset<float>(b, "/images").data);
+  EXPECT_NE(ia.data, h5::read_dataset<float>(c, "/images").data);
+  const auto la = h5::read_dataset<uint8_t>(a, "/labels");
+  EXPECT_EQ(la.dims, (std::vector<int64_t>{1200}));
+  EXPECT_EQ(la.data, h5::read_dataset<uint8_t>(b, "/labels").data);
+  EXPECT_EQ(std::set<uint8_t>(la.data.begin(), la.data.end()), (std::set<uint8_t>{0, 1, 2, 3}));
+  EXPECT_EQ(h5::read_string_attribute(h5::open_dataset(a, "/images"), "layout"), "NCL");
+  const auto [lo, hi] = std::minmax_element(ia.data.begin(), ia.data.end());
+  EXPECT_GE(*lo, 0.0f);
+  EXPECT_LE(*hi, 1.0f);
+  EXPECT_GT(*hi - *lo, 0.6f);
+}
+
+TEST(Synthetic, SignalsAreSmoothPerClassCurvesWithDifferentChannels) {
+  TempDir dir;
+  const int64_t n = 2000, k = 5, C = 2, L = 128, d = C * L;
+  write_synthetic(dir.file("s.h5"), n, std::vector<int64_t>{C, L}, 11, SynthDType::Float32, int(k));
+  h5::File f = h5::open_file(dir.file("s.h5"));
+  const std::vector<float> x = h5::read_dataset<float>(f, "/images").data;
+  const std::vector<uint8_t> labels = h5::read_dataset<uint8_t>(f, "/labels").data;
+  EXPECT_GT(nearest_mean_accuracy(x, labels, n, d, k), 0.95);
+  // Smooth: neighbouring values differ far less than values half a signal apart.
+  double step = 0, far = 0, channels = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j + 1 < L; ++j) {
+      const float* s = x.data() + i * d;
+      step += std::abs(s[j + 1] - s[j]);
+      far += std::abs(s[(j + L / 2) % L] - s[j]);
+      channels += std::abs(s[L + j] - s[j]);
+    }
+  EXPECT_LT(step, far / 8) << "signals look like noise";
+  EXPECT_GT(channels, step) << "the two channels are (nearly) the same";
+  // uint8 holds the same signals, rounded.
+  write_synthetic(dir.file("u.h5"), n, std::vector<int64_t>{C, L}, 11, SynthDType::UInt8, int(k));
+  h5::File u = h5::open_file(dir.file("u.h5"));
+  const std::vector<uint8_t> xu = h5::read_dataset<uint8_t>(u, "/images").data;
+  ASSERT_EQ(xu.size(), x.size());
+  for (size_t i = 0; i < x.size(); i += 97) EXPECT_NEAR(xu[i] / 255.0f, x[i], 0.5f / 255 + 1e-6f);
+}
+
+TEST(Synthetic, VolumesHaveTheirShapeAreDeterministicAndSeparable) {
+  TempDir dir;
+  const int64_t n = 600, k = 4, C = 1, D = 8, H = 10, W = 12, d = C * D * H * W;
+  const std::vector<int64_t> sample{C, D, H, W};
+  const DatasetSummary sum =
+      write_synthetic(dir.file("a.h5"), n, sample, 2, SynthDType::Float32, int(k));
+  EXPECT_EQ(sum.sample_shape, sample);
+  write_synthetic(dir.file("b.h5"), n, sample, 2, SynthDType::Float32, int(k));
+  write_synthetic(dir.file("c.h5"), n, sample, 3, SynthDType::Float32, int(k));
+  h5::File a = h5::open_file(dir.file("a.h5")), b = h5::open_file(dir.file("b.h5")),
+           c = h5::open_file(dir.file("c.h5"));
+  const auto ia = h5::read_dataset<float>(a, "/images");
+  EXPECT_EQ(ia.dims, (std::vector<int64_t>{n, C, D, H, W}));
+  EXPECT_EQ(ia.data, h5::read_dataset<float>(b, "/images").data);
+  EXPECT_NE(ia.data, h5::read_dataset<float>(c, "/images").data);
+  EXPECT_EQ(h5::read_string_attribute(h5::open_dataset(a, "/images"), "layout"), "NCDHW");
+  const auto [lo, hi] = std::minmax_element(ia.data.begin(), ia.data.end());
+  EXPECT_GE(*lo, 0.0f);
+  EXPECT_LE(*hi, 1.0f);
+  EXPECT_GT(*hi - *lo, 0.5f);
+  const std::vector<uint8_t> labels = h5::read_dataset<uint8_t>(a, "/labels").data;
+  EXPECT_EQ(std::set<uint8_t>(labels.begin(), labels.end()), (std::set<uint8_t>{0, 1, 2, 3}));
+  EXPECT_GT(nearest_mean_accuracy(ia.data, labels, n, d, k), 0.95);
+  // The blob is a bright region: each volume's brightest voxel is well above its mean.
+  for (int64_t i = 0; i < n; i += 50) {
+    const float* v = ia.data.data() + i * d;
+    double sum_v = 0;
+    float top = 0;
+    for (int64_t j = 0; j < d; ++j) sum_v += v[j], top = std::max(top, v[j]);
+    EXPECT_GT(top - sum_v / d, 0.3) << i;
+  }
+}
+
+TEST(Synthetic, VolumesInChunksEqualOneChunk) {
+  // 40 float volumes of 32 KiB: chunks of 32 rows, so the file is written in two blocks; the
+  // first 30 rows equal a 30-row file written in one (a row depends on the seed alone).
+  TempDir dir;
+  const std::vector<int64_t> sample{2, 16, 16, 16};
+  write_synthetic(dir.file("v.h5"), 40, sample, 9, SynthDType::Float32, 3);
+  write_synthetic(dir.file("w.h5"), 30, sample, 9, SynthDType::Float32, 3);
+  h5::File v = h5::open_file(dir.file("v.h5")), w = h5::open_file(dir.file("w.h5"));
+  EXPECT_EQ(h5::chunk_of(h5::open_dataset(v, "/images"))[0], 32);
+  const auto iv = h5::read_dataset<float>(v, "/images"), iw = h5::read_dataset<float>(w, "/images");
+  EXPECT_TRUE(std::equal(iw.data.begin(), iw.data.end(), iv.data.begin()));
+  // Rows past 30 (the second block) hold volumes too, not the buffer's zeros.
+  EXPECT_GT(*std::max_element(iv.data.begin() + 39 * 8192, iv.data.end()), 0.3f);
+}
+
+TEST(Synthetic, RejectsBadSampleShapes) {
+  TempDir dir;
+  const auto write = [&](std::vector<int64_t> sample, int64_t n = 5) {
+    write_synthetic(dir.file("x.h5"), n, sample, 0, SynthDType::UInt8, 2);
+  };
+  EXPECT_THROW(write({16}), DataError);
+  EXPECT_THROW(write({1, 2, 3, 4, 5}), DataError);
+  EXPECT_THROW(write({1, 0}), DataError);
+  EXPECT_THROW(write({1, 4, 0, 4}), DataError);
+  EXPECT_THROW(write({1, 16}, 0), DataError);
+  EXPECT_THROW(
+      write_synthetic(dir.file("x.h5"), 5, std::vector<int64_t>{1, 16}, 0, SynthDType::UInt8, 0),
+      DataError);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("x.h5")));
 }
 
 TEST(Synthetic, RejectsBadArguments) {
