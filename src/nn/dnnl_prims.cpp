@@ -43,11 +43,16 @@ dnnl::memory::dims batch_dims(int n, const Shape& shape) {
 
 dnnl::memory::format_tag plain_tag(size_t ndims) {
   switch (ndims) {
-    case 2: return tag::ab;
-    case 3: return tag::abc;
-    case 4: return tag::abcd;
-    case 5: return tag::abcde;
-    default: throw ShapeError("a layout of " + std::to_string(ndims) + " dimensions");
+    case 2:
+      return tag::ab;
+    case 3:
+      return tag::abc;
+    case 4:
+      return tag::abcd;
+    case 5:
+      return tag::abcde;
+    default:
+      throw ShapeError("a layout of " + std::to_string(ndims) + " dimensions");
   }
 }
 
@@ -92,6 +97,11 @@ int channel_block_of(const Layout& layout) {
     stride *= d.dims[i];
   }
   return static_cast<int>(block);
+}
+
+std::string layout_name(int rank, int block) {
+  const std::string axes = rank == 1 ? "w" : rank == 3 ? "dhw" : "hw";
+  return block == 1 ? "nc" + axes : "nC" + axes + std::to_string(block) + "c";
 }
 
 size_t layout_floats(const Layout& layout) {
@@ -368,12 +378,24 @@ void ReorderPrims::run(dnnl::stream& stream, const float* src, float* dst) {
 
 namespace {
 
+// "3x5": the sizes joined by x, or one size when they are all the same.
+std::string axes_text(const std::vector<int64_t>& v, bool collapse) {
+  std::string t;
+  const bool same = std::all_of(v.begin(), v.end(), [&](int64_t x) { return x == v[0]; });
+  for (size_t i = 0; i < (collapse && same ? std::min<size_t>(v.size(), 1) : v.size()); ++i) {
+    if (i) t += 'x';
+    t += std::to_string(v[i]);
+  }
+  return t;
+}
+
 std::string shape_text(const ConvShape& s) {
   return std::string(s.transposed ? "transposed convolution" : "convolution") + " batch " +
-         std::to_string(s.batch) + ", " + std::to_string(s.ic) + "x" + std::to_string(s.ih) + "x" +
-         std::to_string(s.iw) + " -> " + std::to_string(s.oc) + "x" + std::to_string(s.oh) + "x" +
-         std::to_string(s.ow) + ", kernel " + std::to_string(s.kernel) + ", stride " +
-         std::to_string(s.stride) + ", padding " + std::to_string(s.pad);
+         std::to_string(s.batch) + ", " + std::to_string(s.ic) + "x" +
+         axes_text(s.src_spatial(), false) + " -> " + std::to_string(s.oc) + "x" +
+         axes_text(s.dst_spatial(), false) + ", kernel " + axes_text(s.kernel_dims(), true) +
+         ", stride " + axes_text(s.stride_dims(), true) + ", padding " +
+         axes_text(s.pad_dims(), true);
 }
 
 // A memory wrapping caller-owned data in `md`, plus a reorder into/out of `want` if differs.
@@ -410,44 +432,97 @@ struct Port {
 namespace {
 ConvLayouts g_conv_layouts = ConvLayouts::Any;
 
-// A 4-D f32 layout add_bias_act() can walk: plain strides, with at most one inner block, over
-// the channels (nchw, nhwc, nChw8c, nChw16c, ...).
+// A 3-D, 4-D or 5-D f32 layout add_bias_act() can walk: plain strides, with at most one inner
+// block, over the channels (ncw, nchw, nhwc, nChw8c, nCdhw16c, ...).
 bool channel_blocked(const Layout& md) {
   const dnnl_memory_desc_t& d = md.data;
-  if (d.ndims != 4 || d.format_kind != dnnl_blocked || d.data_type != dnnl_f32) return false;
+  if (d.ndims < 3 || d.ndims > 5 || d.format_kind != dnnl_blocked || d.data_type != dnnl_f32)
+    return false;
   const auto& b = d.format_desc.blocking;
   return b.inner_nblks == 0 || (b.inner_nblks == 1 && b.inner_idxs[0] == 1);
 }
 
-// dst[n, c, h, w] = act(dst + bias[c]) for the real channels (blocked padding stays zero), with
-// oneDNN's ReLU (x > 0 ? x : x * 0, so a negative value gives -0 as the fused post-op does).
+// dst[n, c, spatial...] = act(dst + bias[c]) for the real channels (blocked padding stays
+// zero), with oneDNN's ReLU (x > 0 ? x : x * 0, so a negative value gives -0 as the fused
+// post-op does).
 void add_bias_act(const Layout& md, float* dst, const float* bias, bool relu) {
   const dnnl_memory_desc_t& d = md.data;
   const auto& b = d.format_desc.blocking;
-  const int64_t N = d.dims[0], C = d.dims[1], H = d.dims[2], W = d.dims[3];
+  const int64_t N = d.dims[0], C = d.dims[1];
   const int64_t block = b.inner_nblks == 1 ? b.inner_blks[0] : 1;
   const int64_t* st = b.strides;  // of the outer dimensions, in elements
+  // The spatial axes as depth x height x width, a missing one of size 1 (any stride).
+  const int sp = d.ndims - 2;
+  const int64_t D = sp == 3 ? d.dims[2] : 1, H = sp >= 2 ? d.dims[d.ndims - 2] : 1;
+  const int64_t W = d.dims[d.ndims - 1];
+  const int64_t sd = sp == 3 ? st[2] : 0, sh = sp >= 2 ? st[d.ndims - 2] : 0;
+  const int64_t sw = st[d.ndims - 1];
   for (int64_t n = 0; n < N; ++n)
     for (int64_t cb = 0; cb * block < C; ++cb) {
       const int64_t width = std::min(block, C - cb * block);
       const float* bc = bias + cb * block;
-      for (int64_t h = 0; h < H; ++h)
-        for (int64_t w = 0; w < W; ++w) {
-          float* p = dst + n * st[0] + cb * st[1] + h * st[2] + w * st[3];
-          if (relu) {
+      for (int64_t z = 0; z < D; ++z)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t w = 0; w < W; ++w) {
+            float* p = dst + n * st[0] + cb * st[1] + z * sd + h * sh + w * sw;
+            if (relu) {
 #pragma omp simd
-            for (int64_t i = 0; i < width; ++i) {
-              const float v = p[i] + bc[i];
-              p[i] = v > 0.0f ? v : v * 0.0f;
+              for (int64_t i = 0; i < width; ++i) {
+                const float v = p[i] + bc[i];
+                p[i] = v > 0.0f ? v : v * 0.0f;
+              }
+            } else {
+#pragma omp simd
+              for (int64_t i = 0; i < width; ++i) p[i] += bc[i];
             }
-          } else {
-#pragma omp simd
-            for (int64_t i = 0; i < width; ++i) p[i] += bc[i];
           }
-        }
     }
 }
 }  // namespace
+
+namespace {
+std::vector<int64_t> per_axis(const std::vector<int>& given, int every, int rank) {
+  if (!given.empty()) return std::vector<int64_t>(given.begin(), given.end());
+  return std::vector<int64_t>(static_cast<size_t>(rank), every);
+}
+}  // namespace
+
+std::vector<int64_t> ConvShape::src_spatial() const {
+  if (rank == 1) return {iw};
+  if (rank == 3) return {id, ih, iw};
+  return {ih, iw};
+}
+
+std::vector<int64_t> ConvShape::dst_spatial() const {
+  if (rank == 1) return {ow};
+  if (rank == 3) return {od, oh, ow};
+  return {oh, ow};
+}
+
+std::vector<int64_t> ConvShape::kernel_dims() const {
+  return per_axis(kernels, kernel, rank);
+}
+
+std::vector<int64_t> ConvShape::stride_dims() const {
+  return per_axis(strides, stride, rank);
+}
+
+std::vector<int64_t> ConvShape::pad_dims() const {
+  return per_axis(pads, pad, rank);
+}
+
+int64_t ConvShape::kernel_volume() const {
+  int64_t v = 1;
+  for (int64_t k : kernel_dims()) v *= k;
+  return v;
+}
+
+double ConvShape::flops() const {
+  // The smaller side's values times the other side's channels times prod(K).
+  double small = transposed ? ic : oc;
+  for (int64_t v : transposed ? src_spatial() : dst_spatial()) small *= static_cast<double>(v);
+  return 2.0 * batch * small * (transposed ? oc : ic) * static_cast<double>(kernel_volume());
+}
 
 void set_conv_layouts(ConvLayouts layouts) {
   g_conv_layouts = layouts;
@@ -457,7 +532,9 @@ struct ConvPrims::Impl {
   ConvShape s;
   dnnl::engine engine;
   dnnl::algorithm alg;
-  dnnl::memory::dims strides, pad_l, pad_r;
+  dnnl::memory::dims strides, pad_l, pad_r;             // per spatial axis
+  dnnl::memory::dims src_dims, dst_dims, weights_dims;  // {N, C, spatial...}, {OC, IC, K...}
+  tag act;  // the activations' layout: any, or plain in ConvLayouts::Plain (when built)
   Layout src_user, weights_user, bias_md;
   // forward_training so the backward descriptors can take it as their hint
   dnnl::primitive_desc fwd_pd;  // a shared handle to one of the two typed ones below
@@ -481,25 +558,34 @@ struct ConvPrims::Impl {
       : s(sh), engine(eng) {
     alg =
         s.transposed ? dnnl::algorithm::deconvolution_direct : dnnl::algorithm::convolution_direct;
-    strides = {s.stride, s.stride};
-    pad_l = {s.pad, s.pad};
+    strides = s.stride_dims();
+    pad_l = s.pad_dims();
     // The right padding that makes the sizes exact (it absorbs PyTorch's floor for a
-    // convolution and the output padding of a transposed one).
-    const int pr_h = s.transposed ? (s.ih - 1) * s.stride + s.kernel - s.pad - s.oh
-                                  : (s.oh - 1) * s.stride + s.kernel - s.ih - s.pad;
-    const int pr_w = s.transposed ? (s.iw - 1) * s.stride + s.kernel - s.pad - s.ow
-                                  : (s.ow - 1) * s.stride + s.kernel - s.iw - s.pad;
-    pad_r = {pr_h, pr_w};
+    // convolution and the output padding of a transposed one), per axis.
+    const auto in = s.src_spatial(), out = s.dst_spatial(), k = s.kernel_dims();
+    pad_r.clear();
+    for (size_t a = 0; a < in.size(); ++a)
+      pad_r.push_back(s.transposed ? (in[a] - 1) * strides[a] + k[a] - pad_l[a] - out[a]
+                                   : (out[a] - 1) * strides[a] + k[a] - in[a] - pad_l[a]);
+    src_dims = {s.batch, s.ic};
+    dst_dims = {s.batch, s.oc};
+    weights_dims = {s.oc, s.ic};
+    src_dims.insert(src_dims.end(), in.begin(), in.end());
+    dst_dims.insert(dst_dims.end(), out.begin(), out.end());
+    weights_dims.insert(weights_dims.end(), k.begin(), k.end());
     src_user = src_layout;
-    weights_user = dnnl::memory::desc({s.oc, s.ic, s.kernel, s.kernel}, dt::f32,
-                                      s.transposed ? tag::iohw : tag::oihw);
+    // PyTorch's weights: oiw/oihw/oidhw, or iow/iohw/iodhw for a transposed convolution.
+    const size_t nd = weights_dims.size();
+    const tag transposed_tag = nd == 3 ? tag::bac : nd == 4 ? tag::iohw : tag::iodhw;
+    weights_user =
+        dnnl::memory::desc(weights_dims, dt::f32, s.transposed ? transposed_tag : plain_tag(nd));
     bias_md = dnnl::memory::desc({s.oc}, dt::f32, tag::a);
-    const tag act = g_conv_layouts == ConvLayouts::Plain ? tag::nchw : tag::any;
+    act = g_conv_layouts == ConvLayouts::Plain ? plain_tag(nd) : tag::any;
     // bf16 reads src and weights in bf16 and writes dst in f32 (the next layer and the loss
     // read f32), so the activations between layers stay f32.
-    const auto src_any = dnnl::memory::desc({s.batch, s.ic, s.ih, s.iw}, cdt(), act);
-    const auto dst_any = dnnl::memory::desc({s.batch, s.oc, s.oh, s.ow}, dt::f32, act);
-    const auto w_any = dnnl::memory::desc({s.oc, s.ic, s.kernel, s.kernel}, cdt(), tag::any);
+    const auto src_any = dnnl::memory::desc(src_dims, cdt(), act);
+    const auto dst_any = dnnl::memory::desc(dst_dims, dt::f32, act);
+    const auto w_any = dnnl::memory::desc(weights_dims, cdt(), tag::any);
     dnnl::primitive_attr attr;
     if (s.relu) {
       dnnl::post_ops ops;
@@ -511,9 +597,10 @@ struct ConvPrims::Impl {
       // oneDNN 2.6 runs a deconvolution as a backward-data convolution and then adds the bias
       // and applies post-ops in a scalar reference loop, several times slower with bias + ReLU
       // (docs/benchmarks.md, "Figures from code comments"; its binary primitive, tried
-      // instead, also ran the reference loop). So the deconvolution runs bare and add_bias_act() adds the bias and applies
-      // the ReLU in one vectorised pass over dst, with the same arithmetic (one f32 add, then
-      // oneDNN's ReLU: x > 0 ? x : x * 0). Layouts it does not know keep the fused primitive.
+      // instead, also ran the reference loop). So the deconvolution runs bare and add_bias_act()
+      // adds the bias and applies the ReLU in one vectorised pass over dst, with the same
+      // arithmetic (one f32 add, then oneDNN's ReLU: x > 0 ? x : x * 0). Layouts it does not know
+      // keep the fused primitive.
       const dnnl::deconvolution_forward::desc bare(prop, alg, src_any, w_any, dst_any, strides,
                                                    pad_l, pad_r);
       deconv_pd.emplace(bare, engine);
@@ -541,7 +628,6 @@ struct ConvPrims::Impl {
 
   Backward& backward() {
     if (bwd) return *bwd;
-    const tag act = g_conv_layouts == ConvLayouts::Plain ? tag::nchw : tag::any;
     // The gradients are written in f32 (diff_src, diff_weights, diff_bias; oneDNN 2.6 supports
     // them with bf16 diff_dst, src and weights), so they sum and update in f32. In f32 all
     // pairs below are the same descriptor.
@@ -550,12 +636,12 @@ struct ConvPrims::Impl {
     // deconvolution is the slower one, measured here in the conv VAE's step: 64->32 4.0 ms
     // against 3.1 in f32, 32->1 0.7 against 0.3.
     const dt wdt = s.transposed ? dt::f32 : cdt();
-    const Io io{dnnl::memory::desc({s.batch, s.ic, s.ih, s.iw}, wdt, act),
-                dnnl::memory::desc({s.batch, s.ic, s.ih, s.iw}, dt::f32, act),
-                dnnl::memory::desc({s.oc, s.ic, s.kernel, s.kernel}, cdt(), tag::any),
-                dnnl::memory::desc({s.oc, s.ic, s.kernel, s.kernel}, dt::f32, tag::any),
-                dnnl::memory::desc({s.batch, s.oc, s.oh, s.ow}, cdt(), act),
-                dnnl::memory::desc({s.batch, s.oc, s.oh, s.ow}, wdt, act)};
+    const Io io{dnnl::memory::desc(src_dims, wdt, act),
+                dnnl::memory::desc(src_dims, dt::f32, act),
+                dnnl::memory::desc(weights_dims, cdt(), tag::any),
+                dnnl::memory::desc(weights_dims, dt::f32, tag::any),
+                dnnl::memory::desc(dst_dims, cdt(), act),
+                dnnl::memory::desc(dst_dims, wdt, act)};
     Backward b;
     if (s.transposed)
       make_backward<dnnl::deconvolution_backward_data, dnnl::deconvolution_backward_weights>(
@@ -610,9 +696,21 @@ struct ConvPrims::Impl {
 };
 
 ConvPrims::ConvPrims(const dnnl::engine& engine, const ConvShape& shape, const Layout& src_layout) {
-  VD_CHECK(shape.batch > 0 && shape.ic > 0 && shape.oc > 0 && shape.ih > 0 && shape.iw > 0 &&
-               shape.oh > 0 && shape.ow > 0 && shape.kernel > 0 && shape.stride > 0 &&
-               shape.pad >= 0,
+  const auto positive = [](const std::vector<int64_t>& v, int64_t least) {
+    return std::all_of(v.begin(), v.end(), [&](int64_t x) { return x >= least; });
+  };
+  const size_t r = static_cast<size_t>(shape.rank);
+  VD_CHECK(shape.rank >= 1 && shape.rank <= 3 &&
+               (shape.kernels.empty() || shape.kernels.size() == r) &&
+               (shape.strides.empty() || shape.strides.size() == r) &&
+               (shape.pads.empty() || shape.pads.size() == r),
+           ShapeError,
+           "A convolution has 1 to 3 spatial axes and one kernel size, stride and padding for "
+           "each (or one for all), got rank " +
+               std::to_string(shape.rank) + ".");
+  VD_CHECK(shape.batch > 0 && shape.ic > 0 && shape.oc > 0 && positive(shape.src_spatial(), 1) &&
+               positive(shape.dst_spatial(), 1) && positive(shape.kernel_dims(), 1) &&
+               positive(shape.stride_dims(), 1) && positive(shape.pad_dims(), 0),
            ShapeError, "A convolution needs positive sizes, got " + shape_text(shape) + ".");
   try {
     impl_ = std::make_unique<Impl>(engine, shape, src_layout);

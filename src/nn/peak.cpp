@@ -87,20 +87,19 @@ double measure_conv_train_peak_gflops(Context& ctx, const std::vector<ConvShape>
   for (const ConvShape& s : layers) {
     One o;
     // Ask which src layout the primitive wants, then build it with exactly that one.
-    const ConvPrims probe(ctx.engine, s, plain_layout(s.batch, Shape{s.ic, s.ih, s.iw}));
+    const Shape src = Shape{}.with_spatial(s.ic, s.src_spatial());
+    const ConvPrims probe(ctx.engine, s, plain_layout(s.batch, src));
     o.prims = std::make_unique<ConvPrims>(ctx.engine, s, probe.wanted_src_layout());
     o.src.resize(layout_floats(probe.wanted_src_layout()));
     o.diff_src.resize(o.src.size());
     o.dst.resize(layout_floats(o.prims->dst_layout()));
-    o.weights.resize(static_cast<size_t>(s.oc) * s.ic * s.kernel * s.kernel);
+    o.weights.resize(static_cast<size_t>(s.oc) * s.ic * s.kernel_volume());
     o.diff_weights.resize(o.weights.size());
     o.bias.resize(static_cast<size_t>(s.oc));
     o.diff_bias.resize(o.bias.size());
     for (auto* v : {&o.src, &o.weights, &o.bias})
       for (float& x : *v) x = static_cast<float>(rng.uniform(-0.5, 0.5));
-    const double small = s.transposed ? double(s.ic) * s.ih * s.iw : double(s.oc) * s.oh * s.ow;
-    const double other = s.transposed ? s.oc : s.ic;
-    flops += 3 * 2.0 * s.batch * small * other * s.kernel * s.kernel;
+    flops += 3 * s.flops();  // forward, backward-data, backward-weights
     all.push_back(std::move(o));
   }
   // dst doubles as diff_dst, as in the inner-product peak.
