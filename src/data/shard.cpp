@@ -153,10 +153,11 @@ Opened open_checked(const std::string& file, const std::string& dataset) {
   }
   h5::Dataset dset = h5::open_dataset(f, dataset);
   const std::vector<int64_t> dims = h5::dims_of(dset);
-  if (dims.size() != 4 && dims.size() != 2)
+  if (dims.size() < 2 || dims.size() > 5)
     throw DataError(where + " has shape " + shape_text(dims) + " (rank " +
                     std::to_string(dims.size()) +
-                    "); expected images [N, C, H, W] or vectors [N, D]");
+                    "); expected images [N, C, H, W], signals [N, C, L], volumes [N, C, D, H, W] "
+                    "or vectors [N, D]");
   const h5::DType type = h5::dtype_of(dset);
   if (type != h5::DType::UInt8 && type != h5::DType::Float32 && type != h5::DType::Float64)
     throw DataError(where + " has unsupported dtype " + h5::dtype_name(dset) +

@@ -85,12 +85,12 @@ std::string Attention::describe() const {
 }
 
 double Attention::flops_per_sample() const {
-  const double S = static_cast<double>(in_shape().h) * in_shape().w, C = in_shape().c;
+  const double S = static_cast<double>(in_shape().spatial_size()), C = in_shape().c;
   return 2.0 * (4.0 * S * C * C + 2.0 * S * S * C);
 }
 
-double Attention::score_bytes(int64_t n, int64_t h, int64_t w) {
-  const double S = static_cast<double>(h) * static_cast<double>(w);
+double Attention::score_bytes(int64_t n, int64_t tokens) {
+  const double S = static_cast<double>(tokens);
   return static_cast<double>(n) * S * S * sizeof(float) * kScoreMatrices;
 }
 
@@ -104,12 +104,11 @@ Attention::PerBatch& Attention::batch(int n) {
 
 Layout Attention::prepare(Context& ctx, int n, const Layout& src) {
   const Shape& in = in_shape();
-  const int64_t S = static_cast<int64_t>(in.h) * in.w;
-  const double bytes = score_bytes(n, in.h, in.w);
+  const int64_t S = in.spatial_size();
+  const double bytes = score_bytes(n, S);
   VD_CHECK(bytes <= kScoreBudgetBytes, ShapeError,
-           "attn layer " + name() + " on a " + std::to_string(in.h) + "x" + std::to_string(in.w) +
-               " map needs " + std::to_string(S) + " x " + std::to_string(S) +
-               " scores per sample, " + std::to_string(kScoreMatrices) +
+           "attn layer " + name() + " on a " + in.text() + " map needs " + std::to_string(S) +
+               " x " + std::to_string(S) + " scores per sample, " + std::to_string(kScoreMatrices) +
                " such matrices (the probabilities and their gradient): " + gigabytes(bytes) +
                " for a batch of " + std::to_string(n) + ", over the budget of " +
                gigabytes(kScoreBudgetBytes) +
@@ -125,7 +124,7 @@ Layout Attention::prepare(Context& ctx, int n, const Layout& src) {
   if (it == batches_.end()) {
     PerBatch b;
     b.src = src;
-    const int block = attention_channel_block(src);
+    const int block = channel_block_of(src);
     b.work = block ? src : plain_layout(n, in);
     if (!block) {
       b.src_to_work = std::make_unique<ReorderPrims>(ctx.engine, src, b.work);
@@ -139,7 +138,9 @@ Layout Attention::prepare(Context& ctx, int n, const Layout& src) {
     check_group_norm_dims(b.dims);
     b.work_floats = layout_floats(b.work);
     b.prims =
-        std::make_unique<AttentionPrims>(ctx.engine, AttentionShape{n, in.c, in.h, in.w}, b.work);
+        // Any spatial rank as [N, C, S / W, W]: the tokens are the same either way.
+        std::make_unique<AttentionPrims>(
+            ctx.engine, AttentionShape{n, in.c, static_cast<int>(S / in.w), in.w}, b.work);
     it = batches_.emplace(n, std::move(b)).first;
   }
   return it->second.work;
@@ -243,7 +244,7 @@ void Attention::backward(Context& ctx, int n, const float* src, const float* /*d
 std::string Attention::impl_info(Context& /*ctx*/, int n) {
   PerBatch& b = batch(n);
   const int block = static_cast<int>(b.dims.block);
-  const std::string work = block == 1 ? "nchw" : "nChw" + std::to_string(block) + "c";
+  const std::string work = layout_name(in_shape().rank, block);
   return "work layout " + work + (b.src_to_work ? " (src reordered)" : "") + ", tokens nhwc; " +
          b.prims->impl_info();
 }

@@ -73,8 +73,8 @@ class Attention final : public Layer {
   // oneDNN implementation names and the layouts, for the benchmark log; prepare() first.
   std::string impl_info(Context& ctx, int n);
 
-  // Bytes of the S x S matrices the layer holds for n samples of map h x w.
-  static double score_bytes(int64_t n, int64_t h, int64_t w);
+  // Bytes of the S x S matrices the layer holds for n samples of S tokens (map positions).
+  static double score_bytes(int64_t n, int64_t tokens);
 
  private:
   struct PerBatch {

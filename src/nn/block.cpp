@@ -97,7 +97,8 @@ LayerText words(const std::string& keyword, std::vector<std::string> args) {
 // "<name>.conv_shortcut" when the body changes the channels (diffusers' ResnetBlock2D).
 void close_residual(Graph& g, ParamStore& store, const std::string& name, Graph::Value body) {
   const Shape in = g.shape(0), out = g.shape(body);
-  VD_CHECK(in.h == out.h && in.w == out.w && in.flat() == out.flat(), ShapeError,
+  VD_CHECK(in.spatial() == out.spatial() && in.flat() == out.flat() && in.rank == out.rank,
+           ShapeError,
            "the body of residual block " + name + " turns " + in.text() + " into " + out.text() +
                "; a residual block keeps the map size (change it outside the block, e.g. with "
                "'conv C k3 s2 p1' or 'up 2')");

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "nn/dnnl_prims.hpp"
 
 namespace vd {
 
@@ -97,16 +98,26 @@ struct Copy {
   }
 };
 
-}  // namespace
-
-int attention_channel_block(const Layout& layout) {
-  const dims d = layout.dims();
-  if (d.size() != 4) return 0;
-  if (layout == dense(d, tag::nchw)) return 1;
-  if (layout == dense(d, tag::nChw8c)) return 8;
-  if (layout == dense(d, tag::nChw16c)) return 16;
-  return 0;
+// The work layout (ncw/nchw/ncdhw or its 8- or 16-channel blocking, of any spatial rank) as the
+// 4-D [N, C, H, W] of the shape: the same memory, since S = H*W positions lie in one run.
+Layout work_as_4d(const Layout& work, const AttentionShape& sh) {
+  const dims d{sh.batch, sh.channels, sh.height, sh.width};
+  switch (channel_block_of(work)) {
+    case 1:
+      return dense(d, tag::nchw);
+    case 8:
+      return dense(d, tag::nChw8c);
+    case 16:
+      return dense(d, tag::nChw16c);
+    default:
+      throw ShapeError(
+          "The attention's work layout must be plain or blocked by 8 or 16 channels, "
+          "dense (" +
+          shape_text(sh) + ")");
+  }
 }
+
+}  // namespace
 
 struct AttentionPrims::Impl {
   AttentionShape s;
@@ -160,8 +171,10 @@ struct AttentionPrims::Impl {
       : s(sh),
         engine(eng),
         scale(static_cast<float>(1.0 / std::sqrt(static_cast<double>(sh.channels)))),
-        to_tok(eng, work, dense({sh.batch, sh.channels, sh.height, sh.width}, tag::nhwc)),
-        from_tok(eng, dense({sh.batch, sh.channels, sh.height, sh.width}, tag::nhwc), work),
+        to_tok(eng, work_as_4d(work, sh),
+               dense({sh.batch, sh.channels, sh.height, sh.width}, tag::nhwc)),
+        from_tok(eng, dense({sh.batch, sh.channels, sh.height, sh.width}, tag::nhwc),
+                 work_as_4d(work, sh)),
         project(eng, rows(), square_t(), bias_row(), rows()),
         qk(eng, seq(), seq_t(), std::nullopt, probs(), scale),
         av(eng, probs(), seq(), std::nullopt, seq()) {

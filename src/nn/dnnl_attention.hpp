@@ -10,7 +10,8 @@ namespace vd {
 
 using Layout = dnnl::memory::desc;  // as in nn/layer.hpp
 
-// Legend: N = samples, C = channels (the features of a token), S = H*W tokens per sample.
+// Legend: N = samples, C = channels (the features of a token), S = H*W tokens per sample (1-D
+// and 3-D maps come as H = S / W).
 struct AttentionShape {
   int batch;                                                               // N
   int channels;                                                            // C
@@ -19,12 +20,9 @@ struct AttentionShape {
   int64_t tokens() const { return static_cast<int64_t>(height) * width; }  // S
 };
 
-// The channel block of `layout` as nn/group_norm_kernels reads it: 1 for plain nchw, 8 or 16
-// for nChw8c / nChw16c; 0 for any other layout (nhwc, other blockings, bf16).
-int attention_channel_block(const Layout& layout);
-
 // Every buffer is caller memory in a fixed layout, wrapped without copies:
-//   work  [N, C, H, W] in the work layout given to the constructor (nchw, nChw8c or nChw16c)
+//   work  [N, C, H, W] in the work layout given to the constructor (nchw, nChw8c or nChw16c),
+//         or any spatial rank in the same layout (ncw, nCdhw16c, ...) with S = H*W positions
 //   t, y, q, k, v, ctx and their diffs: tokens [N, S, C] row-major (nhwc), i.e. [N*S, C]
 //   a and diff_a: [N, S, S] row-major (query, key)
 //   weights [C, C] in PyTorch's nn.Linear layout [out, in], biases [C].

@@ -326,10 +326,11 @@ struct ResamplingPrims::Impl {
     src_layout = layout.dims().size() == 2
                      ? layout.reshape({layout.dims()[0], layout.dims()[1], 1, 1})
                      : layout;
-    const auto d = src_layout.dims();
+    auto d = src_layout.dims();
+    for (size_t i = 2; i < d.size(); ++i) d[i] *= s;
     // format_tag::any: oneDNN gives dst src's layout (blocked stays blocked, so the next
     // convolution reads it without a reorder).
-    const Layout dst_any({d[0], d[1], d[2] * s, d[3] * s}, dt::f32, tag::any);
+    const Layout dst_any(d, dt::f32, tag::any);
     const dnnl::resampling_forward::desc desc(
         dnnl::prop_kind::forward_training, alg::resampling_nearest, factors(), src_layout, dst_any);
     fwd_pd = dnnl::resampling_forward::primitive_desc(desc, engine);
@@ -341,7 +342,8 @@ struct ResamplingPrims::Impl {
   }
 
   std::vector<float> factors() const {
-    return {static_cast<float>(factor), static_cast<float>(factor)};
+    // One factor per spatial axis (1-D, 2-D or 3-D).
+    return std::vector<float>(src_layout.dims().size() - 2, static_cast<float>(factor));
   }
 
   Backward& backward() {
@@ -362,9 +364,10 @@ struct ResamplingPrims::Impl {
 
 ResamplingPrims::ResamplingPrims(const dnnl::engine& engine, const Layout& src_layout, int factor) {
   const size_t nd = src_layout.dims().size();
-  VD_CHECK(factor >= 1 && (nd == 2 || nd == 4) && src_layout.data_type() == dt::f32, ShapeError,
-           "Nearest up-sampling needs a factor of at least 1 and f32 [N, C, H, W] (or [N, C]) "
-           "data, got factor " +
+  VD_CHECK(factor >= 1 && (nd == 2 || (nd >= 3 && nd <= 5)) && src_layout.data_type() == dt::f32,
+           ShapeError,
+           "Nearest up-sampling needs a factor of at least 1 and f32 [N, C, L], [N, C, H, W], "
+           "[N, C, D, H, W] (or [N, C]) data, got factor " +
                std::to_string(factor) + " on " + dims_text(src_layout) + ".");
   try {
     impl_ = std::make_unique<Impl>(engine, src_layout, factor);

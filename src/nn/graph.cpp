@@ -126,7 +126,8 @@ Graph::Value Graph::add_concat(std::string name, std::vector<Value> from) {
   Shape out = shape(from[0]);
   for (size_t j = 1; j < from.size(); ++j) {
     const Shape& s = shape(from[j]);
-    VD_CHECK(s.flat() == out.flat() && s.h == out.h && s.w == out.w, ShapeError,
+    VD_CHECK(s.flat() == out.flat() && s.spatial() == out.spatial() && s.rank == out.rank,
+             ShapeError,
              name + ": a concatenation along channels needs inputs of one spatial size, got " +
                  out.text() + " and " + s.text());
     out.c += s.c;

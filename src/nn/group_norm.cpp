@@ -54,7 +54,7 @@ Layout GroupNorm::prepare(Context& ctx, int n, const Layout& src) {
     b.plain_diff.resize(layout_floats(dst));
     block = 1;
   }
-  b.dims = GroupNormDims{n, s.c, static_cast<int64_t>(s.h) * s.w, groups_, block};
+  b.dims = GroupNormDims{n, s.c, s.spatial_size(), groups_, block};
   check_group_norm_dims(b.dims);
   b.mean.resize(static_cast<size_t>(n) * groups_);
   b.rstd.resize(b.mean.size());

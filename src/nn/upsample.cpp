@@ -17,48 +17,72 @@ namespace {
 Shape upsampled(const std::string& name, const Shape& in, int factor) {
   VD_CHECK(factor >= 1, ShapeError,
            "up layer " + name + " needs a factor of at least 1, got " + std::to_string(factor));
-  const int64_t h = int64_t{in.h} * factor, w = int64_t{in.w} * factor;
-  VD_CHECK(h <= INT_MAX && w <= INT_MAX && in.c * h * w <= INT_MAX, ShapeError,
-           "up layer " + name + " would turn " + in.text() + " into " + std::to_string(in.c) + "x" +
-               std::to_string(h) + "x" + std::to_string(w) + ", too large to index");
-  return Shape{in.c, static_cast<int>(h), static_cast<int>(w)};
+  std::vector<int64_t> spatial = in.spatial();
+  int64_t size = in.c;
+  for (int64_t& v : spatial) {
+    v *= factor;
+    size *= v;
+  }
+  VD_CHECK(size <= INT_MAX, ShapeError,
+           "up layer " + name + " would turn " + in.text() + " into " +
+               in.with_spatial(in.c, spatial).text() + ", too large to index");
+  return in.with_spatial(in.c, spatial);
 }
 
-// [N, Cb, H, W, B] -> [N, Cb, S*H, S*W, B]: each B-vector of src written to S x S places.
-void up_forward(int64_t rows, int64_t h, int64_t w, int64_t b, int s, const float* __restrict src,
+// The factor on each of the three axes (depth, height, width) a shape of rank 1 to 3 has:
+// 1 on the axes it lacks.
+struct Axes {
+  int64_t d, h, w;  // input sizes
+  int fd, fh, fw;   // factors
+};
+
+Axes axes_of(const Shape& in, int s) {
+  return Axes{in.d, in.h, in.w, in.rank == 3 ? s : 1, in.rank >= 2 ? s : 1, s};
+}
+
+// [R, D, H, W, B] -> [R, fd*D, fh*H, fw*W, B] (R = N * channel blocks): each B-vector of src
+// written to fd x fh x fw places. One input line (r, z, y) fills fd * fh output lines.
+void up_forward(int64_t rows, const Axes& a, int64_t b, const float* __restrict src,
                 float* __restrict dst) {
-  const int64_t ow = w * s;
-#pragma omp parallel for if (rows * h * w * b > (1 << 16))
-  for (int64_t r = 0; r < rows * h; ++r) {  // r = (n * Cb + cb) * H + y
-    const float* in = src + r * w * b;
-    float* out = dst + r * s * ow * b;
-    for (int64_t x = 0; x < w; ++x)
-      for (int dx = 0; dx < s; ++dx) {
-        float* o = out + (x * s + dx) * b;
+  const int64_t ow = a.w * a.fw, oh = a.h * a.fh, od = a.d * a.fd;
+  const int64_t lines = rows * a.d * a.h;
+#pragma omp parallel for if (lines * a.w * b > (1 << 16))
+  for (int64_t l = 0; l < lines; ++l) {  // l = (r * D + z) * H + y
+    const int64_t y = l % a.h, z = (l / a.h) % a.d, r = l / (a.h * a.d);
+    const float* in = src + l * a.w * b;
+    float* out = dst + ((r * od + z * a.fd) * oh + y * a.fh) * ow * b;
+    for (int64_t x = 0; x < a.w; ++x)
+      for (int dx = 0; dx < a.fw; ++dx) {
+        float* o = out + (x * a.fw + dx) * b;
 #pragma omp simd
         for (int64_t i = 0; i < b; ++i) o[i] = in[x * b + i];
       }
-    for (int dy = 1; dy < s; ++dy) std::copy_n(out, ow * b, out + dy * ow * b);
+    for (int dz = 0; dz < a.fd; ++dz)
+      for (int dy = 0; dy < a.fh; ++dy)
+        if (dz || dy) std::copy_n(out, ow * b, out + (dz * oh + dy) * ow * b);
   }
 }
 
-// The sum over each S x S block of diff_dst, in row-major order within the block.
-void up_backward(int64_t rows, int64_t h, int64_t w, int64_t b, int s,
-                 const float* __restrict diff_dst, float* __restrict diff_src) {
-  const int64_t ow = w * s;
-#pragma omp parallel for if (rows * h * w * b > (1 << 16))
-  for (int64_t r = 0; r < rows * h; ++r) {
-    const float* g = diff_dst + r * s * ow * b;
-    float* d = diff_src + r * w * b;
-    for (int64_t x = 0; x < w; ++x) {
+// The sum over each fd x fh x fw block of diff_dst, in row-major order within the block.
+void up_backward(int64_t rows, const Axes& a, int64_t b, const float* __restrict diff_dst,
+                 float* __restrict diff_src) {
+  const int64_t ow = a.w * a.fw, oh = a.h * a.fh, od = a.d * a.fd;
+  const int64_t lines = rows * a.d * a.h;
+#pragma omp parallel for if (lines * a.w * b > (1 << 16))
+  for (int64_t l = 0; l < lines; ++l) {
+    const int64_t y = l % a.h, z = (l / a.h) % a.d, r = l / (a.h * a.d);
+    const float* g = diff_dst + ((r * od + z * a.fd) * oh + y * a.fh) * ow * b;
+    float* d = diff_src + l * a.w * b;
+    for (int64_t x = 0; x < a.w; ++x) {
       float* o = d + x * b;
       for (int64_t i = 0; i < b; ++i) o[i] = 0.0f;
-      for (int dy = 0; dy < s; ++dy)
-        for (int dx = 0; dx < s; ++dx) {
-          const float* in = g + (dy * ow + x * s + dx) * b;
+      for (int dz = 0; dz < a.fd; ++dz)
+        for (int dy = 0; dy < a.fh; ++dy)
+          for (int dx = 0; dx < a.fw; ++dx) {
+            const float* in = g + ((dz * oh + dy) * ow + x * a.fw + dx) * b;
 #pragma omp simd
-          for (int64_t i = 0; i < b; ++i) o[i] += in[i];
-        }
+            for (int64_t i = 0; i < b; ++i) o[i] += in[i];
+          }
     }
   }
 }
@@ -104,8 +128,8 @@ void Upsample::forward(Context& ctx, int n, const float* src, float* dst) {
   if (!c.block) return c.prims->forward(ctx.stream, src, dst);
   const Shape& i = in_shape();
   const int64_t cb = (i.c + c.block - 1) / c.block;
-  up_forward(int64_t{n} * cb, i.h, i.w, c.block, factor_, src, dst);
-  zero_padding(n, i.c, int64_t{i.h} * i.w * factor_ * factor_, c.block, dst);
+  up_forward(int64_t{n} * cb, axes_of(i, factor_), c.block, src, dst);
+  zero_padding(n, i.c, out_shape().spatial_size(), c.block, dst);
 }
 
 void Upsample::backward(Context& ctx, int n, const float* /*src*/, const float* /*dst*/,
@@ -115,14 +139,14 @@ void Upsample::backward(Context& ctx, int n, const float* /*src*/, const float* 
   if (!c.block) return c.prims->backward(ctx.stream, diff_dst, diff_src);
   const Shape& i = in_shape();
   const int64_t cb = (i.c + c.block - 1) / c.block;
-  up_backward(int64_t{n} * cb, i.h, i.w, c.block, factor_, diff_dst, diff_src);
-  zero_padding(n, i.c, int64_t{i.h} * i.w, c.block, diff_src);
+  up_backward(int64_t{n} * cb, axes_of(i, factor_), c.block, diff_dst, diff_src);
+  zero_padding(n, i.c, i.spatial_size(), c.block, diff_src);
 }
 
 std::string Upsample::impl_info(int n) {
   const Cached& c = cached(n);
   if (!c.block) return c.prims->impl_info();
-  const std::string layout = c.block == 1 ? "nchw" : "nChw" + std::to_string(c.block) + "c";
+  const std::string layout = layout_name(in_shape().rank, c.block);
   return "forward=own copy loops, backward=own sum loops, src " + layout + " -> dst " + layout;
 }
 
@@ -130,8 +154,10 @@ LayerKind up_kind() {
   LayerKind k;
   k.keyword = "up";
   k.syntax = "up S";
-  k.what = "nearest-neighbour up-sampling by an integer factor S: C x H x W -> C x SH x SW";
-  k.torch = "nn.Upsample(scale_factor=S, mode='nearest')";
+  k.what =
+      "nearest-neighbour up-sampling by an integer factor S on every axis: C x H x W -> "
+      "C x SH x SW (1-D: C x SL, 3-D: C x SD x SH x SW)";
+  k.torch = "nn.Upsample(scale_factor=S, mode='nearest') (F.interpolate)";
   const auto factor = [](const LayerText& l) {
     int s = 0;
     if (l.has_body || l.args.size() != 1 || !parse_int(l.args[0], s) || s < 2)

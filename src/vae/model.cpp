@@ -77,12 +77,18 @@ Vae::Vae(const VaeConfig& config, ParamStore& store)
     // AutoencoderKL's conv_out with double_z (its 2C output channels, split in halves).
     const Graph::Value h = encoder_.last();
     const Shape hs = encoder_.shape(h);
-    if (hs.flat() || hs.h != latent.h || hs.w != latent.w)
+    // The same spatial axes (1-D, 2-D or 3-D), whatever the channels.
+    if (hs.flat() || hs.spatial() != latent.spatial()) {
+      std::string map;
+      for (int64_t v : latent.spatial()) {
+        if (!map.empty()) map += 'x';
+        map += std::to_string(v);
+      }
       throw ConfigError("encoder: it ends in " + hs.text() + " per sample, but the latent " +
-                        latent.text() + " needs a map of " + std::to_string(latent.h) + "x" +
-                        std::to_string(latent.w) +
+                        latent.text() + " needs a map of " + map +
                         "; change the encoder's down-sampling (or "
                         "--latent-shape) so that they agree");
+    }
     const ConvSpec head{latent.c, 3, 1, 1, 0, false};
     mu = encoder_.add(std::make_unique<Conv2d>(store, "encoder.mu", hs, head, Activation::None), h);
     logvar = encoder_.add(

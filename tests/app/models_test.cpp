@@ -1,7 +1,8 @@
 // End-to-end runs of the model variants through the vae_dist binary: the conv VAE on
 // Fashion-MNIST (1 and 2 ranks), the conditional model with its class grid, RGB data with
 // colour grids under the Gaussian likelihood on float data, and the errors a user meets
-// (no labels for --conditional, a decoder that does not end in the data's shape).
+// (no labels for --conditional, a decoder that does not end in the data's shape), and block
+// models with spatial latents on 1-D signals and 3-D volumes.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,6 +12,7 @@
 
 #include "app/child_process.hpp"
 #include "data/idx_files.hpp"
+#include "io/image_grid.hpp"
 #include "io/png.hpp"
 #include "support/fashion_mnist.hpp"
 #include "support/temp_dir.hpp"
@@ -103,6 +105,55 @@ TEST(AppModels, RgbFloatDataTrainsAConvGaussianVaeWithColourGrids) {
     const PngImage png = read_png(out + "/" + name);
     EXPECT_EQ(png.channels, 3) << name;
     EXPECT_EQ(png.width, 8 * 16 + 9 * 2) << name;
+  }
+}
+
+// vae_data synth's 1-D signals and 3-D volumes train block models with spatial latents (the
+// 1-D run on 2 ranks), their grids drawn as curves and as middle slices, and say so.
+TEST(AppModels, SignalsAndVolumesTrainBlockModelsWithSpatialLatents) {
+  TempDir tmp;
+  struct Case {
+    std::string name, synth, model, note;
+    int ranks, cell_w, cell_h, channels;
+  };
+  const Case cases[] = {
+      {"signals", "--channels 2 --length 32",
+       " --encoder 'conv 16 k3 p1, res 16 g4, conv 16 k3 s2 p1, attn g4, gn 4, silu'"
+       " --latent-shape 2x16"
+       " --decoder 'conv 16 k3 p1, res 16 g4, up 2, conv 16 k3 p1, gn 4, silu, conv 2 k3 p1'",
+       "pictures: 1-D samples drawn as curves", 2, curve_width(32), kCurveHeight, 3},
+      {"volumes", "--depth 8 --height 8 --width 8",
+       " --encoder 'conv 8 k3 p1, res 8 g4, conv 8 k3 s2 p1, attn g4, gn 4, silu'"
+       " --latent-shape 2x4x4x4"
+       " --decoder 'conv 8 k3 p1, res 8 g4, up 2, conv 8 k3 p1, gn 4, silu, conv 1 k3 p1'",
+       "pictures: 3-D samples drawn as their middle slices (depth 4 of 0..7)", 1, 8, 8, 1},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string data = tmp.file(c.name + ".h5");
+    const CommandResult made = run_command(
+        binary("vae_data") + " synth --out " + shell_quote(data) + " --n 256 --seed 4 " + c.synth,
+        60);
+    ASSERT_EQ(made.exit_code, 0) << made.output;
+    const std::string out = tmp.file(c.name);
+    const CommandResult r = run_command(
+        (c.ranks == 1 ? env_prefix() : mpi_prefix(c.ranks)) + " " + binary("vae_dist") +
+            " --data " + shell_quote(data) + " --test-data " + shell_quote(data) + " --out " +
+            shell_quote(out) + " --epochs 2 --batch-size 16 --lr 2e-3 --log-every 4" +
+            " --iw-samples 0 --progress false --threads 1 --grid-size 4" + c.model,
+        300);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_TRUE(contains(r.output, c.note)) << r.output;
+    const auto train = metrics_rows(out + "/metrics.csv", "train");
+    ASSERT_GE(train.size(), 4u);
+    EXPECT_LT(std::stod(train.back()[4]), std::stod(train.front()[4]));
+    for (const char* name : {"samples_epoch002.png", "recon_epoch002.png"}) {
+      const PngImage png = read_png(out + "/" + name);
+      EXPECT_EQ(png.channels, c.channels) << name;
+      EXPECT_EQ(png.width, 4 * c.cell_w + 5 * 2) << name;
+      EXPECT_EQ(png.height, 4 * c.cell_h + 5 * 2) << name;
+      EXPECT_TRUE(contains(png.description, c.note.substr(10))) << png.description;
+    }
   }
 }
 

@@ -3,10 +3,14 @@
 
 #include <filesystem>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "config/options.hpp"
 #include "core/error.hpp"
+#include "nn/param_store.hpp"
+#include "train/model_config.hpp"
+#include "vae/model.hpp"
 
 namespace {
 
@@ -66,6 +70,27 @@ TEST(Configs, SynthFloatIsStandardisedGaussianWithCyclicalKlAndFreeBits) {
   EXPECT_GT(o.free_bits, 0.0);
   EXPECT_EQ(o.logvar_min, -30.0);
   EXPECT_EQ(o.logvar_max, 20.0);
+}
+
+// The block-built configs build their models for the data their comments make: the encoder
+// gives the latent map and the decoder ends in the data's shape (a broken layer list or a
+// latent shape the encoder cannot give would throw here).
+TEST(Configs, BlockConfigsBuildTheirModelsForTheirData) {
+  const std::tuple<const char*, vd::Shape, const char*> cases[] = {
+      {"shapes64_kl.cfg", vd::Shape{3, 64, 64}, "4x8x8"},
+      {"signals_kl.cfg", vd::Shape::signal(2, 256), "4x32"},
+      {"volumes_kl.cfg", vd::Shape::volume(1, 16, 16, 16), "4x4x4x4"},
+  };
+  for (const auto& [name, data, latent] : cases) {
+    SCOPED_TRACE(name);
+    const vd::Options o = parse_config(config_path(name));
+    const vd::VaeConfig c = vd::vae_config(o, data, 0);
+    vd::ParamStore store;
+    const vd::Vae vae(c, store);
+    EXPECT_EQ(vae.decoder().out_shape(), data);
+    EXPECT_EQ(vae.decoder().in_shape().text(), latent);
+    EXPECT_EQ(vae.decoder().in_shape().rank, data.rank);
+  }
 }
 
 }  // namespace

@@ -222,6 +222,31 @@ void expect_data_error(const std::string& file, const std::string& dataset, int 
   }
 }
 
+// Signals [N, C, L] and volumes [N, C, D, H, W] read as images do: one row per sample, the
+// sample's shape kept, values scaled to [0, 1].
+TEST(Shard, SignalsAndVolumesKeepTheirSampleShape) {
+  TempDir dir;
+  std::vector<uint8_t> v(6 * 2 * 3 * 4 * 5);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint8_t>(i % 251);
+  {
+    h5::File f = h5::create_file(dir.file("d.h5"));
+    h5::write_dataset<uint8_t>(f, "/signals", v, std::vector<int64_t>{6, 2, 60});
+    h5::write_dataset<uint8_t>(f, "/volumes", v, std::vector<int64_t>{6, 2, 3, 4, 5});
+  }
+  for (const auto& [name, sample] :
+       {std::pair<std::string, std::vector<int64_t>>{"/signals", {2, 60}},
+        {"/volumes", {2, 3, 4, 5}}}) {
+    SCOPED_TRACE(name);
+    const Shard s = Shard::read(dir.file("d.h5"), name, 1, 2, ValueCheck::None);
+    EXPECT_EQ(s.sample_shape(), sample);
+    EXPECT_EQ(s.sample_size(), 120);
+    EXPECT_EQ(s.rows(), 3);
+    std::vector<float> out(120);
+    s.gather(std::vector<int64_t>{0}, out.data());
+    for (size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], v[360 + i] / 255.0f) << i;
+  }
+}
+
 TEST(ShardErrors, RowRangeOutsideTheFileOrSmallerThanTheWorld) {
   TempDir dir;
   make_u8_file(dir.file("d.h5"), 10);
@@ -266,12 +291,13 @@ TEST(ShardErrors, WrongRank) {
   {
     h5::File f = h5::create_file(dir.file("d.h5"));
     std::vector<uint8_t> v(4 * 5 * 6);
-    const std::vector<int64_t> d3{4, 5, 6}, d1{120};
-    h5::write_dataset<uint8_t>(f, "/images", v, d3);
+    const std::vector<int64_t> d6{4, 5, 1, 2, 3, 1}, d1{120};
+    h5::write_dataset<uint8_t>(f, "/images", v, d6);
     h5::write_dataset<uint8_t>(f, "/flat", v, d1);
   }
   expect_data_error(dir.file("d.h5"), "/images", 0, 1, ValueCheck::None,
-                    {dir.file("d.h5"), "[4, 5, 6]", "[N, C, H, W]", "[N, D]"});
+                    {dir.file("d.h5"), "[4, 5, 1, 2, 3, 1]", "[N, C, H, W]", "[N, C, L]",
+                     "[N, C, D, H, W]", "[N, D]"});
   expect_data_error(dir.file("d.h5"), "/flat", 0, 1, ValueCheck::None, {"[120]", "[N, D]"});
 }
 

@@ -400,7 +400,7 @@ TEST(Attention, RefusesScoreMatricesOverTheBudget) {
     EXPECT_NE(msg.find(part), std::string::npos) << part << " in: " << msg;
   // 8 samples need 1.07 GB: within the budget.
   EXPECT_NO_THROW(a.prepare(ctx, 8, vd::plain_layout(8, s)));
-  EXPECT_EQ(Attention::score_bytes(8, 64, 64), 8.0 * 4096 * 4096 * 4 * 2);
+  EXPECT_EQ(Attention::score_bytes(8, 64 * 64), 8.0 * 4096 * 4096 * 4 * 2);
 }
 
 TEST(Attention, GroupsThatDoNotDivideTheChannelsAreRefusedWithADivisor) {

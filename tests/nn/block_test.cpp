@@ -124,6 +124,20 @@ TEST(ResBlock, BlocksNestInBlocksAndFollowConvolutions) {
         "conv 16 k3 p1, res(gn 4, res(relu, conv 16 k3 p1), conv 16 k1), relu, conv 8 k3 s2 p1");
 }
 
+// Signals [C, L] and volumes [C, D, H, W] through every layer kind that works on maps: the
+// first channel counts keep oneDNN's plain layouts, the later ones (16, 32) its blocked ones.
+TEST(NdBlocks, SignalsMatchReferenceAndFiniteDifferences) {
+  check(Shape::signal(6, 10), "gn 3, silu, up 2, conv 4 k3 p1");
+  check(Shape::signal(16, 12), "conv 32 k3 p1, gn 8, up 2, conv 16 k4 s2 p1, attn g8");
+  check(Shape::signal(16, 8), "res 32 g8, attn g8, convt 8 k4 s2 p1");
+}
+
+TEST(NdBlocks, VolumesMatchReferenceAndFiniteDifferences) {
+  check(Shape::volume(6, 3, 4, 5), "gn 3, gelu, up 2, conv 4 k3 s2 p1");
+  check(Shape::volume(16, 4, 4, 4), "conv 32 k3 p1, gn 8, up 2, conv 16 k3 s2 p1, attn g8");
+  check(Shape::volume(16, 2, 3, 3), "res 32 g8, attn g8, convt 8 k2 s2");
+}
+
 TEST(ResBlock, ResnetBlockHasDiffusersNamesAndMatchesReference) {
   if (!vd::find_layer_kind("silu")) GTEST_SKIP() << "the silu kind is not registered";
   check(Shape{16, 6, 6}, "res 32 g8");

@@ -47,9 +47,8 @@ void check_case(const std::string& name) {
   vd::h5::File f = vd::h5::open_file(kFixture);
   vd::h5::Group g = vd::h5::open_group(f, name);
   const std::string layers = vd::h5::read_string_attribute(g, "layers");
-  const vd::Shape in{static_cast<int>(vd::h5::read_int_attribute(g, "c")),
-                     static_cast<int>(vd::h5::read_int_attribute(g, "h")),
-                     static_cast<int>(vd::h5::read_int_attribute(g, "w"))};
+  vd::Shape in;
+  ASSERT_TRUE(vd::parse_shape_text(vd::h5::read_string_attribute(g, "shape"), in));
   const int B = static_cast<int>(vd::h5::read_int_attribute(g, "batch"));
   vd::ParamStore store;
   vd::Graph net(in);
@@ -105,6 +104,19 @@ TEST(PyTorchBlocks, AttentionMatches) {
 TEST(PyTorchBlocks, AutoencoderKlStyleEncoderAndDecoderChainsMatch) {
   check_case("encoder_chain");
   check_case("decoder_chain");
+}
+
+// The same blocks and chains on signals [C, L] (Conv1d) and volumes [C, D, H, W] (Conv3d).
+TEST(PyTorchBlocks, OneDimensionalBlocksAndChainsMatch) {
+  for (const char* name :
+       {"resnet_block_1d", "attention_1d", "encoder_chain_1d", "decoder_chain_1d"})
+    check_case(name);
+}
+
+TEST(PyTorchBlocks, ThreeDimensionalBlocksAndChainsMatch) {
+  for (const char* name :
+       {"resnet_block_3d", "attention_3d", "encoder_chain_3d", "decoder_chain_3d"})
+    check_case(name);
 }
 
 }  // namespace

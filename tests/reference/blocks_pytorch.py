@@ -12,7 +12,7 @@ import torch
 
 import vd_torch
 
-# (name, layers, input C x H x W, batch)
+# (name, layers, one sample's shape C x H x W, C x L or C x D x H x W, batch)
 CASES = [
     ("resnet_block", "res 32 g8", (16, 8, 8), 2),
     ("resnet_block_same_channels", "res 16 g4", (16, 5, 7), 2),
@@ -22,6 +22,18 @@ CASES = [
                       "gn 8, silu, conv 8 k3 p1", (3, 12, 12), 2),
     ("decoder_chain", "conv 32 k3 p1, res 32 g8, attn g8, up 2, conv 16 k3 p1, res 16 g4, leakyrelu 0.2, "
                       "gn 4, tanh, convt 8 k4 s2 p1, sigmoid, conv 3 k3 p1", (4, 5, 5), 2),
+    ("resnet_block_1d", "res 32 g8", (16, 12), 2),
+    ("attention_1d", "attn g8", (32, 10), 2),
+    ("encoder_chain_1d", "conv 16 k3 p1, res 16 g4, conv 16 k3 s2 p1, res 32 g8, attn g8, gn 8, silu, conv 8 k3 p1",
+     (2, 24), 2),
+    ("decoder_chain_1d", "conv 32 k3 p1, res 32 g8, attn g8, up 2, conv 16 k3 p1, res(gn 4, silu, conv 16 k5 p2), "
+                         "convt 8 k4 s2 p1, conv 2 k3 p1", (4, 6), 2),
+    ("resnet_block_3d", "res 32 g8", (16, 3, 4, 5), 2),
+    ("attention_3d", "attn g8", (32, 2, 3, 4), 2),
+    ("encoder_chain_3d", "conv 16 k3 p1, res 16 g4, conv 16 k3 s2 p1, res 32 g8, attn g8, gn 8, silu, conv 8 k3 p1",
+     (1, 6, 6, 6), 2),
+    ("decoder_chain_3d", "conv 32 k3 p1, res 32 g8, attn g8, up 2, conv 16 k3 p1, res 16 g4, "
+                         "convt 8 k4x2x2 s2x1x1 p1x0x0, conv 2 k3 p1", (4, 2, 3, 3), 2),
 ]
 PREFIX = "net"
 
@@ -48,8 +60,7 @@ def main():
             (r * y).sum().backward()
             g = f.create_group(name)
             g.attrs["layers"] = layers
-            for key, v in zip("chw", shape):
-                g.attrs[key] = v
+            g.attrs["shape"] = "x".join(str(v) for v in shape)
             g.attrs["batch"] = batch
             for key, t in (("x", x), ("r", r), ("y", y), ("diff_x", x.grad)):
                 g[key] = t.detach().numpy()

@@ -47,38 +47,44 @@ inline std::vector<double> reference_layer(const vd::ParamStore& store,
       for (size_t i = 0; i < I; ++i) acc += W[o * I + i] * in[i];
       out[o] = fc->activation() == vd::Activation::ReLU ? std::max(acc, 0.0) : acc;
     }
-  } else if (auto* cv = dynamic_cast<const vd::Conv2d*>(&l)) {
-    const auto& s = cv->spec();
+  } else if (auto* cv = dynamic_cast<const vd::Conv*>(&l)) {
+    // Every shape seen as D x H x W: a missing axis has size 1, kernel 1, stride 1, pad 0,
+    // which leaves the flat indices of [C, L] and [C, H, W] and of their weights as they are.
+    const auto three = [](const std::vector<int>& v, int fill) {
+      std::vector<int> r(v);
+      while (r.size() < 3) r.insert(r.begin(), fill);
+      return r;
+    };
+    const std::vector<int> I{is.d, is.h, is.w}, O{os.d, os.h, os.w};
+    const auto K = three(cv->kernel(), 1), S = three(cv->stride(), 1), P = three(cv->pad(), 0);
     const double* W = w(p, l.name() + ".weight");
     const double* b = w(p, l.name() + ".bias");
-    const int K = s.kernel;
+    const bool t = cv->spec().transposed;
+    const int isz = I[0] * I[1] * I[2], osz = O[0] * O[1] * O[2], ksz = K[0] * K[1] * K[2];
     for (int oc = 0; oc < os.c; ++oc)
-      for (int i = 0; i < os.h * os.w; ++i) out[static_cast<size_t>(oc * os.h * os.w + i)] = b[oc];
+      for (int i = 0; i < osz; ++i) out[static_cast<size_t>(oc * osz + i)] = b[oc];
+    // A convolution reads input (o * s - p + k) into output o; a transposed one writes
+    // input i into output (i * s - p + k). A is the side looped over, B the side indexed.
+    const auto& A = t ? I : O;
+    const auto& B = t ? O : I;
     for (int ic = 0; ic < is.c; ++ic)
       for (int oc = 0; oc < os.c; ++oc)
-        for (int ky = 0; ky < K; ++ky)
-          for (int kx = 0; kx < K; ++kx) {
-            // Conv2d weight [OC, IC, K, K]; ConvTranspose2d weight [IC, OC, K, K].
-            const double wt = s.transposed ? W[((ic * os.c + oc) * K + ky) * K + kx]
-                                           : W[((oc * is.c + ic) * K + ky) * K + kx];
-            if (!s.transposed) {
-              for (int oy = 0; oy < os.h; ++oy)
-                for (int ox = 0; ox < os.w; ++ox) {
-                  const int iy = oy * s.stride - s.pad + ky, ix = ox * s.stride - s.pad + kx;
-                  if (iy < 0 || iy >= is.h || ix < 0 || ix >= is.w) continue;
-                  out[static_cast<size_t>((oc * os.h + oy) * os.w + ox)] +=
-                      wt * in[static_cast<size_t>((ic * is.h + iy) * is.w + ix)];
-                }
-            } else {
-              for (int iy = 0; iy < is.h; ++iy)
-                for (int ix = 0; ix < is.w; ++ix) {
-                  const int oy = iy * s.stride - s.pad + ky, ox = ix * s.stride - s.pad + kx;
-                  if (oy < 0 || oy >= os.h || ox < 0 || ox >= os.w) continue;
-                  out[static_cast<size_t>((oc * os.h + oy) * os.w + ox)] +=
-                      wt * in[static_cast<size_t>((ic * is.h + iy) * is.w + ix)];
-                }
-            }
-          }
+        for (int k = 0; k < ksz; ++k) {
+          const int kd = k / (K[1] * K[2]), kh = k / K[2] % K[1], kw = k % K[2];
+          // Conv weight [OC, IC, K...]; ConvTranspose weight [IC, OC, K...].
+          const double wt = t ? W[(ic * os.c + oc) * ksz + k] : W[(oc * is.c + ic) * ksz + k];
+          for (int a0 = 0; a0 < A[0]; ++a0)
+            for (int a1 = 0; a1 < A[1]; ++a1)
+              for (int a2 = 0; a2 < A[2]; ++a2) {
+                const int b0 = a0 * S[0] - P[0] + kd, b1 = a1 * S[1] - P[1] + kh,
+                          b2 = a2 * S[2] - P[2] + kw;
+                if (b0 < 0 || b0 >= B[0] || b1 < 0 || b1 >= B[1] || b2 < 0 || b2 >= B[2]) continue;
+                const int ai = (a0 * A[1] + a1) * A[2] + a2, bi = (b0 * B[1] + b1) * B[2] + b2;
+                const int src = t ? ai : bi, dst = t ? bi : ai;
+                out[static_cast<size_t>(oc * osz + dst)] +=
+                    wt * in[static_cast<size_t>(ic * isz + src)];
+              }
+        }
     if (cv->activation() == vd::Activation::ReLU)
       for (auto& v : out) v = std::max(v, 0.0);
   } else if (dynamic_cast<const vd::Relu*>(&l)) {
@@ -106,21 +112,24 @@ inline std::vector<double> reference_layer(const vd::ParamStore& store,
           break;
       }
     }
-  } else if (auto* up = dynamic_cast<const vd::Upsample*>(&l)) {
-    // Nearest: output pixel (y, x) copies input pixel (y / S, x / S).
-    const int S = up->factor();
+  } else if (dynamic_cast<const vd::Upsample*>(&l)) {
+    // Nearest: output position (z, y, x) copies input (z / S, y / S, x / S) on the axes the
+    // data has (S = out / in there; 1 on an axis it lacks).
     for (int c = 0; c < os.c; ++c)
-      for (int y = 0; y < os.h; ++y)
-        for (int x = 0; x < os.w; ++x)
-          out[static_cast<size_t>((c * os.h + y) * os.w + x)] =
-              in[static_cast<size_t>((c * is.h + y / S) * is.w + x / S)];
+      for (int z = 0; z < os.d; ++z)
+        for (int y = 0; y < os.h; ++y)
+          for (int x = 0; x < os.w; ++x)
+            out[static_cast<size_t>(((c * os.d + z) * os.h + y) * os.w + x)] =
+                in[static_cast<size_t>(((c * is.d + z / (os.d / is.d)) * is.h + y / (os.h / is.h)) *
+                                           is.w +
+                                       x / (os.w / is.w))];
   } else if (dynamic_cast<const vd::Reshape*>(&l)) {
     out = in;
   } else if (auto* gn = dynamic_cast<const vd::GroupNorm*>(&l)) {
     // Biased variance over each group's channels and positions.
     const double* gamma = w(p, l.name() + ".weight");
     const double* beta = w(p, l.name() + ".bias");
-    const size_t S = static_cast<size_t>(is.h) * is.w,
+    const size_t S = static_cast<size_t>(is.spatial_size()),
                  per = static_cast<size_t>(is.c / gn->groups());
     for (size_t g = 0; g < static_cast<size_t>(gn->groups()); ++g) {
       double mean = 0, var = 0;
@@ -137,10 +146,10 @@ inline std::vector<double> reference_layer(const vd::ParamStore& store,
   } else if (auto* block = dynamic_cast<const vd::Block*>(&l)) {
     out = reference_graph(store, p, block->graph(), {in})[0];
   } else if (auto* at = dynamic_cast<const vd::Attention*>(&l)) {
-    // diffusers' Attention with one head and the residual: GroupNorm of x [C, S] (S = H*W),
-    // tokens t [S, C], q/k/v = t W^T + b, ctx = softmax(q k^T / sqrt(C)) v, o = ctx Wo^T + bo,
-    // out = x + o (as [C, S]).
-    const size_t C = static_cast<size_t>(is.c), S = static_cast<size_t>(is.h) * is.w;
+    // diffusers' Attention with one head and the residual: GroupNorm of x [C, S] (S positions
+    // of 1-D, 2-D or 3-D data), tokens t [S, C], q/k/v = t W^T + b, ctx = softmax(q k^T /
+    // sqrt(C)) v, o = ctx Wo^T + bo, out = x + o (as [C, S]).
+    const size_t C = static_cast<size_t>(is.c), S = static_cast<size_t>(is.spatial_size());
     const size_t per = C / static_cast<size_t>(at->groups());
     const double* gamma = w(p, l.name() + ".group_norm.weight");
     const double* beta = w(p, l.name() + ".group_norm.bias");

@@ -155,6 +155,39 @@ TEST(Vae, BlocksAttentionAndEveryActivationInOneModelMatchFiniteDifferences) {
   check_gradients(c);
 }
 
+// Signals [C, L]: a flat latent behind convolutions, and a spatial one (a 2x4 latent signal)
+// behind blocks, attention and up-sampling.
+TEST(Vae, SignalModelsMatchFiniteDifferences) {
+  vd::VaeConfig c = conv(Likelihood::Gaussian, 2);
+  c.data = vd::Shape::signal(2, 16);
+  c.encoder = "conv 3 k4 s2 p1, relu, conv 4 k3 s2 p1, relu, flatten, fc 6, relu";
+  c.decoder = "fc 16, relu, reshape 4x4, convt 3 k4 s2 p1, relu, convt 2 k4 s2 p1";
+  check_gradients(c);
+  c = spatial();
+  c.data = vd::Shape::signal(3, 8);
+  c.latent = vd::Shape::signal(2, 4);
+  c.latent_dim = 8;
+  c.encoder = "conv 4 k3 s2 p1, res 4 g2, attn g2, silu";
+  c.decoder = "conv 4 k3 p1, attn g4, up 2, res(gn 2, silu, conv 4 k3 p1), conv 3 k3 p1";
+  check_gradients(c);
+}
+
+// Volumes [C, D, H, W]: the same two forms in 3-D, with a 2x2x2x2 latent volume.
+TEST(Vae, VolumeModelsMatchFiniteDifferences) {
+  vd::VaeConfig c = conv(Likelihood::Bernoulli);
+  c.data = vd::Shape::volume(1, 4, 4, 4);
+  c.encoder = "conv 3 k4 s2 p1, relu, flatten, fc 6, relu";
+  c.decoder = "fc 24, relu, reshape 3x2x2x2, convt 1 k4 s2 p1";
+  check_gradients(c);
+  c = spatial();
+  c.data = vd::Shape::volume(2, 4, 4, 4);
+  c.latent = vd::Shape::volume(2, 2, 2, 2);
+  c.latent_dim = 16;
+  c.encoder = "conv 4 k3 s2 p1, res 4 g2, attn g2";
+  c.decoder = "conv 4 k3 p1, attn g4, up 2, res 4 g2, conv 2 k3 p1";
+  check_gradients(c);
+}
+
 TEST(Vae, SpatialLatentHeadsAreConvolutionsAndTheEncoderMustGiveTheMap) {
   Fixture f(spatial(), 2);
   EXPECT_EQ(f.store.find("encoder.mu.weight").shape, (std::vector<int64_t>{2, 4, 3, 3}));
