@@ -33,7 +33,7 @@ def read_config(path):
 
 
 class ConfigVAE(nn.Module):
-    """encoder chain -> mu/logvar heads (3x3 convs for a spatial latent, fc for a flat one) -> z -> decoder."""
+    """encoder chain -> mu/logvar heads (3x3 convs, or 3 / 3x3x3 in 1-D / 3-D, for a spatial latent, fc for a flat one) -> z -> decoder."""
 
     def __init__(self, cfg, data_shape):
         super().__init__()
@@ -41,8 +41,9 @@ class ConfigVAE(nn.Module):
         h = self.encoder.out_shape
         if cfg.get("latent-shape"):
             self.latent = tuple(int(v) for v in cfg["latent-shape"].split("x"))
-            self.mu = nn.Conv2d(h[0], self.latent[0], 3, padding=1)
-            self.logvar = nn.Conv2d(h[0], self.latent[0], 3, padding=1)
+            conv = vd_torch.CONV[len(h) - 1]  # Conv1d, Conv2d or Conv3d, as the data
+            self.mu = conv(h[0], self.latent[0], 3, padding=1)
+            self.logvar = conv(h[0], self.latent[0], 3, padding=1)
         else:
             self.latent = (int(cfg.get("latent-dim", 20)),)
             self.mu = nn.Linear(math.prod(h), self.latent[0])
