@@ -8,9 +8,12 @@ namespace vd {
 Shape Shape::from_dims(const std::vector<int64_t>& dims) {
   auto i = [](int64_t v) { return static_cast<int>(v); };
   switch (dims.size()) {
-    case 2: return signal(i(dims[0]), i(dims[1]));
-    case 3: return Shape{i(dims[0]), i(dims[1]), i(dims[2])};
-    case 4: return volume(i(dims[0]), i(dims[1]), i(dims[2]), i(dims[3]));
+    case 2:
+      return signal(i(dims[0]), i(dims[1]));
+    case 3:
+      return Shape{i(dims[0]), i(dims[1]), i(dims[2])};
+    case 4:
+      return volume(i(dims[0]), i(dims[1]), i(dims[2]), i(dims[3]));
     default: {
       int64_t size = 1;
       for (int64_t v : dims) size *= v;

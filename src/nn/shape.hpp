@@ -22,8 +22,8 @@ struct Shape {
   // One sample's dimensions as a data set stores them: {D} flat (written {D, 1, 1} by
   // checkpoints, as before 1-D and 3-D data), {C, L}, {C, H, W} or {C, D, H, W}.
   static Shape from_dims(const std::vector<int64_t>& dims);
-  std::vector<int64_t> dims() const;      // {C, L}, {C, H, W}, {C, D, H, W}; {D, 1, 1} flat
-  std::vector<int64_t> spatial() const;   // {L}, {H, W} or {D, H, W}
+  std::vector<int64_t> dims() const;     // {C, L}, {C, H, W}, {C, D, H, W}; {D, 1, 1} flat
+  std::vector<int64_t> spatial() const;  // {L}, {H, W} or {D, H, W}
   Shape with_spatial(int channels, const std::vector<int64_t>& spatial) const;
   int64_t spatial_size() const { return static_cast<int64_t>(d) * h * w; }
   int64_t size() const { return static_cast<int64_t>(c) * spatial_size(); }
