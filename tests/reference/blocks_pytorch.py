@@ -1,4 +1,5 @@
-"""Writes tests/reference/fixtures/blocks.h5: for each case, a network in vae_dist's layer syntax built in plain
+"""Writes tests/reference/fixtures/blocks.h5: for each case (blocks, chains, and convolutions of 1-D, 2-D and
+3-D data), a network in vae_dist's layer syntax built in plain
 PyTorch 1.13 (vd_torch.py), its parameters (drawn here, GroupNorm's too), an input x, an upstream gradient r,
 and what PyTorch computes: y = net(x) and the gradients of sum(r * y) with respect to x and every parameter.
 tests/nn/pytorch_blocks_test.cpp loads the parameters by name into the C++ network and compares.
@@ -34,6 +35,19 @@ CASES = [
      (1, 6, 6, 6), 2),
     ("decoder_chain_3d", "conv 32 k3 p1, res 32 g8, attn g8, up 2, conv 16 k3 p1, res 16 g4, "
                          "convt 8 k4x2x2 s2x1x1 p1x0x0, conv 2 k3 p1", (4, 2, 3, 3), 2),
+    # Conv1d/Conv3d, their transposes and per-axis sizes (k3x1x2 is one size per axis)
+    ("conv1d", "conv 8 k3 s2 p1", (4, 11), 2),
+    ("conv1d_relu", "conv 16 k5 p2, relu", (3, 9), 3),
+    ("convt1d", "convt 6 k4 s2 p1 op1", (5, 7), 2),
+    ("conv3d", "conv 8 k3 s2 p1", (3, 5, 6, 7), 2),
+    ("convt3d", "convt 4 k3 s2 p1 op1", (6, 3, 4, 3), 2),
+    ("conv3d_per_axis", "conv 5 k3x1x2 s1x2x1 p1x0x1", (3, 4, 5, 6), 2),
+    ("convt3d_per_axis", "convt 4 k2x3x3 s2x1x2 p0x1x1 op1x0x1", (3, 3, 4, 3), 2),
+    ("conv2d_per_axis", "conv 6 k5x3 s2x1 p2x1", (3, 9, 8), 2),
+    ("chain1d", "conv 16 k3 p1, relu, conv 32 k4 s2 p1, relu, convt 16 k4 s2 p1, relu, conv 4 k3 p1",
+     (4, 16), 2),
+    ("chain3d", "conv 16 k3 p1, relu, conv 16 k3 s2 p1, relu, convt 8 k4 s2 p1, relu, conv 2 k3 p1",
+     (3, 6, 6, 6), 2),
 ]
 PREFIX = "net"
 
