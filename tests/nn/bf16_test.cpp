@@ -1,6 +1,7 @@
-// Tests of bf16 compute (--precision bf16) layer by layer: fc, conv and transposed conv in bf16
-// against the same layer in f32, outputs and every gradient, within a bound derived from
-// bf16's rounding; and the names and the CPU check of nn/precision.
+// Tests of bf16 compute (--precision bf16) layer by layer: fc, and conv and transposed conv on
+// images, signals and volumes, in bf16 against the same layer in f32, outputs and every
+// gradient, within a bound derived from bf16's rounding; and the names and the CPU check of
+// nn/precision.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,6 +12,7 @@
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "nn/builder.hpp"
 #include "nn/conv.hpp"
 #include "nn/graph.hpp"
 #include "nn/linear.hpp"
@@ -179,6 +181,28 @@ TEST(Bf16, SingleChannelConvAndTransposedConvMatchF32) {
                                                 conv(1, 4, 2, 1, true), Activation::None));
       },
       8, "conv 1 -> 32 -> convt 1");
+}
+
+// A Graph of `layers` (the config syntax) on one sample of shape `in`.
+Builder layers_on(const std::string& layers, Shape in) {
+  return [layers, in](OneLayer& m) {
+    m.seq = std::make_unique<vd::Graph>(in);
+    vd::build_layers(*m.seq, m.store, "net", vd::parse_layers(layers, "net"), false, "net");
+  };
+}
+
+TEST(Bf16, ConvOnSignalsAndVolumesMatchesF32WithinBf16Rounding) {
+  check_layer(layers_on("conv 32 k5 s2 p2", Shape::signal(16, 24)), 4, "1-D conv 16 -> 32");
+  check_layer(layers_on("conv 16 k3 s2 p1", Shape::volume(8, 6, 6, 6)), 2, "3-D conv 8 -> 16");
+  check_layer(layers_on("conv 8 k3x1x2 s1x2x1 p1x0x1", Shape::volume(4, 3, 5, 4)), 2,
+              "3-D conv, per-axis sizes");
+}
+
+TEST(Bf16, TransposedConvOnSignalsAndVolumesMatchesF32WithinBf16Rounding) {
+  check_layer(layers_on("convt 16 k4 s2 p1", Shape::signal(32, 12)), 4, "1-D convt 32 -> 16",
+              false);
+  check_layer(layers_on("convt 8 k4 s2 p1", Shape::volume(16, 3, 3, 3)), 2, "3-D convt 16 -> 8",
+              false);
 }
 
 TEST(Bf16, PrecisionNamesAndRequests) {
