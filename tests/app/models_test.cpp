@@ -76,7 +76,17 @@ TEST(AppModels, ConditionalConvWritesOneGridRowPerClass) {
       "cd " + shell_quote(VD_SOURCE_DIR) + " && " + env_prefix() + " " + binary("vae_dist") +
           " --config " + shell_quote(out + "/config.ini") + " --resume latest --max-steps 50",
       240);
-  EXPECT_EQ(again.exit_code, 0) << again.output;
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_TRUE(contains(again.output, "checkpoint_step000000040.h5: epoch 1, step 40"))
+      << again.output;
+  EXPECT_TRUE(contains(again.output, "model conditional on 10 classes")) << again.output;
+  // It goes on from step 40 to 50 in the same metrics file, and writes its checkpoint.
+  const auto train = metrics_rows(out + "/metrics.csv", "train");
+  ASSERT_EQ(train.size(), 5u) << read_text(out + "/metrics.csv");
+  EXPECT_EQ(train.back()[2], "50");
+  EXPECT_EQ(train.back()[3], std::to_string(50 * 32));
+  EXPECT_TRUE(std::isfinite(std::stod(train.back()[4])));
+  EXPECT_TRUE(fs::is_regular_file(out + "/checkpoint_step000000050.h5"));
 }
 
 TEST(AppModels, RgbFloatDataTrainsAConvGaussianVaeWithColourGrids) {

@@ -1,7 +1,10 @@
-// Every shipped configs/*.cfg file parses, and the named experiments hold their settings.
+// Every shipped configs/*.cfg file parses and builds its model, and the named experiments hold
+// their settings.
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -25,15 +28,47 @@ std::string config_path(const std::string& name) {
   return (fs::path(VD_SOURCE_DIR) / "configs" / name).string();
 }
 
-TEST(Configs, EveryConfigFileParses) {
+// Every config in configs/ builds its model for the data its comment makes, with the parameter
+// count of the same model counted by hand (MLPs) or in PyTorch (tests/reference/config_vae.py,
+// tests/reference/pytorch_vae.py). A new config must be added here.
+TEST(Configs, EveryConfigFileBuildsItsModel) {
+  struct Case {
+    vd::Shape data;
+    int classes;
+    size_t parameters;
+  };
+  const std::map<std::string, Case> cases = {
+      // 784-400-20: (784*400+400) + 2*(400*20+20) + (20*400+400) + (400*784+784)
+      {"fashion_mlp.cfg", {vd::Shape{1, 28, 28}, 0, 652824}},
+      {"fashion_conv.cfg", {vd::Shape{1, 28, 28}, 0, 1691369}},
+      // The MLP with the one-hot label of 10 classes at fc1 and fc3: + 10*400 + 10*400.
+      {"fashion_cvae.cfg", {vd::Shape{1, 28, 28}, 10, 660824}},
+      // 784-128-8: (784*128+128) + 2*(128*8+8) + (8*128+128) + (128*784+784)
+      {"smoke.cfg", {vd::Shape{1, 28, 28}, 0, 204832}},
+      // 32-128-64-8 and back: 4224 + 8256 + 2*520 + 576 + 8320 + 4128
+      {"synth_float.cfg", {vd::Shape{32, 1, 1}, 0, 26544}},
+      {"shapes64_kl.cfg", {vd::Shape{3, 64, 64}, 0, 2608747}},
+      {"signals_kl.cfg", {vd::Shape::signal(2, 256), 0, 303466}},
+      {"volumes_kl.cfg", {vd::Shape::volume(1, 16, 16, 16), 0, 464857}},
+  };
   int count = 0;
   for (const auto& entry : fs::directory_iterator(fs::path(VD_SOURCE_DIR) / "configs")) {
     if (entry.path().extension() != ".cfg") continue;
-    SCOPED_TRACE(entry.path().string());
-    EXPECT_NO_THROW(parse_config(entry.path().string()));
+    const std::string name = entry.path().filename().string();
+    SCOPED_TRACE(name);
     ++count;
+    const auto it = cases.find(name);
+    ASSERT_NE(it, cases.end()) << "add configs/" << name << " to this test";
+    vd::Options o;
+    ASSERT_NO_THROW(o = parse_config(entry.path().string()));
+    vd::ParamStore store;
+    std::unique_ptr<vd::Vae> vae;
+    ASSERT_NO_THROW(vae = std::make_unique<vd::Vae>(
+                        vd::vae_config(o, it->second.data, it->second.classes), store));
+    EXPECT_EQ(vae->decoder().out_shape().size(), it->second.data.size());  // MLPs give it flat
+    EXPECT_EQ(store.num_parameters(), it->second.parameters);
   }
-  EXPECT_GE(count, 2);
+  EXPECT_EQ(count, static_cast<int>(cases.size()));
 }
 
 TEST(Configs, FashionMlpIsTheClassicVae) {

@@ -354,16 +354,23 @@ TEST(RowStream, ABadValueInALaterBlockFailsTheStepThatReadsItNamingTheRow) {
 
 TEST(RowStream, StopsCleanlyMidEpochAndRestarts) {
   TempDir dir;
-  const Shard str = shard_of(u8_file(dir, 400));
+  const std::string file = u8_file(dir, 400);
+  const Shard str = shard_of(file);
+  const Shard mem = shard_of(file, 0, 1, ValueCheck::UnitInterval, Residency::InMemory);
   EpochPlan plan(400, 0, 1, 4, BlockShuffle{0, 5, 6});
-  std::vector<float> x(4 * 16);
+  std::vector<float> x(4 * 16), expected(4 * 16);
   for (int i = 0; i < 20; ++i) {
+    SCOPED_TRACE("start at step " + std::to_string(i));
     RowStream stream(str, plan);
     plan.shuffle(1, 1);
     stream.start(1, 1, i, 1);
     stream.gather(1, i, x.data());
+    mem.gather(plan.local_rows(i), expected.data());
+    EXPECT_TRUE(same_bits(x, expected));
     stream.start(1, 1, i + 1, 1);  // restarting stops the read going on
     stream.gather(1, i + 1, x.data());
+    mem.gather(plan.local_rows(i + 1), expected.data());
+    EXPECT_TRUE(same_bits(x, expected));
   }  // destroyed with the read-ahead waiting for a free buffer: no hang
 }
 
