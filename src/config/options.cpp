@@ -226,7 +226,8 @@ Spec logvar_clamp_spec() {
   s.value_name = "<lo,hi|none>";
   s.help =
       "clamp the encoder's log-variance to [lo, hi] in the forward pass; the gradient is "
-      "exact inside and zero outside (see README); 'none' = off; two numbers lo < hi, or none";
+      "exact inside and zero outside (docs/training.md); 'none' = off; two numbers lo < hi, or "
+      "none";
   s.set = [](Options& o, const std::string& value, const std::string& where) {
     if (trim(value) == "none") {
       o.logvar_min = -std::numeric_limits<double>::infinity();
@@ -411,7 +412,7 @@ const std::vector<Spec>& table() {
     t.push_back(string_spec("precision", &O::precision, false, {"f32", "bf16", "auto"},
                             "compute precision of the layers: bf16 runs the fc, conv and convt "
                             "layers in bfloat16 (parameters, gradients, Adam and the loss stay "
-                            "f32; see README, How it runs) and is an error on a CPU without "
+                            "f32; docs/training.md) and is an error on a CPU without "
                             "AVX512_BF16; auto = bf16 where the CPU has it, else f32"));
     t.push_back(integer_spec<int>("log-every", &O::log_every, 1, none,
                                   "steps between train rows in metrics.csv and progress lines"));
@@ -427,6 +428,10 @@ const std::vector<Spec>& table() {
     t.push_back(
         string_spec("resume", &O::resume, true, {},
                     "checkpoint to resume from: a path or \"latest\"; empty = start fresh"));
+    t.push_back(string_spec("init-weights", &O::init_weights, true, {},
+                            "a fresh run's starting parameters: a checkpoint, or an HDF5 file of "
+                            "/params/<name> in PyTorch's layout; the optimizer starts fresh; "
+                            "--resume ignores it; empty = drawn from --seed"));
     t.push_back(integer_spec<int>("checkpoint-every", &O::checkpoint_every, 0, none,
                                   "epochs between checkpoints; 0 = only at the end"));
     t.push_back(integer_spec<int>("keep-checkpoints", &O::keep_checkpoints, 1, none,

@@ -61,8 +61,8 @@ struct Options {
   double val_fraction = 0.0;    // 0 = none
   std::string val_data;         // "" = none
   int early_stop_patience = 0;  // evaluations without improvement; 0 = off
-  // The KL term and the encoder's log-variance (README: KL schedules, free bits, logvar clamp
-  // and standardised data).
+  // The KL term and the encoder's log-variance (docs/training.md: KL schedules, free bits, logvar
+  // clamp and standardised data).
   std::string kl_schedule = "linear";  // "linear" (kl_warmup_epochs) | "cyclical"
   int kl_cycles = 4;                   // cyclical: cycles over the planned steps
   double kl_cycle_ratio = 0.5;         // cyclical: share of a cycle over which beta ramps up
@@ -70,14 +70,18 @@ struct Options {
   double logvar_min = -30.0;           // logvar clamped to [logvar_min, logvar_max];
   double logvar_max = 20.0;            // -inf, +inf ("none") = off
   bool standardize = false;            // float data: per-feature mean 0, std 1
-  // Streaming (README: Data larger than memory): the data held in memory per rank, in MB, above
-  // which the shards are streamed from the file (0 = auto), and the read-ahead window.
+  // Streaming (docs/data.md: Data larger than memory): the data held in memory per rank, in MB,
+  // above which the shards are streamed from the file (0 = auto), and the read-ahead window.
   std::string stream = "auto";  // auto (by data_memory_mb) | always | never
   int64_t data_memory_mb = 0;
   int64_t stream_window_mb = 128;
 
   // Compute precision of the layers: "f32" | "bf16" | "auto" (nn/precision.hpp).
   std::string precision = "f32";
+
+  // A fresh run's starting parameters from an HDF5 file of /params/<name> (io/checkpoint.hpp's
+  // read_weights) instead of the seed's draw; --resume ignores it. "" = drawn from the seed.
+  std::string init_weights;
 
   friend bool operator==(const Options&, const Options&) = default;
 };

@@ -351,6 +351,33 @@ std::string unusable_value(const ParamStore& store, std::span<const float> exp_a
   return "";
 }
 
+// How the /params/ of a file differ from the store's entries, one text per entry that is
+// missing, extra or differently shaped, so one error tells the whole story.
+std::vector<std::string> model_mismatch(hid_t file, const ParamStore& store) {
+  std::map<std::string, std::vector<int64_t>> in_file;
+  if (h5::exists(file, "/params"))
+    for (const std::string& full : h5::list_datasets(file, "/params"))
+      in_file[full.substr(std::string("/params/").size())] =
+          h5::dims_of(h5::open_dataset(file, full));
+  std::vector<std::string> problems;
+  for (const ParamStore::Entry& e : store.entries()) {
+    const auto it = in_file.find(e.name);
+    if (it == in_file.end())
+      problems.push_back("it has no " + e.name + " but this model has " + e.name + " " +
+                         shape_text(e.shape));
+    else if (it->second != e.shape)
+      problems.push_back("it was written for a model with " + e.name + " " +
+                         shape_text(it->second) + " but this model has " + shape_text(e.shape));
+  }
+  // Not a structured binding: clang before 16 cannot capture one in the lambda (fuzz build).
+  for (const auto& item : in_file)
+    if (std::none_of(store.entries().begin(), store.entries().end(),
+                     [&](const ParamStore::Entry& e) { return e.name == item.first; }))
+      problems.push_back("it has " + item.first + " " + shape_text(item.second) +
+                         " which this model lacks");
+  return problems;
+}
+
 void write_file(const std::string& tmp, const CheckpointMeta& meta, const ParamStore& store,
                 std::span<const float> exp_avg, std::span<const float> exp_avg_sq) {
   h5::File file = h5::create_file(tmp, true);
@@ -497,27 +524,7 @@ CheckpointMeta read_checkpoint(const std::string& path, ParamStore& store, std::
   return with_path(prefix, advice, [&] {
     CheckpointMeta meta = read_meta(file, path);
 
-    // Model match: every difference is listed at once so one error tells the whole story.
-    std::map<std::string, std::vector<int64_t>> in_file;
-    for (const std::string& full : h5::list_datasets(file, "/params"))
-      in_file[full.substr(std::string("/params/").size())] =
-          h5::dims_of(h5::open_dataset(file, full));
-    std::vector<std::string> problems;
-    for (const ParamStore::Entry& e : store.entries()) {
-      const auto it = in_file.find(e.name);
-      if (it == in_file.end())
-        problems.push_back("it has no " + e.name + " but this model has " + e.name + " " +
-                           shape_text(e.shape));
-      else if (it->second != e.shape)
-        problems.push_back("it was written for a model with " + e.name + " " +
-                           shape_text(it->second) + " but this model has " + shape_text(e.shape));
-    }
-    // Not a structured binding: clang before 16 cannot capture one in the lambda (fuzz build).
-    for (const auto& item : in_file)
-      if (std::none_of(store.entries().begin(), store.entries().end(),
-                       [&](const ParamStore::Entry& e) { return e.name == item.first; }))
-        problems.push_back("it has " + item.first + " " + shape_text(item.second) +
-                           " which this model lacks");
+    const std::vector<std::string> problems = model_mismatch(file, store);
     if (!problems.empty()) {
       std::string msg = "checkpoint '" + path + "' does not match this model: ";
       for (size_t i = 0; i < problems.size(); ++i) msg += (i ? "; " : "") + problems[i];
@@ -577,6 +584,55 @@ CheckpointMeta read_checkpoint(const std::string& path, ParamStore& store, std::
                             "; a model with such values cannot train (was the run diverging, "
                             "or was the file edited?); resume from an earlier checkpoint");
     return meta;
+  });
+}
+
+void read_weights(const std::string& path, ParamStore& store) {
+  if (!store.finalized())
+    throw ShapeError("cannot read weights from '" + path +
+                     "': the parameter store is not finalized");
+  std::error_code ec;
+  if (!fs::exists(path, ec))
+    throw CheckpointError("weights file '" + path +
+                          "' does not exist; check the path given to --init-weights");
+  if (!h5::is_hdf5(path))
+    throw CheckpointError("weights file '" + path +
+                          "' is not an HDF5 file; pass a vae_dist checkpoint or an HDF5 file "
+                          "of /params/<name> data sets");
+  const std::string advice = "the file is damaged or not a file of weights";
+  with_path("weights file '" + path + "': ", advice, [&] {
+    h5::File file = h5::open_file(path);
+    const std::vector<std::string> problems = model_mismatch(file, store);
+    if (!problems.empty()) {
+      std::string msg = "weights file '" + path + "' does not match this model: ";
+      for (size_t i = 0; i < problems.size(); ++i) msg += (i ? "; " : "") + problems[i];
+      msg +=
+          "; it needs exactly this model's parameters as /params/<name> in PyTorch's layout "
+          "(h5ls -r on a checkpoint of this config lists them)";
+      throw ShapeError(msg);
+    }
+    for (size_t i = 0; i < store.entries().size(); ++i) {
+      const ParamStore::Entry& e = store.entries()[i];
+      const std::string name = "/params/" + e.name;
+      h5::Dataset dset = h5::open_dataset(file, name);
+      const h5::DType t = h5::dtype_of(dset);
+      if (t != h5::DType::Float32 && t != h5::DType::Float64)
+        throw CheckpointError("weights file '" + path + "': " + name + " holds " +
+                              h5::dtype_name(dset) + " values; write it as float32 (or float64)");
+      // Read as double so a float64 beyond float32's range is seen, not clamped or made inf.
+      std::vector<double> values(e.size);
+      h5::read_all(dset, H5T_NATIVE_DOUBLE, values.data());
+      for (size_t k = 0; k < e.size; ++k) {
+        if (!std::isfinite(values[k]) ||
+            std::abs(values[k]) > double{std::numeric_limits<float>::max()})
+          throw CheckpointError("weights file '" + path + "': " + name + " holds " +
+                                std::to_string(values[k]) + " at index " + std::to_string(k) +
+                                ", which is not a finite float32; a model with such values "
+                                "cannot train");
+        // Padding between entries is left as it is (zero, see ParamStore).
+        store.param(i)[k] = static_cast<float>(values[k]);
+      }
+    }
   });
 }
 

@@ -94,6 +94,15 @@ void write_checkpoint(const std::string& path, const CheckpointMeta& meta, const
 CheckpointMeta read_checkpoint(const std::string& path, ParamStore& store, std::span<float> exp_avg,
                                std::span<float> exp_avg_sq);
 
+// Reads only the parameters of an HDF5 file into a finalized store, converting to float32:
+// /params/<name> of a vae_dist checkpoint, or of any file holding them in PyTorch's layout
+// (a state_dict written with h5py as f["params/" + key] = tensor.numpy()). The file must hold
+// exactly the store's entries with their shapes, as float32 or float64, and only finite values.
+// Throws vd::ShapeError listing every missing, extra or differently shaped entry, and
+// vd::IoError naming path for a missing, non-HDF5, damaged or non-float file or a non-finite
+// value (the store then holds a partial copy).
+void read_weights(const std::string& path, ParamStore& store);
+
 // Reads and checks only the metadata (for --resume decisions before the model exists).
 CheckpointMeta read_checkpoint_meta(const std::string& path);
 

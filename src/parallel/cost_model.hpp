@@ -1,5 +1,5 @@
-// The communication cost model behind the README's cluster projections: a link's latency and
-// bandwidth measured by ping-pong, the ring allreduce formula, and the step time and scaling
+// The communication cost model behind the cluster projections of docs/clusters.md: a link's latency
+// and bandwidth measured by ping-pong, the ring allreduce formula, and the step time and scaling
 // efficiency it predicts for N nodes with and without overlapping the sum with backward.
 #pragma once
 #include <cstddef>

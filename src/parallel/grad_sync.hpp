@@ -9,7 +9,7 @@
 //               the layers' gradients become final (MPI_Iallreduce), so the transfer overlaps
 //               the rest of backward, and each bucket's update runs as soon as its sum
 //               arrives. Off by default: where the kernel's TCP work shares the cores that
-//               train, it measured no faster (README, "Several hosts").
+//               train, it measured no faster (docs/benchmarks.md, the two-host runs).
 //   otherwise (nodes with unequal rank counts, or VAE_DIST_GRAD_SYNC=allreduce): one
 //               MPI_Allreduce of the whole gradient and a full Adam step on every rank.
 #pragma once

@@ -325,7 +325,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
         std::to_string(blocks->window_blocks) + " blocks of " + std::to_string(blocks->block_rows) +
         " rows (" + g(block_mb) + " MB), two windows in memory (" +
         bytes_text(2.0 * block_mb * 1e6 * static_cast<double>(blocks->window_blocks)) +
-        "), shuffled by block order and within each window (README: Data larger than memory)";
+        "), shuffled by block order and within each window (docs/data.md: data larger than memory)";
   }
   s.plan = std::make_unique<EpochPlan>(s.train.global_rows(), comm.rank(), comm.size(),
                                        opt.batch_size, blocks);
@@ -376,7 +376,10 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   const bool writes_model = s.grad_sync->writes_model();
   if (opt.resume.empty()) {
     Rng init_rng = make_rng(opt.seed, RngStream::Init);
-    if (writes_model) s.vae->init(init_rng);
+    if (writes_model) {
+      s.vae->init(init_rng);
+      if (!opt.init_weights.empty()) read_weights(opt.init_weights, s.store);
+    }
   } else {
     s.resume(opt.resume, writes_model);
   }
@@ -438,6 +441,8 @@ Trainer::Trainer(const Options& options, const Comm& comm)
                   s.scaling.mean.size(),
                   opt.resume.empty() ? "the training set" : "the checkpoint");
     if (!precision_note.empty()) std::printf("%s\n", precision_note.c_str());
+    if (opt.resume.empty() && !opt.init_weights.empty())
+      std::printf("initial parameters: %s (not --seed's draw)\n", opt.init_weights.c_str());
     std::printf("%s\n", s.data_note.c_str());
     if (const std::string note = grid_note(vc.data); !note.empty())
       std::printf("pictures: %s\n", note.c_str());

@@ -1,5 +1,6 @@
 // End-to-end smoke runs on the real Fashion-MNIST files (configs/smoke.cfg), with 1 and with
-// 2 MPI ranks: the loss falls, the test row, grids, checkpoint and config.ini are written.
+// 2 MPI ranks: the loss falls, the test row, grids, checkpoint and config.ini are written;
+// and a run started from another's parameters (--init-weights).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -99,6 +100,43 @@ TEST(AppSmoke, FashionMnistTwoRanks) {
   EXPECT_TRUE(contains(r.output, "2 rank(s)")) << r.output;
   EXPECT_TRUE(contains(r.output, "done: 1 epoch(s), 50 steps")) << r.output;
   check_smoke_outputs(out, 2);
+}
+
+// --init-weights: a run started from another run's checkpoint evaluates like that run. One
+// step at lr 1e-30 moves no parameter by a float's rounding, and the evaluation noise depends
+// on the seed and the epoch alone, so the two test losses agree; a model of another size is
+// refused, naming the difference.
+TEST(AppSmoke, InitWeightsStartsFromAnotherRunsParameters) {
+  VD_REQUIRE_FASHION_MNIST();
+  TempDir tmp;
+  const std::string a = tmp.file("a"), b = tmp.file("b"), c = tmp.file("c");
+  const std::string quiet = " --iw-samples 0 --checksum-every 0";
+  CommandResult r = run_command(smoke_command(env_prefix(), a) + quiet, 120);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string ckpt = a + "/checkpoint_step000000050.h5";
+  r = run_command(smoke_command(env_prefix(), b) + quiet + " --seed 1 --max-steps 1 --lr 1e-30" +
+                      " --init-weights " + shell_quote(ckpt),
+                  120);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "initial parameters: " + ckpt)) << r.output;
+  const auto test_a = metrics_rows(a + "/metrics.csv", "test");
+  const auto test_b = metrics_rows(b + "/metrics.csv", "test");
+  ASSERT_EQ(test_a.size(), 1u);
+  ASSERT_EQ(test_b.size(), 1u);
+  const double la = std::stod(test_a[0][4]), lb = std::stod(test_b[0][4]);
+  EXPECT_NEAR(lb, la, 1e-6 * la);
+  // The trained model is far from the seed's draw (about 544 nats).
+  EXPECT_LT(la, 400.0);
+
+  r = run_command(
+      smoke_command(env_prefix(), c) + quiet + " --hidden 64 --init-weights " + shell_quote(ckpt),
+      120);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "weights file '" + ckpt + "' does not match this model"))
+      << r.output;
+  EXPECT_TRUE(contains(r.output, "encoder.fc1.weight [128, 784] but this model has [64, 784]"))
+      << r.output;
+  EXPECT_FALSE(fs::exists(c + "/metrics.csv"));
 }
 
 }  // namespace

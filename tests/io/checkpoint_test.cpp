@@ -1,6 +1,7 @@
 // Tests of io/checkpoint: bitwise round trip, file layout, model-mismatch and file errors,
 // atomic replacement, and the naming / find-latest / prune rules of a run directory;
-// checksums and non-finite values refused, and a sweep of damaged and truncated files.
+// checksums and non-finite values refused, a sweep of damaged and truncated files, and
+// read_weights (--init-weights) from checkpoints and plain files of /params.
 #include "io/checkpoint.hpp"
 
 #include <gtest/gtest.h>
@@ -273,6 +274,106 @@ TEST(Checkpoint, ModelMismatchIsShapeErrorNamingEveryDifference) {
   std::vector<float> ok(same.size());
   EXPECT_THROW(read_checkpoint(path, same, small, ok), ShapeError);
   EXPECT_THROW(read_checkpoint(dir.file("missing.h5"), same, ok, small), ShapeError);
+}
+
+// A file of weights as a PyTorch user writes it (f["params/" + key] = tensor.numpy()): no
+// format attribute, no moments, values of type T.
+template <class T>
+void write_plain_weights(const std::string& path, const ParamStore& from,
+                         const std::string& skip = "") {
+  h5::File file = h5::create_file(path);
+  h5::Group params = h5::create_group(file, "params");
+  for (size_t i = 0; i < from.entries().size(); ++i) {
+    const ParamStore::Entry& e = from.entries()[i];
+    if (e.name == skip) continue;
+    std::vector<T> values(from.param(i), from.param(i) + e.size);
+    h5::write_dataset<T>(params, e.name, values, e.shape);
+  }
+}
+
+TEST(Checkpoint, WeightsLoadFromACheckpointOrAPlainFileOfParams) {
+  TempDir dir;
+  const State a(21);
+  const std::string ckpt = dir.file("c.h5"), f32 = dir.file("f32.h5"), f64 = dir.file("f64.h5");
+  a.write(ckpt);
+  write_plain_weights<float>(f32, a.store);
+  write_plain_weights<double>(f64, a.store);
+  for (const std::string& path : {ckpt, f32, f64}) {
+    ParamStore b;
+    add_model(b);
+    read_weights(path, b);
+    for (size_t i = 0; i < b.entries().size(); ++i)
+      EXPECT_TRUE(same_bits(b.param(i), a.store.param(i), b.entries()[i].size))
+          << path << " " << b.entries()[i].name;
+    // Padding between entries stays zero.
+    EXPECT_EQ(std::count(b.params().begin(), b.params().end(), 0.0f),
+              std::count(a.store.params().begin(), a.store.params().end(), 0.0f));
+  }
+}
+
+TEST(Checkpoint, WeightsThatDoNotFitAreErrorsNamingTheFileAndTheDifference) {
+  TempDir dir;
+  const State a(22);
+  ParamStore b;
+  add_model(b);
+  const std::string partial = dir.file("partial.h5");
+  write_plain_weights<float>(partial, a.store, "encoder.fc1.bias");
+  std::string msg = message_of<ShapeError>([&] { read_weights(partial, b); });
+  EXPECT_TRUE(contains(msg, partial)) << msg;
+  EXPECT_TRUE(contains(msg, "it has no encoder.fc1.bias but this model has encoder.fc1.bias [3]"))
+      << msg;
+  EXPECT_FALSE(contains(msg, "decoder.out.weight")) << msg;
+
+  ParamStore wider;
+  wider.add("encoder.fc1.weight", {3, 5});
+  wider.add("encoder.fc1.bias", {3});
+  wider.add("decoder.out.weight", {5, 3});
+  wider.add("decoder.out.bias", {5});
+  wider.finalize();
+  const std::string full = dir.file("full.h5");
+  write_plain_weights<float>(full, a.store);
+  msg = message_of<ShapeError>([&] { read_weights(full, wider); });
+  EXPECT_TRUE(contains(msg, "encoder.fc1.weight [3, 4] but this model has [3, 5]")) << msg;
+  EXPECT_TRUE(contains(msg, "decoder.out.bias [5]")) << msg;
+
+  const std::string empty = dir.file("empty.h5");
+  h5::create_file(empty);
+  msg = message_of<ShapeError>([&] { read_weights(empty, b); });
+  EXPECT_TRUE(contains(msg, "it has no encoder.fc1.weight")) << msg;
+
+  const std::string ints = dir.file("ints.h5");
+  write_plain_weights<int32_t>(ints, a.store);
+  msg = message_of<IoError>([&] { read_weights(ints, b); });
+  EXPECT_TRUE(contains(msg, "int32")) << msg;
+  EXPECT_TRUE(contains(msg, "float32")) << msg;
+
+  State bad(23);
+  bad.store.param(2)[4] = std::numeric_limits<float>::quiet_NaN();
+  const std::string nan = dir.file("nan.h5");
+  write_plain_weights<float>(nan, bad.store);
+  msg = message_of<IoError>([&] { read_weights(nan, b); });
+  EXPECT_TRUE(contains(msg, "/params/decoder.out.weight holds nan")) << msg;
+
+  // A float64 beyond float32's range cannot be a parameter either.
+  const std::string huge = dir.file("huge.h5");
+  {
+    h5::File file = h5::create_file(huge);
+    h5::Group params = h5::create_group(file, "params");
+    for (size_t i = 0; i < a.store.entries().size(); ++i) {
+      const ParamStore::Entry& e = a.store.entries()[i];
+      std::vector<double> values(a.store.param(i), a.store.param(i) + e.size);
+      if (i == 1) values[0] = 1e300;
+      h5::write_dataset<double>(params, e.name, values, e.shape);
+    }
+  }
+  msg = message_of<IoError>([&] { read_weights(huge, b); });
+  EXPECT_TRUE(contains(msg, "/params/encoder.fc1.bias")) << msg;
+
+  msg = message_of<IoError>([&] { read_weights(dir.file("missing.h5"), b); });
+  EXPECT_TRUE(contains(msg, "--init-weights")) << msg;
+  touch(dir.file("text.h5"), "not hdf5");
+  msg = message_of<IoError>([&] { read_weights(dir.file("text.h5"), b); });
+  EXPECT_TRUE(contains(msg, "not an HDF5 file")) << msg;
 }
 
 TEST(Checkpoint, BadFilesAreIoErrorsNamingThePath) {
