@@ -2,7 +2,9 @@
 PyTorch 1.13 through vd_torch.py: the same layers, names and loss as the C++ trainer, for the training match
 and the speed baseline.
   train: N steps on the config's HDF5 data (batch, lr, seed from the command line), printing the mean
-         training loss of every window of --window steps:  FINAL mean_loss_last_window=<v>
+         training loss of every window of --window steps:  FINAL mean_loss_last_window=<v>.  With --same-start
+         it trains on the batches and noise of a one-rank vae_dist run of the same seed, and --init-weights F
+         writes its initial parameters for vae_dist --init-weights F: both frameworks then start alike.
   bench: median images/s of the training step (forward, loss, backward, Adam) on data held in memory, one
          process or --ranks P under DistributedDataParallel (gloo on 127.0.0.1), with --threads per process
          and --channels-last if asked.
@@ -20,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import vd_rng
 import vd_torch
 
 INV255 = np.float32(1.0 / 255.0)
@@ -72,33 +75,64 @@ def load_images(path, limit=None):
     return torch.from_numpy(u8.astype(np.float32) * INV255)
 
 
+def write_weights(model, path):
+    """The parameters as /params/<name> float32 in PyTorch's layout, which vae_dist --init-weights reads; vae_dist
+    names the heads encoder.mu and encoder.logvar."""
+    with h5py.File(path, "w") as f:
+        for name, p in model.state_dict().items():
+            if name.startswith(("mu.", "logvar.")):
+                name = "encoder." + name
+            f["params/" + name] = p.detach().numpy().astype(np.float32)
+
+
 def train(a, cfg):
+    """--same-start (vae_dist's batches and noise; --init-weights writes the initial parameters for it) or the
+    framework's own draws (torch's init, randperm order and randn noise)."""
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     x = load_images(cfg["data"])
+    n, b = x.shape[0], a.batch_size
     model = ConfigVAE(cfg, tuple(x.shape[1:]))
+    if a.init_weights:
+        write_weights(model, a.init_weights)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
-    gen = torch.Generator().manual_seed(a.seed)
-    perm = torch.randperm(x.shape[0], generator=gen)
+    steps_per_epoch = (n + b - 1) // b
+
+    def batches():  # (rows, eps) of each step
+        if a.same_start:
+            for epoch in range(1, a.steps // steps_per_epoch + 2):
+                order = vd_rng.epoch_order(a.seed, epoch, n)
+                noise = vd_rng.epoch_noise(a.seed, epoch)
+                for st in range(steps_per_epoch):
+                    rows = order[st * b:(st + 1) * b]
+                    eps = noise.fill_normal(len(rows) * math.prod(model.latent))
+                    yield torch.from_numpy(rows), torch.from_numpy(eps).reshape((len(rows),) + model.latent)
+        else:
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(a.seed))
+            for step in range(a.steps):
+                i = (step * b) % (n - b + 1)
+                yield perm[i:i + b], torch.randn((b,) + model.latent)
+
     print(f"config_vae train: torch {torch.__version__} threads={torch.get_num_threads()} seed={a.seed} "
-          f"params={sum(p.numel() for p in model.parameters())} steps={a.steps} batch={a.batch_size}", flush=True)
+          f"params={sum(p.numel() for p in model.parameters())} steps={a.steps} batch={b} "
+          f"start={'vae_dist batches and noise' if a.same_start else 'own draws'}", flush=True)
     losses = []
     t0 = time.perf_counter()
-    for step in range(a.steps):
-        i = (step * a.batch_size) % (x.shape[0] - a.batch_size + 1)
-        xb = x[perm[i:i + a.batch_size]]
-        eps = torch.randn((xb.shape[0],) + model.latent)
+    for step, (rows, eps) in zip(range(a.steps), batches()):
         opt.zero_grad(set_to_none=True)
-        loss = loss_of(model, xb, eps)
+        loss = loss_of(model, x[rows], eps)
         loss.backward()
         opt.step()
         losses.append(loss.item())
+        if a.losses:
+            print(f"step {step + 1} loss {losses[-1]:.6f}", file=a.losses)
         if (step + 1) % a.window == 0:
             w = losses[-a.window:]
-            print(f"step {step + 1} mean_loss {sum(w) / len(w):.4f} ({(step + 1) * a.batch_size / (time.perf_counter() - t0):.1f} img/s)",
+            print(f"step {step + 1} mean_loss {sum(w) / len(w):.4f} ({(step + 1) * b / (time.perf_counter() - t0):.1f} img/s)",
                   flush=True)
     w = losses[-a.window:]
-    print(f"FINAL mean_loss_last_window={sum(w) / len(w):.4f}")
+    if w:
+        print(f"FINAL mean_loss_last_window={sum(w) / len(w):.4f}")
 
 
 def bench_worker(rank, a, cfg, shape, queue):
@@ -110,7 +144,8 @@ def bench_worker(rank, a, cfg, shape, queue):
         os.environ.setdefault("MASTER_PORT", str(a.port))
         torch.distributed.init_process_group("gloo", rank=rank, world_size=a.ranks)
         model = nn.parallel.DistributedDataParallel(model)
-    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    # channels_last is torch's NHWC (4-D tensors), channels_last_3d its NDHWC; 1-D data has none.
+    fmt = {3: torch.channels_last, 4: torch.channels_last_3d}[len(shape)] if a.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     inner = model.module if a.ranks > 1 else model
@@ -181,7 +216,13 @@ def main():
     p.add_argument("--latent-shape", default="", help="bench: with --shape, the latent CxHxW")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--init-weights", default="", help="train: write the initial parameters to this HDF5 file")
+    p.add_argument("--same-start", action="store_true",
+                   help="train: the batches and noise of a one-rank vae_dist run of --seed (tests/reference/vd_rng.py)")
+    p.add_argument("--losses", type=argparse.FileType("w"), help="train: write every step's loss to this file")
     a = p.parse_args()
+    if a.channels_last and a.mode == "bench" and a.shape and len(a.shape.split("x")) == 2:
+        p.error("--channels-last: 1-D data [N, C, L] has no channels-last memory format in torch")
     cfg = read_config(a.config)
     (train if a.mode == "train" else bench)(a, cfg)
 
