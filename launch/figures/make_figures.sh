@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the README's latent-space figures in launch/figures/: trains an MLP VAE with a
+# Regenerates the latent-space figures of docs/latent.md in launch/figures/: trains an MLP VAE with a
 # 2-D latent (5 epochs) and the 20-D model of configs/fashion_mlp.cfg (10 epochs) on
 # Fashion-MNIST, then draws them with build/vae_latent (image grids) and launch/latent_plots.py
 # (charts). Needs a build, the data and the chart packages: bash launch/setup.sh --with-charts.

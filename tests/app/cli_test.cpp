@@ -80,12 +80,13 @@ TEST(AppCli, HelpAndUsageErrorsDoNotStartMpi) {
   EXPECT_TRUE(contains(r.output, "--no-such-option")) << r.output;
 }
 
-TEST(AppCli, ReadmeOptionsSectionIsTheHelpOutput) {
+TEST(AppCli, OptionsPageIsTheHelpOutput) {
   const CommandResult r = run_command(vae_dist() + " --help", 60);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  const std::string readme = read_text(std::string(VD_SOURCE_DIR) + "/README.md");
-  EXPECT_TRUE(contains(readme, "```\n" + r.output + "```\n"))
-      << "README.md's Options section is not the output of `vae_dist --help`; paste it in:\n"
+  const std::string page = read_text(std::string(VD_SOURCE_DIR) + "/docs/options.md");
+  EXPECT_TRUE(contains(page, "```text\n" + r.output + "```\n"))
+      << "docs/options.md is not the output of `vae_dist --help`; regenerate it from "
+         "`build/vae_dist --help` with the command at the top of docs/options.md:\n"
       << r.output;
 }
 

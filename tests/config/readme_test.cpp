@@ -1,5 +1,6 @@
-// The README's option reference is the --help text itself: this test fails when an option,
-// default or description changes and README.md was not regenerated from `vae_dist --help`.
+// The option reference in docs/options.md is the --help text itself: this test fails when an
+// option, default or description changes and docs/options.md was not regenerated from
+// `build/vae_dist --help` (the command is at the top of that page).
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -17,13 +18,13 @@ std::string read_file(const std::string& path) {
   return text.str();
 }
 
-TEST(Readme, OptionsSectionIsTheCurrentHelpText) {
-  const std::string readme = read_file(std::string(VD_SOURCE_DIR) + "/README.md");
-  ASSERT_FALSE(readme.empty()) << "README.md not found in " << VD_SOURCE_DIR;
+TEST(Docs, OptionsPageIsTheCurrentHelpText) {
+  const std::string page = read_file(std::string(VD_SOURCE_DIR) + "/docs/options.md");
+  ASSERT_FALSE(page.empty()) << "docs/options.md not found in " << VD_SOURCE_DIR;
   const std::string help = vd::help_text("vae_dist");
-  EXPECT_NE(readme.find(help), std::string::npos)
-      << "README.md does not contain the current `vae_dist --help` text; paste the output of "
-         "`build/vae_dist --help` into the Options section.";
+  EXPECT_NE(page.find(help), std::string::npos)
+      << "docs/options.md does not contain the current `vae_dist --help` text; regenerate it from "
+         "`build/vae_dist --help` with the command at the top of docs/options.md.";
 }
 
 }  // namespace
