@@ -108,7 +108,8 @@ TEST_F(MultiHost, HostsAreSeparateNodesOfOneJob) {
 // bitwise), now with the gradient sum crossing the network: 2 hosts x 1 and x 2 ranks.
 TEST_F(MultiHost, MpiTestSuitesPassAcrossHosts) {
   for (int per_host : {1, 2})
-    for (const char* suite : {"parallel_comm_mpi_test", "train_trainer_mpi_test"}) {
+    for (const char* suite :
+         {"parallel_comm_mpi_test", "parallel_grad_sync_mpi_test", "train_trainer_mpi_test"}) {
       const CommandResult r =
           run_command(mpirun(per_host) + " " + binary(std::string("tests/") + suite), 240);
       EXPECT_EQ(r.exit_code, 0) << suite << " on 2 hosts x " << per_host << " ranks:\n" << r.output;
