@@ -193,83 +193,10 @@ TEST(Synthetic, DeterministicPerSeedWithRequestedShape) {
   EXPECT_EQ(h5::read_int_attribute(a, "format_version"), 1);
 }
 
-TEST(Synthetic, Float32InUnitIntervalAndClassesAreSeparable) {
-  TempDir dir;
-  const int64_t n = 2000, k = 5, d = 16 * 16;
-  const DatasetSummary sum =
-      write_synthetic(dir.file("f.h5"), n, 1, 16, 16, 3, SynthDType::Float32, int(k));
-  EXPECT_EQ(sum.dtype, "float32");
-  // Reads back through the training reader, which also enforces [0, 1].
-  const Shard s = Shard::read(dir.file("f.h5"), "/images", 0, 1, ValueCheck::UnitInterval);
-  ASSERT_EQ(s.rows(), n);
-  std::vector<int64_t> idx(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = i;
-  std::vector<float> x(static_cast<size_t>(n * d));
-  s.gather(idx, x.data());
-  float lo = 1, hi = 0;
-  for (float v : x) lo = std::min(lo, v), hi = std::max(hi, v);
-  EXPECT_GE(lo, 0.0f);
-  EXPECT_LE(hi, 1.0f);
-  EXPECT_GT(hi - lo, 0.5f);
-  // Not pure noise: the nearest class mean (from the first half) classifies the second half.
-  std::vector<double> mean(static_cast<size_t>(k * d), 0.0);
-  std::vector<int64_t> count(static_cast<size_t>(k), 0);
-  for (int64_t i = 0; i < n / 2; ++i) {
-    const int32_t c = s.labels()[static_cast<size_t>(i)];
-    ++count[static_cast<size_t>(c)];
-    for (int64_t j = 0; j < d; ++j)
-      mean[static_cast<size_t>(c * d + j)] += x[static_cast<size_t>(i * d + j)];
-  }
-  for (int64_t c = 0; c < k; ++c) {
-    ASSERT_GT(count[static_cast<size_t>(c)], 0);
-    for (int64_t j = 0; j < d; ++j)
-      mean[static_cast<size_t>(c * d + j)] /= static_cast<double>(count[static_cast<size_t>(c)]);
-  }
-  int64_t right = 0;
-  for (int64_t i = n / 2; i < n; ++i) {
-    int64_t best = -1;
-    double best_dist = 1e300;
-    for (int64_t c = 0; c < k; ++c) {
-      double dist = 0;
-      for (int64_t j = 0; j < d; ++j) {
-        const double diff =
-            x[static_cast<size_t>(i * d + j)] - mean[static_cast<size_t>(c * d + j)];
-        dist += diff * diff;
-      }
-      if (dist < best_dist) best_dist = dist, best = c;
-    }
-    right += best == s.labels()[static_cast<size_t>(i)];
-  }
-  EXPECT_GT(right, (n / 2) * 95 / 100);
-}
-
-// FNV-1a of a buffer's bytes: a golden value for a whole data set in one line.
-template <class T>
-uint64_t fnv1a(const std::vector<T>& v) {
-  uint64_t h = 1469598103934665603ull;
-  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
-  for (size_t i = 0; i < v.size() * sizeof(T); ++i) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
-
-TEST(Synthetic, ImagesAreBitwiseWhatTheyWereBeforeSignalsAndVolumes) {
-  // Golden hashes of the 2-D writer as it was before 1-D and 3-D data (glibc's exp/sin, no
-  // FMA contraction): a run that regenerates old synthetic files gets the same bytes.
-  TempDir dir;
-  write_synthetic(dir.file("u.h5"), 1500, 3, 8, 6, 5, SynthDType::UInt8, 4);
-  write_synthetic(dir.file("f.h5"), 300, std::vector<int64_t>{1, 16, 16}, 3, SynthDType::Float32,
-                  5);
-  h5::File u = h5::open_file(dir.file("u.h5")), f = h5::open_file(dir.file("f.h5"));
-  EXPECT_EQ(fnv1a(h5::read_dataset<uint8_t>(u, "/images").data), 0xc4b320a966cb279dull);
-  EXPECT_EQ(fnv1a(h5::read_dataset<uint8_t>(u, "/labels").data), 0x51953012c128c7e7ull);
-  EXPECT_EQ(fnv1a(h5::read_dataset<float>(f, "/images").data), 0x6b0abed0536a48a0ull);
-  EXPECT_EQ(fnv1a(h5::read_dataset<uint8_t>(f, "/labels").data), 0x29e50bbe0ec6c641ull);
-  EXPECT_EQ(h5::read_string_attribute(h5::open_dataset(u, "/images"), "layout"), "NCHW");
-}
-
 // The share of the second half of x [n, d] that the nearest class mean of the first half
 // classifies right: well above chance only when the classes have structure of their own.
-double nearest_mean_accuracy(const std::vector<float>& x, const std::vector<uint8_t>& labels,
+template <class Label>
+double nearest_mean_accuracy(const std::vector<float>& x, const std::vector<Label>& labels,
                              int64_t n, int64_t d, int64_t k) {
   std::vector<double> mean(static_cast<size_t>(k * d), 0.0);
   std::vector<int64_t> count(static_cast<size_t>(k), 0);
@@ -299,6 +226,54 @@ double nearest_mean_accuracy(const std::vector<float>& x, const std::vector<uint
     right += best == labels[static_cast<size_t>(i)];
   }
   return static_cast<double>(right) / static_cast<double>(n - n / 2);
+}
+
+TEST(Synthetic, Float32InUnitIntervalAndClassesAreSeparable) {
+  TempDir dir;
+  const int64_t n = 2000, k = 5, d = 16 * 16;
+  const DatasetSummary sum =
+      write_synthetic(dir.file("f.h5"), n, 1, 16, 16, 3, SynthDType::Float32, int(k));
+  EXPECT_EQ(sum.dtype, "float32");
+  // Reads back through the training reader, which also enforces [0, 1].
+  const Shard s = Shard::read(dir.file("f.h5"), "/images", 0, 1, ValueCheck::UnitInterval);
+  ASSERT_EQ(s.rows(), n);
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = i;
+  std::vector<float> x(static_cast<size_t>(n * d));
+  s.gather(idx, x.data());
+  float lo = 1, hi = 0;
+  for (float v : x) lo = std::min(lo, v), hi = std::max(hi, v);
+  EXPECT_GE(lo, 0.0f);
+  EXPECT_LE(hi, 1.0f);
+  EXPECT_GT(hi - lo, 0.5f);
+  // Not pure noise: the nearest class mean (from the first half) classifies the second half.
+  std::set<int32_t> first_half(s.labels().begin(), s.labels().begin() + n / 2);
+  EXPECT_EQ(first_half.size(), static_cast<size_t>(k));
+  EXPECT_GT(nearest_mean_accuracy(x, s.labels(), n, d, k), 0.95);
+}
+
+// FNV-1a of a buffer's bytes: a golden value for a whole data set in one line.
+template <class T>
+uint64_t fnv1a(const std::vector<T>& v) {
+  uint64_t h = 1469598103934665603ull;
+  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+  for (size_t i = 0; i < v.size() * sizeof(T); ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+TEST(Synthetic, ImagesAreBitwiseWhatTheyWereBeforeSignalsAndVolumes) {
+  // Golden hashes of the 2-D writer as it was before 1-D and 3-D data (glibc's exp/sin, no
+  // FMA contraction): a run that regenerates old synthetic files gets the same bytes.
+  TempDir dir;
+  write_synthetic(dir.file("u.h5"), 1500, 3, 8, 6, 5, SynthDType::UInt8, 4);
+  write_synthetic(dir.file("f.h5"), 300, std::vector<int64_t>{1, 16, 16}, 3, SynthDType::Float32,
+                  5);
+  h5::File u = h5::open_file(dir.file("u.h5")), f = h5::open_file(dir.file("f.h5"));
+  EXPECT_EQ(fnv1a(h5::read_dataset<uint8_t>(u, "/images").data), 0xc4b320a966cb279dull);
+  EXPECT_EQ(fnv1a(h5::read_dataset<uint8_t>(u, "/labels").data), 0x51953012c128c7e7ull);
+  EXPECT_EQ(fnv1a(h5::read_dataset<float>(f, "/images").data), 0x6b0abed0536a48a0ull);
+  EXPECT_EQ(fnv1a(h5::read_dataset<uint8_t>(f, "/labels").data), 0x29e50bbe0ec6c641ull);
+  EXPECT_EQ(h5::read_string_attribute(h5::open_dataset(u, "/images"), "layout"), "NCHW");
 }
 
 TEST(Synthetic, SignalsHaveTheirShapeAreDeterministicAndInTheUnitInterval) {

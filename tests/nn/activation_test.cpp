@@ -213,18 +213,9 @@ TEST(Eltwise, BlockedChainGradientsMatchFiniteDifferences) {
     vd::Rng pick(5);
     std::vector<double> analytic, numeric;
     for (const auto& e : c.store.entries()) {
-      for (int t = 0; t < 10; ++t) {
-        const size_t i = e.offset + pick.below(e.size);
-        const double h = 1e-6 * std::max(1.0, std::abs(p[i]));
-        const double keep = p[i];
-        p[i] = keep + h;
-        const double fp = loss(p, xd);
-        p[i] = keep - h;
-        const double fm = loss(p, xd);
-        p[i] = keep;
-        analytic.push_back(c.store.grads()[i]);
-        numeric.push_back((fp - fm) / (2 * h));
-      }
+      vd::testing::sample_entry_gradient(
+          c.store, e, p, [&](const std::vector<double>& q) { return loss(q, xd); }, pick, 10,
+          analytic, numeric);
     }
     EXPECT_TRUE(vd::testing::gradients_close(analytic, numeric, 2e-3));
     // The data's gradient, through every layer. leakyrelu is piecewise linear: a step of 1e-5

@@ -82,17 +82,10 @@ void check(const Shape& in, const std::string& layers, double tol = 2e-3) {
   vd::Rng pick(5);
   std::vector<double> analytic, numeric;
   for (const auto& e : net.store.entries())
-    for (int t = 0; t < 10; ++t) {
-      const size_t i = e.offset + pick.below(e.size);
-      const double h = 1e-6 * std::max(1.0, std::abs(p[i])), keep = p[i];
-      p[i] = keep + h;
-      const double fp = reference_loss(net, p, xd, r, B);
-      p[i] = keep - h;
-      const double fm = reference_loss(net, p, xd, r, B);
-      p[i] = keep;
-      analytic.push_back(net.store.grads()[i]);
-      numeric.push_back((fp - fm) / (2 * h));
-    }
+    vd::testing::sample_entry_gradient(
+        net.store, e, p,
+        [&](const std::vector<double>& q) { return reference_loss(net, q, xd, r, B); }, pick, 10,
+        analytic, numeric);
   EXPECT_TRUE(vd::testing::gradients_close(analytic, numeric, tol)) << "parameters";
   analytic.clear();
   numeric.clear();

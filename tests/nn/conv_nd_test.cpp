@@ -148,18 +148,9 @@ void check_net(Net& net, int B) {
   vd::Rng pick(5);
   Vec analytic, numeric;
   for (const auto& e : net.store.entries())
-    for (int t = 0; t < 10; ++t) {
-      const size_t i = e.offset + pick.below(e.size);
-      const double h = 1e-6 * std::max(1.0, std::abs(p[i]));
-      const double keep = p[i];
-      p[i] = keep + h;
-      const double fp = loss(p, xd);
-      p[i] = keep - h;
-      const double fm = loss(p, xd);
-      p[i] = keep;
-      analytic.push_back(net.store.grads()[i]);
-      numeric.push_back((fp - fm) / (2 * h));
-    }
+    vd::testing::sample_entry_gradient(
+        net.store, e, p, [&](const std::vector<double>& q) { return loss(q, xd); }, pick, 10,
+        analytic, numeric);
   EXPECT_TRUE(vd::testing::gradients_close(analytic, numeric, 2e-3)) << "parameters";
   // The loss is piecewise linear in x (ReLU): a small step gives the derivative exactly
   // unless it crosses a kink.

@@ -120,18 +120,9 @@ TEST(Conv2d, BlockedChainGradientsMatchFiniteDifferences) {
   vd::Rng pick(5);
   std::vector<double> analytic, numeric;
   for (const auto& e : c.store.entries()) {
-    for (int t = 0; t < 12; ++t) {
-      const size_t i = e.offset + pick.below(e.size);
-      const double h = 1e-6 * std::max(1.0, std::abs(p[i]));
-      const double keep = p[i];
-      p[i] = keep + h;
-      const double fp = loss(p, xd);
-      p[i] = keep - h;
-      const double fm = loss(p, xd);
-      p[i] = keep;
-      analytic.push_back(c.store.grads()[i]);
-      numeric.push_back((fp - fm) / (2 * h));
-    }
+    vd::testing::sample_entry_gradient(
+        c.store, e, p, [&](const std::vector<double>& q) { return loss(q, xd); }, pick, 12,
+        analytic, numeric);
   }
   EXPECT_TRUE(vd::testing::gradients_close(analytic, numeric, 2e-3));
   // Input gradient: the loss is piecewise linear in x (ReLU), so a small step gives the

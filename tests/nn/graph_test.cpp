@@ -155,18 +155,10 @@ TEST(Graph, GradientsOfSumsFanOutsAndConcatMatchFiniteDifferences) {
       for (size_t i = 0; i < e.size; ++i) EXPECT_EQ(net.store.grads()[e.offset + i], 0.0f);
       continue;
     }
-    for (int t = 0; t < 8; ++t) {
-      const size_t i = e.offset + pick.below(e.size);
-      const double h = 1e-6 * std::max(1.0, std::abs(p[i]));
-      const double keep = p[i];
-      p[i] = keep + h;
-      const double fp = reference_loss(net, p, xd, cd, d);
-      p[i] = keep - h;
-      const double fm = reference_loss(net, p, xd, cd, d);
-      p[i] = keep;
-      analytic.push_back(net.store.grads()[i]);
-      numeric.push_back((fp - fm) / (2 * h));
-    }
+    vd::testing::sample_entry_gradient(
+        net.store, e, p,
+        [&](const std::vector<double>& q) { return reference_loss(net, q, xd, cd, d); }, pick, 8,
+        analytic, numeric);
   }
   EXPECT_TRUE(vd::testing::gradients_close(analytic, numeric, 2e-3)) << "parameters";
   // x feeds three paths (a, t, u) and the sum w directly; c feeds the concatenation.

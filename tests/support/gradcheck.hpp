@@ -1,5 +1,6 @@
 // Finite-difference gradient checking for tests: a double-precision central-difference
-// gradient of a scalar function and a comparison that GoogleTest can assert on.
+// gradient of a scalar function, the same at sampled indices of a parameter entry, and a
+// comparison that GoogleTest can assert on.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -9,6 +10,9 @@
 #include <functional>
 #include <sstream>
 #include <vector>
+
+#include "core/rng.hpp"
+#include "nn/param_store.hpp"
 
 namespace vd::testing {
 
@@ -62,6 +66,26 @@ inline ::testing::AssertionResult gradients_close(const std::vector<double>& ana
            << msg.str() << "; worst index " << worst << ": analytic " << analytic[worst]
            << " vs numeric " << numeric[worst] << " (tolerance " << tol << " * max(1, |g|))";
   return ::testing::AssertionSuccess() << msg.str();
+}
+
+// The central difference of loss(p) at `count` indices of entry e drawn by `pick` (with the
+// step of numeric_gradient), appended to numeric beside store.grads() at the same indices in
+// analytic. p holds the parameters in double in the store's layout; it is left as it was.
+template <class Loss>
+void sample_entry_gradient(const ParamStore& store, const ParamStore::Entry& e,
+                           std::vector<double>& p, Loss&& loss, Rng& pick, int count,
+                           std::vector<double>& analytic, std::vector<double>& numeric) {
+  for (int t = 0; t < count; ++t) {
+    const size_t i = e.offset + pick.below(e.size);
+    const double h = 1e-6 * std::max(1.0, std::abs(p[i])), keep = p[i];
+    p[i] = keep + h;
+    const double fp = loss(p);
+    p[i] = keep - h;
+    const double fm = loss(p);
+    p[i] = keep;
+    analytic.push_back(store.grads()[i]);
+    numeric.push_back((fp - fm) / (2 * h));
+  }
 }
 
 // One-line check: EXPECT_TRUE(check_gradient(f, x, analytic_grad_at_x)).
