@@ -90,11 +90,15 @@ def train(a, cfg):
     framework's own draws (torch's init, randperm order and randn noise)."""
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    x = load_images(cfg["data"])
-    n, b = x.shape[0], a.batch_size
-    model = ConfigVAE(cfg, tuple(x.shape[1:]))
+    with h5py.File(cfg["data"], "r") as f:
+        shape = f["images"].shape
+    n, b = shape[0], a.batch_size
+    model = ConfigVAE(cfg, tuple(shape[1:]))
     if a.init_weights:
         write_weights(model, a.init_weights)
+    if a.steps == 0:  # only the initial parameters were asked for
+        return
+    x = load_images(cfg["data"])
     opt = torch.optim.Adam(model.parameters(), lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
     steps_per_epoch = (n + b - 1) // b
 
@@ -131,8 +135,7 @@ def train(a, cfg):
             print(f"step {step + 1} mean_loss {sum(w) / len(w):.4f} ({(step + 1) * b / (time.perf_counter() - t0):.1f} img/s)",
                   flush=True)
     w = losses[-a.window:]
-    if w:
-        print(f"FINAL mean_loss_last_window={sum(w) / len(w):.4f}")
+    print(f"FINAL mean_loss_last_window={sum(w) / len(w):.4f}")
 
 
 def bench_worker(rank, a, cfg, shape, queue):
