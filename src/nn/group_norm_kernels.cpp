@@ -11,16 +11,11 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/simd.hpp"
 
 // The unit kernels are compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at load
 // time (as in optim/adam.cpp), so the project's generic flags still give full-width SIMD. The
 // clones may differ in the last bit (FMA contraction); every clone sums in the same order.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define VD_SIMD_CLONES [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
-#else
-#define VD_SIMD_CLONES
-#endif
-#define VD_INLINE [[gnu::always_inline]] inline
 
 namespace vd {
 

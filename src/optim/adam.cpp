@@ -2,20 +2,15 @@
 #include "optim/adam.hpp"
 
 #include <algorithm>
-
 #include <cmath>
 #include <string>
 
 #include "core/error.hpp"
+#include "core/simd.hpp"
 
 // The loop is compiled for AVX-512, AVX2+FMA and baseline x86-64 and chosen at load time.
 // std::fma is exact in every clone (hardware FMA, or glibc's correctly rounded fma() in the
 // baseline one), so all clones give identical bits; only speed differs.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define VD_SIMD_CLONES [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
-#else
-#define VD_SIMD_CLONES
-#endif
 
 namespace vd {
 

@@ -22,6 +22,7 @@
 #include "core/error.hpp"
 #include "core/h5.hpp"
 #include "core/rng.hpp"
+#include "core/simd.hpp"
 #include "data/epoch_plan.hpp"
 #include "data/row_stream.hpp"
 #include "data/shard.hpp"
@@ -85,7 +86,7 @@ ReportSums reduce(const Comm& comm, const LossSums& local) {
 
 // True when x is NaN or infinite; by the bits, so it holds under any floating-point flags.
 inline bool non_finite(float x) {
-  return (std::bit_cast<uint32_t>(x) & 0x7f800000u) == 0x7f800000u;
+  return any_non_finite(&x, 1);
 }
 
 // What of this rank's step is not finite ("" when all is): its loss terms, else the first
@@ -97,10 +98,7 @@ std::string non_finite_part(const LossSums& sums, const ParamStore& store) {
         std::pair{"KL term", sums.kl}})
     if (!std::isfinite(v)) return "the " + std::string(name) + " is " + std::to_string(v);
   const std::span<const float> g = store.grads();
-  bool bad = false;
-#pragma omp simd reduction(| : bad)
-  for (size_t i = 0; i < g.size(); ++i) bad |= non_finite(g[i]);
-  if (!bad) return "";
+  if (!any_non_finite(g.data(), g.size())) return "";
   const auto& entries = store.entries();
   for (size_t e = 0; e < entries.size(); ++e)
     for (size_t i = 0; i < entries[e].size; ++i)

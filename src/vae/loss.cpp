@@ -12,6 +12,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "core/simd.hpp"
 
 // Hot kernels are compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at load time,
 // so the project's generic compile flags still give full-width SIMD on the training machines.
@@ -19,12 +20,6 @@
 // (GCC contracts a*b+c in C++), well inside the error bounds below. The AVX-512 clone
 // vectorises as is (masked ops); the AVX2 and baseline clones also need -fno-trapping-math
 // (set for this file by the build) before GCC will if-convert the selects; it changes no value.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define VD_SIMD_CLONES [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
-#else
-#define VD_SIMD_CLONES
-#endif
-#define VD_INLINE [[gnu::always_inline]] inline
 
 namespace vd {
 
