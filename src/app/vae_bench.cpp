@@ -23,6 +23,7 @@
 #include "core/version.hpp"
 #include "nn/context.hpp"
 #include "nn/conv.hpp"
+#include "nn/fma_peak.hpp"
 #include "nn/linear.hpp"
 #include "nn/param_store.hpp"
 #include "nn/peak.hpp"
@@ -131,8 +132,7 @@ int main(int argc, char** argv) {
     vd::VaeConfig cfg = vd::VaeConfig::mlp(data_dim, hidden, latent);
     const bool conv_model = !encoder.empty() || !decoder.empty();
     if (conv_model) {
-      if (shape_text.find('x') == std::string::npos ||
-          !vd::parse_shape_text(shape_text, cfg.data))
+      if (shape_text.find('x') == std::string::npos || !vd::parse_shape_text(shape_text, cfg.data))
         throw vd::ConfigError("--shape needs CxHxW (e.g. 1x28x28), CxL or CxDxHxW");
       data_dim = static_cast<int>(cfg.data.size());
       cfg.encoder = encoder;
@@ -270,6 +270,12 @@ int main(int argc, char** argv) {
       peak_train = vd::measure_inner_product_train_peak_gflops(ctx, batch, data_dim, hidden[0],
                                                                peak_seconds, precision);
     }
+    // The core's physical ceiling at its clock now, for f32 and (where it exists) bf16.
+    vd::FmaPeak fma_f32, fma_bf16;
+    if (comm.is_root()) {
+      fma_f32 = vd::measure_fma_peak(vd::Precision::F32, std::min(peak_seconds, 0.5));
+      fma_bf16 = vd::measure_fma_peak(vd::Precision::BF16, std::min(peak_seconds, 0.5));
+    }
     rusage ru{};
     getrusage(RUSAGE_SELF, &ru);
     std::vector<long> rss(static_cast<size_t>(comm.size()));
@@ -291,6 +297,15 @@ int main(int argc, char** argv) {
       if (precision != vd::Precision::F32) std::printf("%s", vae.summary().c_str());
       std::printf("step_ms=%.3f images_per_s=%.0f gflops=%.2f flops_per_step=%.4g\n", ms, ips,
                   gflops * comm.size(), step_flops);
+      for (const auto* f : {&fma_f32, &fma_bf16})
+        if (f->gflops > 0)
+          std::printf("physical_peak_%s_gflops=%.2f (%s, %d chains, %.0f flop each, 1 thread)\n",
+                      f == &fma_f32 ? "f32" : "bf16", f->gflops, f->instruction.c_str(),
+                      f->accumulators, f->flops_per_op);
+      const vd::FmaPeak& own = precision == vd::Precision::BF16 ? fma_bf16 : fma_f32;
+      if (own.gflops > 0)
+        std::printf("share_of_physical_peak=%.1f%% (per rank and thread, of %s)\n",
+                    100 * gflops / (own.gflops * threads), own.instruction.c_str());
       if (!conv_model) {
         std::printf("peak_inner_product_fwd_gflops=%.2f (oneDNN %dx%d->%d forward, %s, 1 rank)\n",
                     peak, batch, data_dim, hidden[0], vd::precision_name(precision));
