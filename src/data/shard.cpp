@@ -12,8 +12,13 @@
 #include "core/deflate_chunks.hpp"
 #include "core/error.hpp"
 #include "core/h5.hpp"
+#include "core/simd.hpp"
 
 namespace vd {
+
+VD_SIMD_CLONES void decode_u8(const uint8_t* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]) / 255.0f;
+}
 
 namespace {
 
@@ -331,6 +336,11 @@ void Shard::gather(std::span<const int64_t> local_rows, float* dst) const {
   if (!streamed()) {
     for (size_t k = 0; k < local_rows.size(); ++k) {
       const int64_t r = local_rows[k];
+      // The rows are shuffled: fetch the next one while this one decodes.
+      if (u8_data_ && k + 1 < local_rows.size()) {
+        const uint8_t* next = u8_.data() + local_rows[k + 1] * size;
+        for (int64_t b = 0; b < size; b += 64) __builtin_prefetch(next + b);
+      }
       decode(u8_data_ ? static_cast<const void*>(u8_.data() + r * size) : f32_.data() + r * size,
              dst + static_cast<int64_t>(k) * size);
     }

@@ -16,6 +16,10 @@
 
 namespace vd {
 
+// dst[i] = src[i] / 255 (division, not multiplication by 1/255, keeps 255 -> exactly 1.0f),
+// cloned for AVX-512 and AVX2 (core/simd.hpp): every clone divides exactly, so the bits agree.
+void decode_u8(const uint8_t* src, float* dst, int64_t n);
+
 struct RowRange {
   int64_t begin = 0, end = 0;
   int64_t size() const { return end - begin; }
@@ -91,9 +95,7 @@ class Shard {
   // before standardisation (see finish()).
   void decode(const void* src, float* dst) const {
     if (u8_data_) {
-      const auto* in = static_cast<const uint8_t*>(src);
-      // Division (not multiplication by 1/255) keeps 255 -> exactly 1.0f.
-      for (int64_t i = 0; i < sample_size_; ++i) dst[i] = static_cast<float>(in[i]) / 255.0f;
+      decode_u8(static_cast<const uint8_t*>(src), dst, sample_size_);
     } else {
       const auto* in = static_cast<const float*>(src);
       std::copy_n(in, sample_size_, dst);

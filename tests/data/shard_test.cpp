@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <limits>
 
@@ -36,6 +38,23 @@ void check_tiling(int64_t n, int world) {
   }
   ASSERT_EQ(expected_begin, n) << "n=" << n << " world=" << world;
   ASSERT_LE(hi - lo, 1) << "n=" << n << " world=" << world;
+}
+
+// Every byte value, at every position of a vector and its tail, is the division i / 255
+// bitwise, whichever SIMD clone runs (255 -> exactly 1.0f).
+TEST(DecodeU8, IsTheDivisionBitwiseAtEveryPosition) {
+  constexpr int64_t n = 256 * 3 + 13;
+  std::vector<uint8_t> src(n);
+  for (int64_t i = 0; i < n; ++i) src[i] = static_cast<uint8_t>((i * 7 + i / 256) % 256);
+  std::vector<float> dst(n, -1.0f);
+  decode_u8(src.data(), dst.data(), n);
+  for (int64_t i = 0; i < n; ++i)
+    ASSERT_EQ(std::bit_cast<uint32_t>(dst[i]), std::bit_cast<uint32_t>(src[i] / 255.0f))
+        << "position " << i << " value " << int(src[i]);
+  const uint8_t top = 255;
+  float one = 0;
+  decode_u8(&top, &one, 1);
+  EXPECT_EQ(one, 1.0f);
 }
 
 TEST(ShardRows, TileExactlyWithSizesWithinOne) {
