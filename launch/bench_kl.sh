@@ -2,8 +2,9 @@
 # Benchmark of an AutoencoderKL-class config (default configs/shapes64_kl.cfg; also
 # configs/signals_kl.cfg, configs/volumes_kl.cfg): vae_bench in f32 and bf16 on 1 and 2 ranks
 # (one thread each, bound to cores) beside PyTorch 1.13 on the same model
-# (tests/reference/config_vae.py: one process with and without channels_last, and DDP on 2
-# ranks), the config's batch per rank and its data's shape, ROUNDS rounds interleaved so the
+# (tests/reference/config_vae.py: one process on glibc's malloc, its default, and on tcmalloc
+# with and without channels_last, and DDP on 2 ranks on tcmalloc; denormals flushed, as
+# vae_dist runs; the fastest one-process row is the baseline), the config's batch per rank and its data's shape, ROUNDS rounds interleaved so the
 # shared machine's noise hits all alike (medians); for shapes64_kl, then the cost of the same
 # family at 32, 64 and 128 px (one round). Prints images/s, GFLOP/s, the share of the step
 # outside convolutions and fc layers, peak RSS, ratios.
@@ -19,6 +20,9 @@ openblas=/usr/lib/x86_64-linux-gnu/openblas-openmp
 # the attention's projections are BLAS calls), without the OPENBLAS_* overrides of older builds,
 # one OpenMP thread per process as set_num_threads(1) asks.
 torch_env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE LD_LIBRARY_PATH=$openblas OMP_NUM_THREADS=1)
+# tcmalloc keeps the pages of the tensors freed every step (launch/bench.sh tries each allocator).
+tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
+[[ -e $tcmalloc ]] || { echo "bench_kl: $tcmalloc missing; run: bash launch/setup.sh --with-reference" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMP_NUM_THREADS=1
 rounds=${1:-3}
@@ -52,14 +56,15 @@ ours() {  # ours RANKS PRECISION SIZE -> the vae_bench output
     mpirun -np "$ranks" --bind-to core -x OMP_NUM_THREADS=1 build/vae_bench "${args[@]}"
   fi
 }
-torch() {  # torch SIZE [config_vae.py bench options...]
-  local s l
-  read -r s l <<<"$(shapes_at "$1")"
-  shift
-  "${torch_env[@]}" $py tests/reference/config_vae.py bench --config "$cfg" --shape "$s" \
+torch() {  # torch glibc|tcmalloc SIZE [config_vae.py bench options...]
+  local s l pre=()
+  [[ $1 == tcmalloc ]] && pre=(LD_PRELOAD=$tcmalloc)
+  read -r s l <<<"$(shapes_at "$2")"
+  shift 2
+  "${torch_env[@]}" "${pre[@]}" $py tests/reference/config_vae.py bench --config "$cfg" --shape "$s" \
     --latent-shape "$l" --batch-size "$batch" --threads 1 --steps 3 --repeats 3 --warmup 2 "$@"
 }
-row() { printf '| %-44s | %8s | %8s | %6s | %9s |\n' "$@"; }
+row() { printf '| %-52s | %8s | %8s | %6s | %9s |\n' "$@"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 
 echo "bench_kl: $(date -u '+%Y-%m-%d %H:%M UTC'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc --all) cores, $rounds round(s)"
@@ -77,10 +82,11 @@ for ((round = 1; round <= rounds; round++)); do
     done
   done
   echo "bench_kl: round $round: PyTorch" >&2
-  runs[t1]+=" $(torch 0 | field images_per_s)"
+  runs[tg]+=" $(torch glibc 0 | field images_per_s)"
+  runs[t1]+=" $(torch tcmalloc 0 | field images_per_s)"
   # torch's channels_last formats are for images and volumes only.
-  [[ $shape == *x*x* ]] && runs[tcl]+=" $(torch 0 --channels-last | field images_per_s)"
-  runs[t2]+=" $(torch 0 --ranks 2 | field images_per_s)"
+  [[ $shape == *x*x* ]] && runs[tcl]+=" $(torch tcmalloc 0 --channels-last | field images_per_s)"
+  runs[t2]+=" $(torch tcmalloc 0 --ranks 2 | field images_per_s)"
 done
 for k in "${!runs[@]}"; do runs[$k]=$(median <<<"${runs[$k]}"); done
 for ranks in 1 2; do
@@ -90,25 +96,26 @@ for ranks in 1 2; do
     share[$ranks$p]=${runs[share$ranks$p]:-}
   done
 done
-t1=${runs[t1]} tcl=${runs[tcl]:-} t2=${runs[t2]}
-best=$(printf '%s\n%s\n' "$t1" "$tcl" | grep . | sort -g | tail -1)
+tg=${runs[tg]} t1=${runs[t1]} tcl=${runs[tcl]:-} t2=${runs[t2]}
+best=$(printf '%s\n%s\n%s\n' "$tg" "$t1" "$tcl" | grep . | sort -g | tail -1)
 echo
 echo "$name (samples $shape, latent $latent), batch $batch per rank, 1 thread per rank, medians of $rounds:"
 row "run" "images/s" "GFLOP/s" "outside conv" "vs PyTorch"
 row "---" "---" "---" "---" "---"
-row "PyTorch 1.13, one process" "$t1" "" "" ""
-[[ -n $tcl ]] && row "PyTorch 1.13, one process, channels_last" "$tcl" "" "" ""
+row "PyTorch 1.13, one process, glibc malloc" "$tg" "" "" ""
+row "PyTorch 1.13, one process, tcmalloc" "$t1" "" "" ""
+[[ -n $tcl ]] && row "PyTorch 1.13, one process, tcmalloc, channels_last" "$tcl" "" "" ""
 for p in f32 bf16; do
   [[ -n ${ips[1$p]:-} ]] && row "vae_dist 1 rank $p" "${ips[1$p]}" "${gf[1$p]}" "${share[1$p]}%" "$(ratio "${ips[1$p]}" "$best")"
 done
-row "PyTorch 1.13 DDP (gloo), 2 ranks" "$t2" "" "" ""
+row "PyTorch 1.13 DDP (gloo), 2 ranks, tcmalloc" "$t2" "" "" ""
 for p in f32 bf16; do
   [[ -n ${ips[2$p]:-} ]] && row "vae_dist 2 ranks $p" "${ips[2$p]}" "${gf[2$p]}" "${share[2$p]}%" "$(ratio "${ips[2$p]}" "$t2")"
 done
 echo "peak RSS per rank (MB): 1 rank f32 ${rss[1f32]}, bf16 ${rss[1bf16]:-n/a}; 2 ranks f32 ${rss[2f32]}, bf16 ${rss[2bf16]:-n/a}"
 [[ $name == shapes64_kl ]] || exit 0
 echo
-echo "The same family at other sizes (latent 4 x size/8 x size/8), 1 rank, 1 thread:"
+echo "The same family at other sizes (latent 4 x size/8 x size/8), 1 rank, 1 thread, PyTorch on tcmalloc:"
 printf '| %4s | %9s | %9s | %9s | %9s | %9s | %9s |\n' px "torch i/s" "f32 i/s" "f32 GF/s" "f32 ratio" "bf16 i/s" "bf16 ratio"
 printf '| %4s | %9s | %9s | %9s | %9s | %9s | %9s |\n' --- --- --- --- --- --- ---
 for size in 32 64 128; do
@@ -116,7 +123,7 @@ for size in 32 64 128; do
   if ((size == 64)); then
     t=$t1 f=${ips[1f32]} g=${gf[1f32]} b=${ips[1bf16]:-}
   else
-    t=$(torch $size | field images_per_s)
+    t=$(torch tcmalloc $size | field images_per_s)
     out=$(ours 1 f32 $size)
     f=$(ips_of 1 <<<"$out") g=$(field gflops <<<"$out")
     b=""

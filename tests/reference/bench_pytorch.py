@@ -79,19 +79,40 @@ def num_classes(a):
 
 
 def setup(a, seed):
-    """Model (built after torch.manual_seed(a.seed)), image batches and one-hot label batches (None if unconditional)."""
+    """Model (built after torch.manual_seed(a.seed)), image batches and one-hot label batches (None if unconditional),
+    in the memory format and floating-point mode the arguments ask for."""
+    # Denormals cost ~100 cycles an operation; training on these data drives Adam's second moments there.
+    # vae_dist flushes them, and so does PyTorch at its best (this thread: one intra-op thread per rank).
+    torch.set_flush_denormal(a.flush_denormal == "on")
     shape = image_shape(a) if a.model == "conv" else None
     classes = num_classes(a)
     batches = make_batches(a.nbatches, a.batch_size, a.input_dim, seed, a.data, shape)
     cbatches = make_label_batches(a.nbatches, a.batch_size, classes, seed, a.data) if classes else None
     model = build_model(a.model, shape or (a.input_dim,), a.hidden, a.latent_dim, classes)
+    if a.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
     return model, batches, cbatches
+
+
+def allocator():
+    """The malloc this process runs on: jemalloc or tcmalloc when LD_PRELOAD put one in, else glibc."""
+    try:
+        with open("/proc/self/maps") as f:
+            names = {l.split()[-1].rsplit("/", 1)[-1] for l in f if "/" in l}
+    except OSError:
+        return "unknown"
+    for lib in ("jemalloc", "tcmalloc"):
+        if any(n.startswith("lib" + lib) for n in names):
+            return lib
+    return "glibc"
 
 
 def describe(model, a):
     """Header fields shared by bench_pytorch.py and ddp_pytorch.py."""
     return (f"{model_header(model)} warmup={a.warmup} steps={a.steps} reps={a.reps} "
-            f"data={'synthetic' if not a.data else a.data} blas={blas_library()}")
+            f"data={'synthetic' if not a.data else a.data} blas={blas_library()} malloc={allocator()} "
+            f"flush_denormal={a.flush_denormal} channels_last={int(a.channels_last)}")
 
 
 def add_common_args(p):
@@ -112,6 +133,10 @@ def add_common_args(p):
     p.add_argument("--nbatches", type=int, default=16, help="distinct in-memory batches cycled through")
     p.add_argument("--data", default=None, help="optional HDF5 file to take images from (default: synthetic)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--flush-denormal", choices=("on", "off"), default="on",
+                   help="torch.set_flush_denormal (default on, as vae_dist)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="conv model: parameters and batches in torch.channels_last (NHWC)")
 
 
 def main():

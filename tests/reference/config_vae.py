@@ -140,6 +140,7 @@ def train(a, cfg):
 
 def bench_worker(rank, a, cfg, shape, queue):
     torch.set_num_threads(a.threads)
+    torch.set_flush_denormal(a.flush_denormal == "on")  # as vae_dist runs
     torch.manual_seed(1)
     model = ConfigVAE(cfg, shape)
     if a.ranks > 1:
@@ -215,6 +216,8 @@ def main():
     p.add_argument("--ranks", type=int, default=1, help="bench: DDP processes")
     p.add_argument("--port", type=int, default=29533)
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--flush-denormal", choices=("on", "off"), default="on",
+                   help="bench: torch.set_flush_denormal (default on, as vae_dist)")
     p.add_argument("--shape", default="", help="bench: image shape CxHxW instead of the config's data")
     p.add_argument("--latent-shape", default="", help="bench: with --shape, the latent CxHxW")
     p.add_argument("--warmup", type=int, default=3)
