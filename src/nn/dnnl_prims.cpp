@@ -631,11 +631,12 @@ struct ConvPrims::Impl {
     // The gradients are written in f32 (diff_src, diff_weights, diff_bias; oneDNN 2.6 supports
     // them with bf16 diff_dst, src and weights), so they sum and update in f32. In f32 all
     // pairs below are the same descriptor.
-    // A transposed convolution's weight gradient stays f32 even in bf16 (src and diff_dst
-    // are f32 in the caller's memory anyway): oneDNN 2.6's bf16 backward-weights
-    // deconvolution is the slower one, measured here in the conv VAE's step: 64->32 4.0 ms
-    // against 3.1 in f32, 32->1 0.7 against 0.3.
-    const dt wdt = s.transposed ? dt::f32 : cdt();
+    // The weight gradient stays f32 even in bf16 (src and diff_dst are f32 in the caller's
+    // memory anyway) where oneDNN 2.6's bf16 backward-weights is the slower one: for every
+    // transposed convolution, and on AMX for a convolution of few input channels, whose tiles
+    // it fills with padding (docs/benchmarks.md has both measurements).
+    const bool f32_weight_grad = s.transposed || (s.ic < 8 && cpu_has_amx_bf16());
+    const dt wdt = f32_weight_grad ? dt::f32 : cdt();
     const Io io{dnnl::memory::desc(src_dims, wdt, act),
                 dnnl::memory::desc(src_dims, dt::f32, act),
                 dnnl::memory::desc(weights_dims, cdt(), tag::any),

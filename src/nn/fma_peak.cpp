@@ -150,7 +150,7 @@ Loop pick_loop(Precision precision, FmaPeak& peak) {
 #if defined(__x86_64__)
   if (precision == Precision::BF16) {
     // oneDNN runs bf16 on AMX tiles where it may, else on vdpbf16ps.
-    if (isa_has(dnnl::cpu_isa::avx512_core_amx) && amx_permitted()) {
+    if (cpu_has_amx_bf16() && amx_permitted()) {
       loop = loop_amx_bf16;
       peak = {0, 16384, kAmxAcc, "tdpbf16ps (AMX tiles)"};
     } else if (cpu_has_bf16()) {

@@ -23,6 +23,10 @@ bool cpu_has_bf16() {
   return has(dnnl::get_effective_cpu_isa(), dnnl::cpu_isa::avx512_core_bf16);
 }
 
+bool cpu_has_amx_bf16() {
+  return has(dnnl::get_effective_cpu_isa(), dnnl::cpu_isa::avx512_core_amx);
+}
+
 std::string cpu_isa_name() {
   using I = dnnl::cpu_isa;
   const I isa = dnnl::get_effective_cpu_isa();

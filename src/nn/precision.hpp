@@ -15,6 +15,8 @@ const char* precision_name(Precision p);  // "f32" | "bf16"
 // Whether oneDNN runs bf16 natively here: its effective ISA includes avx512_core_bf16 (a
 // lower ISA would emulate bf16, slower than f32). DNNL_MAX_CPU_ISA=AVX512_CORE lowers it.
 bool cpu_has_bf16();
+// Whether oneDNN may run bf16 on AMX tiles (its effective ISA includes avx512_core_amx).
+bool cpu_has_amx_bf16();
 std::string cpu_isa_name();  // oneDNN's effective ISA, e.g. "avx512_core_bf16"
 
 // "f32" -> F32; "bf16" -> BF16, or vd::ConfigError saying why when the CPU has no bf16;
