@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark of a VAE training step: vae_bench on 1 and 2 ranks, in f32 and in bf16 (--precision
-# bf16, on CPUs with AVX512_BF16), beside PyTorch 1.13 at its best on this machine (one process,
-# and DistributedDataParallel with gloo on 1 and 2 ranks), one thread per rank, and vae_dist's
-# own training loop on the same model; rounds interleaved in one run so the shared machine's
-# noise hits all alike; prints medians, ratios, shares of the core's physical FMA peak and a
-# summary line to quote.
+# bf16, on CPUs with AVX512_BF16), beside PyTorch 1.13 at its best on this machine (one process
+# on 1 and on 2 threads, and DistributedDataParallel with gloo on 1 and 2 ranks), one thread per
+# rank, and vae_dist's own training loop on the same model; rounds interleaved in one run so the
+# shared machine's noise hits all alike; prints medians, ratios, shares of the core's physical
+# FMA peak and a summary line to quote.
 #   bash launch/bench.sh [ROUNDS] [mlp|conv]   (needs: bash launch/setup.sh --with-reference)
 #   bash launch/bench.sh [ROUNDS] stream [BIG.h5]   (launch/bench_stream.sh)
 # mlp: the 784-400-20 MLP VAE; conv: the Fashion-MNIST conv VAE of configs/fashion_conv.cfg, also
@@ -147,6 +147,9 @@ for ((r = 1; r <= rounds; r++)); do
   runs[torch1]+=" $(field images_per_s <<<"$out")"
   out=$(torch_run "$default" bench_pytorch.py --threads 1 "${torch[@]}")
   runs[torchdef]+=" $(field images_per_s <<<"$out")"
+  # Both cores in one process: the other way PyTorch can use the 2 ranks' cores.
+  out=$(OMP_NUM_THREADS=2 torch_run "$best" bench_pytorch.py --threads 2 "${torch[@]}")
+  runs[torch2t]+=" $(field images_per_s <<<"$out")"
   for p in 1 2; do
     out=$(torch_run "$best" ddp_pytorch.py --world-size $p --threads-per-rank 1 "${torch[@]}")
     runs[ddp$p]+=" $(field images_per_s <<<"$out")"
@@ -164,6 +167,9 @@ cpu_model() {
 
 m() { median <<<"${runs[$1]}"; }
 o1=$(m ours1) o2=$(m ours2) t1=$(m torch1) td=$(m torchdef) d1=$(m ddp1) d2=$(m ddp2) e1=$(m train1) e2=$(m train2)
+t2t=$(m torch2t)
+# PyTorch's best on two cores: DDP on 2 ranks, or one process on 2 threads.
+p2=$(printf '%s\n%s\n' "$d2" "$t2t" | sort -g | tail -1)
 if [[ $model == mlp ]]; then
   title="MLP VAE 784-400-20"
   one="$(m gflops) GFLOP/s = $(m phys)% of the physical peak ($(m fma) GFLOP/s, $fma_name) = $(m share)% of the oneDNN inner-product peak ($(m peak) GFLOP/s)"
@@ -184,8 +190,9 @@ PyTorch   1 proc : $t1 images/s   -> vae_dist is $(ratio "$o1" "$t1")x   (PyTorc
 PyTorch   1 proc, its defaults: $td images/s   -> vae_dist is $(ratio "$o1" "$td")x
 DDP gloo  1 rank : $d1 images/s   -> vae_dist is $(ratio "$o1" "$d1")x, peak RSS $(m ddprss1) MB
 DDP gloo  2 ranks: $d2 images/s   -> vae_dist is $(ratio "$o2" "$d2")x, peak RSS $(m ddprss2) MB per rank
+PyTorch   1 proc, 2 threads: $t2t images/s   -> vae_dist on 2 ranks is $(ratio "$o2" "$t2t")x
 REPORT
-quote="$(date -u +%Y-%m-%d), $(cpu_model): f32 $(ratio "$o1" "$t1")x PyTorch's best in one process, $(ratio "$o2" "$d2")x DDP on 2 ranks, $(m phys)% of the f32 physical peak; training at $(pct "$e1" "$o1")% / $(pct "$e2" "$o2")% of the benchmark's step rate on 1 / 2 ranks"
+quote="$(date -u +%Y-%m-%d), $(cpu_model): f32 $(ratio "$o1" "$t1")x PyTorch's best in one process, $(ratio "$o2" "$p2")x PyTorch's best on 2 cores, $(m phys)% of the f32 physical peak; training at $(pct "$e1" "$o1")% / $(pct "$e2" "$o2")% of the benchmark's step rate on 1 / 2 ranks"
 if ((bf16)); then
   b1=$(m bf1) b2=$(m bf2)
   bfline="$(m bfgflops) GFLOP/s = $(m bfphys)% of the bf16 physical peak ($(m fmabf) GFLOP/s, $fmabf_name)"
