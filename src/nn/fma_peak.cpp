@@ -1,4 +1,5 @@
-// Timing loops of vfmadd231ps and vdpbf16ps on independent accumulators (the physical peak).
+// Timing loops of vfmadd231ps, vdpbf16ps and AMX tdpbf16ps on independent accumulators (the
+// physical peak).
 #include "nn/fma_peak.hpp"
 
 #include <algorithm>
@@ -15,7 +16,6 @@
 #include <unistd.h>
 
 #include <cstdint>
-#include <cstring>
 #endif
 
 namespace vd {
@@ -84,8 +84,8 @@ __attribute__((target("avx512f,avx512bf16"))) float loop_zmm_bf16(long trips) {
   return lanes_sum(s);
 }
 
-// AMX: tile registers need the kernel's leave (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA),
-// which oneDNN asks for too before its AMX kernels run.
+// AMX: tile registers need the kernel's permission (arch_prctl ARCH_REQ_XCOMP_PERM for
+// XTILEDATA), which oneDNN asks for too before its AMX kernels run.
 bool amx_permitted() {
   constexpr long kReqXcompPerm = 0x1023, kXtileData = 18;
   return syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) == 0;
