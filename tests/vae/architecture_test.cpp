@@ -1,16 +1,20 @@
 // Tests of the layer-list syntax and its building into a Graph: the registry's kinds and help,
-// nested blocks in the splitter, every syntax error naming the network, the layer and what to
-// write, parameter names, fused activations, flattens and the conditional label.
+// nested blocks in the splitter, every syntax error and every kind's shape rule naming the
+// network, the layer and what to write, attn's score budget, parameter names, fused
+// activations, flattens and the conditional label.
 #include "vae/architecture.hpp"
 
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <set>
+#include <span>
 #include <sstream>
 #include <string>
 
 #include "core/error.hpp"
+#include "nn/context.hpp"
+#include "nn/layer.hpp"
 #include "nn/linear.hpp"
 
 namespace {
@@ -93,7 +97,27 @@ TEST(Architecture, SyntaxErrorsNameTheNetworkTheLayerAndTheSyntax) {
       {"fc(relu) 4", "'fc' takes one positive width"},
       {"fc 4, relu)", "encoder: ')' at character 11 closes nothing: 'fc 4, relu)' <-"},
       {"res(fc 4, relu", "encoder: a '(' is never closed: 'res(fc 4, relu' needs 1 more ')'"},
-      {"my block(fc 4)", "'my block' before '(' is more than a name"},
+      {"my block(fc 4)",
+       "a block is written 'name(layer, layer, ...) [settings]'; 'my block' before '(' is more "
+       "than a name"},
+      {"conv 8 k1x2x3x4", "'k1x2x3x4' gives 4 axes; data have at most 3 (D x H x W)"},
+      {"silu 1", "encoder: layer 'silu 1': 'silu' takes no arguments; write 'silu'"},
+      {"gelu tanh", "the tanh approximation is not offered: write 'gelu'"},
+      {"leakyrelu", "'leakyrelu' takes one slope, e.g. 'leakyrelu 0.2'"},
+      {"leakyrelu steep", "'steep' is not one: write e.g. 'leakyrelu 0.2'"},
+      {"up 1", "'up' takes one integer factor of at least 2, e.g. 'up 2'"},
+      {"gn", "'gn' takes a number of groups and an optional eps, e.g. 'gn 32' or 'gn 32 1e-5'"},
+      {"gn 32 -1", "'gn': the eps '-1' is not a positive number"},
+      {"attn(relu)", "'attn' takes no layers in parentheses; write 'attn [gG]'"},
+      {"attn g1 g2", "'attn' takes at most one setting, the group count, e.g. 'attn g32'"},
+      {"attn 32", "'32' is not a group count; 'attn' takes 'gG' with G >= 1 dividing the channels"},
+      {"res(relu) g4", "'res(...)' takes its layers inside the parentheses and nothing after"},
+      {"res()", "'res()' needs at least one layer inside"},
+      {"res 64 x16",
+       "'res' takes output channels and optional groups, e.g. 'res 64' or 'res 64 g16', or "
+       "layers of its own, e.g. 'res(gn 32, silu, conv 64 k3 p1)'"},
+      // A body's layers are checked as a list of their own, named by the block.
+      {"res(fc 4, foo)", "'res(fc 4, foo)': layer 'foo': unknown layer 'foo'; " + help},
   };
   for (const auto& [text, want] : cases) {
     const std::string got = config_error(text);
@@ -135,9 +159,14 @@ TEST(Architecture, TheLabelIsConcatenatedBeforeTheFirstFcOnly) {
   EXPECT_EQ(store.find("encoder.fc2.weight").shape, (std::vector<int64_t>{4, 5}));
   // Without an fc layer the label has nowhere to go.
   vd::Graph conv{std::vector<Shape>{Shape{1, 4, 4}, Shape{3, 1, 1}}};
-  EXPECT_THROW(
-      vd::build_layers(conv, store, "e2", vd::parse_layers("conv 2 k3", "e2"), false, "encoder", 1),
-      vd::ConfigError);
+  try {
+    vd::build_layers(conv, store, "e2", vd::parse_layers("conv 2 k3", "e2"), false, "encoder", 1);
+    ADD_FAILURE() << "no error";
+  } catch (const vd::ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "encoder has no fc layer; a conditional model (--conditional) feeds the one-hot "
+                 "label into the first fc layer of the encoder and of the decoder");
+  }
 }
 
 TEST(Architecture, ALayerThatDoesNotFitNamesItselfAndItsInput) {
@@ -151,6 +180,82 @@ TEST(Architecture, ALayerThatDoesNotFitNamesItselfAndItsInput) {
     EXPECT_STREQ(e.what(),
                  "encoder: layer 'conv 2 k5' does not fit its input 1x4x4: conv layer "
                  "encoder.conv1: a 5x5 kernel does not fit the input 1x4x4");
+  }
+}
+
+// The message of building `text` on input `in` as the encoder ("" when it builds).
+std::string fit_error(const Shape& in, const std::string& text) {
+  vd::ParamStore store;
+  vd::Graph g{in};
+  try {
+    vd::build_layers(g, store, "encoder", vd::parse_layers(text, "encoder"), false, "encoder");
+  } catch (const vd::ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Architecture, EachKindsShapeRuleNamesTheLayerAndTheFix) {
+  struct Case {
+    Shape in;
+    std::string text, rule;  // rule: the layer's message after "does not fit its input ...: "
+  };
+  const Case cases[] = {
+      {Shape{16, 1, 1}, "conv 2 k1",
+       "conv layer encoder.conv1 needs 1-D, 2-D or 3-D data (C x L, C x H x W or C x D x H x W) "
+       "but gets a flat vector of 16 values; put a 'reshape CxHxW' (or CxL, CxDxHxW) before it"},
+      {Shape{1, 4, 4}, "conv 2 k3x3x3",
+       "conv layer encoder.conv1: a 3-D kernel on 2-D data 1x4x4; write k3 or k3x3"},
+      {Shape::signal(1, 8), "conv 2 k9",
+       "conv layer encoder.conv1: a kernel of 9 does not fit the input 1x8"},
+      {Shape{1, 4, 4}, "convt 2 k3 op1",
+       "convt layer encoder.convt1: the output padding must be smaller than the stride"},
+      {Shape{1, 4, 4}, "reshape 2x3x3",
+       "reshape layer encoder.reshape1 cannot turn 1x4x4 (16 values) into 2x3x3 (18 values)"},
+      {Shape{1, 2, 2}, "up 40000",
+       "up layer encoder.up1 would turn 1x2x2 into 1x80000x80000, too large to index"},
+      {Shape{3, 4, 4}, "gn 2",
+       "gn layer encoder.gn1: 2 groups do not divide its 3 channels; use a number of groups "
+       "that divides 3"},
+      {Shape{16, 1, 1}, "attn",
+       "attn layer encoder.attn1 needs an image input (C x H x W) but gets a flat vector of 16 "
+       "values; put a 'reshape CxHxW' before it"},
+      {Shape{6, 4, 4}, "attn g4",
+       "attn layer encoder.attn1: 4 groups do not divide its 6 channels (GroupNorm needs "
+       "C % G == 0); write 'attn g3' or another divisor of 6"},
+      {Shape{16, 1, 1}, "res 8", "res layer encoder.res1 needs an image input (C x H x W), got 16"},
+      {Shape{1, 4, 4}, "res(conv 2 k3 s2 p1)",
+       "the body of residual block encoder.res1 turns 1x4x4 into 2x2x2; a residual block keeps "
+       "the map size (change it outside the block, e.g. with 'conv C k3 s2 p1' or 'up 2')"},
+  };
+  for (const Case& c : cases)
+    EXPECT_EQ(fit_error(c.in, c.text), "encoder: layer '" + c.text + "' does not fit its input " +
+                                           c.in.text() + ": " + c.rule);
+  // A layer of a block's body names the block and its own path.
+  EXPECT_EQ(fit_error(Shape{1, 4, 4}, "res(conv 2 k5)"),
+            "encoder: in 'res(conv 2 k5)': layer 'conv 2 k5' does not fit its input 1x4x4: conv "
+            "layer encoder.res1.conv1: a 5x5 kernel does not fit the input 1x4x4");
+}
+
+// Checked when a batch size is prepared, not when the layer is built: the scores grow with
+// the batch.
+TEST(Architecture, AttentionOverItsScoreBudgetSaysWhereToPutIt) {
+  vd::ParamStore store;
+  vd::Graph g{Shape{1, 64, 64}};
+  vd::build_layers(g, store, "encoder", vd::parse_layers("attn g1", "encoder"), false, "encoder");
+  vd::Context ctx;
+  const vd::Layout src = vd::plain_layout(17, Shape{1, 64, 64});
+  try {
+    g.prepare(ctx, 17, std::span<const vd::Layout>(&src, 1));
+    ADD_FAILURE() << "no error";
+  } catch (const vd::ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find(
+                  "attn layer encoder.attn1 on a 1x64x64 map needs 4096 x 4096 scores per sample, "
+                  "2 such matrices (the probabilities and their gradient): 2.3 GB for a batch of "
+                  "17, over the budget of 2.1 GB (Attention::kScoreBudgetBytes); put it after "
+                  "more down-sampling or use a smaller batch"),
+              std::string::npos)
+        << e.what();
   }
 }
 
