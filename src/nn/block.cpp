@@ -157,7 +157,7 @@ LayerKind res_kind() {
   k.params = true;
   k.check = [](const LayerText& l) {
     parse_res(l);
-    if (l.has_body) check_layers(l.body, "'" + l.text + "'");
+    if (l.has_body) check_layers(l.body, "in '" + l.text + "'");
   };
   k.build = build_res;
   return k;

@@ -23,6 +23,9 @@ void check_layer(const LayerText& l, const std::string& what) {
     kind->check(l);
   } catch (const SyntaxError& e) {
     throw layer_error(what, l.text, e.what());
+  } catch (const ConfigError& e) {
+    // A layer of a block's body, already named by the block ("in 'res(...)': layer ...").
+    throw ConfigError(what + ": " + e.what());
   }
 }
 

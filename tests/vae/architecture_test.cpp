@@ -116,8 +116,12 @@ TEST(Architecture, SyntaxErrorsNameTheNetworkTheLayerAndTheSyntax) {
       {"res 64 x16",
        "'res' takes output channels and optional groups, e.g. 'res 64' or 'res 64 g16', or "
        "layers of its own, e.g. 'res(gn 32, silu, conv 64 k3 p1)'"},
-      // A body's layers are checked as a list of their own, named by the block.
-      {"res(fc 4, foo)", "'res(fc 4, foo)': layer 'foo': unknown layer 'foo'; " + help},
+      // A body's layers are checked as a list of their own, named by the network and the block.
+      {"res(fc 4, foo)", "encoder: in 'res(fc 4, foo)': layer 'foo': unknown layer 'foo'; " + help},
+      {"res(res(silu 1))",
+       "encoder: in 'res(res(silu 1))': in 'res(silu 1)': layer 'silu 1': 'silu' takes no "
+       "arguments; write 'silu'; " +
+           help},
   };
   for (const auto& [text, want] : cases) {
     const std::string got = config_error(text);
