@@ -151,7 +151,7 @@ class ConvPrims {
   // Uses the weights of the last forward() call (reordered there).
   void backward_data(dnnl::stream& stream, const float* diff_dst, float* diff_src);
 
-  // oneDNN's implementation names and the layouts chosen, for the benchmark log.
+  // oneDNN's implementation names of the three passes and which activations they reorder.
   std::string impl_info();
 
  private:
