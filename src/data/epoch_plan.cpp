@@ -123,4 +123,22 @@ Rng EpochPlan::eps_rng(uint64_t seed, int64_t epoch) const {
   return make_rng(seed, RngStream::Eps, static_cast<uint64_t>(epoch), static_cast<uint64_t>(rank_));
 }
 
+EpochCursor EpochPlan::cursor(int64_t epoch, int64_t step_in_epoch) const {
+  EpochCursor c;
+  c.epoch = epoch;
+  c.step_in_epoch = step_in_epoch;
+  c.steps_per_epoch = steps_;
+  if (blocks_) {
+    c.shuffle_block_rows = blocks_->block_rows;
+    c.shuffle_window_blocks = blocks_->window_blocks;
+  }
+  return c;
+}
+
+bool EpochPlan::same_order(const EpochCursor& c) const {
+  return blocks_ ? c.shuffle_block_rows == blocks_->block_rows &&
+                       c.shuffle_window_blocks == blocks_->window_blocks
+                 : c.shuffle_block_rows == 0;
+}
+
 }  // namespace vd

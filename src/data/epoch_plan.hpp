@@ -43,6 +43,19 @@ struct PlanWindow {
   std::vector<RowRange> blocks;
 };
 
+// Where a run stands in its epochs, as a checkpoint stores it: the 1-based epoch and the steps
+// of it done, with the plan that numbered them (its steps per epoch and row order), which a
+// resume compares with its own plan.
+struct EpochCursor {
+  int64_t epoch = 0;
+  int64_t step_in_epoch = 0;    // == steps_per_epoch at an epoch's end
+  int64_t steps_per_epoch = 0;  // 0 in checkpoints written before it was stored
+  // The row order: blocks of this many rows shuffled in windows of this many blocks (a
+  // BlockShuffle); 0, 0 = a full shuffle.
+  int64_t shuffle_block_rows = 0, shuffle_window_blocks = 0;
+  friend bool operator==(const EpochCursor&, const EpochCursor&) = default;
+};
+
 class EpochPlan {
  public:
   // Without `blocks`, shuffle() permutes the whole shard uniformly; with it, by windows.
@@ -73,6 +86,10 @@ class EpochPlan {
   int64_t global_count(int64_t step) const;
   // The stream this rank draws the reparameterisation noise from during `epoch`.
   Rng eps_rng(uint64_t seed, int64_t epoch) const;
+  // The cursor after `step_in_epoch` steps of `epoch` under this plan.
+  EpochCursor cursor(int64_t epoch, int64_t step_in_epoch) const;
+  // Whether this plan orders an epoch's rows as the one that wrote `c` (steps may differ).
+  bool same_order(const EpochCursor& c) const;
 
  private:
   int64_t rows_in_step(int64_t shard_rows, int64_t step) const;

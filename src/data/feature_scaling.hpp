@@ -14,6 +14,7 @@ struct FeatureScaling {
   void apply(float* x, int64_t n) const;
   // x [n, D] in place: x * std + mean (the inverse of apply, up to float rounding).
   void invert(float* x, int64_t n) const;
+  friend bool operator==(const FeatureScaling&, const FeatureScaling&) = default;
 };
 
 }  // namespace vd

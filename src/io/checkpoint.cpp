@@ -197,14 +197,14 @@ h5::File open_checkpoint(const std::string& path) {
 
 CheckpointMeta read_meta(hid_t file, const std::string& path) {
   CheckpointMeta meta;
-  meta.epoch = h5::read_int_attribute(file, "epoch");
-  meta.step_in_epoch = h5::read_int_attribute(file, "step_in_epoch");
+  meta.cursor.epoch = h5::read_int_attribute(file, "epoch");
+  meta.cursor.step_in_epoch = h5::read_int_attribute(file, "step_in_epoch");
   if (h5::has_attribute(file, "steps_per_epoch"))
-    meta.steps_per_epoch = h5::read_int_attribute(file, "steps_per_epoch");
+    meta.cursor.steps_per_epoch = h5::read_int_attribute(file, "steps_per_epoch");
   meta.step = h5::read_int_attribute(file, "step");
   if (h5::has_attribute(file, "shuffle_block_rows")) {
-    meta.shuffle_block_rows = h5::read_int_attribute(file, "shuffle_block_rows");
-    meta.shuffle_window_blocks = h5::read_int_attribute(file, "shuffle_window_blocks");
+    meta.cursor.shuffle_block_rows = h5::read_int_attribute(file, "shuffle_block_rows");
+    meta.cursor.shuffle_window_blocks = h5::read_int_attribute(file, "shuffle_window_blocks");
   }
   meta.samples = h5::read_int_attribute(file, "samples");
   meta.adam_steps = h5::read_int_attribute(file, "adam_steps");
@@ -233,19 +233,19 @@ CheckpointMeta read_meta(hid_t file, const std::string& path) {
   const auto count = [&](const char* name, int64_t& v) {
     if (h5::has_attribute(file, name)) v = h5::read_int_attribute(file, name);
   };
-  real("lr_scale", meta.lr_scale);
-  real("plateau_best", meta.plateau_best);
-  count("plateau_bad_evaluations", meta.plateau_bad_evaluations);
-  count("plateau_cooldown_left", meta.plateau_cooldown_left);
-  real("val_best", meta.val_best);
-  count("val_best_step", meta.val_best_step);
-  count("val_bad_evaluations", meta.val_bad_evaluations);
+  real("lr_scale", meta.plateau.scale);
+  real("plateau_best", meta.plateau.best);
+  count("plateau_bad_evaluations", meta.plateau.bad_evaluations);
+  count("plateau_cooldown_left", meta.plateau.cooldown_left);
+  real("val_best", meta.early.best);
+  count("val_best_step", meta.early.best_step);
+  count("val_bad_evaluations", meta.early.bad_evaluations);
   real("epoch_loss_sum", meta.epoch_loss_sum);
   count("epoch_loss_count", meta.epoch_loss_count);
-  if (!(meta.lr_scale > 0 && meta.lr_scale <= 1) || std::isnan(meta.plateau_best) ||
-      std::isnan(meta.val_best) || !std::isfinite(meta.epoch_loss_sum) ||
-      meta.plateau_bad_evaluations < 0 || meta.plateau_cooldown_left < 0 ||
-      meta.val_best_step < -1 || meta.val_bad_evaluations < 0 || meta.epoch_loss_count < 0)
+  if (!(meta.plateau.scale > 0 && meta.plateau.scale <= 1) || std::isnan(meta.plateau.best) ||
+      std::isnan(meta.early.best) || !std::isfinite(meta.epoch_loss_sum) ||
+      meta.plateau.bad_evaluations < 0 || meta.plateau.cooldown_left < 0 ||
+      meta.early.best_step < -1 || meta.early.bad_evaluations < 0 || meta.epoch_loss_count < 0)
     throw CheckpointError("checkpoint '" + path +
                           "' holds an impossible schedule state (lr_scale, plateau_*, val_*, "
                           "epoch_loss_*); the file is damaged");
@@ -256,12 +256,12 @@ CheckpointMeta read_meta(hid_t file, const std::string& path) {
       if (checksums && !h5::has_fletcher32(h5::open_dataset(file, name)))
         throw CheckpointError("checkpoint '" + path + "': " + name +
                               " has lost its checksum; the file is damaged");
-    meta.feature_mean = h5::read_dataset<double>(file, "/standardize/mean").data;
-    meta.feature_std = h5::read_dataset<double>(file, "/standardize/std").data;
-    bool usable = !meta.feature_mean.empty() && meta.feature_mean.size() == meta.feature_std.size();
-    for (size_t i = 0; usable && i < meta.feature_mean.size(); ++i)
-      usable = std::isfinite(meta.feature_mean[i]) && std::isfinite(meta.feature_std[i]) &&
-               meta.feature_std[i] > 0;
+    meta.scaling.mean = h5::read_dataset<double>(file, "/standardize/mean").data;
+    meta.scaling.std = h5::read_dataset<double>(file, "/standardize/std").data;
+    bool usable = !meta.scaling.mean.empty() && meta.scaling.mean.size() == meta.scaling.std.size();
+    for (size_t i = 0; usable && i < meta.scaling.mean.size(); ++i)
+      usable = std::isfinite(meta.scaling.mean[i]) && std::isfinite(meta.scaling.std[i]) &&
+               meta.scaling.std[i] > 0;
     if (!usable)
       throw CheckpointError("checkpoint '" + path +
                             "': /standardize holds unusable statistics (sizes differ, a value "
@@ -384,14 +384,14 @@ void write_file(const std::string& tmp, const CheckpointMeta& meta, const ParamS
   {
     h5::write_attribute(file, "format", kCheckpointFormat);
     h5::write_attribute(file, "format_version", int64_t{kCheckpointFormatVersion});
-    h5::write_attribute(file, "epoch", meta.epoch);
-    h5::write_attribute(file, "step_in_epoch", meta.step_in_epoch);
-    if (meta.steps_per_epoch > 0)
-      h5::write_attribute(file, "steps_per_epoch", meta.steps_per_epoch);
+    h5::write_attribute(file, "epoch", meta.cursor.epoch);
+    h5::write_attribute(file, "step_in_epoch", meta.cursor.step_in_epoch);
+    if (meta.cursor.steps_per_epoch > 0)
+      h5::write_attribute(file, "steps_per_epoch", meta.cursor.steps_per_epoch);
     h5::write_attribute(file, "step", meta.step);
-    if (meta.shuffle_block_rows > 0) {
-      h5::write_attribute(file, "shuffle_block_rows", meta.shuffle_block_rows);
-      h5::write_attribute(file, "shuffle_window_blocks", meta.shuffle_window_blocks);
+    if (meta.cursor.shuffle_block_rows > 0) {
+      h5::write_attribute(file, "shuffle_block_rows", meta.cursor.shuffle_block_rows);
+      h5::write_attribute(file, "shuffle_window_blocks", meta.cursor.shuffle_window_blocks);
     }
     h5::write_attribute(file, "samples", meta.samples);
     h5::write_attribute(file, "world_size", int64_t{meta.world_size});
@@ -410,22 +410,22 @@ void write_file(const std::string& tmp, const CheckpointMeta& meta, const ParamS
                                  checked(meta.data_shape.size()));
       h5::write_attribute(file, "classes", meta.classes);
     }
-    h5::write_attribute(file, "lr_scale", meta.lr_scale);
-    h5::write_attribute(file, "plateau_best", meta.plateau_best);
-    h5::write_attribute(file, "plateau_bad_evaluations", meta.plateau_bad_evaluations);
-    h5::write_attribute(file, "plateau_cooldown_left", meta.plateau_cooldown_left);
-    h5::write_attribute(file, "val_best", meta.val_best);
-    h5::write_attribute(file, "val_best_step", meta.val_best_step);
-    h5::write_attribute(file, "val_bad_evaluations", meta.val_bad_evaluations);
+    h5::write_attribute(file, "lr_scale", meta.plateau.scale);
+    h5::write_attribute(file, "plateau_best", meta.plateau.best);
+    h5::write_attribute(file, "plateau_bad_evaluations", meta.plateau.bad_evaluations);
+    h5::write_attribute(file, "plateau_cooldown_left", meta.plateau.cooldown_left);
+    h5::write_attribute(file, "val_best", meta.early.best);
+    h5::write_attribute(file, "val_best_step", meta.early.best_step);
+    h5::write_attribute(file, "val_bad_evaluations", meta.early.bad_evaluations);
     h5::write_attribute(file, "epoch_loss_sum", meta.epoch_loss_sum);
     h5::write_attribute(file, "epoch_loss_count", meta.epoch_loss_count);
-    if (!meta.feature_mean.empty()) {
+    if (!meta.scaling.mean.empty()) {
       h5::Group st = h5::create_group(file, "/standardize");
-      const int64_t d = static_cast<int64_t>(meta.feature_mean.size());
-      h5::write_dataset<double>(st, "mean", meta.feature_mean, std::span<const int64_t>(&d, 1),
-                                checked(meta.feature_mean.size()));
-      h5::write_dataset<double>(st, "std", meta.feature_std, std::span<const int64_t>(&d, 1),
-                                checked(meta.feature_std.size()));
+      const int64_t d = static_cast<int64_t>(meta.scaling.mean.size());
+      h5::write_dataset<double>(st, "mean", meta.scaling.mean, std::span<const int64_t>(&d, 1),
+                                checked(meta.scaling.mean.size()));
+      h5::write_dataset<double>(st, "std", meta.scaling.std, std::span<const int64_t>(&d, 1),
+                                checked(meta.scaling.std.size()));
     }
 
     h5::Group params = h5::create_group(file, "/params");
@@ -459,10 +459,10 @@ void write_checkpoint(const std::string& path, const CheckpointMeta& meta, const
     throw ShapeError("cannot write checkpoint '" + path + "': the Adam moments hold " +
                      std::to_string(exp_avg.size()) + " and " + std::to_string(exp_avg_sq.size()) +
                      " floats but the parameter buffer holds " + std::to_string(store.size()));
-  if (meta.feature_mean.size() != meta.feature_std.size())
+  if (meta.scaling.mean.size() != meta.scaling.std.size())
     throw ShapeError("cannot write checkpoint '" + path +
-                     "': " + std::to_string(meta.feature_mean.size()) + " feature means but " +
-                     std::to_string(meta.feature_std.size()) + " standard deviations");
+                     "': " + std::to_string(meta.scaling.mean.size()) + " feature means but " +
+                     std::to_string(meta.scaling.std.size()) + " standard deviations");
   if (meta.world_size < 1 || meta.rng_states.size() != static_cast<size_t>(meta.world_size))
     throw ShapeError("cannot write checkpoint '" + path + "': " +
                      std::to_string(meta.rng_states.size()) + " RNG states given for world_size " +

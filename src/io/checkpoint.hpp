@@ -7,24 +7,23 @@
 #include <string>
 #include <vector>
 
+#include "data/epoch_plan.hpp"
+#include "data/feature_scaling.hpp"
 #include "nn/param_store.hpp"
+#include "optim/early_stopping.hpp"
+#include "optim/lr_schedule.hpp"
 
 namespace vd {
 
-// One checkpoint = one HDF5 file. Everything a run needs to continue exactly.
+// One checkpoint = one HDF5 file. Everything a run needs to continue exactly, made of the
+// state structs the run keeps: its epoch cursor, the schedules' states and the data scaling.
+// Checkpoints written before a part was stored read it as a fresh run's.
 struct CheckpointMeta {
-  std::string config_ini;       // resolved configuration (format_options text)
-  int64_t epoch = 0;            // epoch the run is in (1-based) ...
-  int64_t step_in_epoch = 0;    // ... and steps of it already done (== steps_per_epoch
-                                // at an epoch end)
-  int64_t steps_per_epoch = 0;  // of the writing run (its world size shards differently);
-                                // 0 in checkpoints written before it was stored
-  int64_t step = 0;             // optimizer steps so far
-  // The epochs' row order: blocks of this many rows shuffled in windows of this many blocks
-  // (streamed data, EpochPlan's BlockShuffle); 0, 0 = a full shuffle (and older files).
-  int64_t shuffle_block_rows = 0, shuffle_window_blocks = 0;
-  int64_t samples = 0;  // training samples seen so far (all ranks)
-  int world_size = 1;   // ranks of the run that wrote it
+  std::string config_ini;  // resolved configuration (format_options text)
+  EpochCursor cursor;      // the epoch, its steps done and the writing run's plan
+  int64_t step = 0;        // optimizer steps so far
+  int64_t samples = 0;     // training samples seen so far (all ranks)
+  int world_size = 1;      // ranks of the run that wrote it
   uint64_t seed = 0;
   std::vector<std::string> rng_states;  // one RNG state text (vd::Rng::state()) per rank
   int64_t adam_steps = 0;
@@ -33,19 +32,14 @@ struct CheckpointMeta {
   // Empty / 0 in checkpoints written before they were stored.
   std::vector<int64_t> data_shape;
   int64_t classes = 0;
-  // The schedules' state, so a resume continues them exactly (optim/lr_schedule.hpp,
-  // train/early_stopping.hpp); checkpoints written before they were stored read as a fresh run.
-  double lr_scale = 1.0;  // the plateau schedule's reductions so far
-  double plateau_best = std::numeric_limits<double>::infinity();
-  int64_t plateau_bad_evaluations = 0, plateau_cooldown_left = 0;
-  double val_best = std::numeric_limits<double>::infinity();  // lowest validation loss so far
-  int64_t val_best_step = -1, val_bad_evaluations = 0;
+  PlateauState plateau;  // optim/lr_schedule.hpp
+  EarlyStopState early;  // optim/early_stopping.hpp
   // The reported training loss sum and sample count of the epoch so far (mid-epoch files).
   double epoch_loss_sum = 0;
   int64_t epoch_loss_count = 0;
   // --standardize: the training set's per-feature mean and standard deviation [D] the model
-  // was trained with (data/standardize). Empty without --standardize and in older files.
-  std::vector<double> feature_mean, feature_std;
+  // was trained with (data/feature_scaling). Empty without --standardize and in older files.
+  FeatureScaling scaling;
 
   friend bool operator==(const CheckpointMeta&, const CheckpointMeta&) = default;
 };

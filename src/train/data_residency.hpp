@@ -1,7 +1,9 @@
 // Where a run's data live: in memory when every rank's rows fit its memory budget, else
-// streamed from the files (data/row_stream), and the block shuffle of streamed training rows.
+// streamed from the files (data/row_stream); opening the shards, and the block shuffle of
+// streamed training rows.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "config/options.hpp"
@@ -27,6 +29,22 @@ DataBudget data_memory_budget(const Options& opt, const Comm& comm);
 // RowStream).
 BlockShuffle block_shuffle_for(const Shard& train, const Options& opt,
                                int64_t window_cap_bytes = INT64_MAX);
+
+// A run's data, opened on this rank: its rows of the training set, of the validation set
+// (--val-fraction's held-out rows or --val-data) and of the test set, all in memory or all
+// streamed, and the start-up line that says which and why.
+struct TrainingData {
+  Shard train;
+  std::optional<Shard> val, test;
+  std::optional<BlockShuffle> blocks;  // the block shuffle of streamed training rows
+  std::string note;                    // "data: in memory: ..." / "data: streamed ..."
+};
+// Decides the residency (in memory when every rank's rows of the three sets fit
+// data_memory_budget on every rank, else streamed) and opens the shards. Collective. Throws
+// vd::ConfigError for a --val-fraction that leaves a rank without rows, a budget the stream
+// windows do not fit or streaming without a thread-safe HDF5, and vd::DataError for a
+// validation or test set whose samples differ in shape from the training data's.
+TrainingData open_training_data(const Options& opt, const Comm& comm, ValueCheck check);
 
 // "1.5 GB", "12.0 MB": for the start-up lines.
 std::string bytes_text(double bytes);

@@ -72,7 +72,7 @@ std::unique_ptr<TrainedModel> load_trained_model(const std::string& checkpoint, 
     throw IoError("checkpoint '" + checkpoint +
                   "' does not exist; give a checkpoint_stepNNNNNNNNN.h5 that vae_dist wrote");
   m->meta = read_checkpoint_meta(checkpoint);
-  m->scaling = FeatureScaling{m->meta.feature_mean, m->meta.feature_std};
+  m->scaling = m->meta.scaling;
   m->options = parse_config_text(m->meta.config_ini, "checkpoint '" + checkpoint + "' /config");
   const Options& opt = m->options;
   VaeConfig vc;

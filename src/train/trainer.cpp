@@ -32,14 +32,16 @@
 #include "nn/context.hpp"
 #include "nn/precision.hpp"
 #include "optim/adam.hpp"
+#include "optim/early_stopping.hpp"
 #include "optim/lr_schedule.hpp"
 #include "parallel/batch_reducer.hpp"
 #include "parallel/grad_sync.hpp"
 #include "parallel/placement.hpp"
 #include "train/data_residency.hpp"
-#include "train/early_stopping.hpp"
+#include "train/evaluation.hpp"
 #include "train/kl_schedule.hpp"
 #include "train/model_config.hpp"
+#include "train/run_messages.hpp"
 #include "train/stop_signals.hpp"
 #include "vae/latent.hpp"
 #include "vae/model.hpp"
@@ -52,36 +54,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-// Calls fn(batch) for consecutive batches of at most `batch` rows of the shard (x, labels).
-template <typename Fn>
-void for_each_batch(const Shard& shard, int64_t batch, Fn&& fn) {
-  const int64_t n = shard.rows();
-  std::vector<float> x(static_cast<size_t>(std::min(n, batch)) * shard.sample_size());
-  std::vector<int32_t> labels;
-  std::vector<int64_t> rows;
-  for (int64_t b0 = 0; b0 < n; b0 += batch) {
-    const int64_t b = std::min(batch, n - b0);
-    rows.resize(static_cast<size_t>(b));
-    std::iota(rows.begin(), rows.end(), b0);
-    shard.gather(rows, x.data());
-    Batch bt;
-    bt.n = static_cast<int>(b);
-    bt.x = x.data();
-    if (shard.has_labels()) {
-      labels.assign(shard.labels().begin() + b0, shard.labels().begin() + b0 + b);
-      bt.labels = labels.data();
-    }
-    fn(bt);
-  }
-}
-
-// The sums over every rank, in the report's terms.
-ReportSums reduce(const Comm& comm, const LossSums& local) {
-  double v[4] = {local.loss, local.recon, local.kl, static_cast<double>(local.count)};
-  comm.allreduce_sum(std::span<double>(v, 4));
-  return ReportSums{v[0], v[1], v[2], static_cast<int64_t>(v[3])};
 }
 
 // True when x is NaN or infinite; by the bits, so it holds under any floating-point flags.
@@ -106,47 +78,6 @@ std::string non_finite_part(const LossSums& sums, const ParamStore& store) {
         return "the gradient of " + entries[e].name + " holds " +
                std::to_string(g[entries[e].offset + i]);
   return "the gradient holds a non-finite value";
-}
-
-std::string g(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
-// The start-up line on the learning rate: the peak rate and how it follows the ranks, the
-// schedule, and the rate of the next step (the first, or the resumed one).
-std::string describe_lr(const Options& opt, const LrScheduleConfig& lc, int ranks, double next) {
-  std::string text = "learning rate " + g(lc.base_lr);
-  if (opt.lr_scale_with_ranks != "none")
-    text += " (--lr " + g(opt.lr) + " x " +
-            (opt.lr_scale_with_ranks == "linear" ? std::to_string(ranks)
-                                                 : "sqrt(" + std::to_string(ranks) + ")") +
-            " for the global batch of " + std::to_string(ranks) + " rank(s), " +
-            opt.lr_scale_with_ranks + " scaling)";
-  text += "; schedule " + opt.lr_schedule;
-  const bool validation = opt.val_fraction > 0 || !opt.val_data.empty();
-  switch (lc.kind) {
-    case LrScheduleKind::Constant:
-      break;
-    case LrScheduleKind::Step:
-      text += " (x " + g(lc.gamma) + " every " + std::to_string(lc.step_size) + " steps)";
-      break;
-    case LrScheduleKind::Cosine:
-      text += " (to " + g(lc.min_lr) + " at step " + std::to_string(lc.total_steps) + ")";
-      break;
-    case LrScheduleKind::Plateau:
-      text += " (x " + g(lc.factor) + " after " + std::to_string(lc.patience + 1) +
-              " epoch ends without improvement of the " +
-              (validation              ? "validation"
-               : opt.test_data.empty() ? "training"
-                                       : "test") +
-              " loss)";
-      break;
-  }
-  if (lc.warmup_steps > 0)
-    text += "; linear warm-up over " + std::to_string(lc.warmup_steps) + " steps";
-  return text + "; next step's rate " + g(next);
 }
 
 }  // namespace
@@ -176,6 +107,7 @@ struct Trainer::State {
   double last_lr = 0;                 // the rate of the newest step, for the metrics rows
   std::unique_ptr<RunReport> report;  // rank 0 only
   std::unique_ptr<SampleGrids> grids;
+  std::unique_ptr<Evaluator> eval;
   std::unique_ptr<MpiBatchReducer> batch_reducer;  // free bits on several ranks
   KlSchedule kl;
   FeatureScaling scaling;  // --standardize: the training set's (or the checkpoint's)
@@ -184,6 +116,9 @@ struct Trainer::State {
   int64_t step = 0, samples = 0;
   // Where the loop starts: 1-based epoch and the steps of it already done.
   int64_t start_epoch = 1, start_step_in_epoch = 0;
+  int64_t last_step = 0;               // the global step the run ends after
+  int64_t resumed_writer_steps = 0;    // steps per epoch of the checkpoint's run
+  PlateauState resumed_plateau;        // the plateau schedule's state read by resume()
   std::optional<Rng> resumed_eps_rng;  // this rank's noise stream, for a mid-epoch resume
   ReportSums resumed_epoch_sums;       // the reported training loss of that epoch so far
   std::string last_checkpoint;
@@ -196,14 +131,8 @@ struct Trainer::State {
   void prepare_standardization(bool resumed);
   void save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng,
                        const ReportSums& epoch_sums, bool best = false);
-  ReportSums evaluate(int64_t epoch);
-  ReportSums validate(int64_t epoch);
-  ReportSums evaluate_shard(const Shard& shard,
-                            const std::function<void(int n, float* eps)>& draw_eps);
   LossSums step_once(int64_t epoch, int64_t st, Rng& eps_rng, StepBuffers& buf, int& signal);
   [[noreturn]] void diverged(const std::string& mine);
-  void write_grids(int64_t epoch);
-  double iw_nll();
 };
 
 Trainer::Trainer(const Options& options, const Comm& comm)
@@ -221,110 +150,12 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   const ValueCheck check =
       likelihood == Likelihood::Bernoulli ? ValueCheck::UnitInterval : ValueCheck::None;
 
-  // --val-fraction f holds out the last round(f * N) rows of the training file: the ranks
-  // train on [0, N - V) and validate on [N - V, N), each reading only its block of both.
-  const DataExtent train_extent = Shard::extent(opt.data, opt.dataset);
-  std::optional<RowRange> train_rows, val_rows;
-  if (opt.val_fraction > 0) {
-    const int64_t n = train_extent.rows;
-    const int64_t v = std::llround(opt.val_fraction * static_cast<double>(n));
-    if (v < comm.size() || n - v < comm.size())
-      throw ConfigError("--val-fraction " + g(opt.val_fraction) + " of the " + std::to_string(n) +
-                        " rows of '" + opt.data + "' holds out " + std::to_string(v) +
-                        " rows and trains on " + std::to_string(n - v) + "; with " +
-                        std::to_string(comm.size()) +
-                        " rank(s) each part needs at least one row per rank; choose a fraction "
-                        "between them");
-    train_rows = RowRange{0, n - v};
-    val_rows = RowRange{n - v, n};
-  }
-  // In memory when every rank's rows of all three sets fit its budget; else all are streamed
-  // (the same on every rank, so the ranks shuffle alike).
-  const auto rank_bytes = [&](const DataExtent& e, std::optional<RowRange> rows) {
-    const RowRange sel = rows.value_or(RowRange{0, e.rows});
-    return static_cast<double>(shard_rows(sel.size(), comm.rank(), comm.size()).size()) *
-           static_cast<double>(e.row_bytes);
-  };
-  double need = rank_bytes(train_extent, train_rows);
-  if (val_rows) need += rank_bytes(train_extent, val_rows);
-  if (!opt.val_data.empty()) need += rank_bytes(Shard::extent(opt.val_data, opt.dataset), {});
-  if (!opt.test_data.empty()) need += rank_bytes(Shard::extent(opt.test_data, opt.dataset), {});
-  const DataBudget budget = data_memory_budget(opt, comm);
-  double over[2] = {need > static_cast<double>(budget.bytes) ? 1.0 : 0.0, need};
-  comm.allreduce_sum(std::span<double>(over, 2));
-  const bool streamed = opt.stream == "always" || (opt.stream == "auto" && over[0] > 0);
-  const Residency residency = streamed ? Residency::Streamed : Residency::InMemory;
-
-  if (val_rows)
-    s.val =
-        Shard::read(opt.data, opt.dataset, comm.rank(), comm.size(), check, val_rows, residency);
-  else if (!opt.val_data.empty())
-    s.val = Shard::read(opt.val_data, opt.dataset, comm.rank(), comm.size(), check, std::nullopt,
-                        residency);
-  s.train =
-      Shard::read(opt.data, opt.dataset, comm.rank(), comm.size(), check, train_rows, residency);
-  if (s.val && s.val->sample_shape() != s.train.sample_shape())
-    throw DataError("the validation data '" + opt.val_data + "' has samples of shape " +
-                    shape_text(s.val->sample_shape()) + " but the training data '" + opt.data +
-                    "' has " + shape_text(s.train.sample_shape()) +
-                    "; give a validation set of the same shape");
-  if (!opt.test_data.empty()) {
-    s.test = Shard::read(opt.test_data, opt.dataset, comm.rank(), comm.size(), check, std::nullopt,
-                         residency);
-    if (s.test->sample_size() != s.train.sample_size())
-      throw DataError("the test data '" + opt.test_data + "' has samples of " +
-                      std::to_string(s.test->sample_size()) + " values but the training data '" +
-                      opt.data + "' has " + std::to_string(s.train.sample_size()) +
-                      "; give a test set of the same image shape");
-  }
-  std::optional<BlockShuffle> blocks;
-  if (residency == Residency::Streamed) {
-    if (!h5::library_threadsafe())
-      throw ConfigError(
-          std::string("streaming the data (") +
-          (opt.stream == "auto" ? "they exceed --data-memory-mb" : "--stream always") +
-          ") reads them ahead in a thread, but this HDF5 library is not thread-safe (built "
-          "without --enable-threadsafe); build vae_dist with a thread-safe HDF5 (Debian's "
-          "libhdf5-dev is one), or hold the data in memory with --stream never on more ranks");
-    // Streamed because of the budget: the two windows take at most half of it.
-    blocks = block_shuffle_for(s.train, opt,
-                               opt.stream == "auto" ? budget.bytes / 2 : int64_t{INT64_MAX});
-    // A window never holds more than the shard. The windows must fit the budget the streaming
-    // is for: a file of huge chunks (whole chunks make the blocks), or a budget smaller than a
-    // few batches, could ask for more than holding the data would.
-    const double windows =
-        2.0 *
-        static_cast<double>(std::min(blocks->window_blocks * blocks->block_rows, s.train.rows())) *
-        static_cast<double>(s.train.row_bytes());
-    if (opt.stream == "auto" && windows > static_cast<double>(budget.bytes))
-      throw ConfigError(
-          "streaming '" + opt.data + "' needs two windows of " +
-          std::to_string(blocks->window_blocks) + " blocks of " +
-          std::to_string(blocks->block_rows) + " rows (" + bytes_text(windows) +
-          "), more than the memory budget of " + bytes_text(static_cast<double>(budget.bytes)) +
-          " per rank (a window holds at least a batch, and blocks are whole HDF5 chunks, here of " +
-          std::to_string(s.train.chunk_rows()) +
-          " rows); raise --data-memory-mb, use a smaller "
-          "--batch-size, or re-chunk the file to about 1 MB per chunk (h5repack -l " +
-          opt.dataset + ":CHUNK=...)");
-  }
-  const std::string held = bytes_text(over[1] / comm.size()) + " per rank";
-  const std::string why = opt.stream != "auto"
-                              ? held + ", --stream " + opt.stream
-                              : held + (streamed ? " is more than" : " fits") + " the budget of " +
-                                    bytes_text(static_cast<double>(budget.bytes)) + " (" +
-                                    budget.source + ")";
-  if (!blocks) {
-    s.data_note = "data: in memory: " + why;
-  } else {
-    const double block_mb = static_cast<double>(blocks->block_rows * s.train.row_bytes()) / 1e6;
-    s.data_note =
-        "data: streamed from the files (" + why + "); training rows are read ahead in windows of " +
-        std::to_string(blocks->window_blocks) + " blocks of " + std::to_string(blocks->block_rows) +
-        " rows (" + g(block_mb) + " MB), two windows in memory (" +
-        bytes_text(2.0 * block_mb * 1e6 * static_cast<double>(blocks->window_blocks)) +
-        "), shuffled by block order and within each window (docs/data.md: data larger than memory)";
-  }
+  TrainingData data = open_training_data(opt, comm, check);
+  s.train = std::move(data.train);
+  s.val = std::move(data.val);
+  s.test = std::move(data.test);
+  s.data_note = std::move(data.note);
+  const std::optional<BlockShuffle>& blocks = data.blocks;
   s.plan = std::make_unique<EpochPlan>(s.train.global_rows(), comm.rank(), comm.size(),
                                        opt.batch_size, blocks);
   if (blocks) s.stream = std::make_unique<RowStream>(s.train, *s.plan);
@@ -350,25 +181,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
     s.ctx.batch_reducer = s.batch_reducer.get();
   }
 
-  // The schedule runs on the global step; cosine ends at the run's last step.
-  const int64_t planned = s.plan->steps_per_epoch() * opt.epochs;
-  const int64_t last_step = opt.max_steps > 0 ? std::min(opt.max_steps, planned) : planned;
-  const double rank_scale = lr_rank_scale(opt.lr_scale_with_ranks, comm.size());
-  LrScheduleConfig lc;
-  lc.kind = parse_lr_schedule(opt.lr_schedule);
-  lc.base_lr = rank_scale == 1.0 ? opt.lr : opt.lr * rank_scale;
-  lc.warmup_steps = opt.lr_warmup_steps;
-  lc.step_size = opt.lr_step_size;
-  lc.gamma = opt.lr_gamma;
-  lc.total_steps = last_step;
-  lc.min_lr = opt.lr_min;
-  lc.factor = opt.lr_factor;
-  lc.patience = opt.lr_patience;
-  lc.threshold = opt.lr_threshold;
-  lc.cooldown = opt.lr_cooldown;
-  s.schedule = std::make_unique<LrSchedule>(lc);
   s.early = EarlyStopping(opt.early_stop_patience);
-
   s.out = opt.out;
   // With one shared copy of the model per node only that node's first rank writes it.
   const bool writes_model = s.grad_sync->writes_model();
@@ -381,11 +194,55 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   } else {
     s.resume(opt.resume, writes_model);
   }
+  // The schedule runs on the global step; cosine ends at the run's last step.
+  // The run ends with epoch --epochs: the steps left of the start epoch and of the epochs after
+  // it, under this run's plan (a resume with another world size or data file has another
+  // number of steps per epoch than the run that wrote the checkpoint).
+  const int64_t spe = s.plan->steps_per_epoch();
+  const int64_t planned =
+      s.step + std::max<int64_t>(0, (opt.epochs - s.start_epoch + 1) * spe - s.start_step_in_epoch);
+  s.last_step = opt.max_steps > 0 ? std::min(opt.max_steps, planned) : planned;
+  if (!opt.resume.empty() && comm.is_root()) {
+    if (s.resumed_writer_steps != spe && s.start_epoch <= opt.epochs)
+      std::printf(
+          "note: the checkpoint's run took %lld steps per epoch; this one takes %lld (%d rank(s) "
+          "x batch %d over %lld rows), so epochs %lld..%d end at step %lld\n",
+          static_cast<long long>(s.resumed_writer_steps), static_cast<long long>(spe), comm.size(),
+          opt.batch_size, static_cast<long long>(s.train.global_rows()),
+          static_cast<long long>(s.start_epoch), opt.epochs, static_cast<long long>(planned));
+    if (s.last_step <= s.step)
+      std::printf(
+          "note: nothing left to train: the checkpoint is at step %lld, %s; raise %s to train "
+          "on\n",
+          static_cast<long long>(s.step),
+          s.start_epoch > opt.epochs ? ("after epoch " + std::to_string(s.start_epoch - 1) +
+                                        " of --epochs " + std::to_string(opt.epochs))
+                                           .c_str()
+                                     : ("at --max-steps " + std::to_string(opt.max_steps)).c_str(),
+          s.start_epoch > opt.epochs ? "--epochs" : "--max-steps");
+    std::fflush(stdout);
+  }
+  const double rank_scale = lr_rank_scale(opt.lr_scale_with_ranks, comm.size());
+  LrScheduleConfig lc;
+  lc.kind = parse_lr_schedule(opt.lr_schedule);
+  lc.base_lr = rank_scale == 1.0 ? opt.lr : opt.lr * rank_scale;
+  lc.warmup_steps = opt.lr_warmup_steps;
+  lc.step_size = opt.lr_step_size;
+  lc.gamma = opt.lr_gamma;
+  lc.total_steps = s.last_step;
+  lc.min_lr = opt.lr_min;
+  lc.factor = opt.lr_factor;
+  lc.patience = opt.lr_patience;
+  lc.threshold = opt.lr_threshold;
+  lc.cooldown = opt.lr_cooldown;
+  s.schedule = std::make_unique<LrSchedule>(lc);
+  s.schedule->set_plateau(s.resumed_plateau);
+
   // The read-ahead starts now, while the rest of start-up runs, and goes on from one epoch
   // into the next by itself.
   if (s.stream) {
     // Up to the epoch of the run's last step: nothing is read that no step needs.
-    const int64_t spe = s.plan->steps_per_epoch(), left = last_step - s.step;
+    const int64_t left = s.last_step - s.step;
     const int64_t last_epoch =
         left <= 0 ? s.start_epoch - 1
                   : std::min<int64_t>(opt.epochs,
@@ -403,6 +260,9 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   std::vector<float> grid_z(static_cast<size_t>(opt.grid_size) * opt.grid_size * opt.latent_dim);
   grid_rng.fill_normal(grid_z.data(), grid_z.size());
   s.grids = std::make_unique<SampleGrids>(std::move(grid_z), opt.grid_size);
+  s.eval =
+      std::make_unique<Evaluator>(opt, comm, s.ctx, *s.vae, s.train, s.val ? &*s.val : nullptr,
+                                  s.test ? &*s.test : nullptr, s.scaling, *s.grids, s.out.string());
   s.checkpoints = CheckpointPolicy{opt.checkpoint_every, opt.keep_checkpoints};
 
   warn_if_ranks_share_cpus(comm);  // collective; rank 0 warns when pinned ranks share cores
@@ -417,7 +277,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
     if (!cfg) throw IoError("cannot write " + (s.out / "config.ini").string());
     s.report = std::make_unique<RunReport>((s.out / "metrics.csv").string(), !opt.resume.empty(),
                                            opt.progress && isatty(STDOUT_FILENO), opt.epochs,
-                                           s.step, last_step);
+                                           s.step, s.last_step);
     std::printf(
         "vae_dist: %d rank(s) x %d thread(s); %lld training rows (%lld on rank 0), %lld "
         "steps/epoch of %d x %d; %zu parameters; gradients summed by %s\n",
@@ -484,29 +344,27 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
   comm.broadcast(clash, 0);
   if (!clash.empty()) throw ConfigError(clash);
   adam->set_steps(meta.adam_steps);
-  scaling = FeatureScaling{meta.feature_mean, meta.feature_std};
+  scaling = meta.scaling;
   step = meta.step;
   samples = meta.samples;
-  schedule->set_plateau(PlateauState{meta.lr_scale, meta.plateau_best, meta.plateau_bad_evaluations,
-                                     meta.plateau_cooldown_left});
-  early.set_state(EarlyStopState{meta.val_best, meta.val_best_step, meta.val_bad_evaluations});
+  resumed_plateau = meta.plateau;
+  early.set_state(meta.early);
   // Whether the writer was at an epoch end is a question about the writer's epochs: another
   // world size has another number of steps per epoch. Files without the count are read as
   // written with this run's batch size.
+  const EpochCursor& at = meta.cursor;
   const int64_t writer_steps =
-      meta.steps_per_epoch > 0
-          ? meta.steps_per_epoch
+      at.steps_per_epoch > 0
+          ? at.steps_per_epoch
           : EpochPlan(train.global_rows(), 0, meta.world_size, opt.batch_size).steps_per_epoch();
-  const bool epoch_done = meta.step_in_epoch >= writer_steps;
+  resumed_writer_steps = writer_steps;
+  const bool epoch_done = at.step_in_epoch >= writer_steps;
   // The row order of the writer's epochs: a full shuffle in memory, a block shuffle streamed.
   const std::optional<BlockShuffle>& mine = plan->block_shuffle();
-  const bool same_order = mine ? meta.shuffle_block_rows == mine->block_rows &&
-                                     meta.shuffle_window_blocks == mine->window_blocks
-                               : meta.shuffle_block_rows == 0;
-  if (meta.world_size == comm.size() && same_order && !epoch_done) {
+  if (meta.world_size == comm.size() && plan->same_order(at) && !epoch_done) {
     // Same world: continue mid-epoch exactly where the run stopped.
-    start_epoch = meta.epoch;
-    start_step_in_epoch = meta.step_in_epoch;
+    start_epoch = at.epoch;
+    start_step_in_epoch = at.step_in_epoch;
     Rng rng;
     rng.set_state(meta.rng_states.at(static_cast<size_t>(comm.rank())));
     resumed_eps_rng = rng;
@@ -516,7 +374,7 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
     // Another world size shards the data differently, and another residency or window orders
     // them differently: the rest of a partial epoch cannot be replayed, so training goes on
     // with the next epoch.
-    start_epoch = meta.epoch + 1;
+    start_epoch = at.epoch + 1;
     start_step_in_epoch = 0;
     if (comm.is_root() && !epoch_done) {
       if (meta.world_size != comm.size())
@@ -530,10 +388,10 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
             "run's data are %s, so training continues at the start of epoch %lld (keep "
             "--data-memory-mb and --stream-window-mb to resume mid-epoch)\n",
             path.c_str(),
-            meta.shuffle_block_rows == 0
+            at.shuffle_block_rows == 0
                 ? "in memory, a full shuffle"
-                : ("streamed, blocks of " + std::to_string(meta.shuffle_block_rows) +
-                   " rows in windows of " + std::to_string(meta.shuffle_window_blocks))
+                : ("streamed, blocks of " + std::to_string(at.shuffle_block_rows) +
+                   " rows in windows of " + std::to_string(at.shuffle_window_blocks))
                       .c_str(),
             mine ? ("streamed, blocks of " + std::to_string(mine->block_rows) +
                     " rows in windows of " + std::to_string(mine->window_blocks))
@@ -544,7 +402,7 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
   }
   if (comm.is_root()) {
     std::printf("resumed from %s: epoch %lld, step %lld, %lld samples seen\n", path.c_str(),
-                static_cast<long long>(meta.epoch), static_cast<long long>(meta.step),
+                static_cast<long long>(at.epoch), static_cast<long long>(meta.step),
                 static_cast<long long>(meta.samples));
     std::fflush(stdout);
   }
@@ -579,13 +437,7 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   if (!comm.is_root()) return;
   CheckpointMeta meta;
   meta.config_ini = format_options(opt);
-  meta.epoch = epoch;
-  meta.step_in_epoch = step_in_epoch;
-  meta.steps_per_epoch = plan->steps_per_epoch();
-  if (const std::optional<BlockShuffle>& b = plan->block_shuffle()) {
-    meta.shuffle_block_rows = b->block_rows;
-    meta.shuffle_window_blocks = b->window_blocks;
-  }
+  meta.cursor = plan->cursor(epoch, step_in_epoch);
   meta.step = step;
   meta.samples = samples;
   meta.world_size = comm.size();
@@ -595,16 +447,9 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   const Shape& data = vae->config().data;
   meta.data_shape = data.dims();
   meta.classes = vae->config().classes;
-  meta.feature_mean = scaling.mean;
-  meta.feature_std = scaling.std;
-  const PlateauState& plateau = schedule->plateau();
-  meta.lr_scale = plateau.scale;
-  meta.plateau_best = plateau.best;
-  meta.plateau_bad_evaluations = plateau.bad_evaluations;
-  meta.plateau_cooldown_left = plateau.cooldown_left;
-  meta.val_best = early.state().best;
-  meta.val_best_step = early.state().best_step;
-  meta.val_bad_evaluations = early.state().bad_evaluations;
+  meta.scaling = scaling;
+  meta.plateau = schedule->plateau();
+  meta.early = early.state();
   meta.epoch_loss_sum = epoch_sums.loss;
   meta.epoch_loss_count = epoch_sums.count;
   if (best) {
@@ -616,82 +461,6 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   write_checkpoint(path, meta, store, adam->exp_avg(), adam->exp_avg_sq());
   prune_checkpoints(out.string(), checkpoints.keep);
   last_checkpoint = path;
-}
-
-// The test set's loss terms and posterior-collapse diagnostics. Active units need the
-// variance of mu over the whole test set, so the ranks sum exact per-dimension moments.
-ReportSums Trainer::State::evaluate(int64_t epoch) {
-  if (!test) return ReportSums{};
-  Rng rng = make_rng(opt.seed, RngStream::EvalEps, static_cast<uint64_t>(epoch),
-                     static_cast<uint64_t>(comm.rank()));
-  return evaluate_shard(*test, [&](int n, float* eps) {
-    rng.fill_normal(eps, static_cast<size_t>(n) * opt.latent_dim);
-  });
-}
-
-// The validation rows' loss terms. Every row draws its noise from its own stream (seed, epoch,
-// row of the validation set), so the sums are the same however the ranks split the rows.
-ReportSums Trainer::State::validate(int64_t epoch) {
-  const int L = opt.latent_dim;
-  int64_t row = val->range().begin - val->selection().begin;  // this rank's first row
-  return evaluate_shard(*val, [&](int n, float* eps) {
-    for (int i = 0; i < n; ++i, ++row)
-      make_rng(opt.seed, RngStream::ValEps, static_cast<uint64_t>(epoch),
-               static_cast<uint64_t>(row))
-          .fill_normal(eps + static_cast<ptrdiff_t>(i) * L, static_cast<size_t>(L));
-  });
-}
-
-// Sums over the shard's rows on every rank, in double, under the full beta (as at test time).
-ReportSums Trainer::State::evaluate_shard(const Shard& shard,
-                                          const std::function<void(int n, float* eps)>& draw_eps) {
-  LossSums sums;
-  const int L = opt.latent_dim;
-  std::vector<float> eps(static_cast<size_t>(opt.eval_batch_size) * L);
-  PosteriorStats stats(L);
-  for_each_batch(shard, opt.eval_batch_size, [&](Batch b) {
-    draw_eps(b.n, eps.data());
-    b.eps = eps.data();
-    sums += vae->evaluate(ctx, b, static_cast<float>(opt.beta), &stats);
-  });
-  comm.allreduce_sum(stats.data());
-  ReportSums result = reduce(comm, sums);
-  const Shape latent = vae->config().latent_shape();
-  if (latent.flat()) {
-    result.active_units = stats.active_units();
-    result.kl_per_dim = stats.kl_per_dim();
-  } else {
-    result.active_units = stats.active_channels(latent.c);
-    result.kl_per_dim = stats.kl_per_channel(latent.c);
-    result.per_channel = true;
-  }
-  return result;
-}
-
-void Trainer::State::write_grids(int64_t epoch) {
-  if (!comm.is_root()) return;
-  // Reconstructions of the first test images (training images without a test set).
-  const Shard& src = test ? *test : train;
-  const int n = static_cast<int>(std::min<int64_t>(grids->reconstruction_count(), src.rows()));
-  std::vector<int64_t> rows(static_cast<size_t>(n));
-  std::iota(rows.begin(), rows.end(), 0);
-  std::vector<float> x(static_cast<size_t>(n) * src.sample_size());
-  src.gather(rows, x.data());
-  grids->write(ctx, *vae, out.string(), epoch, n, x.data(),
-               src.has_labels() ? src.labels().data() : nullptr, &scaling);
-}
-
-double Trainer::State::iw_nll() {
-  if (!test || opt.iw_samples <= 0) return std::numeric_limits<double>::quiet_NaN();
-  Rng rng = make_rng(opt.seed, RngStream::Iw, static_cast<uint64_t>(comm.rank()));
-  double v[2] = {0, 0};
-  // k decoder passes per batch: a moderate batch keeps the [B, k] weights small.
-  for_each_batch(*test, std::min(opt.eval_batch_size, 500), [&](const Batch& b) {
-    v[0] += vae->iw_log_likelihood_sum(ctx, b, opt.iw_samples, rng);
-    v[1] += b.n;
-  });
-  comm.allreduce_sum(std::span<double>(v, 2));
-  return -v[0] / v[1];
 }
 
 // One optimizer step on this rank's rows of step `st`: gather the batch, draw its noise,
@@ -736,9 +505,6 @@ void Trainer::State::diverged(const std::string& mine) {
   const std::vector<std::string> found = comm.gather_strings(mine, 0);
   std::string message;
   if (comm.is_root()) {
-    message = "training diverged at step " + std::to_string(step + 1) + ":";
-    for (size_t r = 0; r < found.size(); ++r)
-      if (!found[r].empty()) message += " rank " + std::to_string(r) + ": " + found[r] + ";";
     std::string last = last_checkpoint;
     if (last.empty()) {
       try {
@@ -746,16 +512,7 @@ void Trainer::State::diverged(const std::string& mine) {
       } catch (const Error&) {
       }
     }
-    char lr[32];
-    std::snprintf(lr, sizeof lr, "%g", opt.lr / 10);
-    message += " no checkpoint was written after it";
-    message += last.empty() ? " (the run has none yet); start again with a lower --lr (e.g. " +
-                                  std::string(lr) + ") or --grad-clip 1"
-                            : "; the last good one is " + last +
-                                  "; go on from it with a lower learning rate or clipping: "
-                                  "vae_dist --config " +
-                                  (out / "config.ini").string() + " --resume latest --lr " + lr +
-                                  " (or --grad-clip 1)";
+    message = divergence_message(step + 1, found, last, out.string(), opt.lr);
   }
   comm.broadcast(message, 0);
   throw DivergenceError(message);
@@ -778,8 +535,7 @@ TrainSummary Trainer::run() {
   const auto t_run = Clock::now();
   double train_seconds = 0;
   int64_t train_samples = 0;
-  const int64_t planned = steps_per_epoch * opt.epochs;
-  const int64_t last_step = opt.max_steps > 0 ? std::min(opt.max_steps, planned) : planned;
+  const int64_t last_step = s.last_step;
   bool stop = s.step >= last_step;
   // A run resumed from a checkpoint whose run had already stopped early would otherwise train
   // one more epoch before the next evaluation stops it again. The state is the same on every
@@ -851,15 +607,15 @@ TrainSummary Trainer::run() {
 
     // Validation first, then the test rows.
     if (s.val) {
-      const ReportSums val = s.validate(epoch);
+      const ReportSums val = s.eval->validate(epoch);
       const double n = static_cast<double>(val.count);
       summary.val_loss = val.loss / n;
       summary.val_recon = val.recon / n;
       summary.val_kl = val.kl / n;
       if (s.report) s.report->validation(epoch, s.step, s.samples, val, s.last_lr);
     }
-    const ReportSums test = s.evaluate(epoch);
-    s.write_grids(epoch);
+    const ReportSums test = s.eval->test(epoch);
+    s.eval->write_grids(epoch);
     if (test.count > 0) {
       const double n = static_cast<double>(test.count);
       summary.test_loss = test.loss / n;
@@ -908,7 +664,7 @@ TrainSummary Trainer::run() {
   }
 
   if (summary.signal == 0) {
-    summary.iw_nll = s.iw_nll();
+    summary.iw_nll = s.eval->iw_nll();
     if (s.report && std::isfinite(summary.iw_nll))
       s.report->importance_weighted(summary.epochs, s.step, s.samples, opt.iw_samples,
                                     summary.iw_nll, s.last_lr);

@@ -71,8 +71,8 @@ TEST(AppStream, AMidEpochResumeThatHoldsTheDataOtherwiseGoesOnAtTheNextEpoch) {
   const std::string ckpt = find_latest_checkpoint(out);
   const CheckpointMeta meta = read_checkpoint_meta(ckpt);
   EXPECT_EQ(meta.step, 25);
-  EXPECT_EQ(meta.shuffle_block_rows, 1024);
-  EXPECT_GE(meta.shuffle_window_blocks, 6);
+  EXPECT_EQ(meta.cursor.shuffle_block_rows, 1024);
+  EXPECT_GE(meta.cursor.shuffle_window_blocks, 6);
 
   // The same holding resumes mid-epoch ...
   r = run_command(run(data, out + "_same", "--stream always --resume " + shell_quote(ckpt)), 120);

@@ -88,7 +88,7 @@ TEST(AppValidation, EarlyStoppingStopsWhereTheValidationRowsSayAndKeepsBestH5) {
   EXPECT_FALSE(fs::exists(best_h5 + ".tmp"));
   const CheckpointMeta meta = read_checkpoint_meta(best_h5);
   EXPECT_EQ(std::to_string(meta.step), val[best_row][2]);
-  EXPECT_NEAR(meta.val_best, std::stod(val[best_row][4]), 1e-6 * meta.val_best);
+  EXPECT_NEAR(meta.early.best, std::stod(val[best_row][4]), 1e-6 * meta.early.best);
   EXPECT_TRUE(contains(r.output, "; best validation loss ")) << r.output;
   EXPECT_TRUE(contains(r.output, "at step " + std::to_string(meta.step) + ": " + best_h5))
       << r.output;
@@ -123,7 +123,7 @@ TEST(AppValidation, EarlyStoppingStopsWhereTheValidationRowsSayAndKeepsBestH5) {
   const std::string other = tmp.file("from_best");
   const CommandResult from_best =
       run_command(mpi_prefix(2) + run_args(data, other) + " --val-fraction 0.25 --epochs " +
-                      std::to_string(meta.epoch + 1) + " --resume " + shell_quote(best_h5),
+                      std::to_string(meta.cursor.epoch + 1) + " --resume " + shell_quote(best_h5),
                   180);
   ASSERT_EQ(from_best.exit_code, 0) << from_best.output;
   EXPECT_TRUE(contains(from_best.output, "resumed from " + best_h5)) << from_best.output;
@@ -152,7 +152,7 @@ TEST(AppValidation, BestH5IsReplacedAtomically) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const CheckpointMeta second = read_checkpoint_meta(out + "/best.h5");
   ASSERT_GT(second.step, first.step) << r.output;
-  EXPECT_LT(second.val_best, first.val_best);
+  EXPECT_LT(second.early.best, first.early.best);
   struct stat after {};
   ASSERT_EQ(stat((out + "/best.h5").c_str(), &after), 0);
   EXPECT_NE(before.st_ino, after.st_ino);

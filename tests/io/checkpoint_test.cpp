@@ -59,9 +59,9 @@ struct State {
     store.param(0)[2] = std::numeric_limits<float>::max();
     store.param(0)[3] = -std::numeric_limits<float>::denorm_min();
     meta.config_ini = "# vae_dist configuration\nhidden = 400\nlatent-dim = 20\nlr = 0.001\n";
-    meta.epoch = 3;
-    meta.step_in_epoch = 17;
-    meta.steps_per_epoch = 40;
+    meta.cursor.epoch = 3;
+    meta.cursor.step_in_epoch = 17;
+    meta.cursor.steps_per_epoch = 40;
     meta.step = 1234;
     meta.samples = 1234 * 384;
     meta.world_size = 3;
@@ -147,13 +147,13 @@ TEST(Checkpoint, RoundTripRestoresEverythingBitwise) {
 TEST(Checkpoint, ScheduleStateRoundTripsAndOlderFilesReadAsFresh) {
   TempDir dir;
   State a(12);
-  a.meta.lr_scale = 0.25;
-  a.meta.plateau_best = 101.5;
-  a.meta.plateau_bad_evaluations = 2;
-  a.meta.plateau_cooldown_left = 1;
-  a.meta.val_best = 99.125;
-  a.meta.val_best_step = 1200;
-  a.meta.val_bad_evaluations = 3;
+  a.meta.plateau.scale = 0.25;
+  a.meta.plateau.best = 101.5;
+  a.meta.plateau.bad_evaluations = 2;
+  a.meta.plateau.cooldown_left = 1;
+  a.meta.early.best = 99.125;
+  a.meta.early.best_step = 1200;
+  a.meta.early.bad_evaluations = 3;
   a.meta.epoch_loss_sum = 12345.678;
   a.meta.epoch_loss_count = 96;
   const std::string path = dir.file("ckpt.h5");
@@ -170,11 +170,11 @@ TEST(Checkpoint, ScheduleStateRoundTripsAndOlderFilesReadAsFresh) {
   }
   const CheckpointMeta old = read_checkpoint_meta(path);
   const CheckpointMeta fresh;
-  EXPECT_EQ(old.lr_scale, 1.0);
-  EXPECT_EQ(old.plateau_best, fresh.plateau_best);
-  EXPECT_TRUE(std::isinf(old.val_best));
-  EXPECT_EQ(old.val_best_step, -1);
-  EXPECT_EQ(old.val_bad_evaluations, 0);
+  EXPECT_EQ(old.plateau.scale, 1.0);
+  EXPECT_EQ(old.plateau.best, fresh.plateau.best);
+  EXPECT_TRUE(std::isinf(old.early.best));
+  EXPECT_EQ(old.early.best_step, -1);
+  EXPECT_EQ(old.early.bad_evaluations, 0);
   EXPECT_EQ(old.epoch_loss_count, 0);
   EXPECT_EQ(old.step, a.meta.step);
 
@@ -613,8 +613,8 @@ TEST(Checkpoint, EveryDataSetCarriesAChecksum) {
 TEST(Checkpoint, StandardizationStatisticsRoundTripWithChecksums) {
   TempDir dir;
   State a(8);
-  a.meta.feature_mean = {1e4, -3.5, 0.0, 2.5e-7};
-  a.meta.feature_std = {1e-2, 1.0, 1.0, 3.0e-9};
+  a.meta.scaling.mean = {1e4, -3.5, 0.0, 2.5e-7};
+  a.meta.scaling.std = {1e-2, 1.0, 1.0, 3.0e-9};
   const std::string path = dir.file("s.h5");
   a.write(path);
   EXPECT_EQ(read_checkpoint_meta(path), a.meta);
@@ -627,10 +627,10 @@ TEST(Checkpoint, StandardizationStatisticsRoundTripWithChecksums) {
   const State b(8);
   b.write(dir.file("plain.h5"));
   const CheckpointMeta plain = read_checkpoint_meta(dir.file("plain.h5"));
-  EXPECT_TRUE(plain.feature_mean.empty());
-  EXPECT_TRUE(plain.feature_std.empty());
+  EXPECT_TRUE(plain.scaling.mean.empty());
+  EXPECT_TRUE(plain.scaling.std.empty());
   // Statistics of different lengths are refused before the file is touched.
-  a.meta.feature_std.pop_back();
+  a.meta.scaling.std.pop_back();
   EXPECT_THROW(a.write(dir.file("bad.h5")), ShapeError);
   EXPECT_FALSE(fs::exists(dir.file("bad.h5")));
 }

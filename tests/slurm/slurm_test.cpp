@@ -248,9 +248,9 @@ void expect_stop_requeue_resume(const SlurmCluster& cluster, const std::string& 
   const std::string stop_ckpt = checkpoint(out, k);
   const CheckpointMeta stop_meta = read_checkpoint_meta(stop_ckpt);
   EXPECT_EQ(stop_meta.step, k);
-  EXPECT_EQ(stop_meta.epoch, 1);
-  EXPECT_EQ(stop_meta.step_in_epoch, k);
-  EXPECT_LT(stop_meta.step_in_epoch, kStepsPerEpoch);
+  EXPECT_EQ(stop_meta.cursor.epoch, 1);
+  EXPECT_EQ(stop_meta.cursor.step_in_epoch, k);
+  EXPECT_LT(stop_meta.cursor.step_in_epoch, kStepsPerEpoch);
   EXPECT_TRUE(contains(log, "requeueing job " + id)) << log;
   // The second part resumed from exactly that checkpoint (no other existed: no epoch ended).
   EXPECT_TRUE(contains(log, "resumed from " + stop_ckpt + ": epoch 1, step " + std::to_string(k)))
@@ -338,7 +338,7 @@ TEST_F(SlurmOneNode, ScriptTrainsTwoRanksAndWritesEveryOutput) {
     EXPECT_TRUE(fs::is_regular_file(ref.out + "/" + f)) << f;
   const CheckpointMeta meta = read_checkpoint_meta(checkpoint(ref.out, kSteps));
   EXPECT_EQ(meta.world_size, 2);
-  EXPECT_EQ(meta.step_in_epoch, kSteps);
+  EXPECT_EQ(meta.cursor.step_in_epoch, kSteps);
 }
 
 TEST_F(SlurmOneNode, TermMidEpochCheckpointsRequeuesAndResumesBitwise) {

@@ -17,6 +17,7 @@
 #include <span>
 #include <vector>
 
+#include "core/error.hpp"
 #include "core/h5.hpp"
 #include "data/dataset_file.hpp"
 #include "data/epoch_plan.hpp"
@@ -324,11 +325,11 @@ void expect_same_end(const vd::Trainer& t, const vd::TrainSummary& resumed,
   EXPECT_EQ(resumed.best_val_step, whole.best_val_step);
   const vd::CheckpointMeta end = vd::read_checkpoint_meta(whole.last_checkpoint);
   const vd::CheckpointMeta last = vd::read_checkpoint_meta(resumed.last_checkpoint);
-  EXPECT_EQ(last.lr_scale, end.lr_scale);
-  EXPECT_EQ(last.plateau_best, end.plateau_best);
-  EXPECT_EQ(last.plateau_bad_evaluations, end.plateau_bad_evaluations);
-  EXPECT_EQ(last.val_best, end.val_best);
-  EXPECT_EQ(last.val_bad_evaluations, end.val_bad_evaluations);
+  EXPECT_EQ(last.plateau.scale, end.plateau.scale);
+  EXPECT_EQ(last.plateau.best, end.plateau.best);
+  EXPECT_EQ(last.plateau.bad_evaluations, end.plateau.bad_evaluations);
+  EXPECT_EQ(last.early.best, end.early.best);
+  EXPECT_EQ(last.early.bad_evaluations, end.early.bad_evaluations);
   const auto got = t.params().params();
   ASSERT_EQ(got.size(), uninterrupted.size());
   size_t differing = 0;
@@ -354,8 +355,8 @@ TEST(Trainer, ResumeInAWarmupOrAPlateauWaitIsBitwiseIdentical) {
   const vd::TrainSummary whole = whole_trainer.run();
   const auto uninterrupted = whole_trainer.params().params();
   const vd::CheckpointMeta end = vd::read_checkpoint_meta(whole.last_checkpoint);
-  EXPECT_EQ(end.lr_scale, 0.25);
-  EXPECT_EQ(end.plateau_bad_evaluations, 1);
+  EXPECT_EQ(end.plateau.scale, 0.25);
+  EXPECT_EQ(end.plateau.bad_evaluations, 1);
 
   for (const int64_t stop : {spe / 2 + 1, 2 * spe + 1, 2 * spe}) {
     SCOPED_TRACE("stopped after step " + std::to_string(stop));
@@ -365,7 +366,7 @@ TEST(Trainer, ResumeInAWarmupOrAPlateauWaitIsBitwiseIdentical) {
     const vd::CheckpointMeta meta = vd::read_checkpoint_meta(vd::find_latest_checkpoint(first.out));
     EXPECT_EQ(meta.step, stop);
     if (stop == 2 * spe + 1) {
-      EXPECT_EQ(meta.plateau_bad_evaluations, 1);  // waiting: one bad evaluation of two
+      EXPECT_EQ(meta.plateau.bad_evaluations, 1);  // waiting: one bad evaluation of two
       EXPECT_GT(meta.epoch_loss_count, 0);
     }
     vd::Options second = first;
@@ -404,17 +405,17 @@ TEST(Trainer, StopSignalOnAnEpochsLastStepStillEndsTheEpoch) {
     EXPECT_EQ(stopped.signal, SIGTERM);
     const vd::CheckpointMeta meta = vd::read_checkpoint_meta(stopped.last_checkpoint);
     EXPECT_EQ(meta.step, 2 * spe);
-    EXPECT_EQ(meta.step_in_epoch, spe);
+    EXPECT_EQ(meta.cursor.step_in_epoch, spe);
     // Epoch 2's evaluation was counted, as in a run that simply ends with epoch 2.
     vd::Options ref = options("epoch2");
     ref.max_steps = 2 * spe;
     vd::Trainer ref_trainer(ref, comm);
     const vd::CheckpointMeta want = vd::read_checkpoint_meta(ref_trainer.run().last_checkpoint);
-    EXPECT_EQ(meta.val_best, want.val_best);
-    EXPECT_EQ(meta.val_best_step, want.val_best_step);
-    EXPECT_EQ(meta.val_bad_evaluations, want.val_bad_evaluations);
-    EXPECT_EQ(meta.plateau_bad_evaluations, want.plateau_bad_evaluations);
-    EXPECT_EQ(meta.lr_scale, want.lr_scale);
+    EXPECT_EQ(meta.early.best, want.early.best);
+    EXPECT_EQ(meta.early.best_step, want.early.best_step);
+    EXPECT_EQ(meta.early.bad_evaluations, want.early.bad_evaluations);
+    EXPECT_EQ(meta.plateau.bad_evaluations, want.plateau.bad_evaluations);
+    EXPECT_EQ(meta.plateau.scale, want.plateau.scale);
   }
   vd::Trainer t(second, comm);
   expect_same_end(t, t.run(), whole, uninterrupted);
@@ -497,8 +498,8 @@ TEST(Trainer, CheckpointOfSeveralRanksResumesOnOneRank) {
       // steps per epoch): no note, epochs 3 and 4 follow. P = 3 wrote 4 of epoch 3's 6 steps:
       // the note says the rest of epoch 3 is skipped. (P = 4, across hosts, ends epoch 3.)
       const int P = comm.size();
-      EXPECT_EQ(before.steps_per_epoch, (61 + 4 * P - 1) / (4 * P));
-      const bool mid_epoch = before.step_in_epoch < before.steps_per_epoch;
+      EXPECT_EQ(before.cursor.steps_per_epoch, (61 + 4 * P - 1) / (4 * P));
+      const bool mid_epoch = before.cursor.step_in_epoch < before.cursor.steps_per_epoch;
       if (P == 2) {
         EXPECT_FALSE(mid_epoch);
       }
@@ -509,7 +510,7 @@ TEST(Trainer, CheckpointOfSeveralRanksResumesOnOneRank) {
       const vd::TrainSummary s = t.run();
       // One rank runs 16 steps per epoch over the 61 rows, from the epoch after the
       // checkpoint's to epoch 4.
-      EXPECT_EQ(s.steps, before.step + 16 * (4 - before.epoch));
+      EXPECT_EQ(s.steps, before.step + 16 * (4 - before.cursor.epoch));
       const vd::CheckpointMeta meta = vd::read_checkpoint_meta(s.last_checkpoint);
       EXPECT_EQ(meta.world_size, 1);
       EXPECT_EQ(s.epochs, 4);
@@ -518,6 +519,87 @@ TEST(Trainer, CheckpointOfSeveralRanksResumesOnOneRank) {
     MPI_Comm_free(&solo_comm);
   }
   comm.barrier();
+}
+
+// The other direction: one rank trains 2 epochs of 16 steps, then P ranks take 16 / P steps per
+// epoch. The run still ends with epoch --epochs: it trains epoch 3 and says how the steps
+// changed, and a resume with nothing left to train says so.
+TEST(Trainer, ResumeOnMoreRanksTrainsTheEpochsThatAreLeft) {
+  vd::Comm comm;
+  SharedData data(comm);
+  vd::Options first = small_options(data.file, data.root + "/grow");
+  first.epochs = 2;
+  MPI_Comm solo_comm;
+  MPI_Comm_split(MPI_COMM_WORLD, comm.rank() == 0 ? 0 : MPI_UNDEFINED, 0, &solo_comm);
+  if (comm.rank() == 0) {
+    {
+      vd::Comm solo(solo_comm);
+      train(first, solo);
+    }
+    MPI_Comm_free(&solo_comm);
+  }
+  comm.barrier();
+  const int P = comm.size();
+  const int64_t spe = (61 + 4 * P - 1) / (4 * P);
+  vd::Options second = first;
+  second.resume = "latest";
+  second.epochs = 3;
+  ::testing::internal::CaptureStdout();
+  vd::TrainSummary s;
+  {
+    vd::Trainer t(second, comm);
+    s = t.run();
+  }
+  const std::string said = ::testing::internal::GetCapturedStdout();
+  EXPECT_EQ(s.epochs, 3);
+  EXPECT_EQ(s.steps, 2 * 16 + spe);
+  if (comm.is_root()) {
+    EXPECT_NE(said.find("took 16 steps per epoch; this one takes " + std::to_string(spe)),
+              std::string::npos)
+        << said;
+  }
+  // Again with --epochs 3: the checkpoint is after epoch 3, nothing is left.
+  ::testing::internal::CaptureStdout();
+  vd::TrainSummary again;
+  {
+    vd::Trainer t(second, comm);
+    again = t.run();
+  }
+  const std::string said_again = ::testing::internal::GetCapturedStdout();
+  EXPECT_EQ(again.steps, s.steps);
+  if (comm.is_root()) {
+    EXPECT_NE(said_again.find("nothing left to train: the checkpoint is at step " +
+                              std::to_string(s.steps) +
+                              ", after epoch 3 of --epochs 3; raise "
+                              "--epochs"),
+              std::string::npos)
+        << said_again;
+  }
+}
+
+// The test and validation sets are checked by shape, not by value count: 2 x 8 images for a
+// model of 4 x 4 ones are refused on every rank, naming both shapes.
+TEST(Trainer, TestAndValidationDataOfAnotherShapeAreRefused) {
+  vd::Comm comm;
+  SharedData data(comm);
+  std::string other = data.root + "/other.h5";
+  if (comm.is_root()) vd::write_synthetic(other, 20, 1, 2, 8, 3, vd::SynthDType::UInt8, 4);
+  comm.barrier();
+  for (const bool test : {true, false}) {
+    vd::Options o = small_options(data.file, data.root + "/shape");
+    (test ? o.test_data : o.val_data) = other;
+    try {
+      vd::Trainer t(o, comm);
+      ADD_FAILURE() << "a " << (test ? "test" : "validation") << " set of 1x2x8 was accepted";
+    } catch (const vd::DataError& e) {
+      const std::string want = std::string("the ") + (test ? "test" : "validation") + " data '" +
+                               other +
+                               "' has samples of shape [1, 2, 8] but the "
+                               "training data '" +
+                               data.file + "' has [1, 4, 4]";
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace

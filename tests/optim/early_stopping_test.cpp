@@ -1,6 +1,6 @@
 // EarlyStopping on scripted validation-loss sequences: the evaluation it stops at, the best it
 // keeps, and a restored state that continues the count.
-#include "train/early_stopping.hpp"
+#include "optim/early_stopping.hpp"
 
 #include <gtest/gtest.h>
 

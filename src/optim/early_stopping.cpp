@@ -1,5 +1,5 @@
 // EarlyStopping::observe: a strict improvement resets the count, anything else adds one.
-#include "train/early_stopping.hpp"
+#include "optim/early_stopping.hpp"
 
 #include <cmath>
 

@@ -1,0 +1,139 @@
+// Evaluation: the validation and test loss terms, the IWAE bound and the sample grids, each
+// rank over its rows of the set, summed over the ranks.
+#include "train/evaluation.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "data/epoch_plan.hpp"
+#include "vae/latent.hpp"
+
+namespace vd {
+
+namespace {
+
+// Calls fn(batch) for consecutive batches of at most `batch` rows of the shard (x, labels).
+template <typename Fn>
+void for_each_batch(const Shard& shard, int64_t batch, Fn&& fn) {
+  const int64_t n = shard.rows();
+  std::vector<float> x(static_cast<size_t>(std::min(n, batch)) * shard.sample_size());
+  std::vector<int32_t> labels;
+  std::vector<int64_t> rows;
+  for (int64_t b0 = 0; b0 < n; b0 += batch) {
+    const int64_t b = std::min(batch, n - b0);
+    rows.resize(static_cast<size_t>(b));
+    std::iota(rows.begin(), rows.end(), b0);
+    shard.gather(rows, x.data());
+    Batch bt;
+    bt.n = static_cast<int>(b);
+    bt.x = x.data();
+    if (shard.has_labels()) {
+      labels.assign(shard.labels().begin() + b0, shard.labels().begin() + b0 + b);
+      bt.labels = labels.data();
+    }
+    fn(bt);
+  }
+}
+
+}  // namespace
+
+// The sums over every rank, in the report's terms.
+ReportSums reduce(const Comm& comm, const LossSums& local) {
+  double v[4] = {local.loss, local.recon, local.kl, static_cast<double>(local.count)};
+  comm.allreduce_sum(std::span<double>(v, 4));
+  return ReportSums{v[0], v[1], v[2], static_cast<int64_t>(v[3])};
+}
+
+Evaluator::Evaluator(const Options& opt, const Comm& comm, Context& ctx, Vae& vae,
+                     const Shard& train, const Shard* val, const Shard* test,
+                     const FeatureScaling& scaling, SampleGrids& grids, std::string out)
+    : opt_(opt),
+      comm_(comm),
+      ctx_(ctx),
+      vae_(vae),
+      train_(train),
+      val_(val),
+      test_(test),
+      scaling_(scaling),
+      grids_(grids),
+      out_(std::move(out)) {}
+
+// The test set's loss terms and posterior-collapse diagnostics. Active units need the
+// variance of mu over the whole test set, so the ranks sum exact per-dimension moments.
+ReportSums Evaluator::test(int64_t epoch) {
+  if (test_ == nullptr) return ReportSums{};
+  Rng rng = make_rng(opt_.seed, RngStream::EvalEps, static_cast<uint64_t>(epoch),
+                     static_cast<uint64_t>(comm_.rank()));
+  return evaluate_shard(*test_, [&](int n, float* eps) {
+    rng.fill_normal(eps, static_cast<size_t>(n) * opt_.latent_dim);
+  });
+}
+
+// The validation rows' loss terms. Every row draws its noise from its own stream (seed, epoch,
+// row of the validation set), so the sums are the same however the ranks split the rows.
+ReportSums Evaluator::validate(int64_t epoch) {
+  const int L = opt_.latent_dim;
+  int64_t row = val_->range().begin - val_->selection().begin;  // this rank's first row
+  return evaluate_shard(*val_, [&](int n, float* eps) {
+    for (int i = 0; i < n; ++i, ++row)
+      make_rng(opt_.seed, RngStream::ValEps, static_cast<uint64_t>(epoch),
+               static_cast<uint64_t>(row))
+          .fill_normal(eps + static_cast<ptrdiff_t>(i) * L, static_cast<size_t>(L));
+  });
+}
+
+// Sums over the shard's rows on every rank, in double, under the full beta (as at test time).
+ReportSums Evaluator::evaluate_shard(const Shard& shard,
+                                     const std::function<void(int n, float* eps)>& draw_eps) {
+  LossSums sums;
+  const int L = opt_.latent_dim;
+  std::vector<float> eps(static_cast<size_t>(opt_.eval_batch_size) * L);
+  PosteriorStats stats(L);
+  for_each_batch(shard, opt_.eval_batch_size, [&](Batch b) {
+    draw_eps(b.n, eps.data());
+    b.eps = eps.data();
+    sums += vae_.evaluate(ctx_, b, static_cast<float>(opt_.beta), &stats);
+  });
+  comm_.allreduce_sum(stats.data());
+  ReportSums result = reduce(comm_, sums);
+  const Shape latent = vae_.config().latent_shape();
+  if (latent.flat()) {
+    result.active_units = stats.active_units();
+    result.kl_per_dim = stats.kl_per_dim();
+  } else {
+    result.active_units = stats.active_channels(latent.c);
+    result.kl_per_dim = stats.kl_per_channel(latent.c);
+    result.per_channel = true;
+  }
+  return result;
+}
+
+void Evaluator::write_grids(int64_t epoch) {
+  if (!comm_.is_root()) return;
+  // Reconstructions of the first test images (training images without a test set).
+  const Shard& src = test_ != nullptr ? *test_ : train_;
+  const int n = static_cast<int>(std::min<int64_t>(grids_.reconstruction_count(), src.rows()));
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  std::iota(rows.begin(), rows.end(), 0);
+  std::vector<float> x(static_cast<size_t>(n) * src.sample_size());
+  src.gather(rows, x.data());
+  grids_.write(ctx_, vae_, out_, epoch, n, x.data(),
+               src.has_labels() ? src.labels().data() : nullptr, &scaling_);
+}
+
+double Evaluator::iw_nll() {
+  if (test_ == nullptr || opt_.iw_samples <= 0) return std::numeric_limits<double>::quiet_NaN();
+  Rng rng = make_rng(opt_.seed, RngStream::Iw, static_cast<uint64_t>(comm_.rank()));
+  double v[2] = {0, 0};
+  // k decoder passes per batch: a moderate batch keeps the [B, k] weights small.
+  for_each_batch(*test_, std::min(opt_.eval_batch_size, 500), [&](const Batch& b) {
+    v[0] += vae_.iw_log_likelihood_sum(ctx_, b, opt_.iw_samples, rng);
+    v[1] += b.n;
+  });
+  comm_.allreduce_sum(std::span<double>(v, 2));
+  return -v[0] / v[1];
+}
+
+}  // namespace vd
