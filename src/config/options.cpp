@@ -153,6 +153,35 @@ Spec string_spec(std::string name, std::string Options::*field, bool allow_empty
   return s;
 }
 
+// An option of a fixed set of named values, held as the enum E; --help lists the names.
+template <class E>
+Spec choice_spec(std::string name, E Options::*field,
+                 std::vector<std::pair<std::string, E>> choices, std::string help) {
+  std::string list;
+  for (const auto& c : choices) list += (list.empty() ? "" : "|") + c.first;
+  Spec s;
+  s.name = name;
+  s.value_name = "<" + list + ">";
+  s.help = help + "; one of " + list;
+  s.set = [field, choices](Options& o, const std::string& value, const std::string& where) {
+    for (const auto& c : choices)
+      if (c.first == value) {
+        o.*field = c.second;
+        return;
+      }
+    std::string names;
+    for (const auto& c : choices) names += (names.empty() ? "" : ", ") + c.first;
+    if (value.empty()) throw ConfigError(where + ": the value must not be empty");
+    throw ConfigError(where + ": " + in_quotes(value) + " is not one of " + names);
+  };
+  s.get = [field, choices](const Options& o) {
+    for (const auto& c : choices)
+      if (c.second == o.*field) return c.first;
+    return std::string();
+  };
+  return s;
+}
+
 std::string lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
@@ -281,9 +310,11 @@ const std::vector<Spec>& table() {
                           "validation at every epoch end; 0 = none"));
     t.push_back(string_spec("val-data", &O::val_data, true, {},
                             "validation HDF5 file (instead of --val-fraction); empty = none"));
-    t.push_back(string_spec("stream", &O::stream, false, {"auto", "always", "never"},
-                            "stream the data from the files instead of reading them into "
-                            "memory: auto = when they exceed --data-memory-mb"));
+    t.push_back(choice_spec<StreamMode>(
+        "stream", &O::stream,
+        {{"auto", StreamMode::Auto}, {"always", StreamMode::Always}, {"never", StreamMode::Never}},
+        "stream the data from the files instead of reading them into "
+        "memory: auto = when they exceed --data-memory-mb"));
     t.push_back(integer_spec<int64_t>(
         "data-memory-mb", &O::data_memory_mb, 0, int64_t{1} << 30,
         "data each rank may hold in memory (training, validation and test rows), MB; more is "
@@ -669,6 +700,18 @@ std::string format_options(const Options& options) {
     }
   }
   return out.str();
+}
+
+const char* stream_mode_name(StreamMode mode) {
+  switch (mode) {
+    case StreamMode::Always:
+      return "always";
+    case StreamMode::Never:
+      return "never";
+    case StreamMode::Auto:
+      break;
+  }
+  return "auto";
 }
 
 }  // namespace vd

@@ -8,6 +8,11 @@
 namespace vd {
 
 // Field order matches the project brief so designated initialisers keep working.
+// --stream: where the data live. Auto streams them when they exceed --data-memory-mb.
+enum class StreamMode { Auto, Always, Never };
+// "auto" | "always" | "never", as --stream spells it.
+const char* stream_mode_name(StreamMode mode);
+
 struct Options {
   std::string config;                                    // INI file read with --config ("" = none)
   std::string data = "data/fashion-mnist/train.h5";      // training HDF5 file
@@ -72,7 +77,7 @@ struct Options {
   bool standardize = false;            // float data: per-feature mean 0, std 1
   // Streaming (docs/data.md: Data larger than memory): the data held in memory per rank, in MB,
   // above which the shards are streamed from the file (0 = auto), and the read-ahead window.
-  std::string stream = "auto";  // auto (by data_memory_mb) | always | never
+  StreamMode stream = StreamMode::Auto;
   int64_t data_memory_mb = 0;
   int64_t stream_window_mb = 128;
 

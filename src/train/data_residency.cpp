@@ -95,7 +95,8 @@ TrainingData open_training_data(const Options& opt, const Comm& comm, ValueCheck
   const DataBudget budget = data_memory_budget(opt, comm);
   double over[2] = {need > static_cast<double>(budget.bytes) ? 1.0 : 0.0, need};
   comm.allreduce_sum(std::span<double>(over, 2));
-  const bool streamed = opt.stream == "always" || (opt.stream == "auto" && over[0] > 0);
+  const bool streamed =
+      opt.stream == StreamMode::Always || (opt.stream == StreamMode::Auto && over[0] > 0);
   const Residency residency = streamed ? Residency::Streamed : Residency::InMemory;
 
   if (val_rows)
@@ -124,13 +125,13 @@ TrainingData open_training_data(const Options& opt, const Comm& comm, ValueCheck
     if (!h5::library_threadsafe())
       throw ConfigError(
           std::string("streaming the data (") +
-          (opt.stream == "auto" ? "they exceed --data-memory-mb" : "--stream always") +
+          (opt.stream == StreamMode::Auto ? "they exceed --data-memory-mb" : "--stream always") +
           ") reads them ahead in a thread, but this HDF5 library is not thread-safe (built "
           "without --enable-threadsafe); build vae_dist with a thread-safe HDF5 (Debian's "
           "libhdf5-dev is one), or hold the data in memory with --stream never on more ranks");
     // Streamed because of the budget: the two windows take at most half of it.
-    d.blocks = block_shuffle_for(d.train, opt,
-                                 opt.stream == "auto" ? budget.bytes / 2 : int64_t{INT64_MAX});
+    d.blocks = block_shuffle_for(
+        d.train, opt, opt.stream == StreamMode::Auto ? budget.bytes / 2 : int64_t{INT64_MAX});
     // A window never holds more than the shard. The windows must fit the budget the streaming
     // is for: a file of huge chunks (whole chunks make the blocks), or a budget smaller than a
     // few batches, could ask for more than holding the data would.
@@ -138,7 +139,7 @@ TrainingData open_training_data(const Options& opt, const Comm& comm, ValueCheck
                            static_cast<double>(std::min(
                                d.blocks->window_blocks * d.blocks->block_rows, d.train.rows())) *
                            static_cast<double>(d.train.row_bytes());
-    if (opt.stream == "auto" && windows > static_cast<double>(budget.bytes))
+    if (opt.stream == StreamMode::Auto && windows > static_cast<double>(budget.bytes))
       throw ConfigError(
           "streaming '" + opt.data + "' needs two windows of " +
           std::to_string(d.blocks->window_blocks) + " blocks of " +
@@ -151,8 +152,8 @@ TrainingData open_training_data(const Options& opt, const Comm& comm, ValueCheck
           opt.dataset + ":CHUNK=...)");
   }
   const std::string held = bytes_text(over[1] / comm.size()) + " per rank";
-  const std::string why = opt.stream != "auto"
-                              ? held + ", --stream " + opt.stream
+  const std::string why = opt.stream != StreamMode::Auto
+                              ? held + ", --stream " + std::string(stream_mode_name(opt.stream))
                               : held + (streamed ? " is more than" : " fits") + " the budget of " +
                                     bytes_text(static_cast<double>(budget.bytes)) + " (" +
                                     budget.source + ")";

@@ -491,3 +491,25 @@ TEST(Options, FormatListsEveryKeyAndRoundTrips) {
 }
 
 }  // namespace
+
+namespace {
+
+// A choice option is held as its enum: each name parses to its value and formats back to the
+// name; another name is an error listing the choices.
+TEST(Options, StreamIsAnEnumThatRoundTripsByName) {
+  EXPECT_EQ(parse({}).options.stream, vd::StreamMode::Auto);
+  for (const auto& [name, mode] :
+       {std::pair{"auto", vd::StreamMode::Auto}, std::pair{"always", vd::StreamMode::Always},
+        std::pair{"never", vd::StreamMode::Never}}) {
+    const vd::Options o = parse({"--stream", name}).options;
+    EXPECT_EQ(o.stream, mode) << name;
+    EXPECT_EQ(std::string(vd::stream_mode_name(o.stream)), name);
+    EXPECT_CONTAINS(vd::format_options(o), std::string("stream = ") + name);
+    EXPECT_EQ(vd::parse_config_text(vd::format_options(o), "test").stream, mode) << name;
+  }
+  EXPECT_CONTAINS(error_of({"--stream", "sometimes"}),
+                  "--stream: 'sometimes' is not one of auto, always, never");
+  EXPECT_CONTAINS(error_of({"--stream", ""}), "--stream: the value must not be empty");
+}
+
+}  // namespace

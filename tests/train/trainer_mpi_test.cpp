@@ -103,7 +103,7 @@ struct GradSyncMethod {
 constexpr int64_t kStreamRowsPerRank = 7300;
 vd::Options streamed_options(const std::string& data, const std::string& out) {
   vd::Options o = small_options(data, out);
-  o.stream = "always";
+  o.stream = vd::StreamMode::Always;
   o.stream_window_mb = 1;
   o.batch_size = 512;
   return o;
