@@ -438,7 +438,7 @@ const std::vector<Spec>& table() {
                           "Adam second-moment decay"));
     t.push_back(real_spec("adam-eps", &O::adam_eps, {0, true}, none, "Adam epsilon"));
     t.push_back(integer_spec<uint64_t>("seed", &O::seed, 0, none, "random seed"));
-    t.push_back(integer_spec<int>("threads", &O::threads, 0, none,
+    t.push_back(integer_spec<int>("threads", &O::threads, 0, 1024,
                                   "OpenMP threads per rank; 0 = automatic"));
     t.push_back(string_spec("precision", &O::precision, false, {"f32", "bf16", "auto"},
                             "compute precision of the layers: bf16 runs the fc, conv and convt "

@@ -651,9 +651,15 @@ std::string find_latest_checkpoint(const std::string& dir) {
     throw IoError("checkpoint directory '" + dir +
                   "' does not exist; nothing to resume — start without --resume");
   const std::vector<Listed> found = list_checkpoints(dir, false);
-  if (found.empty())
+  if (found.empty()) {
+    const fs::path best = fs::path(dir) / kBestCheckpointFile;
+    if (fs::exists(best, ec))
+      throw IoError("no checkpoint_step*.h5 in " + dir + " (--resume latest never takes " +
+                    best.string() + ", the best validation model); resume it by name into a " +
+                    "new directory: --resume " + best.string() + " --out " + dir + "_from_best");
     throw IoError("no checkpoint_step*.h5 in " + dir +
                   "; nothing to resume — start without --resume");
+  }
   return (fs::path(dir) / found.back().name).string();
 }
 

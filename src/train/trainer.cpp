@@ -8,9 +8,11 @@
 
 #include <algorithm>
 #include <bit>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -274,7 +276,9 @@ Trainer::Trainer(const Options& options, const Comm& comm)
                     "; choose another --out");
     std::ofstream cfg(s.out / "config.ini");
     cfg << format_options(opt);
-    if (!cfg) throw IoError("cannot write " + (s.out / "config.ini").string());
+    if (!cfg)
+      throw IoError("cannot write " + (s.out / "config.ini").string() + ": " +
+                    std::strerror(errno) + "; choose a writable --out");
     s.report = std::make_unique<RunReport>((s.out / "metrics.csv").string(), !opt.resume.empty(),
                                            opt.progress && isatty(STDOUT_FILENO), opt.epochs,
                                            s.step, s.last_step);
@@ -343,6 +347,19 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
   }
   comm.broadcast(clash, 0);
   if (!clash.empty()) throw ConfigError(clash);
+  // The model was fitted to its likelihood: a resume under the other one would go on training
+  // it to another objective. Every rank reads the same file, so every rank throws alike.
+  std::optional<Options> writer;
+  try {
+    writer = parse_config_text(meta.config_ini, path);
+  } catch (const ConfigError&) {
+    // A configuration of another version's options: nothing to compare.
+  }
+  if (writer && writer->likelihood != opt.likelihood)
+    throw ConfigError("the checkpoint " + path + " was trained with --likelihood " +
+                      writer->likelihood + ", and this run asks for --likelihood " +
+                      opt.likelihood + "; resume with --likelihood " + writer->likelihood +
+                      ", or start a new run from its weights with --init-weights " + path);
   adam->set_steps(meta.adam_steps);
   scaling = meta.scaling;
   step = meta.step;

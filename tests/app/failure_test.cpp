@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <string>
@@ -84,6 +85,23 @@ TEST(AppFailure, RunDirectoryErrorOnRankZeroEndsTheWholeJob) {
   EXPECT_TRUE(contains(r.output, "error (rank 0)")) << r.output;
   EXPECT_TRUE(contains(r.output, "cannot create the run directory")) << r.output;
   EXPECT_TRUE(contains(r.output, out)) << r.output;
+}
+
+// A run directory where config.ini cannot be written (here a directory of that name, since
+// root writes to read-only directories): the error gives the reason, and the job ends.
+TEST(AppFailure, UnwritableConfigIniGivesTheReason) {
+  TempDir tmp;
+  const std::string data = tmp.file("d.h5");
+  write_synthetic(data, 64, 1, 8, 8, 5, SynthDType::UInt8, 4);
+  const std::string out = tmp.file("run");
+  std::filesystem::create_directories(out + "/config.ini");
+  const CommandResult r = run_command(
+      mpi_prefix(2) + " " + binary("vae_dist") + " --data " + data + " --test-data '' --out " +
+          out + " --epochs 50 --batch-size 8 --hidden 16 --latent-dim 2 --progress false",
+      60);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "cannot write " + out + "/config.ini: Is a directory"))
+      << r.output;
 }
 
 TEST(AppFailure, KilledRankEndsTheWholeJob) {

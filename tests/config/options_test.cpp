@@ -512,4 +512,10 @@ TEST(Options, StreamIsAnEnumThatRoundTripsByName) {
   EXPECT_CONTAINS(error_of({"--stream", ""}), "--stream: the value must not be empty");
 }
 
+TEST(Options, ThreadsHaveACap) {
+  EXPECT_EQ(parse({"--threads", "1024"}).options.threads, 1024);
+  EXPECT_CONTAINS(error_of({"--threads", "100000"}),
+                  "--threads: 100000 is out of range; it must be an integer in 0..1024");
+}
+
 }  // namespace

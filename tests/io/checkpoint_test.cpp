@@ -537,6 +537,15 @@ TEST(Checkpoint, FindLatestInEmptyOrMissingDirIsIoError) {
   EXPECT_TRUE(contains(msg, dir.file("nope"))) << msg;
 }
 
+// A run directory holding only best.h5: "latest" never takes it, and the message says how to.
+TEST(Checkpoint, FindLatestWithOnlyBestNamesIt) {
+  TempDir dir;
+  touch(dir.file(kBestCheckpointFile));
+  const std::string msg = message_of<IoError>([&] { find_latest_checkpoint(dir.path().string()); });
+  EXPECT_TRUE(contains(msg, "--resume latest never takes " + dir.file("best.h5"))) << msg;
+  EXPECT_TRUE(contains(msg, "--resume " + dir.file("best.h5") + " --out ")) << msg;
+}
+
 TEST(Checkpoint, PruneKeepsExactlyTheNewestK) {
   TempDir dir;
   for (int64_t step : {40, 10, 50, 20, 30}) touch(dir.file(checkpoint_file_name(step)));

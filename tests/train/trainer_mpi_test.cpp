@@ -602,4 +602,26 @@ TEST(Trainer, TestAndValidationDataOfAnotherShapeAreRefused) {
   }
 }
 
+// A checkpoint resumes only under the likelihood it was trained with.
+TEST(Trainer, ResumeUnderAnotherLikelihoodIsRefused) {
+  vd::Comm comm;
+  SharedData data(comm);
+  vd::Options o = small_options(data.file, data.root + "/lik");
+  o.epochs = 1;
+  train(o, comm);
+  o.resume = "latest";
+  o.epochs = 2;
+  o.likelihood = "gaussian";
+  try {
+    vd::Trainer t(o, comm);
+    ADD_FAILURE() << "a Bernoulli checkpoint resumed under --likelihood gaussian";
+  } catch (const vd::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("was trained with --likelihood bernoulli, and this run "
+                                         "asks for --likelihood gaussian; resume with "
+                                         "--likelihood bernoulli"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace
