@@ -432,6 +432,25 @@ const std::vector<Spec>& table() {
     t.push_back(real_spec("grad-clip", &O::grad_clip, {0, false}, none,
                           "clip the summed gradient to this global L2 norm, as "
                           "torch.nn.utils.clip_grad_norm_ does (0 = off)"));
+    t.push_back(real_spec("spike-threshold", &O::spike_threshold, {0, false}, none,
+                          "skip an update whose global loss or gradient norm lies more than this "
+                          "many robust deviations (1.4826 MAD) above the median of the last "
+                          "--spike-window healthy steps, on every rank; 0 = off "
+                          "(docs/training.md)"));
+    t.push_back(integer_spec<int>("spike-window", &O::spike_window, 8, 100000,
+                                  "healthy steps the spike test compares with"));
+    t.push_back(integer_spec<int>("max-skips", &O::max_skips, 0, 1000000,
+                                  "skipped updates in a row after which the run has diverged"));
+    t.push_back(choice_spec<DivergenceAction>(
+        "on-divergence", &O::on_divergence,
+        {{"stop", DivergenceAction::Stop}, {"rollback", DivergenceAction::Rollback}},
+        "a diverged run: stop = exit 3, keeping the healthy checkpoints; rollback = reload the "
+        "newest healthy checkpoint with the learning rate times --rollback-lr-factor and go on, "
+        "up to --max-rollbacks times"));
+    t.push_back(integer_spec<int>("max-rollbacks", &O::max_rollbacks, 0, 1000,
+                                  "rollbacks of a run (and the runs it resumed) before it stops"));
+    t.push_back(real_spec("rollback-lr-factor", &O::rollback_lr_factor, {0, true}, Bound{1, true},
+                          "learning-rate factor of each rollback"));
     t.push_back(real_spec("adam-beta1", &O::adam_beta1, {0, false}, Bound{1, true},
                           "Adam first-moment decay"));
     t.push_back(real_spec("adam-beta2", &O::adam_beta2, {0, false}, Bound{1, true},

@@ -12,6 +12,9 @@ namespace vd {
 enum class StreamMode { Auto, Always, Never };
 // "auto" | "always" | "never", as --stream spells it.
 const char* stream_mode_name(StreamMode mode);
+// --on-divergence: what a diverged run does. Rollback reloads the newest healthy checkpoint
+// (or the initial parameters) with a lower learning rate, up to --max-rollbacks times.
+enum class DivergenceAction { Stop, Rollback };
 
 struct Options {
   std::string config;                                    // INI file read with --config ("" = none)
@@ -40,6 +43,14 @@ struct Options {
   double kl_warmup_epochs = 0.0;
   double weight_decay = 0.0;
   double grad_clip = 0.0;  // max global L2 norm of the summed gradient; 0 = off
+  // The update guard (optim/update_guard.hpp): robust deviations that flag a step (0 = off),
+  // the healthy steps it compares with, and flagged steps in a row that make a divergence.
+  double spike_threshold = 12.0;
+  int spike_window = 200;
+  int max_skips = 20;
+  DivergenceAction on_divergence = DivergenceAction::Stop;
+  int max_rollbacks = 3;
+  double rollback_lr_factor = 0.1;
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;

@@ -17,4 +17,24 @@ VD_SIMD_CLONES bool any_non_finite(const float* x, size_t n) {
   return top == kExponent;
 }
 
+VD_SIMD_CLONES double sum_of_squares(const float* x, size_t n) {
+  constexpr size_t kLanes = 16;
+  double part[kLanes] = {};
+  const size_t whole = n / kLanes * kLanes;
+  for (size_t i = 0; i < whole; i += kLanes)
+#pragma omp simd
+    for (size_t j = 0; j < kLanes; ++j) {
+      const double v = x[i + j];
+      part[j] += v * v;
+    }
+  for (size_t i = whole; i < n; ++i) {
+    const double v = x[i];
+    part[i - whole] += v * v;
+  }
+  // Pairwise, always in this order.
+  for (size_t w = kLanes / 2; w > 0; w /= 2)
+    for (size_t j = 0; j < w; ++j) part[j] += part[j + w];
+  return part[0];
+}
+
 }  // namespace vd

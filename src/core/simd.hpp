@@ -16,4 +16,9 @@ namespace vd {
 // floating-point flags (flush-to-zero included).
 bool any_non_finite(const float* x, size_t n);
 
+// The sum of x[i]^2 in double, in 16 interleaved partial sums added in a fixed order: the
+// same bits from every clone (AVX-512, AVX2, baseline), so ranks on unlike CPUs agree on it.
+// Non-finite when any x[i] is.
+double sum_of_squares(const float* x, size_t n);
+
 }  // namespace vd

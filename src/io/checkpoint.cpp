@@ -267,6 +267,31 @@ CheckpointMeta read_meta(hid_t file, const std::string& path) {
                             "': /standardize holds unusable statistics (sizes differ, a value "
                             "is not finite or a std is not positive); the file is damaged");
   }
+  count("guard_consecutive", meta.guard.consecutive);
+  count("guard_first_flagged", meta.guard.first_flagged);
+  count("guard_skipped", meta.guard.skipped);
+  count("rollbacks", meta.rollbacks);
+  real("rollback_lr_scale", meta.rollback_lr_scale);
+  if (h5::exists(file, "/guard")) {
+    const bool checksums = h5::has_attribute(file, "checksums");
+    for (const char* name : {"/guard/losses", "/guard/norms"})
+      if (checksums && !h5::has_fletcher32(h5::open_dataset(file, name)))
+        throw CheckpointError("checkpoint '" + path + "': " + name +
+                              " has lost its checksum; the file is damaged");
+    meta.guard.losses = h5::read_dataset<double>(file, "/guard/losses").data;
+    meta.guard.norms = h5::read_dataset<double>(file, "/guard/norms").data;
+  }
+  const auto finite = [](const std::vector<double>& v) {
+    return std::all_of(v.begin(), v.end(), [](double x) { return std::isfinite(x); });
+  };
+  if (meta.guard.losses.size() != meta.guard.norms.size() || !finite(meta.guard.losses) ||
+      !finite(meta.guard.norms) || meta.guard.consecutive < 0 ||
+      meta.guard.skipped < meta.guard.consecutive || meta.guard.first_flagged < -1 ||
+      (meta.guard.consecutive > 0) != (meta.guard.first_flagged >= 0) || meta.rollbacks < 0 ||
+      !(meta.rollback_lr_scale > 0 && meta.rollback_lr_scale <= 1))
+    throw CheckpointError("checkpoint '" + path +
+                          "' holds an impossible update-guard state (guard_*, /guard, "
+                          "rollbacks, rollback_lr_scale); the file is damaged");
   meta.rng_states = read_strings(file, "/rng_states");
   if (meta.rng_states.size() != static_cast<size_t>(meta.world_size))
     throw CheckpointError("checkpoint '" + path + "' holds " +
@@ -426,6 +451,20 @@ void write_file(const std::string& tmp, const CheckpointMeta& meta, const ParamS
                                 checked(meta.scaling.mean.size()));
       h5::write_dataset<double>(st, "std", meta.scaling.std, std::span<const int64_t>(&d, 1),
                                 checked(meta.scaling.std.size()));
+    }
+
+    h5::write_attribute(file, "guard_consecutive", meta.guard.consecutive);
+    h5::write_attribute(file, "guard_first_flagged", meta.guard.first_flagged);
+    h5::write_attribute(file, "guard_skipped", meta.guard.skipped);
+    h5::write_attribute(file, "rollbacks", meta.rollbacks);
+    h5::write_attribute(file, "rollback_lr_scale", meta.rollback_lr_scale);
+    if (!meta.guard.losses.empty()) {
+      h5::Group g = h5::create_group(file, "/guard");
+      const int64_t w = static_cast<int64_t>(meta.guard.losses.size());
+      h5::write_dataset<double>(g, "losses", meta.guard.losses, std::span<const int64_t>(&w, 1),
+                                checked(meta.guard.losses.size()));
+      h5::write_dataset<double>(g, "norms", meta.guard.norms, std::span<const int64_t>(&w, 1),
+                                checked(meta.guard.norms.size()));
     }
 
     h5::Group params = h5::create_group(file, "/params");

@@ -12,6 +12,7 @@
 #include "nn/param_store.hpp"
 #include "optim/early_stopping.hpp"
 #include "optim/lr_schedule.hpp"
+#include "optim/update_guard.hpp"
 
 namespace vd {
 
@@ -40,6 +41,11 @@ struct CheckpointMeta {
   // --standardize: the training set's per-feature mean and standard deviation [D] the model
   // was trained with (data/feature_scaling). Empty without --standardize and in older files.
   FeatureScaling scaling;
+  // The update guard's window and counts (optim/update_guard.hpp), and the rollbacks of the
+  // run with the learning-rate factor they left (1 = none). Fresh in older files.
+  UpdateGuardState guard;
+  int64_t rollbacks = 0;
+  double rollback_lr_scale = 1.0;
 
   friend bool operator==(const CheckpointMeta&, const CheckpointMeta&) = default;
 };
@@ -63,6 +69,9 @@ inline constexpr const char* kCheckpointFormat = "vae_dist-checkpoint";
 //                     epoch_loss_count: the schedules' state (optional: older files lack them;
 //                     the bests are inf before the first evaluation)
 //   /standardize/mean, /standardize/std   float64 [D], with --standardize only (optional)
+//   root attributes   guard_consecutive, guard_first_flagged, guard_skipped, rollbacks,
+//                     rollback_lr_scale; /guard/losses, /guard/norms float64 [W]: the update
+//                     guard's healthy steps, oldest first (all optional: older files lack them)
 //   /params/<name>    float32, the entry's PyTorch shape, row-major; padding is not saved
 //   /adam/exp_avg/<name>, /adam/exp_avg_sq/<name>   the moments, same shapes
 // Every data set is one chunk with a Fletcher-32 checksum (root attribute checksums = 1), and

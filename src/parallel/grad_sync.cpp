@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/error.hpp"
+#include "core/simd.hpp"
 
 namespace vd {
 
@@ -21,25 +22,27 @@ constexpr size_t kAlign = 16;  // floats: 64 bytes, so slices never share a cach
 size_t round_up(size_t n) {
   return (n + kAlign - 1) / kAlign * kAlign;
 }
-// Per local rank in the window's header: the counts at [0, 3), a sum of squares for clipping
-// (a double) at [4, 6), the progress counter at [16, 18) (its own cache line, as it is polled
-// by the other ranks during backward).
+// Per local rank in the window's header: the counts at [0, 4), a sum of squares (a double)
+// at [4, 6), the progress counter at [16, 18) (its own cache line, as it is polled by the
+// other ranks during backward).
 constexpr size_t kRankHeader = 32;
 constexpr size_t kSumSqAt = 4;
 constexpr size_t kProgressAt = 16;
-constexpr size_t kCounts = 3;
+constexpr size_t kCounts = 4;
 
-// The stop requests and the divergence verdict as counts that add up across ranks:
-// [SIGTERM, any other stop signal, non-finite loss or gradient].
-void encode_counts(int signal, bool non_finite, float* counts) {
+// The stop requests, the divergence verdict and the loss as figures that add up across
+// ranks: [SIGTERM, any other stop signal, non-finite loss or gradient, loss sum].
+void encode_counts(int signal, bool non_finite, double loss_sum, float* counts) {
   counts[0] = signal == SIGTERM ? 1.0f : 0.0f;
   counts[1] = signal != 0 && signal != SIGTERM ? 1.0f : 0.0f;
   counts[2] = non_finite ? 1.0f : 0.0f;
+  counts[3] = static_cast<float>(loss_sum);
 }
 GradientSync::Agreed decode_counts(const float* counts) {
   GradientSync::Agreed a;
   a.signal = counts[0] > 0.0f ? SIGTERM : counts[1] > 0.0f ? SIGINT : 0;
   a.non_finite = static_cast<int>(counts[2]);
+  a.loss_sum = counts[3];
   return a;
 }
 
@@ -306,97 +309,129 @@ void GradientSync::clip_range(float* grads, size_t begin, size_t end, double sum
   for (size_t i = begin; i < end; ++i) grads[i] *= coef;
 }
 
-namespace {
-double sum_of_squares(const float* g, size_t begin, size_t end) {
-  double s = 0;
-  for (size_t i = begin; i < end; ++i) s += static_cast<double>(g[i]) * g[i];
-  return s;
-}
-}  // namespace
-
-void GradientSync::clip_slice() {
+double GradientSync::slice_sum_sq() {
   const size_t me = static_cast<size_t>(comm_.local_rank());
-  const double mine = sum_of_squares(sum(), slice_begin_, slice_end_);
+  const double mine = sum_of_squares(sum() + slice_begin_, slice_end_ - slice_begin_);
   std::memcpy(header_ + me * kRankHeader + kSumSqAt, &mine, sizeof mine);
   barrier();
-  // Every rank adds the same partial sums in rank order: one coefficient for all.
+  // Every rank adds the same partial sums in rank order: one figure for all.
   double total = 0;
   for (size_t r = 0; r < local_; ++r) {
     double part = 0;
     std::memcpy(&part, header_ + r * kRankHeader + kSumSqAt, sizeof part);
     total += part;
   }
-  clip_range(sum(), slice_begin_, slice_end_, total);
+  return total;
 }
 
-GradientSync::Agreed GradientSync::update_checked(double lr, int signal, bool non_finite) {
+bool GradientSync::admit(Agreed& a, double sum_sq) const {
+  a.grad_norm = std::sqrt(sum_sq);
+  if (gate_) a.applied = gate_(Figures{a.loss_sum, a.grad_norm, a.non_finite});
+  return a.applied;
+}
+
+GradientSync::Agreed GradientSync::update_checked(double lr, int signal, bool non_finite,
+                                                  double loss_sum) {
   switch (mode_) {
     case Mode::Single: {
-      if (clip_ > 0) {
-        const auto g = store_.grads();
-        clip_range(g.data(), 0, n_, sum_of_squares(g.data(), 0, n_));
+      float counts[kCounts];
+      encode_counts(signal, non_finite, loss_sum, counts);
+      Agreed a = decode_counts(counts);
+      if (!needs_norm()) {
+        adam_.step(store_.params(), store_.grads(), lr);
+        return a;
       }
+      const auto g = store_.grads();
+      const double sum_sq = sum_of_squares(g.data(), n_);
+      if (!admit(a, sum_sq)) return a;
+      if (clip_ > 0) clip_range(g.data(), 0, n_, sum_sq);
       adam_.step(store_.params(), store_.grads(), lr);
-      return Agreed{signal, non_finite ? 1 : 0};
+      return a;
     }
     case Mode::Allreduce: {
       float* counts = own_grads_ + kHead - kCounts;
-      encode_counts(signal, non_finite, counts);
+      encode_counts(signal, non_finite, loss_sum, counts);
       comm_.allreduce_sum(std::span<float>(counts, n_ + kCounts));
-      if (clip_ > 0)
-        clip_range(own_grads_ + kHead, 0, n_, sum_of_squares(own_grads_ + kHead, 0, n_));
+      Agreed a = decode_counts(counts);
+      if (needs_norm()) {
+        const double sum_sq = sum_of_squares(own_grads_ + kHead, n_);
+        if (!admit(a, sum_sq)) return a;
+        if (clip_ > 0) clip_range(own_grads_ + kHead, 0, n_, sum_sq);
+      }
       adam_.step(store_.params(), store_.grads(), lr);
-      return decode_counts(counts);
+      return a;
     }
     case Mode::Node:
-      return update_node(lr, signal, non_finite);
-    case Mode::Nodes:
-      return update_nodes(lr, signal, non_finite);
+    case Mode::Nodes: {
+      const size_t me = static_cast<size_t>(comm_.local_rank());
+      encode_counts(signal, non_finite, loss_sum, header_ + me * kRankHeader);
+      return mode_ == Mode::Node ? update_node(lr) : update_nodes(lr);
+    }
   }
-  return Agreed{signal, non_finite ? 1 : 0};
+  return Agreed{};
 }
 
-GradientSync::Agreed GradientSync::update_node(double lr, int signal, bool non_finite) {
-  const size_t me = static_cast<size_t>(comm_.local_rank());
-  encode_counts(signal, non_finite, header_ + me * kRankHeader);
+GradientSync::Agreed GradientSync::update_node(double lr) {
   // Every slot is written once all ranks arrive. Each rank sums its slice over the slots in
   // rank order (so the sum does not depend on which rank computes it) and updates that slice
   // of the shared parameters and moments.
   barrier();
-  float counts[kCounts] = {0, 0, 0};
+  float counts[kCounts] = {0, 0, 0, 0};
   for (size_t r = 0; r < local_; ++r)
     for (size_t c = 0; c < kCounts; ++c) counts[c] += header_[r * kRankHeader + c];
+  Agreed a = decode_counts(counts);
   sum_slots(slice_begin_, slice_end_, false);
-  if (clip_ > 0) clip_slice();
-  adam_.step_range(store_.params(), std::span<const float>(sum(), n_), slice_begin_, slice_end_,
-                   lr);
+  if (needs_norm()) {
+    const double sum_sq = slice_sum_sq();
+    if (admit(a, sum_sq) && clip_ > 0) clip_range(sum(), slice_begin_, slice_end_, sum_sq);
+  }
+  if (a.applied)
+    adam_.step_range(store_.params(), std::span<const float>(sum(), n_), slice_begin_, slice_end_,
+                     lr);
   // All slices are updated before any rank starts the next forward pass; the next backward
   // overwrites the slots (and counts) only after every rank has passed this point.
   barrier();
-  return decode_counts(counts);
+  return a;
 }
 
-GradientSync::Agreed GradientSync::update_nodes(double lr, int signal, bool non_finite) {
+GradientSync::Agreed GradientSync::update_nodes(double lr) {
   const size_t me = static_cast<size_t>(comm_.local_rank());
-  encode_counts(signal, non_finite, header_ + me * kRankHeader);
+  const bool leader = me == 0;
   float* result = header_ + local_ * kRankHeader;
+  // With a norm to take, the leader shares the global counts before the norm's node barrier,
+  // so every rank has the figures before the update (else they come with the last barrier).
+  Agreed gated;
+  const auto judge = [&] {
+    if (leader) std::memcpy(result, sum() - kCounts, kCounts * sizeof(float));
+    const double sum_sq = slice_sum_sq();
+    gated = decode_counts(result);
+    if (admit(gated, sum_sq) && clip_ > 0) clip_range(sum(), slice_begin_, slice_end_, sum_sq);
+  };
+  const auto agreed = [&] {
+    Agreed a = decode_counts(result);
+    if (needs_norm()) {
+      a.applied = gated.applied;
+      a.grad_norm = gated.grad_norm;
+    }
+    return a;
+  };
   if (!overlap_) {
     // After backward: the node's sum of this rank's slice, one allreduce of it among the
     // ranks owning the same slice on the other nodes (the leader's carries the counts in
     // front), and the slice's Adam update.
     barrier();
-    const bool leader = me == 0;
     sum_slots(slice_begin_, slice_end_, leader);
     float* data = sum() + slice_begin_ - (leader ? kCounts : 0);
     const int count = static_cast<int>(slice_end_ - slice_begin_ + (leader ? kCounts : 0));
     VD_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, count, MPI_FLOAT, MPI_SUM, cross_));
     // The slice is the global sum now, identical on every node: the node's slices make the norm.
-    if (clip_ > 0) clip_slice();
-    adam_.step_range(store_.params(), std::span<const float>(sum(), n_), slice_begin_, slice_end_,
-                     lr);
+    if (needs_norm()) judge();
+    if (gated.applied)
+      adam_.step_range(store_.params(), std::span<const float>(sum(), n_), slice_begin_, slice_end_,
+                       lr);
     if (leader) std::memcpy(result, sum() - kCounts, kCounts * sizeof(float));
     barrier();
-    return decode_counts(result);
+    return agreed();
   }
   publish_progress(0);
   // The rest of the buckets, as the other ranks of the node finish their backward.
@@ -404,34 +439,41 @@ GradientSync::Agreed GradientSync::update_nodes(double lr, int signal, bool non_
     start_ready_buckets();
     if (next_bucket_ < buckets_.size()) pause();
   }
-  adam_.begin_step();
   const std::span<const float> grads(sum(), n_);
-  if (clip_ > 0) {
-    // The norm needs every sum: wait for all buckets, then clip the slice as above.
+  if (needs_norm()) {
+    // The norm needs every sum: wait for all buckets, then judge and clip the slice as above.
     while (std::find(arrived_.begin(), arrived_.end(), 0) != arrived_.end()) {
       pause();
       poll_arrivals();
     }
-    clip_slice();
+    judge();
   }
-  // Each bucket's update as soon as its sum is here, while later ones are still in flight.
-  std::vector<char> applied(buckets_.size(), 0);
-  for (size_t left = buckets_.size(); left > 0;) {
-    bool any = false;
-    for (size_t i = 0; i < buckets_.size(); ++i)
-      if (arrived_[i] && !applied[i]) {
-        adam_.apply(store_.params(), grads, buckets_[i].begin, buckets_[i].end, lr);
-        applied[i] = 1;
-        --left;
-        any = true;
-      }
-    if (left == 0) break;
-    if (!any) pause();
-    poll_arrivals();
+  if (gated.applied) {
+    adam_.begin_step();
+    // Each bucket's update as soon as its sum is here, while later ones are still in flight.
+    std::vector<char> applied(buckets_.size(), 0);
+    for (size_t left = buckets_.size(); left > 0;) {
+      bool any = false;
+      for (size_t i = 0; i < buckets_.size(); ++i)
+        if (arrived_[i] && !applied[i]) {
+          adam_.apply(store_.params(), grads, buckets_[i].begin, buckets_[i].end, lr);
+          applied[i] = 1;
+          --left;
+          any = true;
+        }
+      if (left == 0) break;
+      if (!any) pause();
+      poll_arrivals();
+    }
+  } else {
+    while (std::find(arrived_.begin(), arrived_.end(), 0) != arrived_.end()) {
+      pause();
+      poll_arrivals();
+    }
   }
-  if (me == 0) std::memcpy(result, sum() - kCounts, kCounts * sizeof(float));
+  if (leader) std::memcpy(result, sum() - kCounts, kCounts * sizeof(float));
   barrier();
-  const Agreed agreed = decode_counts(result);
+  const Agreed a = agreed();
   // Ready for the next step: no bucket started, no layer final.
   std::fill(arrived_.begin(), arrived_.end(), 0);
   next_bucket_ = 0;
@@ -441,7 +483,7 @@ GradientSync::Agreed GradientSync::update_nodes(double lr, int signal, bool non_
   // No second barrier: the leader overwrites `result` (and reads the counts again) only once
   // every rank of the node has published its next step's progress, which each does after
   // reading `result` here.
-  return agreed;
+  return a;
 }
 
 }  // namespace vd

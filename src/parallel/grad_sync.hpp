@@ -16,6 +16,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -47,14 +48,27 @@ class GradientSync : public GradListener {
   // this rank's stop request (0, SIGTERM or SIGINT); returns the request every rank agrees
   // on: SIGTERM if any rank had one, else SIGINT if any had one, else 0.
   int update(double lr, int signal = 0) { return update_checked(lr, signal, false).signal; }
-  // The same, with this rank's verdict on its own loss and gradient: `non_finite` when either
-  // held a NaN or infinity. It rides with the stop counts, so every rank learns of a
-  // divergence on any rank at the same step, at no extra cost.
+  // The same, with this rank's verdict on its own loss and gradient (`non_finite` when either
+  // held a NaN or infinity) and its loss sum. They ride with the stop counts, so every rank
+  // learns of a divergence on any rank, and the global loss, at the same step at no extra cost.
   struct Agreed {
-    int signal = 0;      // as update() returns it
-    int non_finite = 0;  // ranks that reported a non-finite loss or gradient this step
+    int signal = 0;        // as update() returns it
+    int non_finite = 0;    // ranks that reported a non-finite loss or gradient this step
+    bool applied = true;   // false when the gate skipped the update
+    double loss_sum = 0;   // the ranks' loss sums added (in float, in a fixed order)
+    double grad_norm = 0;  // the summed gradient's L2 norm before clipping (with a gate)
   };
-  Agreed update_checked(double lr, int signal, bool non_finite);
+  Agreed update_checked(double lr, int signal, bool non_finite, double loss_sum = 0);
+  // The figures every rank has before the update; the same bits on every rank.
+  struct Figures {
+    double loss_sum = 0;
+    double grad_norm = 0;
+    int non_finite = 0;
+  };
+  // Consulted on every rank before each update; false skips the update everywhere (no Adam
+  // step: parameters, moments and the step count stay). Costs one pass over this rank's part
+  // of the gradient and, on the sharded methods, one node barrier per step (as clipping).
+  void set_gate(std::function<bool(const Figures&)> gate) { gate_ = std::move(gate); }
   // Scales the summed gradient so its global L2 norm is at most max_norm before each update,
   // as torch.nn.utils.clip_grad_norm_ does (0 = off, the default, and then costs nothing).
   // The sharded methods add one node barrier per step for the slices' sums of squares.
@@ -79,7 +93,7 @@ class GradientSync : public GradListener {
   static constexpr size_t kHead = 16;  // floats before each region: the counts ride there
 
   float* slot(size_t r) const { return base_ + r * stride_ + kHead; }
-  float* sum() const;  // the node sum of every slot ([-3, 0): the stop and non-finite counts)
+  float* sum() const;  // the node sum of every slot ([-4, 0): the counts and loss sum)
   int64_t* progress(size_t r) const;
   void publish_progress(size_t frontier);
   bool node_ready(size_t begin) const;
@@ -87,13 +101,16 @@ class GradientSync : public GradListener {
   void poll_arrivals();
   static void pause();
   void sum_slots(size_t begin, size_t end, bool with_counts);
-  Agreed update_node(double lr, int signal, bool non_finite);
-  Agreed update_nodes(double lr, int signal, bool non_finite);
+  Agreed update_node(double lr);
+  Agreed update_nodes(double lr);
+  bool needs_norm() const { return clip_ > 0 || static_cast<bool>(gate_); }
+  // The gate's verdict on the agreed counts and squared norm (true without a gate), noted in a.
+  bool admit(Agreed& a, double sum_sq) const;
   // Clipping: the coefficient for a squared global norm, applied to grads [begin, end).
   void clip_range(float* grads, size_t begin, size_t end, double sum_sq) const;
-  // Sharded clipping: shares this rank's sum of squares over its slice of the node sum (each
-  // slice is the global sum by then) with the node and scales the slice.
-  void clip_slice();
+  // Sharded: shares this rank's sum of squares over its slice of the node sum (each slice is
+  // the global sum by then) with the node, and returns the global sum (one node barrier).
+  double slice_sum_sq();
 
   const Comm& comm_;
   ParamStore& store_;
@@ -104,9 +121,10 @@ class GradientSync : public GradListener {
   MPI_Comm cross_ = MPI_COMM_NULL;  // ranks of this local rank on every node
   bool overlap_ = false;            // VAE_DIST_OVERLAP=1: buckets during backward
   double clip_ = 0;                 // --grad-clip (0 = off)
-  float* base_ = nullptr;           // [header][P slots][sum][params][exp_avg][exp_avg_sq]
-  float* header_ = nullptr;         // per local rank: counts, progress; then the result
-  float* own_grads_ = nullptr;      // Allreduce mode: gradients with the counts before them
+  std::function<bool(const Figures&)> gate_;
+  float* base_ = nullptr;       // [header][P slots][sum][params][exp_avg][exp_avg_sq]
+  float* header_ = nullptr;     // per local rank: counts, progress; then the result
+  float* own_grads_ = nullptr;  // Allreduce mode: gradients with the counts before them
   size_t n_ = 0, n_pad_ = 0, stride_ = 0, local_ = 1;
   size_t slice_begin_ = 0, slice_end_ = 0;  // this rank's share of the update
   // Many nodes: this rank's buckets, highest offsets first (the order backward finishes them

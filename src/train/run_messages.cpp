@@ -47,23 +47,40 @@ std::string describe_lr(const Options& opt, const LrScheduleConfig& lc, int rank
   return text + "; next step's rate " + number_text(next);
 }
 
+namespace {
+// What to do next: go on from the newest good checkpoint (or start again) with a lower rate.
+std::string how_to_go_on(const std::string& last_checkpoint, const std::string& out, double lr) {
+  const std::string lower = number_text(lr / 10);
+  return last_checkpoint.empty()
+             ? " (the run has none yet); start again with a lower --lr (e.g. " + lower +
+                   ") or --grad-clip 1"
+             : "; the last good one is " + last_checkpoint +
+                   "; go on from it with a lower learning rate or clipping: vae_dist --config " +
+                   (std::filesystem::path(out) / "config.ini").string() + " --resume latest --lr " +
+                   lower + " (or --grad-clip 1)";
+}
+}  // namespace
+
 std::string divergence_message(int64_t step, const std::vector<std::string>& found,
                                const std::string& last_checkpoint, const std::string& out,
                                double lr) {
   std::string message = "training diverged at step " + std::to_string(step) + ":";
   for (size_t r = 0; r < found.size(); ++r)
     if (!found[r].empty()) message += " rank " + std::to_string(r) + ": " + found[r] + ";";
-  const std::string lower = number_text(lr / 10);
-  message += " no checkpoint was written after it";
-  message +=
-      last_checkpoint.empty()
-          ? " (the run has none yet); start again with a lower --lr (e.g. " + lower +
-                ") or --grad-clip 1"
-          : "; the last good one is " + last_checkpoint +
-                "; go on from it with a lower learning rate or clipping: vae_dist --config " +
-                (std::filesystem::path(out) / "config.ini").string() + " --resume latest --lr " +
-                lower + " (or --grad-clip 1)";
-  return message;
+  return message + " no checkpoint was written after it" + how_to_go_on(last_checkpoint, out, lr);
+}
+
+std::string spike_divergence_message(int64_t step, int64_t first_flagged, const std::string& reason,
+                                     const std::string& last_checkpoint, const std::string& out,
+                                     double lr, int max_skips) {
+  return "training diverged at step " + std::to_string(step) + ": the update guard skipped " +
+         std::to_string(step - first_flagged + 1) + " updates in a row (steps " +
+         std::to_string(first_flagged) + ".." + std::to_string(step) + ", more than --max-skips " +
+         std::to_string(max_skips) + "); at the last, " + reason +
+         ". No checkpoint was written after step " + std::to_string(first_flagged - 1) +
+         how_to_go_on(last_checkpoint, out, lr) +
+         "; --on-divergence rollback does that by itself. If such figures are normal for this "
+         "model, raise --spike-threshold or --max-skips";
 }
 
 }  // namespace vd

@@ -23,5 +23,10 @@ std::string describe_lr(const Options& opt, const LrScheduleConfig& lc, int rank
 std::string divergence_message(int64_t step, const std::vector<std::string>& found,
                                const std::string& last_checkpoint, const std::string& out,
                                double lr);
+// The same when the update guard skipped more than max_skips updates in a row, from step
+// first_flagged to step; `reason` is the guard's account of the last of them.
+std::string spike_divergence_message(int64_t step, int64_t first_flagged, const std::string& reason,
+                                     const std::string& last_checkpoint, const std::string& out,
+                                     double lr, int max_skips);
 
 }  // namespace vd

@@ -36,6 +36,7 @@
 #include "optim/adam.hpp"
 #include "optim/early_stopping.hpp"
 #include "optim/lr_schedule.hpp"
+#include "optim/update_guard.hpp"
 #include "parallel/batch_reducer.hpp"
 #include "parallel/grad_sync.hpp"
 #include "parallel/placement.hpp"
@@ -124,8 +125,35 @@ struct Trainer::State {
   std::optional<Rng> resumed_eps_rng;  // this rank's noise stream, for a mid-epoch resume
   ReportSums resumed_epoch_sums;       // the reported training loss of that epoch so far
   std::string last_checkpoint;
+  // The update guard, the verdict on the newest step and that step's global batch; the
+  // rollbacks so far and the learning-rate factor they left.
+  UpdateGuard guard{UpdateGuardConfig{}};
+  GuardVerdict verdict;
+  int64_t pending_count = 0;
+  int64_t rollbacks = 0;
+  double rollback_lr_scale = 1.0;
+  FILE* guard_trace = nullptr;  // VAE_DIST_GUARD_TRACE: every step's figures (rank 0)
 
   State(const Options& o, const Comm& c) : opt(o), comm(c) {}
+  ~State() {
+    if (guard_trace != nullptr) std::fclose(guard_trace);
+  }
+
+  double lr_at(int64_t global_step) const { return schedule->lr(global_step) * rollback_lr_scale; }
+  // The DivergenceError in flight was thrown on every rank at the same step (not one rank's
+  // write refusing a model): what failed first, and why in a line.
+  bool collective_divergence = false;
+  int64_t failed_step = 0;
+  std::string failure;
+  void set_up_guard();
+  void initialise(bool writes_model);
+  void start_stream();
+  bool may_roll_back() const {
+    return collective_divergence && opt.on_divergence == DivergenceAction::Rollback &&
+           rollbacks < opt.max_rollbacks;
+  }
+  void roll_back();
+  void note_skip() const;
 
   float beta_at(int64_t global_step) const { return kl.at(global_step); }
   void check_replicas(const char* when) const { vd::check_replicas(comm, store.params(), when); }
@@ -135,6 +163,8 @@ struct Trainer::State {
                        const ReportSums& epoch_sums, bool best = false);
   LossSums step_once(int64_t epoch, int64_t st, Rng& eps_rng, StepBuffers& buf, int& signal);
   [[noreturn]] void diverged(const std::string& mine);
+  [[noreturn]] void spike_diverged();
+  std::string newest_checkpoint() const;
 };
 
 Trainer::Trainer(const Options& options, const Comm& comm)
@@ -177,6 +207,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   s.adam = std::make_unique<Adam>(s.store.size(), ac);
   s.grad_sync = std::make_unique<GradientSync>(comm, s.store, *s.adam);
   s.grad_sync->set_grad_clip(opt.grad_clip);
+  s.set_up_guard();
   if (opt.free_bits > 0 && comm.size() > 1) {
     // The free-bits floor needs the global batch's KL per dimension: one small exchange.
     s.batch_reducer = std::make_unique<MpiBatchReducer>(comm);
@@ -188,11 +219,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   // With one shared copy of the model per node only that node's first rank writes it.
   const bool writes_model = s.grad_sync->writes_model();
   if (opt.resume.empty()) {
-    Rng init_rng = make_rng(opt.seed, RngStream::Init);
-    if (writes_model) {
-      s.vae->init(init_rng);
-      if (!opt.init_weights.empty()) read_weights(opt.init_weights, s.store);
-    }
+    s.initialise(writes_model);
   } else {
     s.resume(opt.resume, writes_model);
   }
@@ -242,16 +269,8 @@ Trainer::Trainer(const Options& options, const Comm& comm)
 
   // The read-ahead starts now, while the rest of start-up runs, and goes on from one epoch
   // into the next by itself.
-  if (s.stream) {
-    // Up to the epoch of the run's last step: nothing is read that no step needs.
-    const int64_t left = s.last_step - s.step;
-    const int64_t last_epoch =
-        left <= 0 ? s.start_epoch - 1
-                  : std::min<int64_t>(opt.epochs,
-                                      s.start_epoch + (s.start_step_in_epoch + left - 1) / spe);
-    s.stream->start(opt.seed, s.start_epoch, s.start_step_in_epoch, last_epoch);
-  }
-  s.last_lr = s.schedule->lr(std::max<int64_t>(0, s.step - 1));  // until the first step
+  s.start_stream();
+  s.last_lr = s.lr_at(std::max<int64_t>(0, s.step - 1));  // until the first step
   s.prepare_standardization(!opt.resume.empty());
   // Every rank initialised (or restored) the same values; rank 0's are the truth regardless.
   s.grad_sync->share_initial_state();
@@ -288,7 +307,10 @@ Trainer::Trainer(const Options& options, const Comm& comm)
         comm.size(), threads, static_cast<long long>(s.train.global_rows()),
         static_cast<long long>(s.train.rows()), static_cast<long long>(s.plan->steps_per_epoch()),
         comm.size(), opt.batch_size, s.store.num_parameters(), s.grad_sync->method().c_str());
-    std::printf("%s\n", describe_lr(opt, lc, comm.size(), s.schedule->lr(s.step)).c_str());
+    std::printf("%s\n", describe_lr(opt, lc, comm.size(), s.lr_at(s.step)).c_str());
+    if (s.rollbacks > 0)
+      std::printf("after %lld rollback(s) the learning rate is %s times the schedule's\n",
+                  static_cast<long long>(s.rollbacks), number_text(s.rollback_lr_scale).c_str());
     if (s.val)
       std::printf("validation: %lld rows (%s), at every epoch end\n",
                   static_cast<long long>(s.val->global_rows()),
@@ -318,6 +340,88 @@ Trainer::Trainer(const Options& options, const Comm& comm)
 }
 
 Trainer::~Trainer() = default;
+
+// The parameters of --seed's draw (or --init-weights) and a fresh optimizer and guard.
+void Trainer::State::initialise(bool writes_model) {
+  Rng init_rng = make_rng(opt.seed, RngStream::Init);
+  if (writes_model) {
+    vae->init(init_rng);
+    if (!opt.init_weights.empty()) read_weights(opt.init_weights, store);
+    std::fill(adam->exp_avg().begin(), adam->exp_avg().end(), 0.0f);
+    std::fill(adam->exp_avg_sq().begin(), adam->exp_avg_sq().end(), 0.0f);
+  }
+  adam->set_steps(0);
+  step = samples = 0;
+  start_epoch = 1;
+  start_step_in_epoch = 0;
+  resumed_eps_rng.reset();
+  resumed_plateau = PlateauState{};
+  early.set_state(EarlyStopState{});
+  UpdateGuardState fresh;
+  fresh.skipped = guard.state().skipped;
+  guard.set_state(fresh);
+}
+
+// Streamed data: reading ahead from the start step, up to the epoch of the run's last step
+// (nothing is read that no step needs).
+void Trainer::State::start_stream() {
+  if (!stream) return;
+  const int64_t spe = plan->steps_per_epoch();
+  const int64_t left = last_step - step;
+  const int64_t last_epoch =
+      left <= 0
+          ? start_epoch - 1
+          : std::min<int64_t>(opt.epochs, start_epoch + (start_step_in_epoch + left - 1) / spe);
+  stream->start(opt.seed, start_epoch, start_step_in_epoch, last_epoch);
+}
+
+// --on-divergence rollback: every rank goes back to the newest checkpoint whose model was seen
+// healthy (one written before the step before `failed_step`: the update of that step may be
+// the one that broke the model), or to the initial parameters, with the learning rate times
+// --rollback-lr-factor. The checkpoints after it are renamed <name>.rolled-back, so they are
+// kept but never resumed or pruned. What happens is a function of the run's history alone, so
+// a resumed run rolls back exactly as the first one did.
+void Trainer::State::roll_back() {
+  collective_divergence = false;
+  std::string target;
+  if (comm.is_root()) {
+    for (int64_t st : checkpoint_steps(out.string()))
+      if (st < failed_step - 1)
+        target = (out / checkpoint_file_name(st)).string();
+      else {
+        const std::filesystem::path from = out / checkpoint_file_name(st);
+        std::error_code ec;
+        std::filesystem::rename(from, from.string() + ".rolled-back", ec);
+      }
+  }
+  comm.broadcast(target, 0);
+  const int64_t done = rollbacks + 1;
+  const double scale = rollback_lr_scale * opt.rollback_lr_factor;
+  const int64_t from_step = step;
+  const bool writes_model = grad_sync->writes_model();
+  if (target.empty())
+    initialise(writes_model);
+  else
+    resume(target, writes_model);
+  rollbacks = done;
+  rollback_lr_scale = scale;
+  last_checkpoint = target;
+  schedule->set_plateau(resumed_plateau);
+  last_lr = lr_at(std::max<int64_t>(0, step - 1));
+  start_stream();
+  grad_sync->share_initial_state();
+  check_replicas("after a rollback");
+  if (comm.is_root()) {
+    std::printf(
+        "rollback %lld of %d at step %lld: %s\n  back to %s (step %lld); the learning "
+        "rate is now %s times the schedule's (%g at step %lld)\n",
+        static_cast<long long>(done), opt.max_rollbacks, static_cast<long long>(from_step),
+        failure.c_str(), target.empty() ? "the initial parameters" : target.c_str(),
+        static_cast<long long>(step), number_text(scale).c_str(), lr_at(step),
+        static_cast<long long>(step + 1));
+    std::fflush(stdout);
+  }
+}
 
 const ParamStore& Trainer::params() const {
   return s_->store;
@@ -361,6 +465,11 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
                       opt.likelihood + "; resume with --likelihood " + writer->likelihood +
                       ", or start a new run from its weights with --init-weights " + path);
   adam->set_steps(meta.adam_steps);
+  resumed_eps_rng.reset();
+  resumed_epoch_sums = ReportSums{};
+  guard.set_state(meta.guard);
+  rollbacks = meta.rollbacks;
+  rollback_lr_scale = meta.rollback_lr_scale;
   scaling = meta.scaling;
   step = meta.step;
   samples = meta.samples;
@@ -450,6 +559,19 @@ void Trainer::State::prepare_standardization(bool resumed) {
 // A checkpoint_stepN.h5, or best.h5 when `best` (never pruned, never found by "latest").
 void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng,
                                      const ReportSums& epoch_sums, bool best) {
+  // A checkpoint from inside a run of skipped updates may hold a model gone wrong: the newest
+  // healthy one stays the newest (and is never pruned), and --resume latest finds it.
+  if (guard.state().consecutive > 0) {
+    if (comm.is_root()) {
+      std::printf(
+          "step %lld: no checkpoint written: the update guard is skipping updates (%lld "
+          "in a row since step %lld)\n",
+          static_cast<long long>(step), static_cast<long long>(guard.state().consecutive),
+          static_cast<long long>(guard.state().first_flagged));
+      std::fflush(stdout);
+    }
+    return;
+  }
   const std::vector<std::string> states = comm.gather_strings(eps_rng.state(), 0);
   if (!comm.is_root()) return;
   CheckpointMeta meta;
@@ -469,6 +591,9 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   meta.early = early.state();
   meta.epoch_loss_sum = epoch_sums.loss;
   meta.epoch_loss_count = epoch_sums.count;
+  meta.guard = guard.state();
+  meta.rollbacks = rollbacks;
+  meta.rollback_lr_scale = rollback_lr_scale;
   if (best) {
     const std::string path = (out / kBestCheckpointFile).string();
     write_checkpoint(path, meta, store, adam->exp_avg(), adam->exp_avg_sq());
@@ -507,13 +632,84 @@ LossSums Trainer::State::step_once(int64_t epoch, int64_t st, Rng& eps_rng, Step
   // The divergence verdict rides with the stop counts: every rank learns of any rank's
   // non-finite loss or gradient at this step, without a collective of its own.
   const std::string bad = non_finite_part(sums, store);
-  last_lr = schedule->lr(step);
-  const GradientSync::Agreed agreed = grad_sync->update_checked(last_lr, signal, !bad.empty());
+  last_lr = lr_at(step);
+  pending_count = global;
+  const GradientSync::Agreed agreed =
+      grad_sync->update_checked(last_lr, signal, !bad.empty(), sums.loss);
   if (agreed.non_finite > 0) diverged(bad);
   signal = agreed.signal;
   ++step;
   samples += global;
+  if (!agreed.applied) {
+    // The batch's loss is still reported: it shows what the model does on it.
+    note_skip();
+    if (verdict.diverged) spike_diverged();
+  }
   return sums;
+}
+
+// The guard judges every step on the figures of the gradient exchange, the same on every rank,
+// so every rank skips alike without a word between them.
+void Trainer::State::set_up_guard() {
+  UpdateGuardConfig gc;
+  gc.threshold = opt.spike_threshold;
+  gc.window = opt.spike_window;
+  gc.max_skips = opt.max_skips;
+  gc.full_batch = static_cast<int64_t>(opt.batch_size) * comm.size();
+  guard = UpdateGuard(gc);
+  if (comm.is_root())
+    if (const char* path = std::getenv("VAE_DIST_GUARD_TRACE"); path != nullptr && *path) {
+      guard_trace = std::fopen(path, "w");
+      if (guard_trace == nullptr)
+        throw IoError("cannot write VAE_DIST_GUARD_TRACE file " + std::string(path) + ": " +
+                      std::strerror(errno));
+      std::fprintf(guard_trace, "step,loss,grad_norm,loss_score,norm_score,skipped\n");
+    }
+  if (!guard.enabled() && guard_trace == nullptr) return;
+  grad_sync->set_gate([this](const GradientSync::Figures& f) {
+    // A non-finite step stops the run (diverged()); it is never applied.
+    if (f.non_finite > 0) return false;
+    const StepFigures sf{step + 1, f.loss_sum / static_cast<double>(pending_count), f.grad_norm,
+                         pending_count};
+    verdict = guard.judge(sf);
+    if (guard_trace != nullptr)
+      std::fprintf(guard_trace, "%lld,%.9g,%.9g,%.6g,%.6g,%d\n", static_cast<long long>(sf.step),
+                   sf.loss, sf.grad_norm, verdict.loss_score, verdict.norm_score,
+                   verdict.skip ? 1 : 0);
+    return !verdict.skip;
+  });
+}
+
+void Trainer::State::note_skip() const {
+  if (!comm.is_root()) return;
+  std::printf("step %lld: update skipped (%lld in a row, --max-skips %d): %s\n",
+              static_cast<long long>(step), static_cast<long long>(guard.state().consecutive),
+              opt.max_skips, verdict.reason.c_str());
+  std::fflush(stdout);
+}
+
+// The newest checkpoint of this run, or of the run directory ("" when there is none): rank 0.
+std::string Trainer::State::newest_checkpoint() const {
+  if (!last_checkpoint.empty()) return last_checkpoint;
+  try {
+    return find_latest_checkpoint(out.string());
+  } catch (const Error&) {
+    return "";
+  }
+}
+
+// Every rank reached the same verdict at the same step: one message, the same error everywhere.
+void Trainer::State::spike_diverged() {
+  std::string message;
+  if (comm.is_root())
+    message = spike_divergence_message(step, guard.state().first_flagged, verdict.reason,
+                                       newest_checkpoint(), out.string(), last_lr, opt.max_skips);
+  comm.broadcast(message, 0);
+  collective_divergence = true;
+  failed_step = guard.state().first_flagged;
+  failure = std::to_string(step - failed_step + 1) + " updates in a row skipped; at the last, " +
+            verdict.reason;
+  throw DivergenceError(message);
 }
 
 // Every rank, at the same step: rank 0 gathers what each rank found, and every rank throws the
@@ -521,17 +717,17 @@ LossSums Trainer::State::step_once(int64_t epoch, int64_t st, Rng& eps_rng, Step
 void Trainer::State::diverged(const std::string& mine) {
   const std::vector<std::string> found = comm.gather_strings(mine, 0);
   std::string message;
-  if (comm.is_root()) {
-    std::string last = last_checkpoint;
-    if (last.empty()) {
-      try {
-        last = find_latest_checkpoint(out.string());
-      } catch (const Error&) {
-      }
-    }
-    message = divergence_message(step + 1, found, last, out.string(), opt.lr);
-  }
+  std::string what;
+  for (size_t r = 0; r < found.size(); ++r)
+    if (!found[r].empty())
+      what += (what.empty() ? "rank " : "; rank ") + std::to_string(r) + ": " + found[r];
+  if (comm.is_root())
+    message = divergence_message(step + 1, found, newest_checkpoint(), out.string(), opt.lr);
   comm.broadcast(message, 0);
+  comm.broadcast(what, 0);
+  collective_divergence = true;
+  failed_step = step + 1;
+  failure = what;
   throw DivergenceError(message);
 }
 
@@ -571,113 +767,128 @@ TrainSummary Trainer::run() {
     }
   }
 
-  for (int64_t epoch = s.start_epoch; epoch <= opt.epochs && !stop; ++epoch) {
-    // Plan: this epoch's shuffle and noise stream (or the resumed ones, mid-epoch).
-    plan.shuffle(opt.seed, epoch);
-    const int64_t first = epoch == s.start_epoch ? s.start_step_in_epoch : 0;
-    Rng eps_rng = plan.eps_rng(opt.seed, epoch);
-    if (epoch == s.start_epoch && s.resumed_eps_rng) eps_rng = *s.resumed_eps_rng;
+  // A divergence under --on-divergence rollback goes back to a healthy state and trains on
+  // from there; otherwise (or with no rollback left) it ends the run.
+  for (;;) {
+    try {
+      for (int64_t epoch = s.start_epoch; epoch <= opt.epochs && !stop; ++epoch) {
+        // Plan: this epoch's shuffle and noise stream (or the resumed ones, mid-epoch).
+        plan.shuffle(opt.seed, epoch);
+        const int64_t first = epoch == s.start_epoch ? s.start_step_in_epoch : 0;
+        Rng eps_rng = plan.eps_rng(opt.seed, epoch);
+        if (epoch == s.start_epoch && s.resumed_eps_rng) eps_rng = *s.resumed_eps_rng;
 
-    LossSums interval;
-    // The epoch's reported training loss; a mid-epoch resume starts from the stored part.
-    ReportSums epoch_sums =
-        epoch == s.start_epoch && s.resumed_eps_rng ? s.resumed_epoch_sums : ReportSums{};
-    double interval_seconds = 0;
-    int64_t st = first;
-    for (; st < steps_per_epoch && !stop; ++st) {
-      // Batch, step, sync.
-      const auto t0 = Clock::now();
-      const int64_t samples_before = s.samples;
-      // A stop signal on any rank stops every rank after the same step.
-      int signal = poll_stop_signal();
-      interval += s.step_once(epoch, st, eps_rng, buf, signal);
-      interval_seconds += seconds_since(t0);
-      train_samples += s.samples - samples_before;
+        LossSums interval;
+        // The epoch's reported training loss; a mid-epoch resume starts from the stored part.
+        ReportSums epoch_sums =
+            epoch == s.start_epoch && s.resumed_eps_rng ? s.resumed_epoch_sums : ReportSums{};
+        double interval_seconds = 0;
+        int64_t st = first;
+        for (; st < steps_per_epoch && !stop; ++st) {
+          // Batch, step, sync.
+          const auto t0 = Clock::now();
+          const int64_t samples_before = s.samples;
+          // A stop signal on any rank stops every rank after the same step.
+          int signal = poll_stop_signal();
+          interval += s.step_once(epoch, st, eps_rng, buf, signal);
+          interval_seconds += seconds_since(t0);
+          train_samples += s.samples - samples_before;
 
-      if (opt.checksum_every > 0 && s.step % opt.checksum_every == 0)
-        s.check_replicas("during training");
-      if (signal != 0) summary.signal = signal;
-      stop = s.step >= last_step || signal != 0;
+          if (opt.checksum_every > 0 && s.step % opt.checksum_every == 0)
+            s.check_replicas("during training");
+          if (signal != 0) summary.signal = signal;
+          stop = s.step >= last_step || signal != 0;
 
-      // Report.
-      if (s.step % opt.log_every == 0 || st + 1 == steps_per_epoch || stop) {
-        const ReportSums sum = reduce(comm, interval);
-        epoch_sums.loss += sum.loss;
-        epoch_sums.count += sum.count;
-        train_seconds += interval_seconds;
-        if (s.report) s.report->train(epoch, s.step, s.samples, sum, s.last_lr, interval_seconds);
-        interval = LossSums{};
-        interval_seconds = 0;
-      }
-    }
-    summary.epochs = static_cast<int>(epoch);
-    summary.train_loss =
-        epoch_sums.loss / std::max<double>(1.0, static_cast<double>(epoch_sums.count));
-    if (s.report) s.report->end_of_epoch();
-    // A signal mid-epoch: checkpoint and stop now. A signal on the epoch's last step lets the
-    // epoch's end (validation, schedules, best.h5, the checkpoint) run first, since the
-    // resumed run starts with the next epoch and would never count this one.
-    if (summary.signal != 0 && st < steps_per_epoch) {
-      s.save_checkpoint(epoch, st, eps_rng, epoch_sums);
-      break;
-    }
-
-    // Validation first, then the test rows.
-    if (s.val) {
-      const ReportSums val = s.eval->validate(epoch);
-      const double n = static_cast<double>(val.count);
-      summary.val_loss = val.loss / n;
-      summary.val_recon = val.recon / n;
-      summary.val_kl = val.kl / n;
-      if (s.report) s.report->validation(epoch, s.step, s.samples, val, s.last_lr);
-    }
-    const ReportSums test = s.eval->test(epoch);
-    s.eval->write_grids(epoch);
-    if (test.count > 0) {
-      const double n = static_cast<double>(test.count);
-      summary.test_loss = test.loss / n;
-      summary.test_recon = test.recon / n;
-      summary.test_kl = test.kl / n;
-      if (s.report) s.report->test(epoch, s.step, s.samples, test, s.last_lr);
-    }
-    // The schedules see complete epochs only: an epoch cut short by --max-steps is finished by
-    // the resumed run, which must not count it twice.
-    if (st == steps_per_epoch) {
-      // Rank 0's values decide, so every rank takes the same branches (an allreduce need not
-      // round alike on every rank).
-      double seen[2] = {s.val            ? summary.val_loss
-                        : test.count > 0 ? summary.test_loss
-                                         : summary.train_loss,
-                        summary.val_loss};
-      comm.broadcast(std::span<double>(seen, 2), 0);
-      const double monitored = seen[0];
-      summary.val_loss = seen[1];
-      if (s.schedule->observe(monitored) && comm.is_root()) {
-        std::printf("epoch %lld: no improvement for %lld evaluation(s); learning rate now %g\n",
-                    static_cast<long long>(epoch),
-                    static_cast<long long>(s.schedule->config().patience + 1),
-                    s.schedule->lr(s.step));
-        std::fflush(stdout);
-      }
-      if (s.val) {
-        const EarlyStopping::Verdict v = s.early.observe(summary.val_loss, s.step);
-        if (v.improved) s.save_checkpoint(epoch, st, eps_rng, epoch_sums, true);
-        if (v.stop) {
-          stop = true;
-          summary.early_stopped = true;
-          if (comm.is_root()) {
-            std::printf(
-                "early stop after epoch %lld: the validation loss has not improved for %lld "
-                "evaluation(s); best %.4f at step %lld\n",
-                static_cast<long long>(epoch), static_cast<long long>(s.early.patience()),
-                s.early.state().best, static_cast<long long>(s.early.state().best_step));
-            std::fflush(stdout);
+          // Report.
+          if (s.step % opt.log_every == 0 || st + 1 == steps_per_epoch || stop) {
+            const ReportSums sum = reduce(comm, interval);
+            epoch_sums.loss += sum.loss;
+            epoch_sums.count += sum.count;
+            train_seconds += interval_seconds;
+            if (s.report)
+              s.report->train(epoch, s.step, s.samples, sum, s.last_lr, interval_seconds);
+            interval = LossSums{};
+            interval_seconds = 0;
           }
         }
+        summary.epochs = static_cast<int>(epoch);
+        summary.train_loss =
+            epoch_sums.loss / std::max<double>(1.0, static_cast<double>(epoch_sums.count));
+        if (s.report) s.report->end_of_epoch();
+        // A signal mid-epoch: checkpoint and stop now. A signal on the epoch's last step lets the
+        // epoch's end (validation, schedules, best.h5, the checkpoint) run first, since the
+        // resumed run starts with the next epoch and would never count this one.
+        if (summary.signal != 0 && st < steps_per_epoch) {
+          s.save_checkpoint(epoch, st, eps_rng, epoch_sums);
+          break;
+        }
+
+        // Validation first, then the test rows.
+        if (s.val) {
+          const ReportSums val = s.eval->validate(epoch);
+          const double n = static_cast<double>(val.count);
+          summary.val_loss = val.loss / n;
+          summary.val_recon = val.recon / n;
+          summary.val_kl = val.kl / n;
+          if (s.report) s.report->validation(epoch, s.step, s.samples, val, s.last_lr);
+        }
+        const ReportSums test = s.eval->test(epoch);
+        s.eval->write_grids(epoch);
+        if (test.count > 0) {
+          const double n = static_cast<double>(test.count);
+          summary.test_loss = test.loss / n;
+          summary.test_recon = test.recon / n;
+          summary.test_kl = test.kl / n;
+          if (s.report) s.report->test(epoch, s.step, s.samples, test, s.last_lr);
+        }
+        // The schedules see complete epochs only: an epoch cut short by --max-steps is finished by
+        // the resumed run, which must not count it twice.
+        if (st == steps_per_epoch) {
+          // Rank 0's values decide, so every rank takes the same branches (an allreduce need not
+          // round alike on every rank).
+          double seen[2] = {s.val            ? summary.val_loss
+                            : test.count > 0 ? summary.test_loss
+                                             : summary.train_loss,
+                            summary.val_loss};
+          comm.broadcast(std::span<double>(seen, 2), 0);
+          const double monitored = seen[0];
+          summary.val_loss = seen[1];
+          if (s.schedule->observe(monitored) && comm.is_root()) {
+            std::printf("epoch %lld: no improvement for %lld evaluation(s); learning rate now %g\n",
+                        static_cast<long long>(epoch),
+                        static_cast<long long>(s.schedule->config().patience + 1), s.lr_at(s.step));
+            std::fflush(stdout);
+          }
+          if (s.val) {
+            const EarlyStopping::Verdict v = s.early.observe(summary.val_loss, s.step);
+            if (v.improved) s.save_checkpoint(epoch, st, eps_rng, epoch_sums, true);
+            if (v.stop) {
+              stop = true;
+              summary.early_stopped = true;
+              if (comm.is_root()) {
+                std::printf(
+                    "early stop after epoch %lld: the validation loss has not improved for %lld "
+                    "evaluation(s); best %.4f at step %lld\n",
+                    static_cast<long long>(epoch), static_cast<long long>(s.early.patience()),
+                    s.early.state().best, static_cast<long long>(s.early.state().best_step));
+                std::fflush(stdout);
+              }
+            }
+          }
+        }
+        if (s.checkpoints.due_after_epoch(epoch, stop || epoch == opt.epochs))
+          s.save_checkpoint(epoch, st, eps_rng, epoch_sums);
       }
+      break;
+    } catch (const DivergenceError& e) {
+      if (!s.collective_divergence || s.opt.on_divergence != DivergenceAction::Rollback) throw;
+      if (!s.may_roll_back())
+        throw DivergenceError(std::string(e.what()) + " (after " + std::to_string(s.rollbacks) +
+                              " rollback(s): --max-rollbacks " + std::to_string(opt.max_rollbacks) +
+                              " reached)");
+      s.roll_back();
+      stop = s.step >= last_step;
     }
-    if (s.checkpoints.due_after_epoch(epoch, stop || epoch == opt.epochs))
-      s.save_checkpoint(epoch, st, eps_rng, epoch_sums);
   }
 
   if (summary.signal == 0) {
@@ -685,6 +896,14 @@ TrainSummary Trainer::run() {
     if (s.report && std::isfinite(summary.iw_nll))
       s.report->importance_weighted(summary.epochs, s.step, s.samples, opt.iw_samples,
                                     summary.iw_nll, s.last_lr);
+  }
+  if (s.guard.enabled() && comm.is_root()) {
+    std::printf(
+        "update guard: %lld update(s) skipped; the healthy steps' largest scores: loss %.3g, "
+        "gradient norm %.3g (--spike-threshold %g)\n",
+        static_cast<long long>(s.guard.state().skipped), s.guard.max_loss_score(),
+        s.guard.max_norm_score(), opt.spike_threshold);
+    std::fflush(stdout);
   }
   s.check_replicas("at the end of training");
   summary.steps = s.step;

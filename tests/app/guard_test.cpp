@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <regex>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "app/child_process.hpp"
 #include "data/dataset_file.hpp"
 #include "io/checkpoint.hpp"
+#include "support/fashion_mnist.hpp"
 #include "support/temp_dir.hpp"
 
 namespace vd::testing {
@@ -136,6 +138,98 @@ TEST(AppGuard, KillDuringCheckpointWriteKeepsThePreviousOne) {
   // The run went on to epoch 2's checkpoint, and pruning removed the stale .tmp.
   const std::vector<std::string> now = files_in(out);
   EXPECT_EQ(now, (std::vector<std::string>{good, vd::checkpoint_file_name(8)})) << joined(now);
+}
+
+// The bytes of a file.
+std::string bytes_of(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// A learning rate of 10 keeps every value finite (the logvar clamp), so no NaN guard fires: the
+// update guard sees the loss and gradient norm leave their history, skips, and after
+// --max-skips stops the run with exit 3. Resumed from a good run, it writes nothing and keeps
+// every good checkpoint byte for byte, so --resume latest still finds the newest good one.
+TEST(AppGuard, ABlowUpWithoutNaNStopsAndKeepsEveryGoodCheckpoint) {
+  TempDir tmp;
+  const std::string data = tmp.file("d.h5");
+  write_synthetic(data, 256, 1, 8, 8, 4, SynthDType::UInt8, 4);
+  const std::string out = tmp.file("run");
+  const std::string flags = ' ' + binary("vae_dist") + " --data " + data + " --test-data " + data +
+                            " --batch-size 16 --hidden 32 --latent-dim 4 --progress false"
+                            " --keep-checkpoints 2 --iw-samples 0 --threads 1";
+  const std::string common = flags + " --out " + out;
+  const CommandResult good = run_command(mpi_prefix(2) + common + " --epochs 3", 120);
+  ASSERT_EQ(good.exit_code, 0) << good.output;
+  EXPECT_TRUE(contains(good.output, "update guard: 0 update(s) skipped")) << good.output;
+  const std::vector<std::string> kept = files_in(out);
+  ASSERT_EQ(kept.size(), 2u) << joined(kept);
+  std::vector<std::string> contents;
+  for (const auto& f : kept) contents.push_back(bytes_of(out + "/" + f));
+
+  const CommandResult bad =
+      run_command(mpi_prefix(2) + common + " --epochs 8 --resume latest --lr 10", 120);
+  EXPECT_EQ(bad.exit_code, 3) << bad.output;
+  const std::regex said(
+      "error: training diverged at step (\\d+): the update guard skipped 21 updates in a row "
+      "\\(steps 26\\.\\.(\\d+), more than --max-skips 20\\); at the last, the loss ");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(bad.output, m, said)) << bad.output;
+  EXPECT_EQ(m[1], m[2]);
+  EXPECT_TRUE(contains(bad.output, "step 26: update skipped (1 in a row, --max-skips 20)"))
+      << bad.output;
+  EXPECT_TRUE(contains(bad.output, "no checkpoint written: the update guard is skipping"))
+      << bad.output;
+  EXPECT_TRUE(contains(bad.output, "the last good one is " + out + "/" + kept.back()))
+      << bad.output;
+  EXPECT_EQ(bad.output.find("training diverged"), bad.output.rfind("training diverged"));
+  EXPECT_FALSE(contains(bad.output, "MPI_ABORT")) << bad.output;
+  ASSERT_EQ(files_in(out), kept);
+  for (size_t i = 0; i < kept.size(); ++i)
+    EXPECT_TRUE(bytes_of(out + "/" + kept[i]) == contents[i]) << kept[i] << " changed";
+
+  // A fresh run: the first update breaks the model and nothing is ever written.
+  const std::string fresh = tmp.file("fresh");
+  const CommandResult first = run_command(
+      mpi_prefix(2) + flags + " --epochs 8 --lr 10 --out " + fresh + " --max-skips 5", 120);
+  EXPECT_EQ(first.exit_code, 3) << first.output;
+  EXPECT_TRUE(contains(first.output, "skipped 6 updates in a row (steps 2..7")) << first.output;
+  EXPECT_TRUE(contains(first.output, "(the run has none yet)")) << first.output;
+  EXPECT_TRUE(files_in(fresh).empty());
+}
+
+// Issue 21's runs on Fashion-MNIST: --lr 10 stops with exit 3 at once; with
+// --on-divergence rollback the run goes back to its initial parameters with a tenth of the
+// rate, as often as it needs, and ends within 20% of the good run's test loss.
+TEST(AppGuard, RollbackRecoversARunAtLearningRate10) {
+  VD_REQUIRE_FASHION_MNIST();
+  TempDir tmp;
+  const std::string run = "cd " + shell_quote(VD_SOURCE_DIR) + " && " + mpi_prefix(2) + ' ' +
+                          binary("vae_dist") +
+                          " --config configs/fashion_mlp.cfg --epochs 2 --iw-samples 0"
+                          " --progress false --threads 1 --out ";
+  const CommandResult stopped = run_command(run + tmp.file("stop") + " --lr 10", 120);
+  EXPECT_EQ(stopped.exit_code, 3) << stopped.output;
+  EXPECT_TRUE(contains(stopped.output, "the update guard skipped")) << stopped.output;
+  EXPECT_TRUE(contains(stopped.output, "--on-divergence rollback does that")) << stopped.output;
+
+  const auto test_loss = [](const std::string& output) {
+    std::smatch m;
+    static const std::regex final_loss("final test loss ([0-9.]+)");
+    return std::regex_search(output, m, final_loss) ? std::stod(m[1]) : -1.0;
+  };
+  const CommandResult good = run_command(run + tmp.file("good"), 300);
+  ASSERT_EQ(good.exit_code, 0) << good.output;
+  const CommandResult rolled =
+      run_command(run + tmp.file("rolled") + " --lr 10 --on-divergence rollback", 300);
+  ASSERT_EQ(rolled.exit_code, 0) << rolled.output;
+  EXPECT_TRUE(contains(rolled.output, "rollback 1 of 3 at step ")) << rolled.output;
+  EXPECT_TRUE(contains(rolled.output, "back to the initial parameters (step 0)")) << rolled.output;
+  EXPECT_FALSE(contains(rolled.output, "error")) << rolled.output;
+  const double want = test_loss(good.output), got = test_loss(rolled.output);
+  ASSERT_GT(want, 0) << good.output;
+  ASSERT_GT(got, 0) << rolled.output;
+  EXPECT_LT(got, 1.2 * want) << rolled.output;
 }
 
 }  // namespace

@@ -192,6 +192,49 @@ TEST(Checkpoint, ScheduleStateRoundTripsAndOlderFilesReadAsFresh) {
   }
 }
 
+// The update guard's window and counts and the rollback state round-trip exactly; a file
+// without them reads as a fresh run's; a state no run could write is refused.
+TEST(Checkpoint, UpdateGuardStateRoundTripsAndOlderFilesReadAsFresh) {
+  TempDir dir;
+  State a(12);
+  a.meta.guard.losses = {250.5, 249.25, 1e-300, -3.5};
+  a.meta.guard.norms = {61.0, 59.5, 70.25, 0.0};
+  a.meta.guard.skipped = 7;
+  a.meta.rollbacks = 2;
+  a.meta.rollback_lr_scale = 0.01;
+  const std::string path = dir.file("ckpt.h5");
+  a.write(path);
+  EXPECT_EQ(read_checkpoint_meta(path), a.meta);
+
+  {
+    h5::File f = h5::open_file(path, true);
+    for (const char* n : {"guard_consecutive", "guard_first_flagged", "guard_skipped", "rollbacks",
+                          "rollback_lr_scale"})
+      ASSERT_GE(H5Adelete(f, n), 0) << n;
+    ASSERT_GE(H5Ldelete(f, "/guard", H5P_DEFAULT), 0);
+  }
+  const CheckpointMeta old = read_checkpoint_meta(path);
+  EXPECT_EQ(old.guard, UpdateGuardState{});
+  EXPECT_EQ(old.rollbacks, 0);
+  EXPECT_EQ(old.rollback_lr_scale, 1.0);
+
+  for (const auto& [name, value] :
+       {std::pair{"rollback_lr_scale", 0.0}, std::pair{"guard_consecutive", 3.0}}) {
+    SCOPED_TRACE(name);
+    a.write(path);
+    {
+      h5::File f = h5::open_file(path, true);
+      ASSERT_GE(H5Adelete(f, name), 0);
+      if (std::string(name) == "guard_consecutive")
+        h5::write_attribute(f, name, int64_t{3});  // a streak without its first step
+      else
+        h5::write_attribute(f, name, value);
+    }
+    const std::string msg = message_of<IoError>([&] { read_checkpoint_meta(path); });
+    EXPECT_TRUE(contains(msg, path) && contains(msg, "impossible update-guard state")) << msg;
+  }
+}
+
 TEST(Checkpoint, LargeConfigRoundTrips) {
   // Beyond HDF5's 64 KiB attribute limit: the config lives in a data set for this reason.
   TempDir dir;

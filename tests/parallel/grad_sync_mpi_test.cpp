@@ -6,13 +6,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <csignal>
+#include <cstdint>
 #include <cstdlib>
 #include <numeric>
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/simd.hpp"
 #include "nn/param_store.hpp"
 #include "optim/adam.hpp"
 #include "parallel/comm.hpp"
@@ -205,6 +208,91 @@ TEST(GradientSync, GradClipScalesTheSummedGradientAsTorchDoes) {
       }
     }
   }
+}
+
+// The update guard's gate: every rank sees the same figures before the update (the loss sums
+// added, the norm of the summed gradient, taken here in double from the formula), and a gate
+// that says no leaves the parameters, the moments and Adam's step count as they were, on
+// every rank and every method.
+TEST(GradientSync, GateSeesTheGlobalFiguresAndSkipsTheUpdateEverywhere) {
+  for (const std::string method : {"", "overlap", "allreduce"}) {
+    SyncPath path(method);
+    vd::Comm comm;
+    vd::ParamStore store;
+    store.add("a.weight", {30, 7});
+    store.add("b.bias", {5});
+    store.finalize();
+    vd::Adam adam(store.size(), vd::AdamConfig{});
+    std::vector<char> in_entry(store.size(), 0);
+    for (const auto& e : store.entries())
+      std::fill(in_entry.begin() + e.offset, in_entry.begin() + e.offset + e.size, 1);
+    const auto grad = [&](int rank, size_t i) {
+      return in_entry[i] ? 0.25f * static_cast<float>(rank + 1) *
+                               static_cast<float>(static_cast<int>(i % 11) - 5)
+                         : 0.0f;
+    };
+    double sum_sq = 0, loss = 0;
+    for (size_t i = 0; i < store.size(); ++i) {
+      float g = 0;
+      for (int r = 0; r < comm.size(); ++r) g += grad(r, i);
+      sum_sq += static_cast<double>(g) * g;
+    }
+    for (int r = 0; r < comm.size(); ++r) loss += 10.5 * (r + 1);
+    {
+      vd::GradientSync sync(comm, store, adam);
+      std::vector<vd::GradientSync::Figures> seen;
+      bool allow = true;
+      sync.set_gate([&](const vd::GradientSync::Figures& f) {
+        seen.push_back(f);
+        return allow;
+      });
+      const auto step = [&] {
+        auto g = store.grads();
+        for (size_t i = 0; i < g.size(); ++i) g[i] = grad(comm.rank(), i);
+        return sync.update_checked(1e-2, 0, false, 10.5 * (comm.rank() + 1));
+      };
+      vd::GradientSync::Agreed a = step();
+      EXPECT_TRUE(a.applied) << sync.method();
+      const std::vector<float> after_one(store.params().begin(), store.params().end());
+      const std::vector<float> m_one(adam.exp_avg().begin(), adam.exp_avg().end());
+      allow = false;
+      a = step();
+      EXPECT_FALSE(a.applied) << sync.method();
+      EXPECT_EQ(adam.steps(), 1) << sync.method();
+      EXPECT_TRUE(std::equal(after_one.begin(), after_one.end(), store.params().begin()))
+          << sync.method();
+      EXPECT_TRUE(std::equal(m_one.begin(), m_one.end(), adam.exp_avg().begin())) << sync.method();
+      ASSERT_EQ(seen.size(), 2u) << sync.method();
+      for (const auto& f : seen) {
+        EXPECT_EQ(f.loss_sum, loss) << sync.method();
+        EXPECT_NEAR(f.grad_norm, std::sqrt(sum_sq), 1e-12 * std::sqrt(sum_sq)) << sync.method();
+        EXPECT_EQ(f.non_finite, 0);
+      }
+      EXPECT_EQ(a.grad_norm, seen[1].grad_norm) << sync.method();
+      EXPECT_EQ(a.loss_sum, loss) << sync.method();
+      // The same bits on every rank.
+      const int64_t bits = std::bit_cast<int64_t>(seen[1].grad_norm);
+      EXPECT_EQ(comm.allreduce_min(bits), comm.allreduce_max(bits)) << sync.method();
+      allow = true;
+      EXPECT_TRUE(step().applied) << sync.method();
+      EXPECT_EQ(adam.steps(), 2) << sync.method();
+    }
+  }
+}
+
+// sum_of_squares: the double sum of squares, for lengths around its 16 lanes.
+TEST(GradientSync, SumOfSquaresMatchesTheDoubleSum) {
+  for (size_t n : {0, 1, 15, 16, 17, 1000}) {
+    std::vector<float> x(n);
+    double want = 0;
+    for (size_t i = 0; i < n; ++i) {
+      x[i] = 0.1f * static_cast<float>(static_cast<int>(i % 23) - 11);
+      want += static_cast<double>(x[i]) * x[i];
+    }
+    EXPECT_NEAR(vd::sum_of_squares(x.data(), n), want, 1e-12 * std::max(1.0, want)) << n;
+  }
+  const float inf[] = {1.0f, INFINITY};
+  EXPECT_TRUE(std::isinf(vd::sum_of_squares(inf, 2)));
 }
 
 }  // namespace

@@ -625,3 +625,62 @@ TEST(Trainer, ResumeUnderAnotherLikelihoodIsRefused) {
 }
 
 }  // namespace
+
+namespace {
+
+// --on-divergence rollback at a learning rate of 10: the first update breaks the model, the
+// guard skips until --max-skips, and the run goes back to its initial parameters with the rate
+// times 0.1, until it trains. A run stopped after the rollbacks (at an epoch end and mid-epoch)
+// and resumed ends bitwise equal to the uninterrupted one, with the same rollback state.
+TEST(Trainer, RolledBackRunResumesBitwise) {
+  vd::Comm comm;
+  SharedData data(comm);
+  const auto options = [&](const std::string& name) {
+    vd::Options o = small_options(data.file, data.root + "/" + name);
+    o.lr = 10;
+    o.on_divergence = vd::DivergenceAction::Rollback;
+    o.max_skips = 2;
+    o.max_rollbacks = 5;
+    o.rollback_lr_factor = 0.1;
+    o.checkpoint_every = 1;
+    o.epochs = 8;
+    return o;
+  };
+  vd::Options whole = options("whole");
+  std::vector<float> uninterrupted;
+  vd::CheckpointMeta end;
+  int64_t steps = 0;
+  {
+    vd::Trainer t(whole, comm);
+    const vd::TrainSummary s = t.run();
+    const auto p = t.params().params();
+    uninterrupted.assign(p.begin(), p.end());
+    end = vd::read_checkpoint_meta(s.last_checkpoint);
+    steps = s.steps;
+  }
+  ASSERT_GE(end.rollbacks, 1) << "the run never rolled back: the test shows nothing";
+  ASSERT_LT(end.rollbacks, 5);
+  EXPECT_DOUBLE_EQ(end.rollback_lr_scale, std::pow(0.1, static_cast<double>(end.rollbacks)));
+  const int64_t spe = vd::EpochPlan(61, 0, comm.size(), 4).steps_per_epoch();
+  for (const int64_t stop : {4 * spe, 4 * spe + 2}) {
+    vd::Options first = options("split" + std::to_string(stop));
+    first.max_steps = stop;
+    vd::Trainer(first, comm).run();
+    vd::Options second = options("split" + std::to_string(stop));
+    second.resume = "latest";
+    vd::Trainer t(second, comm);
+    const vd::TrainSummary s = t.run();
+    EXPECT_EQ(s.steps, steps);
+    const vd::CheckpointMeta last = vd::read_checkpoint_meta(s.last_checkpoint);
+    EXPECT_EQ(last.rollbacks, end.rollbacks);
+    EXPECT_EQ(last.rollback_lr_scale, end.rollback_lr_scale);
+    EXPECT_EQ(last.guard, end.guard);
+    const auto got = t.params().params();
+    ASSERT_EQ(got.size(), uninterrupted.size());
+    size_t differing = 0;
+    for (size_t i = 0; i < got.size(); ++i) differing += got[i] != uninterrupted[i];
+    EXPECT_EQ(differing, 0u) << "resume after step " << stop;
+  }
+}
+
+}  // namespace
