@@ -155,9 +155,9 @@ RunLock RunLock::acquire(const std::string& dir, const std::string& command, Loc
   if (lock_call == nullptr) lock_call = ::flock;
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec || !fs::is_directory(dir))
-    throw IoError("cannot create the run directory '" + dir + "': " +
-                  (ec ? ec.message() : "a file of that name exists") + "; choose another --out");
+  if (ec)
+    throw IoError("cannot create the run directory '" + dir + "': " + ec.message() +
+                  "; choose another --out");
   RunLock lock;
   lock.path_ = (fs::path(dir) / kFileName).string();
   // No O_TRUNC: the file may hold a running holder's record. O_CLOEXEC: a program this process

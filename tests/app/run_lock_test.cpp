@@ -93,7 +93,7 @@ TEST(AppRunLock, SecondRunOnARunningRunsOutIsRefusedAndTheFirstFinishesIntact) {
     SCOPED_TRACE(std::to_string(ranks) + " rank(s)");
     const std::string launch = ranks == 1 ? env_prefix() : mpi_prefix(ranks);
     // The very same command: another run of it, on the same --out.
-    const CommandResult second = run_command(launch + " " + bin + args, 120);
+    const CommandResult second = run_command(launch + " " + bin + args, 60);
     EXPECT_EQ(second.exit_code, 2) << second.output;
     EXPECT_TRUE(contains(second.output, "error: the run directory '" + out +
                                             "' is in use by another vae_dist run (" + holder +

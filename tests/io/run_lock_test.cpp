@@ -107,6 +107,12 @@ TEST(RunLock, ReleaseEmptiesTheRecordAndLetsANewLockSucceed) {
     EXPECT_TRUE(moved.held());
     EXPECT_FALSE(first.held());
     EXPECT_NE(refusal(dir), "");
+    // A move assignment releases the lock the target held before.
+    RunLock other = RunLock::acquire(tmp.file("other"), "vae_dist --other");
+    other = std::move(moved);
+    EXPECT_EQ(fs::file_size(tmp.file("other") + "/" + RunLock::kFileName), 0u);
+    EXPECT_TRUE(RunLock::acquire(tmp.file("other"), "vae_dist").held());
+    EXPECT_NE(refusal(dir), "") << "the moved lock was released";
   }
   EXPECT_EQ(fs::file_size(lock_file(tmp)), 0u) << read_text(lock_file(tmp));
   const RunLock next = RunLock::acquire(dir, "vae_dist --next");
