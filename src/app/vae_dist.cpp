@@ -1,17 +1,79 @@
 // vae_dist: trains a VAE on one or more MPI ranks (`mpirun -np P vae_dist --config F`).
 // Parses options (--help, --version and usage errors answer before MPI starts), starts MPI,
-// runs the Trainer; any error ends every rank with a message.
+// locks the run directory, runs the Trainer; any error ends every rank with a message.
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <optional>
+#include <string>
 
 #include "app/main_support.hpp"
 #include "config/options.hpp"
 #include "core/error.hpp"
 #include "core/version.hpp"
+#include "io/run_lock.hpp"
 #include "parallel/comm.hpp"
 #include "train/stop_signals.hpp"
 #include "train/trainer.hpp"
+
+namespace {
+
+// The command line as one string, arguments quoted where a shell needs it (--test-data ''):
+// the lock file's record of what holds the run directory, which a user can paste.
+std::string command_line(int argc, char** argv) {
+  std::string line;
+  for (int i = 0; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (i > 0) line += ' ';
+    if (!arg.empty() && arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                              "0123456789-_./=:,+@%") == std::string::npos) {
+      line += arg;
+      continue;
+    }
+    line += '\'';
+    for (const char c : arg) line += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    line += '\'';
+  }
+  return line;
+}
+
+// Rank 0's lock on the run directory (none on the other ranks), or the exit code of a refusal.
+struct RunDirectory {
+  std::optional<vd::RunLock> lock;
+  int refused = 0;
+};
+
+// Rank 0 locks --out before anything is written in it, and every rank learns the verdict: a
+// refused run ends every rank with the same exit code (2 when another run holds the directory,
+// 1 when it cannot be made), one message, and no rank left waiting in a collective.
+RunDirectory lock_run_directory(const std::string& out, const std::string& command,
+                                const vd::Comm& comm) {
+  RunDirectory dir;
+  std::string verdict;  // empty: go on; else the exit code's digit, then rank 0's message
+  if (comm.is_root()) {
+    try {
+      dir.lock.emplace(vd::RunLock::acquire(out, command));
+    } catch (const vd::ConfigError& e) {
+      verdict = std::string("2") + e.what();
+    } catch (const std::exception& e) {
+      verdict = std::string("1") + e.what();
+    }
+  }
+  comm.broadcast(verdict, 0);
+  if (verdict.empty()) {
+    if (dir.lock && !dir.lock->note().empty()) {
+      // Unheld: the file system gives no locks, a warning; held: a lock taken over, a note.
+      std::fprintf(dir.lock->held() ? stdout : stderr, "%s\n", dir.lock->note().c_str());
+      std::fflush(dir.lock->held() ? stdout : stderr);
+    }
+    return dir;
+  }
+  if (comm.is_root()) std::fprintf(stderr, "error: %s\n", verdict.c_str() + 1);
+  dir.refused = verdict[0] - '0';
+  return dir;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // Before MPI and OpenMP start threads, so that every thread inherits the blocked mask and
@@ -35,7 +97,11 @@ int main(int argc, char** argv) {
     vd::app::print_once(vd::app::with_version_option(parsed.help_text));
     return 0;
   }
+  const std::string command = command_line(argc, argv);
   return vd::app::run_with_mpi(&argc, &argv, " (see vae_dist --help)", [&](const vd::Comm& comm) {
+    // Held until this body returns or throws: one run per run directory.
+    const RunDirectory dir = lock_run_directory(parsed.options.out, command, comm);
+    if (dir.refused != 0) return dir.refused;
     if (comm.is_root()) {
       std::printf("%s\n", vd::format_options(parsed.options).c_str());
       std::fflush(stdout);

@@ -1,5 +1,6 @@
 // End-to-end tests that a failure on ONE rank of a 2-rank mpiexec job ends the whole job
-// promptly: bad data in rank 1's shard, and a rank killed with SIGKILL mid-run.
+// promptly: bad data in rank 1's shard, an error on rank 0 after start-up, and a rank killed
+// with SIGKILL mid-run; and that an uncreatable run directory stops every rank at once.
 #include <gtest/gtest.h>
 
 #include <cctype>
@@ -66,30 +67,31 @@ TEST(AppFailure, NanInRankOnesShardEndsTheWholeJob) {
   EXPECT_FALSE(std::filesystem::exists(tmp.file("run") + "/metrics.csv")) << r.output;
 }
 
-// Rank 0 fails after the ranks share the model (it alone creates the run directory) while
-// rank 1 goes on into training: rank 0 must not wait in a collective while unwinding.
-TEST(AppFailure, RunDirectoryErrorOnRankZeroEndsTheWholeJob) {
+// An --out that cannot be made (under a regular file) is refused before start-up: rank 0
+// finds it while it locks the run directory, and every rank exits with it, with one message.
+TEST(AppFailure, UncreatableRunDirectoryIsRefusedOnEveryRankBeforeStartUp) {
   TempDir tmp;
   const std::string data = tmp.file("d.h5");
   write_synthetic(data, 64, 1, 8, 8, 5, SynthDType::UInt8, 4);
-  // A regular file where the run directory's parent should be.
   { std::ofstream(tmp.file("blocker")) << "x"; }
   const std::string out = tmp.file("blocker") + "/run";
   const CommandResult r = run_command(
       mpi_prefix(2) + " " + binary("vae_dist") + " --data " + data + " --test-data '' --out " +
           out + " --epochs 50 --batch-size 8 --hidden 16 --latent-dim 2 --progress false",
       60);
-  EXPECT_NE(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.exit_code, kTimedOut) << "the job hung:\n" << r.output;
-  EXPECT_LT(r.seconds, 30.0) << r.output;
-  EXPECT_TRUE(contains(r.output, "error (rank 0)")) << r.output;
-  EXPECT_TRUE(contains(r.output, "cannot create the run directory")) << r.output;
-  EXPECT_TRUE(contains(r.output, out)) << r.output;
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "error: cannot create the run directory '" + out +
+                                     "': Not a directory; choose another --out"))
+      << r.output;
+  EXPECT_EQ(r.output.find("error"), r.output.rfind("error")) << r.output;
+  EXPECT_FALSE(contains(r.output, "MPI_ABORT")) << r.output;
 }
 
-// A run directory where config.ini cannot be written (here a directory of that name, since
-// root writes to read-only directories): the error gives the reason, and the job ends.
-TEST(AppFailure, UnwritableConfigIniGivesTheReason) {
+// Rank 0 fails after the ranks share the model (it alone writes config.ini; here a directory
+// of that name, since root writes to read-only directories) while rank 1 goes on into
+// training: rank 0 must not wait in a collective while unwinding, and the error gives the
+// reason.
+TEST(AppFailure, RunDirectoryErrorOnRankZeroEndsTheWholeJob) {
   TempDir tmp;
   const std::string data = tmp.file("d.h5");
   write_synthetic(data, 64, 1, 8, 8, 5, SynthDType::UInt8, 4);
@@ -100,6 +102,8 @@ TEST(AppFailure, UnwritableConfigIniGivesTheReason) {
           out + " --epochs 50 --batch-size 8 --hidden 16 --latent-dim 2 --progress false",
       60);
   EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_LT(r.seconds, 30.0) << r.output;
+  EXPECT_TRUE(contains(r.output, "error (rank 0)")) << r.output;
   EXPECT_TRUE(contains(r.output, "cannot write " + out + "/config.ini: Is a directory"))
       << r.output;
 }
