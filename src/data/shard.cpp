@@ -13,6 +13,7 @@
 #include "core/error.hpp"
 #include "core/h5.hpp"
 #include "core/simd.hpp"
+#include "data/file_watch.hpp"
 
 namespace vd {
 
@@ -225,6 +226,9 @@ struct Shard::Source {
   // Deflate-compressed chunks of whole rows: read raw and decoded with libdeflate, 2-3x
   // faster than HDF5's zlib (a streamed shard inflates its rows every epoch).
   std::optional<h5::DeflateChunks> chunks;
+  // The file as it was opened: a read after it changed (truncated, written over, replaced) is
+  // refused, because HDF5 would return zeros or another file's bytes without an error.
+  FileWatch watch;
 };
 
 Shard Shard::read(const std::string& file, const std::string& dataset, int rank, int world,
@@ -232,6 +236,9 @@ Shard Shard::read(const std::string& file, const std::string& dataset, int rank,
   if (world < 1 || rank < 0 || rank >= world)
     throw ShapeError("Shard::read: rank " + std::to_string(rank) + " is not in [0, " +
                      std::to_string(world) + ")");
+  // Stamped before HDF5 reads a byte, so a change while it opens the file is seen too.
+  const std::optional<FileStamp> stamp =
+      residency == Residency::Streamed ? FileStamp::of(file) : std::nullopt;
   Opened o = open_checked(file, dataset);
   const h5::Dataset& dset = o.dset;
   const std::vector<int64_t>& dims = o.dims;
@@ -319,7 +326,8 @@ Shard Shard::read(const std::string& file, const std::string& dataset, int rank,
     }
   }
   if (residency == Residency::Streamed) {
-    auto src = std::make_shared<Source>(Source{std::move(o.f), std::move(o.dset), where, {}});
+    auto src = std::make_shared<Source>(
+        Source{std::move(o.f), std::move(o.dset), where, {}, FileWatch(file, stamp)});
     src->chunks =
         h5::DeflateChunks::open(src->dset, s.u8_data_ ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT);
     s.source_ = std::move(src);
@@ -374,15 +382,23 @@ void Shard::read_stored(int64_t first, int64_t count, void* dst) const {
     std::memcpy(dst, from, bytes);
     return;
   }
-  if (source_->chunks) {
-    try {
-      source_->chunks->read(range_.begin + first, count, dst);
-    } catch (const IoError& e) {
-      throw DataError(source_->where + ": " + e.what() + "; re-create the file");
+  try {
+    if (source_->chunks) {
+      try {
+        source_->chunks->read(range_.begin + first, count, dst);
+      } catch (const IoError& e) {
+        throw DataError(source_->where + ": " + e.what() + "; re-create the file");
+      }
+    } else {
+      read_hyperslab(source_->dset, range_.begin + first, count, u8_data_, dst, source_->where);
     }
-  } else {
-    read_hyperslab(source_->dset, range_.begin + first, count, u8_data_, dst, source_->where);
+  } catch (const Error&) {
+    source_->watch.check();  // a changed file explains a failed read better than HDF5 does
+    throw;
   }
+  // After the read, not before: rows that pass were read from the file as it was opened
+  // (write(2) sets the modification time before its bytes can be read).
+  source_->watch.check();
   if (!u8_data_)
     check_values(static_cast<const float*>(dst), count, sample_size_, range_.begin + first, check_,
                  source_->where);

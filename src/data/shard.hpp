@@ -33,7 +33,8 @@ RowRange shard_rows(int64_t n, int rank, int world);
 enum class ValueCheck { None, UnitInterval };
 
 // InMemory: read() reads the shard's rows. Streamed: read() checks the file and reads the labels;
-// rows are read (and their values checked) when they are asked for.
+// rows are read (and their values checked) when they are asked for, each read refused once the
+// file is no longer the one read() opened (data/file_watch).
 enum class Residency { InMemory, Streamed };
 
 // What read() would hold: the rows of the data set and the bytes one row takes in memory
@@ -89,7 +90,8 @@ class Shard {
 
   // Reads local rows [first, first + count) as stored (uint8 or float32 bytes, row_bytes()
   // each) into dst, checking float values as read() does. From memory, or from the file
-  // (thread-safe: HDF5 serialises its calls).
+  // (thread-safe: HDF5 serialises its calls); from the file, throws vd::DataError naming the
+  // file and the change when it was truncated, written over or replaced since read().
   void read_stored(int64_t first, int64_t count, void* dst) const;
   // dst [1, sample_size()] = the stored row `src` (row_bytes() bytes) as gather() gives it,
   // before standardisation (see finish()).

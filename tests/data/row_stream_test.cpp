@@ -2,22 +2,27 @@
 // windows of whole blocks, a pure function of seed/epoch/rank), a streamed Shard (the same
 // rows and statistics as one in memory, bitwise), and RowStream (every step's batch equals the
 // in-memory gather of the plan's rows, across windows and epochs and from a mid-epoch start;
-// a bad value in a later block fails the step that needs it, naming the row).
+// a bad value in a later block fails the step that needs it, naming the row; a file truncated
+// or written over between windows fails the next read, naming the file and the change).
 #include "data/row_stream.hpp"
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "core/error.hpp"
 #include "core/h5.hpp"
 #include "data/dataset_file.hpp"
 #include "data/epoch_plan.hpp"
+#include "data/file_watch.hpp"
 #include "data/shard.hpp"
 #include "data/standardize.hpp"
 #include "support/temp_dir.hpp"
@@ -372,6 +377,137 @@ TEST(RowStream, StopsCleanlyMidEpochAndRestarts) {
     mem.gather(plan.local_rows(i + 1), expected.data());
     EXPECT_TRUE(same_bits(x, expected));
   }  // destroyed with the read-ahead waiting for a free buffer: no hang
+}
+
+// A uint8 data set [n, 16] stored uncompressed (read through H5Dread, which gives zeros past a
+// truncated file's end), contiguous or in chunks of 8 rows.
+std::string plain_u8_file(const TempDir& dir, int64_t n, bool chunked) {
+  std::vector<uint8_t> v(static_cast<size_t>(n * 16));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint8_t>(1 + (i * 131) % 250);
+  const std::string path = dir.file(chunked ? "plain_chunked.h5" : "plain_contiguous.h5");
+  h5::File f = h5::create_file(path);
+  const std::vector<int64_t> dims{n, 16};
+  h5::CreateOptions o;
+  if (chunked) o.chunk = {8, 16};
+  h5::write_dataset<uint8_t>(f, "/images", v, dims, o);
+  return path;
+}
+
+// Where the contiguous /images of `file` starts, and its bytes.
+std::pair<int64_t, int64_t> raw_extent(const std::string& file) {
+  h5::File h = h5::open_file(file);
+  h5::Dataset dset = h5::open_dataset(h, "/images");
+  return {static_cast<int64_t>(H5Dget_offset(dset)),
+          static_cast<int64_t>(H5Dget_storage_size(dset))};
+}
+
+// Runs the steps of epoch 1 after `change` was made to the file (with window 0 read before it):
+// every step either gives the in-memory rows of the file as it was, or throws the change's
+// DataError, and one throws at the latest at window 2's first step (window 1 may have been
+// read before the change). Returns the message.
+std::string steps_after_change(const std::string& file, const std::function<void()>& change) {
+  const Shard mem = shard_of(file, 0, 1, ValueCheck::UnitInterval, Residency::InMemory);
+  const Shard str = shard_of(file);
+  EpochPlan plan(mem.rows(), 0, 1, 4, BlockShuffle{0, 5, 6});  // windows of 30 rows
+  RowStream stream(str, plan);
+  plan.shuffle(1, 1);
+  EXPECT_GE(plan.windows().size(), 4u);
+  stream.start(1, 1, 0, 1);
+  std::vector<float> x(4 * 16), expected(4 * 16);
+  stream.gather(1, 0, x.data());  // window 0 is in memory from here
+  change();
+  const int64_t window2_step = (plan.windows()[2].begin + 3) / 4;
+  for (int64_t st = 0; st < plan.steps_per_epoch(); ++st) {
+    try {
+      stream.gather(1, st, x.data());
+    } catch (const DataError& e) {
+      EXPECT_LE(st, window2_step) << "steps ran on after the change";
+      return e.what();
+    }
+    mem.gather(plan.local_rows(st), expected.data());
+    EXPECT_TRUE(same_bits(x, expected)) << "step " << st << " has rows read after the change";
+  }
+  ADD_FAILURE() << "no step failed after the change";
+  return "";
+}
+
+TEST(RowStream, AFileTruncatedBetweenWindowsFailsTheNextReadNamingTheFileAndTheSizes) {
+  for (bool chunked : {false, true}) {
+    SCOPED_TRACE(chunked ? "chunked" : "contiguous");
+    TempDir dir;
+    const std::string file = plain_u8_file(dir, 400, chunked);
+    const auto before = static_cast<int64_t>(std::filesystem::file_size(file));
+    const int64_t after = before * 4 / 10;
+    const std::string msg = steps_after_change(
+        file, [&] { std::filesystem::resize_file(file, static_cast<uintmax_t>(after)); });
+    EXPECT_NE(msg.find("data file '" + file +
+                       "' changed while the run was reading it: its size "
+                       "went from " +
+                       std::to_string(before) + " to " + std::to_string(after) + " bytes"),
+              std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find("restore the file, then resume with --resume latest"), std::string::npos)
+        << msg;
+  }
+}
+
+TEST(RowStream, AFileWrittenOverWithOtherRowsFailsTheNextReadSayingWhenItWasModified) {
+  TempDir dir;
+  const std::string file = plain_u8_file(dir, 400, false);
+  const auto [offset, bytes] = raw_extent(file);
+  const std::optional<FileStamp> opened = FileStamp::of(file);
+  const std::string msg = steps_after_change(file, [&, offset = offset, bytes = bytes] {
+    // The kernel stamps writes with a clock that ticks every few ms: let it tick.
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    // Other rows in the same place, the size unchanged: as `cp` of a file of the same shape.
+    std::fstream h(file, std::ios::in | std::ios::out | std::ios::binary);
+    h.seekp(static_cast<std::streamoff>(offset));
+    const std::string other(static_cast<size_t>(bytes), '\x07');
+    h.write(other.data(), static_cast<std::streamsize>(other.size()));
+  });
+  const std::optional<FileStamp> now = FileStamp::of(file);
+  ASSERT_TRUE(opened && now);
+  ASSERT_EQ(now->size, opened->size);
+  ASSERT_NE(now->mtime_ns, opened->mtime_ns) << "the file system did not stamp the write";
+  EXPECT_NE(msg.find("data file '" + file +
+                     "' changed while the run was reading it: it was "
+                     "modified at " +
+                     time_text(now->mtime_ns) + " (it was last modified at " +
+                     time_text(opened->mtime_ns) + " when the run opened it)"),
+            std::string::npos)
+      << msg;
+}
+
+TEST(StreamedShard, EveryReadAfterAChangeFailsAndADamagedReadNamesTheChange) {
+  TempDir dir;
+  // Uncompressed: rows still inside the truncated file are refused too (the file is another).
+  const std::string plain = plain_u8_file(dir, 400, true);
+  const Shard str = shard_of(plain);
+  std::vector<float> x(2 * 16);
+  const std::vector<int64_t> rows{0, 1};
+  str.gather(rows, x.data());
+  std::filesystem::resize_file(plain, std::filesystem::file_size(plain) - 100);
+  try {
+    str.gather(rows, x.data());
+    ADD_FAILURE() << "a read after the truncation passed";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("its size went from"), std::string::npos) << e.what();
+  }
+  // Deflate: the truncated chunks no longer inflate, and the message says why.
+  const std::string packed = u8_file(dir, 3000);
+  const Shard z = shard_of(packed);
+  std::vector<float> y(3000 * 16);
+  std::vector<int64_t> all(3000);
+  for (int64_t i = 0; i < 3000; ++i) all[static_cast<size_t>(i)] = i;
+  std::filesystem::resize_file(packed, std::filesystem::file_size(packed) / 2);
+  try {
+    z.gather(all, y.data());
+    ADD_FAILURE() << "a read of a truncated deflate file passed";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("data file '" + packed + "' changed while the run"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace
