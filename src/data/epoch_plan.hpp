@@ -74,6 +74,7 @@ class EpochPlan {
   std::span<const int64_t> local_rows(int64_t step) const;
   int batch_size() const { return batch_; }
   bool windowed() const { return blocks_.has_value(); }
+  int64_t global_rows() const { return global_rows_; }
   const std::optional<BlockShuffle>& block_shuffle() const { return blocks_; }
   // Windowed: the blocks of the shard, in local rows and file order, and the epoch's windows
   // (one window holding every block before the first shuffle).

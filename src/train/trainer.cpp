@@ -36,7 +36,6 @@
 #include "optim/adam.hpp"
 #include "optim/early_stopping.hpp"
 #include "optim/lr_schedule.hpp"
-#include "optim/update_guard.hpp"
 #include "parallel/batch_reducer.hpp"
 #include "parallel/grad_sync.hpp"
 #include "parallel/placement.hpp"
@@ -44,7 +43,9 @@
 #include "train/evaluation.hpp"
 #include "train/kl_schedule.hpp"
 #include "train/model_config.hpp"
+#include "train/resume.hpp"
 #include "train/run_messages.hpp"
+#include "train/step_guard.hpp"
 #include "train/stop_signals.hpp"
 #include "vae/latent.hpp"
 #include "vae/model.hpp"
@@ -125,19 +126,12 @@ struct Trainer::State {
   std::optional<Rng> resumed_eps_rng;  // this rank's noise stream, for a mid-epoch resume
   ReportSums resumed_epoch_sums;       // the reported training loss of that epoch so far
   std::string last_checkpoint;
-  // The update guard, the verdict on the newest step and that step's global batch; the
-  // rollbacks so far and the learning-rate factor they left.
-  UpdateGuard guard{UpdateGuardConfig{}};
-  GuardVerdict verdict;
-  int64_t pending_count = 0;
+  // The update guard; the rollbacks so far and the learning-rate factor they left.
+  std::unique_ptr<StepGuard> guard;
   int64_t rollbacks = 0;
   double rollback_lr_scale = 1.0;
-  FILE* guard_trace = nullptr;  // VAE_DIST_GUARD_TRACE: every step's figures (rank 0)
 
   State(const Options& o, const Comm& c) : opt(o), comm(c) {}
-  ~State() {
-    if (guard_trace != nullptr) std::fclose(guard_trace);
-  }
 
   double lr_at(int64_t global_step) const { return schedule->lr(global_step) * rollback_lr_scale; }
   // The DivergenceError in flight was thrown on every rank at the same step (not one rank's
@@ -145,7 +139,6 @@ struct Trainer::State {
   bool collective_divergence = false;
   int64_t failed_step = 0;
   std::string failure;
-  void set_up_guard();
   void initialise(bool writes_model);
   void start_stream();
   bool may_roll_back() const {
@@ -153,7 +146,6 @@ struct Trainer::State {
            rollbacks < opt.max_rollbacks;
   }
   void roll_back();
-  void note_skip() const;
 
   float beta_at(int64_t global_step) const { return kl.at(global_step); }
   void check_replicas(const char* when) const { vd::check_replicas(comm, store.params(), when); }
@@ -207,7 +199,8 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   s.adam = std::make_unique<Adam>(s.store.size(), ac);
   s.grad_sync = std::make_unique<GradientSync>(comm, s.store, *s.adam);
   s.grad_sync->set_grad_clip(opt.grad_clip);
-  s.set_up_guard();
+  s.guard = std::make_unique<StepGuard>(opt, comm.size(), comm.is_root());
+  s.guard->arm(*s.grad_sync);
   if (opt.free_bits > 0 && comm.size() > 1) {
     // The free-bits floor needs the global batch's KL per dimension: one small exchange.
     s.batch_reducer = std::make_unique<MpiBatchReducer>(comm);
@@ -232,23 +225,16 @@ Trainer::Trainer(const Options& options, const Comm& comm)
       s.step + std::max<int64_t>(0, (opt.epochs - s.start_epoch + 1) * spe - s.start_step_in_epoch);
   s.last_step = opt.max_steps > 0 ? std::min(opt.max_steps, planned) : planned;
   if (!opt.resume.empty() && comm.is_root()) {
-    if (s.resumed_writer_steps != spe && s.start_epoch <= opt.epochs)
-      std::printf(
-          "note: the checkpoint's run took %lld steps per epoch; this one takes %lld (%d rank(s) "
-          "x batch %d over %lld rows), so epochs %lld..%d end at step %lld\n",
-          static_cast<long long>(s.resumed_writer_steps), static_cast<long long>(spe), comm.size(),
-          opt.batch_size, static_cast<long long>(s.train.global_rows()),
-          static_cast<long long>(s.start_epoch), opt.epochs, static_cast<long long>(planned));
-    if (s.last_step <= s.step)
-      std::printf(
-          "note: nothing left to train: the checkpoint is at step %lld, %s; raise %s to train "
-          "on\n",
-          static_cast<long long>(s.step),
-          s.start_epoch > opt.epochs ? ("after epoch " + std::to_string(s.start_epoch - 1) +
-                                        " of --epochs " + std::to_string(opt.epochs))
-                                           .c_str()
-                                     : ("at --max-steps " + std::to_string(opt.max_steps)).c_str(),
-          s.start_epoch > opt.epochs ? "--epochs" : "--max-steps");
+    ResumedPlan rp;
+    rp.writer_steps_per_epoch = s.resumed_writer_steps;
+    rp.steps_per_epoch = spe;
+    rp.step = s.step;
+    rp.start_epoch = s.start_epoch;
+    rp.planned = planned;
+    rp.last_step = s.last_step;
+    rp.rows = s.train.global_rows();
+    rp.ranks = comm.size();
+    std::printf("%s", resumed_plan_notes(rp, opt).c_str());
     std::fflush(stdout);
   }
   const double rank_scale = lr_rank_scale(opt.lr_scale_with_ranks, comm.size());
@@ -357,9 +343,7 @@ void Trainer::State::initialise(bool writes_model) {
   resumed_eps_rng.reset();
   resumed_plateau = PlateauState{};
   early.set_state(EarlyStopState{});
-  UpdateGuardState fresh;
-  fresh.skipped = guard.state().skipped;
-  guard.set_state(fresh);
+  guard->restart();
 }
 
 // Streamed data: reading ahead from the start step, up to the epoch of the run's last step
@@ -428,46 +412,20 @@ const ParamStore& Trainer::params() const {
 }
 
 void Trainer::State::resume(const std::string& requested, bool writes_model) {
-  // Rank 0 resolves "latest" so every rank opens the same file.
+  // Rank 0 resolves "latest" and decides whether the file may be resumed here, so every rank
+  // opens the same file and throws alike.
   std::string path = requested;
   if (comm.is_root() && requested == "latest") path = find_latest_checkpoint(out.string());
   comm.broadcast(path, 0);
   const CheckpointMeta meta =
       writes_model ? read_checkpoint(path, store, adam->exp_avg(), adam->exp_avg_sq())
                    : read_checkpoint_meta(path);
-  // Checkpoints in --out written after this one belong to the run that went on from it (e.g.
-  // resuming best.h5 into its own run directory): the two runs would mix there, and pruning,
-  // which keeps the highest steps, would delete this run's new checkpoints first.
-  std::string clash;
-  if (comm.is_root()) {
-    const std::vector<int64_t> steps = checkpoint_steps(out.string());
-    if (!steps.empty() && steps.back() > meta.step)
-      clash = "--out " + out.string() + " holds checkpoints written after step " +
-              std::to_string(meta.step) + " of " + path + " (the newest is step " +
-              std::to_string(steps.back()) +
-              ") by the run that went on from it; resume into a new directory (e.g. --out " +
-              out.string() + "_from_step" + std::to_string(meta.step) +
-              ") or move those checkpoints away";
-  }
-  comm.broadcast(clash, 0);
-  if (!clash.empty()) throw ConfigError(clash);
-  // The model was fitted to its likelihood: a resume under the other one would go on training
-  // it to another objective. Every rank reads the same file, so every rank throws alike.
-  std::optional<Options> writer;
-  try {
-    writer = parse_config_text(meta.config_ini, path);
-  } catch (const ConfigError&) {
-    // A configuration of another version's options: nothing to compare.
-  }
-  if (writer && writer->likelihood != opt.likelihood)
-    throw ConfigError("the checkpoint " + path + " was trained with --likelihood " +
-                      writer->likelihood + ", and this run asks for --likelihood " +
-                      opt.likelihood + "; resume with --likelihood " + writer->likelihood +
-                      ", or start a new run from its weights with --init-weights " + path);
+  std::string refusal;
+  if (comm.is_root()) refusal = resume_refusal(meta, path, opt, checkpoint_steps(out.string()));
+  comm.broadcast(refusal, 0);
+  if (!refusal.empty()) throw ConfigError(refusal);
   adam->set_steps(meta.adam_steps);
-  resumed_eps_rng.reset();
-  resumed_epoch_sums = ReportSums{};
-  guard.set_state(meta.guard);
+  guard->set_state(meta.guard);
   rollbacks = meta.rollbacks;
   rollback_lr_scale = meta.rollback_lr_scale;
   scaling = meta.scaling;
@@ -475,60 +433,23 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
   samples = meta.samples;
   resumed_plateau = meta.plateau;
   early.set_state(meta.early);
-  // Whether the writer was at an epoch end is a question about the writer's epochs: another
-  // world size has another number of steps per epoch. Files without the count are read as
-  // written with this run's batch size.
-  const EpochCursor& at = meta.cursor;
-  const int64_t writer_steps =
-      at.steps_per_epoch > 0
-          ? at.steps_per_epoch
-          : EpochPlan(train.global_rows(), 0, meta.world_size, opt.batch_size).steps_per_epoch();
-  resumed_writer_steps = writer_steps;
-  const bool epoch_done = at.step_in_epoch >= writer_steps;
-  // The row order of the writer's epochs: a full shuffle in memory, a block shuffle streamed.
-  const std::optional<BlockShuffle>& mine = plan->block_shuffle();
-  if (meta.world_size == comm.size() && plan->same_order(at) && !epoch_done) {
-    // Same world: continue mid-epoch exactly where the run stopped.
-    start_epoch = at.epoch;
-    start_step_in_epoch = at.step_in_epoch;
+  const ResumePoint at = resume_point(meta, path, *plan, comm.size(), opt.batch_size);
+  start_epoch = at.start_epoch;
+  start_step_in_epoch = at.start_step_in_epoch;
+  resumed_writer_steps = at.writer_steps_per_epoch;
+  resumed_eps_rng.reset();
+  resumed_epoch_sums = ReportSums{};
+  if (at.mid_epoch) {
     Rng rng;
     rng.set_state(meta.rng_states.at(static_cast<size_t>(comm.rank())));
     resumed_eps_rng = rng;
     resumed_epoch_sums.loss = meta.epoch_loss_sum;
     resumed_epoch_sums.count = meta.epoch_loss_count;
-  } else {
-    // Another world size shards the data differently, and another residency or window orders
-    // them differently: the rest of a partial epoch cannot be replayed, so training goes on
-    // with the next epoch.
-    start_epoch = at.epoch + 1;
-    start_step_in_epoch = 0;
-    if (comm.is_root() && !epoch_done) {
-      if (meta.world_size != comm.size())
-        std::printf(
-            "note: %s was written mid-epoch by %d rank(s); with %d rank(s) training "
-            "continues at the start of epoch %lld\n",
-            path.c_str(), meta.world_size, comm.size(), static_cast<long long>(start_epoch));
-      else
-        std::printf(
-            "note: %s was written mid-epoch by a run that ordered its rows otherwise (%s); this "
-            "run's data are %s, so training continues at the start of epoch %lld (keep "
-            "--data-memory-mb and --stream-window-mb to resume mid-epoch)\n",
-            path.c_str(),
-            at.shuffle_block_rows == 0
-                ? "in memory, a full shuffle"
-                : ("streamed, blocks of " + std::to_string(at.shuffle_block_rows) +
-                   " rows in windows of " + std::to_string(at.shuffle_window_blocks))
-                      .c_str(),
-            mine ? ("streamed, blocks of " + std::to_string(mine->block_rows) +
-                    " rows in windows of " + std::to_string(mine->window_blocks))
-                       .c_str()
-                 : "in memory",
-            static_cast<long long>(start_epoch));
-    }
   }
   if (comm.is_root()) {
+    if (!at.note.empty()) std::printf("%s\n", at.note.c_str());
     std::printf("resumed from %s: epoch %lld, step %lld, %lld samples seen\n", path.c_str(),
-                static_cast<long long>(at.epoch), static_cast<long long>(meta.step),
+                static_cast<long long>(meta.cursor.epoch), static_cast<long long>(meta.step),
                 static_cast<long long>(meta.samples));
     std::fflush(stdout);
   }
@@ -561,13 +482,9 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
                                      const ReportSums& epoch_sums, bool best) {
   // A checkpoint from inside a run of skipped updates may hold a model gone wrong: the newest
   // healthy one stays the newest (and is never pruned), and --resume latest finds it.
-  if (guard.state().consecutive > 0) {
+  if (const std::string withheld = guard->withheld_checkpoint(step); !withheld.empty()) {
     if (comm.is_root()) {
-      std::printf(
-          "step %lld: no checkpoint written: the update guard is skipping updates (%lld "
-          "in a row since step %lld)\n",
-          static_cast<long long>(step), static_cast<long long>(guard.state().consecutive),
-          static_cast<long long>(guard.state().first_flagged));
+      std::printf("%s\n", withheld.c_str());
       std::fflush(stdout);
     }
     return;
@@ -591,7 +508,7 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   meta.early = early.state();
   meta.epoch_loss_sum = epoch_sums.loss;
   meta.epoch_loss_count = epoch_sums.count;
-  meta.guard = guard.state();
+  meta.guard = guard->state();
   meta.rollbacks = rollbacks;
   meta.rollback_lr_scale = rollback_lr_scale;
   if (best) {
@@ -633,7 +550,7 @@ LossSums Trainer::State::step_once(int64_t epoch, int64_t st, Rng& eps_rng, Step
   // non-finite loss or gradient at this step, without a collective of its own.
   const std::string bad = non_finite_part(sums, store);
   last_lr = lr_at(step);
-  pending_count = global;
+  guard->expect(step + 1, global);
   const GradientSync::Agreed agreed =
       grad_sync->update_checked(last_lr, signal, !bad.empty(), sums.loss);
   if (agreed.non_finite > 0) diverged(bad);
@@ -642,50 +559,13 @@ LossSums Trainer::State::step_once(int64_t epoch, int64_t st, Rng& eps_rng, Step
   samples += global;
   if (!agreed.applied) {
     // The batch's loss is still reported: it shows what the model does on it.
-    note_skip();
-    if (verdict.diverged) spike_diverged();
+    if (comm.is_root()) {
+      std::printf("%s\n", guard->skip_line().c_str());
+      std::fflush(stdout);
+    }
+    if (guard->verdict().diverged) spike_diverged();
   }
   return sums;
-}
-
-// The guard judges every step on the figures of the gradient exchange, the same on every rank,
-// so every rank skips alike without a word between them.
-void Trainer::State::set_up_guard() {
-  UpdateGuardConfig gc;
-  gc.threshold = opt.spike_threshold;
-  gc.window = opt.spike_window;
-  gc.max_skips = opt.max_skips;
-  gc.full_batch = static_cast<int64_t>(opt.batch_size) * comm.size();
-  guard = UpdateGuard(gc);
-  if (comm.is_root())
-    if (const char* path = std::getenv("VAE_DIST_GUARD_TRACE"); path != nullptr && *path) {
-      guard_trace = std::fopen(path, "w");
-      if (guard_trace == nullptr)
-        throw IoError("cannot write VAE_DIST_GUARD_TRACE file " + std::string(path) + ": " +
-                      std::strerror(errno));
-      std::fprintf(guard_trace, "step,loss,grad_norm,loss_score,norm_score,skipped\n");
-    }
-  if (!guard.enabled() && guard_trace == nullptr) return;
-  grad_sync->set_gate([this](const GradientSync::Figures& f) {
-    // A non-finite step stops the run (diverged()); it is never applied.
-    if (f.non_finite > 0) return false;
-    const StepFigures sf{step + 1, f.loss_sum / static_cast<double>(pending_count), f.grad_norm,
-                         pending_count};
-    verdict = guard.judge(sf);
-    if (guard_trace != nullptr)
-      std::fprintf(guard_trace, "%lld,%.9g,%.9g,%.6g,%.6g,%d\n", static_cast<long long>(sf.step),
-                   sf.loss, sf.grad_norm, verdict.loss_score, verdict.norm_score,
-                   verdict.skip ? 1 : 0);
-    return !verdict.skip;
-  });
-}
-
-void Trainer::State::note_skip() const {
-  if (!comm.is_root()) return;
-  std::printf("step %lld: update skipped (%lld in a row, --max-skips %d): %s\n",
-              static_cast<long long>(step), static_cast<long long>(guard.state().consecutive),
-              opt.max_skips, verdict.reason.c_str());
-  std::fflush(stdout);
 }
 
 // The newest checkpoint of this run, or of the run directory ("" when there is none): rank 0.
@@ -702,13 +582,13 @@ std::string Trainer::State::newest_checkpoint() const {
 void Trainer::State::spike_diverged() {
   std::string message;
   if (comm.is_root())
-    message = spike_divergence_message(step, guard.state().first_flagged, verdict.reason,
+    message = spike_divergence_message(step, guard->state().first_flagged, guard->verdict().reason,
                                        newest_checkpoint(), out.string(), last_lr, opt.max_skips);
   comm.broadcast(message, 0);
   collective_divergence = true;
-  failed_step = guard.state().first_flagged;
+  failed_step = guard->state().first_flagged;
   failure = std::to_string(step - failed_step + 1) + " updates in a row skipped; at the last, " +
-            verdict.reason;
+            guard->verdict().reason;
   throw DivergenceError(message);
 }
 
@@ -897,12 +777,8 @@ TrainSummary Trainer::run() {
       s.report->importance_weighted(summary.epochs, s.step, s.samples, opt.iw_samples,
                                     summary.iw_nll, s.last_lr);
   }
-  if (s.guard.enabled() && comm.is_root()) {
-    std::printf(
-        "update guard: %lld update(s) skipped; the healthy steps' largest scores: loss %.3g, "
-        "gradient norm %.3g (--spike-threshold %g)\n",
-        static_cast<long long>(s.guard.state().skipped), s.guard.max_loss_score(),
-        s.guard.max_norm_score(), opt.spike_threshold);
+  if (const std::string line = s.guard->summary_line(); !line.empty() && comm.is_root()) {
+    std::printf("%s\n", line.c_str());
     std::fflush(stdout);
   }
   s.check_replicas("at the end of training");
