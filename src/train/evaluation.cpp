@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "data/epoch_plan.hpp"
+#include "train/stop_signals.hpp"
 #include "vae/latent.hpp"
 
 namespace vd {
@@ -123,15 +124,32 @@ void Evaluator::write_grids(int64_t epoch) {
                src.has_labels() ? src.labels().data() : nullptr, &scaling_);
 }
 
-double Evaluator::iw_nll() {
+double Evaluator::iw_nll(int* signal) {
+  *signal = 0;
   if (test_ == nullptr || opt_.iw_samples <= 0) return std::numeric_limits<double>::quiet_NaN();
   Rng rng = make_rng(opt_.seed, RngStream::Iw, static_cast<uint64_t>(comm_.rank()));
   double v[2] = {0, 0};
-  // k decoder passes per batch: a moderate batch keeps the [B, k] weights small.
-  for_each_batch(*test_, std::min(opt_.eval_batch_size, 500), [&](const Batch& b) {
+  // k decoder passes per batch: a moderate batch keeps the [B, k] weights small. Every rank
+  // asks for a stop before each of its batches and as often again as the rank with the most
+  // batches, so the ranks agree at the same boundary however their rows split.
+  const int64_t batch = std::min(opt_.eval_batch_size, 500);
+  const int64_t mine = (test_->rows() + batch - 1) / batch;
+  const int64_t most = comm_.allreduce_max(mine);
+  int64_t done = 0;
+  bool stopped = false;
+  for_each_batch(*test_, batch, [&](const Batch& b) {
+    if (stopped) return;
+    ++done;
+    if ((*signal = agreed_stop_signal(comm_, poll_stop_signal())) != 0) {
+      stopped = true;
+      return;
+    }
     v[0] += vae_.iw_log_likelihood_sum(ctx_, b, opt_.iw_samples, rng);
     v[1] += b.n;
   });
+  for (; !stopped && done < most; ++done)
+    stopped = (*signal = agreed_stop_signal(comm_, poll_stop_signal())) != 0;
+  if (stopped) return std::numeric_limits<double>::quiet_NaN();
   comm_.allreduce_sum(std::span<double>(v, 2));
   return -v[0] / v[1];
 }

@@ -34,8 +34,9 @@ class Evaluator {
   // The validation set's loss terms after `epoch`; the same however the ranks split the rows.
   ReportSums validate(int64_t epoch);
   // -log p(x) of the test set from the importance-weighted bound (NaN without a test set or
-  // with --iw-samples 0).
-  double iw_nll();
+  // with --iw-samples 0). A stop signal on any rank ends it at a batch boundary on every rank:
+  // NaN, and *signal holds the agreed request (0 when it ran to the end).
+  double iw_nll(int* signal);
   // Rank 0: the epoch's prior samples and reconstructions of the first test (else training)
   // images into the run directory.
   void write_grids(int64_t epoch);

@@ -32,4 +32,10 @@ int poll_stop_signal() {
   return sig;
 }
 
+int agreed_stop_signal(const Comm& comm, int signal) {
+  const int64_t mine = signal == SIGTERM ? 2 : signal != 0 ? 1 : 0;
+  const int64_t all = comm.size() == 1 ? mine : comm.allreduce_max(mine);
+  return all == 2 ? SIGTERM : all == 1 ? SIGINT : 0;
+}
+
 }  // namespace vd

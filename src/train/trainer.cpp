@@ -756,6 +756,13 @@ TrainSummary Trainer::run() {
             }
           }
         }
+        // A stop request during the epoch's evaluations ends the run here, with this epoch's
+        // checkpoint; no step polls again after the last epoch.
+        if (summary.signal == 0)
+          if (const int late = agreed_stop_signal(comm, poll_stop_signal()); late != 0) {
+            summary.signal = late;
+            stop = true;
+          }
         if (s.checkpoints.due_after_epoch(epoch, stop || epoch == opt.epochs))
           s.save_checkpoint(epoch, st, eps_rng, epoch_sums);
       }
@@ -772,7 +779,18 @@ TrainSummary Trainer::run() {
   }
 
   if (summary.signal == 0) {
-    summary.iw_nll = s.eval->iw_nll();
+    int late = 0;
+    summary.iw_nll = s.eval->iw_nll(&late);
+    if (late != 0) {
+      summary.signal = late;
+      if (comm.is_root()) {
+        std::printf(
+            "importance-weighted estimate stopped by signal %d (the checkpoints are "
+            "complete)\n",
+            late);
+        std::fflush(stdout);
+      }
+    }
     if (s.report && std::isfinite(summary.iw_nll))
       s.report->importance_weighted(summary.epochs, s.step, s.samples, opt.iw_samples,
                                     summary.iw_nll, s.last_lr);

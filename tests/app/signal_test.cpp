@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <regex>
 #include <string>
 #include <thread>
@@ -106,6 +110,60 @@ TEST(AppSignal, SigtermCheckpointsAndResumeContinuesFiveTimes) {
   for (int round = 0; round < 5; ++round) {
     stop_and_resume(data, tmp.file("run" + std::to_string(round)), delays_ms[round]);
     if (HasFatalFailure()) return;
+  }
+}
+
+// A stop signal after the last step, during the final importance-weighted estimate (here far
+// too long to wait for), ends it at a batch boundary: exit 143, the last epoch's checkpoint
+// complete and resumable. With 2 ranks only rank 1 gets the signal, and both stop.
+TEST(AppSignal, SigtermStopsTheFinalImportanceWeightedEstimate) {
+  TempDir tmp;
+  const std::string data = tmp.file("d.h5");
+  write_synthetic(data, 200, 1, 8, 8, 4, SynthDType::UInt8, 4);
+  for (const int ranks : {1, 2}) {
+    SCOPED_TRACE(std::to_string(ranks) + " rank(s)");
+    const std::string out = tmp.file("run" + std::to_string(ranks));
+    const std::string bin = binary("vae_dist");
+    KillMatchingOnExit cleanup(process_pattern(bin, out));
+    ChildProcess run((ranks == 1 ? env_prefix() + " " : mpi_prefix(ranks) + " ") + bin +
+                         " --data " + data + " --test-data " + data + " --out " + out +
+                         " --epochs 1 --batch-size 32 --hidden 32 --latent-dim 4"
+                         " --iw-samples 200000 --eval-batch-size 8 --progress false --threads 1",
+                     out + ".log");
+    ASSERT_TRUE(run.started());
+    const std::string checkpoint = out + "/" + checkpoint_name(ranks == 1 ? 7 : 4);
+    ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(checkpoint); }, 60))
+        << run.output();
+    // The checkpoint is renamed into place last: the estimate has begun, or is about to.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    pid_t target = run.pid();
+    if (ranks > 1) {
+      for (pid_t p : pids_matching(process_pattern(bin, out))) {
+        std::ifstream env("/proc/" + std::to_string(p) + "/environ", std::ios::binary);
+        const std::string all((std::istreambuf_iterator<char>(env)),
+                              std::istreambuf_iterator<char>());
+        if (all.find(std::string("OMPI_COMM_WORLD_RANK=1") + '\0') != std::string::npos) target = p;
+      }
+      ASSERT_NE(target, run.pid()) << "rank 1 not found";
+    }
+    ASSERT_EQ(::kill(target, SIGTERM), 0);
+    const std::optional<int> status = run.wait_for(30);
+    ASSERT_TRUE(status.has_value()) << "still running 30 s after SIGTERM:\n" << run.output();
+    const std::string output = run.output();
+    if (ranks == 1)
+      EXPECT_TRUE(exited_with(*status, 143)) << describe_status(*status) << "\n" << output;
+    else
+      EXPECT_NE(exit_code_of(*status), 0) << describe_status(*status) << "\n" << output;
+    EXPECT_TRUE(contains(output, "importance-weighted estimate stopped by signal 15")) << output;
+    EXPECT_TRUE(contains(output, "stopped by signal 15 after step")) << output;
+    EXPECT_FALSE(contains(output, "MPI_ABORT")) << output;
+    const CommandResult again = run_command(
+        (ranks == 1 ? env_prefix() + " " : mpi_prefix(ranks) + " ") + bin + " --config " + out +
+            "/config.ini --resume latest --epochs 2"
+            " --iw-samples 0",
+        60);
+    EXPECT_EQ(again.exit_code, 0) << again.output;
+    EXPECT_TRUE(contains(again.output, "resumed from " + checkpoint)) << again.output;
   }
 }
 
