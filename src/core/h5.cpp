@@ -24,34 +24,44 @@ herr_t collect_error(unsigned /*n*/, const H5E_error2_t* err, void* data) {
   return 0;
 }
 
-struct ListState {
-  std::string prefix;
-  bool recursive = false;
-  std::vector<std::string>* out = nullptr;
-  bool failed = false;
-};
-
-herr_t list_link(hid_t group, const char* name, const H5L_info_t* /*info*/, void* data) {
-  auto* state = static_cast<ListState*>(data);
-  // H5Oopen follows the link; a dangling external/soft link is skipped, not fatal.
-  Object obj(H5Oopen(group, name, H5P_DEFAULT));
-  if (!obj.valid()) {
-    H5Eclear2(H5E_DEFAULT);
-    return 0;
-  }
-  const std::string path = state->prefix + name;
-  const H5I_type_t type = H5Iget_type(obj);
-  if (type == H5I_DATASET) {
-    state->out->push_back(path);
-  } else if (type == H5I_GROUP && state->recursive) {
-    ListState child{path + "/", true, state->out, false};
-    hsize_t idx = 0;
-    if (H5Literate(obj, H5_INDEX_NAME, H5_ITER_INC, &idx, list_link, &child) < 0 || child.failed) {
-      state->failed = true;
-      return -1;
-    }
-  }
+// Collects the names of a group's links; the caller opens them once the iteration is over.
+herr_t collect_link(hid_t /*group*/, const char* name, const H5L_info_t* /*info*/, void* data) {
+  static_cast<std::vector<std::string>*>(data)->emplace_back(name);
   return 0;
+}
+
+// The names of a group's links, in name order (strcmp's, as HDF5's name index). Iterated in
+// native order: for a group that keeps its links in a fractal heap (HDF5's default past 8
+// links, as in checkpoints written before create_group kept them in the header) any other
+// order makes HDF5 1.10 copy every link into a table it does not zero, and when a link cannot
+// be read (a damaged heap block fails its checksum) it frees the table's unset entries too:
+// garbage pointers, a crash at once or, the heap corrupted, later in MPI_Finalize. In native
+// order it reads one link at a time and fails cleanly.
+std::vector<std::string> link_names(hid_t group, const std::string& what) {
+  std::vector<std::string> names;
+  hsize_t idx = 0;
+  VD_H5(H5Literate(group, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, collect_link, &names),
+        "cannot list the HDF5 group '" + what + "'");
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+void list_group(hid_t group, const std::string& prefix, bool recursive,
+                std::vector<std::string>& out) {
+  const std::string path = prefix.size() > 1 ? prefix.substr(0, prefix.size() - 1) : prefix;
+  for (const std::string& name : link_names(group, path)) {
+    // H5Oopen follows the link; a dangling external/soft link is skipped, not fatal.
+    Object obj(H5Oopen(group, name.c_str(), H5P_DEFAULT));
+    if (!obj.valid()) {
+      H5Eclear2(H5E_DEFAULT);
+      continue;
+    }
+    const H5I_type_t type = H5Iget_type(obj);
+    if (type == H5I_DATASET)
+      out.push_back(prefix + name);
+    else if (type == H5I_GROUP && recursive)
+      list_group(obj, prefix + name + "/", true, out);
+  }
 }
 
 herr_t collect_attr(hid_t /*loc*/, const char* name, const H5A_info_t* /*info*/, void* data) {
@@ -180,6 +190,22 @@ bool is_hdf5(const std::string& path) {
   return r > 0;
 }
 
+namespace {
+// The most links HDF5 lets a group keep in its object header (H5Pset_link_phase_change).
+constexpr unsigned kMaxCompactLinks = 65535;
+
+// Whether loc's file was created in the 1.10 format (create_file's checksummed), whose object
+// headers carry checksums; the oldest format has none, and no compact link storage either.
+bool checksummed_format(hid_t loc) {
+  const hid_t file_id = VD_H5(H5Iget_file_id(loc), "cannot find the file of an HDF5 object");
+  File file(file_id);
+  PropList fapl(VD_H5(H5Fget_access_plist(file), "cannot read a file's access properties"));
+  H5F_libver_t low = H5F_LIBVER_EARLIEST, high = H5F_LIBVER_LATEST;
+  VD_H5(H5Pget_libver_bounds(fapl, &low, &high), "cannot read a file's format bounds");
+  return low >= H5F_LIBVER_V110;
+}
+}  // namespace
+
 File create_file(const std::string& path, bool checksummed) {
   quiet_errors();
   PropList fapl(VD_H5(H5Pcreate(H5P_FILE_ACCESS), "cannot create a property list"));
@@ -214,7 +240,14 @@ File open_file(const std::string& path, bool writable) {
 }
 
 Group create_group(hid_t loc, const std::string& name) {
-  return Group(VD_H5(H5Gcreate2(loc, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+  PropList gcpl(VD_H5(H5Pcreate(H5P_GROUP_CREATE), "cannot create a property list"));
+  if (checksummed_format(loc))
+    // Every link stays in the group's (checksummed) object header, never in a fractal heap
+    // (HDF5's default past 8 links), whose damage HDF5 1.10 mishandles (link_names); h5py and
+    // other readers, which list groups in name order, are spared it too.
+    VD_H5(H5Pset_link_phase_change(gcpl, kMaxCompactLinks, kMaxCompactLinks - 1),
+          "cannot keep the links of HDF5 group '" + name + "' compact");
+  return Group(VD_H5(H5Gcreate2(loc, name.c_str(), H5P_DEFAULT, gcpl, H5P_DEFAULT),
                      "cannot create HDF5 group '" + name + "'"));
 }
 
@@ -260,10 +293,7 @@ std::vector<std::string> list_datasets(hid_t loc, const std::string& group, bool
   std::vector<std::string> out;
   std::string prefix = group;
   if (!prefix.ends_with('/')) prefix += '/';
-  ListState state{prefix, recursive, &out, false};
-  hsize_t idx = 0;
-  VD_H5(H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, list_link, &state),
-        "cannot list the HDF5 group '" + group + "'");
+  list_group(g, prefix, recursive, out);
   return out;
 }
 

@@ -140,12 +140,15 @@ bool is_hdf5(const std::string& path);
 File create_file(const std::string& path, bool checksummed = false);
 File open_file(const std::string& path, bool writable = false);
 
+// In a checksummed file (create_file) the group keeps all its links in its object header,
+// which carries a checksum.
 Group create_group(hid_t loc, const std::string& name);
 Group open_group(hid_t loc, const std::string& name);
 // True when every component of path (e.g. "/a/b/images") exists as a link.
 bool exists(hid_t loc, const std::string& path);
 bool is_dataset(hid_t loc, const std::string& path);
-// Datasets directly in group (or below it when recursive), as full paths like "/images".
+// Datasets directly in group (or below it when recursive), as full paths like "/images", in
+// name order.
 std::vector<std::string> list_datasets(hid_t loc, const std::string& group = "/",
                                        bool recursive = false);
 
