@@ -292,6 +292,25 @@ CheckpointMeta read_meta(hid_t file, const std::string& path) {
     throw CheckpointError("checkpoint '" + path +
                           "' holds an impossible update-guard state (guard_*, /guard, "
                           "rollbacks, rollback_lr_scale); the file is damaged");
+  real("ema_decay", meta.ema_decay);
+  count("ema_updates", meta.ema_updates);
+  int64_t warmup = 0;
+  count("ema_warmup", warmup);
+  meta.ema_warmup = warmup != 0;
+  if (h5::has_attribute(file, "eval_weights")) {
+    const std::string w = h5::read_string_attribute(file, "eval_weights");
+    if (w != "raw" && w != "ema")
+      throw CheckpointError("checkpoint '" + path + "' names eval_weights '" + w +
+                            "' (expected raw or ema); the file is damaged");
+    meta.eval_weights = w == "ema" ? Weights::Ema : Weights::Raw;
+  }
+  if (!(meta.ema_decay >= 0 && meta.ema_decay < 1) || meta.ema_updates < 0 ||
+      (meta.ema_decay == 0 &&
+       (meta.ema_updates != 0 || meta.ema_warmup || meta.eval_weights == Weights::Ema)) ||
+      (meta.ema_decay > 0) != h5::exists(file, "/ema"))
+    throw CheckpointError("checkpoint '" + path +
+                          "' holds an impossible moving-average state (ema_decay, ema_updates, "
+                          "eval_weights, /ema); the file is damaged");
   meta.rng_states = read_strings(file, "/rng_states");
   if (meta.rng_states.size() != static_cast<size_t>(meta.world_size))
     throw CheckpointError("checkpoint '" + path + "' holds " +
@@ -355,7 +374,7 @@ h5::CreateOptions checked(size_t n) {
 // "params/encoder.fc1.weight holds nan" for the first value that a resumed run could not use:
 // a NaN or infinity anywhere, or a negative second moment (Adam takes its square root).
 std::string unusable_value(const ParamStore& store, std::span<const float> exp_avg,
-                           std::span<const float> exp_avg_sq) {
+                           std::span<const float> exp_avg_sq, std::span<const float> ema) {
   const auto& entries = store.entries();
   for (size_t i = 0; i < entries.size(); ++i) {
     const ParamStore::Entry& e = entries[i];
@@ -364,9 +383,10 @@ std::string unusable_value(const ParamStore& store, std::span<const float> exp_a
       const float* data;
     } parts[] = {{"params/", store.param(i)},
                  {"adam/exp_avg/", exp_avg.data() + e.offset},
-                 {"adam/exp_avg_sq/", exp_avg_sq.data() + e.offset}};
+                 {"adam/exp_avg_sq/", exp_avg_sq.data() + e.offset},
+                 {"ema/", ema.empty() ? nullptr : ema.data() + e.offset}};
     for (const auto& part : parts)
-      for (size_t k = 0; k < e.size; ++k) {
+      for (size_t k = 0; part.data != nullptr && k < e.size; ++k) {
         const float x = part.data[k];
         const bool negative_v = part.data == exp_avg_sq.data() + e.offset && x < 0;
         if (!std::isfinite(x) || negative_v)
@@ -404,7 +424,8 @@ std::vector<std::string> model_mismatch(hid_t file, const ParamStore& store) {
 }
 
 void write_file(const std::string& tmp, const CheckpointMeta& meta, const ParamStore& store,
-                std::span<const float> exp_avg, std::span<const float> exp_avg_sq) {
+                std::span<const float> exp_avg, std::span<const float> exp_avg_sq,
+                std::span<const float> ema) {
   h5::File file = h5::create_file(tmp, true);
   {
     h5::write_attribute(file, "format", kCheckpointFormat);
@@ -467,6 +488,13 @@ void write_file(const std::string& tmp, const CheckpointMeta& meta, const ParamS
                                 checked(meta.guard.norms.size()));
     }
 
+    h5::write_attribute(file, "eval_weights", weights_name(meta.eval_weights));
+    if (meta.ema_decay > 0) {
+      h5::write_attribute(file, "ema_decay", meta.ema_decay);
+      h5::write_attribute(file, "ema_updates", meta.ema_updates);
+      h5::write_attribute(file, "ema_warmup", int64_t{meta.ema_warmup ? 1 : 0});
+    }
+
     h5::Group params = h5::create_group(file, "/params");
     h5::Group adam = h5::create_group(file, "/adam");
     h5::Group m = h5::create_group(adam, "exp_avg");
@@ -480,6 +508,12 @@ void write_file(const std::string& tmp, const CheckpointMeta& meta, const ParamS
       h5::write_dataset<float>(m, e.name, exp_avg.subspan(e.offset, e.size), e.shape, opt);
       h5::write_dataset<float>(v, e.name, exp_avg_sq.subspan(e.offset, e.size), e.shape, opt);
     }
+    if (!ema.empty()) {
+      h5::Group a = h5::create_group(file, "/ema");
+      for (const ParamStore::Entry& e : entries)
+        h5::write_dataset<float>(a, e.name, ema.subspan(e.offset, e.size), e.shape,
+                                 h5::CreateOptions{e.shape, 0, true});
+    }
   }  // every object closed, so closing the file really closes it
   VD_H5(H5Fflush(file, H5F_SCOPE_GLOBAL), "cannot flush the HDF5 file (disk full?)");
   VD_H5(H5Fclose(file.release()), "cannot close the HDF5 file (disk full?)");
@@ -489,7 +523,8 @@ void write_file(const std::string& tmp, const CheckpointMeta& meta, const ParamS
 }  // namespace
 
 void write_checkpoint(const std::string& path, const CheckpointMeta& meta, const ParamStore& store,
-                      std::span<const float> exp_avg, std::span<const float> exp_avg_sq) {
+                      std::span<const float> exp_avg, std::span<const float> exp_avg_sq,
+                      std::span<const float> ema) {
   // Every argument check comes before the first file operation.
   if (!store.finalized())
     throw ShapeError("cannot write checkpoint '" + path +
@@ -498,6 +533,14 @@ void write_checkpoint(const std::string& path, const CheckpointMeta& meta, const
     throw ShapeError("cannot write checkpoint '" + path + "': the Adam moments hold " +
                      std::to_string(exp_avg.size()) + " and " + std::to_string(exp_avg_sq.size()) +
                      " floats but the parameter buffer holds " + std::to_string(store.size()));
+  if (ema.size() != (meta.ema_decay > 0 ? store.size() : 0) ||
+      !(meta.ema_decay >= 0 && meta.ema_decay < 1) ||
+      (meta.ema_decay == 0 && meta.eval_weights == Weights::Ema))
+    throw ShapeError("cannot write checkpoint '" + path + "': the moving average holds " +
+                     std::to_string(ema.size()) + " floats for ema_decay " +
+                     std::to_string(meta.ema_decay) + " and a parameter buffer of " +
+                     std::to_string(store.size()) +
+                     "; pass store.size() floats with a decay in (0, 1), or none with 0");
   if (meta.scaling.mean.size() != meta.scaling.std.size())
     throw ShapeError("cannot write checkpoint '" + path +
                      "': " + std::to_string(meta.scaling.mean.size()) + " feature means but " +
@@ -511,7 +554,7 @@ void write_checkpoint(const std::string& path, const CheckpointMeta& meta, const
       throw ShapeError("cannot write checkpoint '" + path + "': parameter name '" + e.name +
                        "' cannot be an HDF5 data set name (no '/', not '.' or '..')");
 
-  if (const std::string bad = unusable_value(store, exp_avg, exp_avg_sq); !bad.empty())
+  if (const std::string bad = unusable_value(store, exp_avg, exp_avg_sq, ema); !bad.empty())
     throw DivergenceError("refusing to write checkpoint '" + path + "': " + bad +
                           " (the training diverged); the earlier checkpoints are kept");
 
@@ -528,7 +571,7 @@ void write_checkpoint(const std::string& path, const CheckpointMeta& meta, const
   try {
     with_path("cannot write checkpoint '" + path + "' (via '" + tmp + "'): ",
               "check free disk space and write permission",
-              [&] { write_file(tmp, meta, store, exp_avg, exp_avg_sq); });
+              [&] { write_file(tmp, meta, store, exp_avg, exp_avg_sq, ema); });
     fs::rename(tmp, path, ec);
     if (ec)
       throw IoError("cannot rename '" + tmp + "' to checkpoint '" + path + "': " + ec.message() +
@@ -550,13 +593,17 @@ CheckpointMeta read_checkpoint_meta(const std::string& path) {
 }
 
 CheckpointMeta read_checkpoint(const std::string& path, ParamStore& store, std::span<float> exp_avg,
-                               std::span<float> exp_avg_sq) {
+                               std::span<float> exp_avg_sq, std::span<float> ema) {
   if (!store.finalized())
     throw ShapeError("cannot read checkpoint '" + path + "': the parameter store is not finalized");
   if (exp_avg.size() != store.size() || exp_avg_sq.size() != store.size())
     throw ShapeError("cannot read checkpoint '" + path + "': the Adam moment buffers hold " +
                      std::to_string(exp_avg.size()) + " and " + std::to_string(exp_avg_sq.size()) +
                      " floats but the parameter buffer holds " + std::to_string(store.size()));
+  if (!ema.empty() && ema.size() != store.size())
+    throw ShapeError("cannot read checkpoint '" + path + "': the moving-average buffer holds " +
+                     std::to_string(ema.size()) + " floats but the parameter buffer holds " +
+                     std::to_string(store.size()));
   h5::File file = open_checkpoint(path);
   const std::string prefix = "checkpoint '" + path + "': ";
   const std::string advice = "the file is damaged or incomplete; resume from another checkpoint";
@@ -575,8 +622,11 @@ CheckpointMeta read_checkpoint(const std::string& path, ParamStore& store, std::
 
     // The moments must mirror the parameters, and values must be float32 to restore bitwise.
     const auto& entries = store.entries();
+    const bool with_ema = meta.ema_decay > 0 && !ema.empty();
+    std::vector<const char*> groups = {"/params/", "/adam/exp_avg/", "/adam/exp_avg_sq/"};
+    if (with_ema) groups.push_back("/ema/");
     for (const ParamStore::Entry& e : entries)
-      for (const char* group : {"/params/", "/adam/exp_avg/", "/adam/exp_avg_sq/"}) {
+      for (const char* group : groups) {
         const std::string name = std::string(group) + e.name;
         if (!h5::is_dataset(file, name))
           throw CheckpointError("checkpoint '" + path + "' lacks " + name + "; " + advice);
@@ -594,6 +644,7 @@ CheckpointMeta read_checkpoint(const std::string& path, ParamStore& store, std::
     std::fill(store.params().begin(), store.params().end(), 0.0f);
     std::fill(exp_avg.begin(), exp_avg.end(), 0.0f);
     std::fill(exp_avg_sq.begin(), exp_avg_sq.end(), 0.0f);
+    if (with_ema) std::fill(ema.begin(), ema.end(), 0.0f);
     const bool checksums = h5::has_attribute(file, "checksums");
     const auto read_values = [&](const std::string& name, float* dst, size_t count) {
       h5::Dataset dset = h5::open_dataset(file, name);
@@ -617,8 +668,10 @@ CheckpointMeta read_checkpoint(const std::string& path, ParamStore& store, std::
       read_values("/params/" + e.name, store.param(i), e.size);
       read_values("/adam/exp_avg/" + e.name, exp_avg.data() + e.offset, e.size);
       read_values("/adam/exp_avg_sq/" + e.name, exp_avg_sq.data() + e.offset, e.size);
+      if (with_ema) read_values("/ema/" + e.name, ema.data() + e.offset, e.size);
     }
-    if (const std::string bad = unusable_value(store, exp_avg, exp_avg_sq); !bad.empty())
+    const std::span<const float> avg = with_ema ? ema : std::span<float>();
+    if (const std::string bad = unusable_value(store, exp_avg, exp_avg_sq, avg); !bad.empty())
       throw CheckpointError("checkpoint '" + path + "': " + bad +
                             "; a model with such values cannot train (was the run diverging, "
                             "or was the file edited?); resume from an earlier checkpoint");

@@ -11,6 +11,7 @@
 #include "data/feature_scaling.hpp"
 #include "nn/param_store.hpp"
 #include "optim/early_stopping.hpp"
+#include "optim/ema.hpp"
 #include "optim/lr_schedule.hpp"
 #include "optim/update_guard.hpp"
 
@@ -46,6 +47,12 @@ struct CheckpointMeta {
   UpdateGuardState guard;
   int64_t rollbacks = 0;
   double rollback_lr_scale = 1.0;
+  // --ema-decay: the moving average's decay and its updates so far (0 and 0: the file holds
+  // no average), and which weights the run evaluated (validation, test, grids, best.h5).
+  double ema_decay = 0;
+  int64_t ema_updates = 0;
+  bool ema_warmup = false;
+  Weights eval_weights = Weights::Raw;
 
   friend bool operator==(const CheckpointMeta&, const CheckpointMeta&) = default;
 };
@@ -74,6 +81,10 @@ inline constexpr const char* kCheckpointFormat = "vae_dist-checkpoint";
 //                     guard's healthy steps, oldest first (all optional: older files lack them)
 //   /params/<name>    float32, the entry's PyTorch shape, row-major; padding is not saved
 //   /adam/exp_avg/<name>, /adam/exp_avg_sq/<name>   the moments, same shapes
+//   /ema/<name>       the moving average of the parameters, same shapes, with root attributes
+//                     ema_decay, ema_updates and ema_warmup (0/1) (only from runs with
+//                     --ema-decay)
+//   root attribute    eval_weights: "raw" or "ema", the weights the run evaluated (optional)
 // Every data set is one chunk with a Fletcher-32 checksum (root attribute checksums = 1), and
 // the file uses HDF5's 1.10 format, whose metadata carries checksums too: a damaged file is a
 // clear error at load, never silently different values. Non-finite parameters or moments (or
@@ -82,20 +93,24 @@ inline constexpr const char* kCheckpointFormat = "vae_dist-checkpoint";
 // Writes path + ".tmp" (creating parent directories), flushes and closes it, fsyncs it and
 // renames it over path, so an interrupted write never damages an existing checkpoint at path.
 // exp_avg and exp_avg_sq span the whole flat buffer (store.size() floats, store.params()'s
-// layout). Throws vd::ShapeError when the store is not finalized, a span has the wrong size,
+// layout), and so does ema when meta.ema_decay > 0 (else it is empty). Throws vd::ShapeError
+// when the store is not finalized, a span has the wrong size,
 // rng_states does not hold world_size (>= 1) texts or an entry name contains '/'; vd::IoError
 // when the file cannot be written (the .tmp is removed then).
 void write_checkpoint(const std::string& path, const CheckpointMeta& meta, const ParamStore& store,
-                      std::span<const float> exp_avg, std::span<const float> exp_avg_sq);
+                      std::span<const float> exp_avg, std::span<const float> exp_avg_sq,
+                      std::span<const float> ema = {});
 
 // Reads a checkpoint into a finalized store whose entries match the file's by name and shape,
 // and the moments into the spans (store.size() floats each; padding is set to zero). Throws
 // vd::ShapeError listing every missing, extra or differently shaped entry on a model mismatch,
 // and vd::IoError naming path for a missing, non-HDF5, foreign, newer-version or damaged file.
+// A non-empty `ema` (store.size() floats) receives the moving average when the file holds one
+// (meta.ema_decay > 0), and is left as it is when the file has none.
 // Everything is checked before any value is read; if reading the values then fails the store
 // and spans hold a partial copy. Returns the metadata.
 CheckpointMeta read_checkpoint(const std::string& path, ParamStore& store, std::span<float> exp_avg,
-                               std::span<float> exp_avg_sq);
+                               std::span<float> exp_avg_sq, std::span<float> ema = {});
 
 // Reads only the parameters of an HDF5 file into a finalized store, converting to float32:
 // /params/<name> of a vae_dist checkpoint, or of any file holding them in PyTorch's layout

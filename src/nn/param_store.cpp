@@ -132,4 +132,14 @@ void ParamStore::use_external_params(float* params, bool copy) {
   params_external_ = params;
 }
 
+float* ParamStore::point_params_at(float* params) {
+  if (!finalized_) throw Error("ParamStore::point_params_at() needs finalize() first");
+  if (params != nullptr &&
+      reinterpret_cast<uintptr_t>(params) % (kAlignFloats * sizeof(float)) != 0)
+    throw ShapeError("the parameters' memory must be 64-byte aligned");
+  float* before = params_external_;
+  params_external_ = params;
+  return before;
+}
+
 }  // namespace vd

@@ -70,6 +70,11 @@ class ParamStore {
   // The same for the parameters (one copy shared by the ranks of a node); with copy = false
   // the external memory already holds them (another rank copied them in).
   void use_external_params(float* params, bool copy = true);
+  // Points the parameters at `params` (size() floats, 64-byte aligned; nullptr = the store's
+  // own buffer) without copying anything, and returns what they pointed at before (nullptr =
+  // the own buffer), to point them back with. For forward passes with other weights of the
+  // same model (the moving average) that leave the optimizer's untouched.
+  float* point_params_at(float* params);
 
  private:
   struct FreeDeleter {

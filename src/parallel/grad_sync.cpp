@@ -59,8 +59,11 @@ size_t bucket_floats() {
 }
 }  // namespace
 
-GradientSync::GradientSync(const Comm& comm, ParamStore& store, Adam& adam)
-    : comm_(comm), store_(store), adam_(adam) {
+GradientSync::GradientSync(const Comm& comm, ParamStore& store, Adam& adam, Ema* ema)
+    : comm_(comm), store_(store), adam_(adam), ema_(ema) {
+  if (ema != nullptr && ema->size() != store.size())
+    throw ShapeError("GradientSync: the moving average holds " + std::to_string(ema->size()) +
+                     " floats but the parameters " + std::to_string(store.size()));
   n_ = store.size();
   n_pad_ = round_up(n_);
   stride_ = n_pad_ + kHead;
@@ -86,7 +89,8 @@ GradientSync::GradientSync(const Comm& comm, ParamStore& store, Adam& adam)
   const int nodes = comm.size() / comm.local_size();
   mode_ = nodes > 1 ? Mode::Nodes : Mode::Node;
   const size_t header = round_up(P * kRankHeader + kAlign);
-  const size_t regions = P + 4;  // P slots, sum, params, exp_avg, exp_avg_sq
+  // P slots, sum, params, exp_avg, exp_avg_sq (and the moving average)
+  const size_t regions = P + 4 + (ema_ != nullptr ? 1 : 0);
   const size_t floats = header + regions * stride_ + kAlign;
   // Local rank 0 allocates the whole window so that the regions are contiguous.
   const MPI_Aint bytes = comm.local_rank() == 0 ? static_cast<MPI_Aint>(floats * sizeof(float)) : 0;
@@ -118,16 +122,19 @@ GradientSync::GradientSync(const Comm& comm, ParamStore& store, Adam& adam)
   float* params = base_ + (P + 1) * stride_ + kHead;
   float* exp_avg = params + stride_;
   float* exp_avg_sq = exp_avg + stride_;
+  float* average = exp_avg_sq + stride_;
   const bool copy = comm.local_rank() == 0;
   if (copy) {
     std::memset(header_, 0, header * sizeof(float));
     store_.use_external_params(params, true);
     adam_.use_external_moments(exp_avg, exp_avg_sq, true);
+    if (ema_ != nullptr) ema_->use_external(average, true);
   }
   barrier();
   if (!copy) {
     store_.use_external_params(params, false);
     adam_.use_external_moments(exp_avg, exp_avg_sq, false);
+    if (ema_ != nullptr) ema_->use_external(average, false);
   }
   store_.use_external_grads(slot(r));
   barrier();
@@ -171,6 +178,7 @@ GradientSync::~GradientSync() {
   store_.use_external_grads(nullptr);
   store_.use_external_params(nullptr);
   adam_.use_external_moments(nullptr, nullptr);
+  if (ema_ != nullptr) ema_->use_external(nullptr);
   MPI_Barrier(comm_.local_raw());
   MPI_Win_unlock_all(win_);
   MPI_Win_free(&win_);
@@ -203,6 +211,7 @@ void GradientSync::share_initial_state() {
       return;
     case Mode::Allreduce:
       comm_.broadcast(store_.params(), 0);
+      if (ema_ != nullptr) comm_.broadcast(ema_->values(), 0);
       return;
     case Mode::Node:
       barrier();
@@ -214,6 +223,11 @@ void GradientSync::share_initial_state() {
         const auto params = store_.params();
         VD_MPI_CHECK(
             MPI_Bcast(params.data(), static_cast<int>(params.size()), MPI_FLOAT, 0, cross_));
+        if (ema_ != nullptr) {
+          const auto average = ema_->values();
+          VD_MPI_CHECK(
+              MPI_Bcast(average.data(), static_cast<int>(average.size()), MPI_FLOAT, 0, cross_));
+        }
       }
       barrier();
       return;
@@ -324,6 +338,26 @@ double GradientSync::slice_sum_sq() {
   return total;
 }
 
+void GradientSync::step_update(std::span<const float> grads, size_t begin, size_t end, double lr) {
+  adam_.begin_step();
+  if (ema_ != nullptr) ema_->begin_update();
+  apply_update(grads, begin, end, lr);
+}
+
+void GradientSync::apply_update(std::span<const float> grads, size_t begin, size_t end, double lr) {
+  if (ema_ == nullptr) {
+    adam_.apply(store_.params(), grads, begin, end, lr);
+    return;
+  }
+  // 64 KiB of each of Adam's four buffers: the block stays in L2 for the average's pass.
+  constexpr size_t kBlock = 16384;
+  for (size_t b = begin; b < end; b += kBlock) {
+    const size_t e = std::min(end, b + kBlock);
+    adam_.apply(store_.params(), grads, b, e, lr);
+    ema_->apply(store_.params(), b, e);
+  }
+}
+
 bool GradientSync::admit(Agreed& a, double sum_sq) const {
   a.grad_norm = std::sqrt(sum_sq);
   if (gate_) a.applied = gate_(Figures{a.loss_sum, a.grad_norm, a.non_finite});
@@ -338,14 +372,14 @@ GradientSync::Agreed GradientSync::update_checked(double lr, int signal, bool no
       encode_counts(signal, non_finite, loss_sum, counts);
       Agreed a = decode_counts(counts);
       if (!needs_norm()) {
-        adam_.step(store_.params(), store_.grads(), lr);
+        step_update(store_.grads(), 0, n_, lr);
         return a;
       }
       const auto g = store_.grads();
       const double sum_sq = sum_of_squares(g.data(), n_);
       if (!admit(a, sum_sq)) return a;
       if (clip_ > 0) clip_range(g.data(), 0, n_, sum_sq);
-      adam_.step(store_.params(), store_.grads(), lr);
+      step_update(store_.grads(), 0, n_, lr);
       return a;
     }
     case Mode::Allreduce: {
@@ -358,7 +392,7 @@ GradientSync::Agreed GradientSync::update_checked(double lr, int signal, bool no
         if (!admit(a, sum_sq)) return a;
         if (clip_ > 0) clip_range(own_grads_ + kHead, 0, n_, sum_sq);
       }
-      adam_.step(store_.params(), store_.grads(), lr);
+      step_update(store_.grads(), 0, n_, lr);
       return a;
     }
     case Mode::Node:
@@ -385,9 +419,7 @@ GradientSync::Agreed GradientSync::update_node(double lr) {
     const double sum_sq = slice_sum_sq();
     if (admit(a, sum_sq) && clip_ > 0) clip_range(sum(), slice_begin_, slice_end_, sum_sq);
   }
-  if (a.applied)
-    adam_.step_range(store_.params(), std::span<const float>(sum(), n_), slice_begin_, slice_end_,
-                     lr);
+  if (a.applied) step_update(std::span<const float>(sum(), n_), slice_begin_, slice_end_, lr);
   // All slices are updated before any rank starts the next forward pass; the next backward
   // overwrites the slots (and counts) only after every rank has passed this point.
   barrier();
@@ -426,9 +458,7 @@ GradientSync::Agreed GradientSync::update_nodes(double lr) {
     VD_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, count, MPI_FLOAT, MPI_SUM, cross_));
     // The slice is the global sum now, identical on every node: the node's slices make the norm.
     if (needs_norm()) judge();
-    if (gated.applied)
-      adam_.step_range(store_.params(), std::span<const float>(sum(), n_), slice_begin_, slice_end_,
-                       lr);
+    if (gated.applied) step_update(std::span<const float>(sum(), n_), slice_begin_, slice_end_, lr);
     if (leader) std::memcpy(result, sum() - kCounts, kCounts * sizeof(float));
     barrier();
     return agreed();
@@ -450,13 +480,14 @@ GradientSync::Agreed GradientSync::update_nodes(double lr) {
   }
   if (gated.applied) {
     adam_.begin_step();
+    if (ema_ != nullptr) ema_->begin_update();
     // Each bucket's update as soon as its sum is here, while later ones are still in flight.
     std::vector<char> applied(buckets_.size(), 0);
     for (size_t left = buckets_.size(); left > 0;) {
       bool any = false;
       for (size_t i = 0; i < buckets_.size(); ++i)
         if (arrived_[i] && !applied[i]) {
-          adam_.apply(store_.params(), grads, buckets_[i].begin, buckets_[i].end, lr);
+          apply_update(grads, buckets_[i].begin, buckets_[i].end, lr);
           applied[i] = 1;
           --left;
           any = true;

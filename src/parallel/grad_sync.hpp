@@ -24,6 +24,7 @@
 #include "nn/context.hpp"
 #include "nn/param_store.hpp"
 #include "optim/adam.hpp"
+#include "optim/ema.hpp"
 #include "parallel/comm.hpp"
 
 namespace vd {
@@ -31,9 +32,11 @@ namespace vd {
 class GradientSync : public GradListener {
  public:
   // Collective over `comm`. Picks the method (above) and moves the store's parameters and
-  // gradients and Adam's moments into the node-shared window where it uses one (values kept).
-  // VAE_DIST_BUCKET_KB sets the largest overlapped bucket (default 256).
-  GradientSync(const Comm& comm, ParamStore& store, Adam& adam);
+  // gradients, Adam's moments and the moving average `ema` (optional: every rank passes one
+  // or none) into the node-shared window where it uses one (values kept). Each applied update
+  // then averages the new parameters into `ema`, each rank its slice where the ranks share
+  // one copy. VAE_DIST_BUCKET_KB sets the largest overlapped bucket (default 256).
+  GradientSync(const Comm& comm, ParamStore& store, Adam& adam, Ema* ema = nullptr);
   ~GradientSync() override;
   GradientSync(const GradientSync&) = delete;
   GradientSync& operator=(const GradientSync&) = delete;
@@ -78,7 +81,8 @@ class GradientSync : public GradListener {
   bool shares_state() const { return win_ != MPI_WIN_NULL; }
   void barrier();
   // Collective, after the ranks that write the model (writes_model()) have initialised or
-  // restored it: makes every rank's parameters rank 0's (one copy per node, or per rank).
+  // restored it: makes every rank's parameters (and moving average) rank 0's (one copy per
+  // node, or per rank).
   void share_initial_state();
   // "single rank", "shared memory", "shared memory + allreduce across N nodes", "allreduce".
   const std::string& method() const { return method_; }
@@ -103,6 +107,10 @@ class GradientSync : public GradListener {
   void sum_slots(size_t begin, size_t end, bool with_counts);
   Agreed update_node(double lr);
   Agreed update_nodes(double lr);
+  // Adam's update of elements [begin, end) for the step begun, then the moving average's of
+  // the same elements, a block at a time so the average reads the new parameters from cache.
+  void apply_update(std::span<const float> grads, size_t begin, size_t end, double lr);
+  void step_update(std::span<const float> grads, size_t begin, size_t end, double lr);
   bool needs_norm() const { return clip_ > 0 || static_cast<bool>(gate_); }
   // The gate's verdict on the agreed counts and squared norm (true without a gate), noted in a.
   bool admit(Agreed& a, double sum_sq) const;
@@ -115,6 +123,7 @@ class GradientSync : public GradListener {
   const Comm& comm_;
   ParamStore& store_;
   Adam& adam_;
+  Ema* ema_ = nullptr;
   Mode mode_ = Mode::Single;
   std::string method_;
   MPI_Win win_ = MPI_WIN_NULL;
@@ -122,7 +131,7 @@ class GradientSync : public GradListener {
   bool overlap_ = false;            // VAE_DIST_OVERLAP=1: buckets during backward
   double clip_ = 0;                 // --grad-clip (0 = off)
   std::function<bool(const Figures&)> gate_;
-  float* base_ = nullptr;       // [header][P slots][sum][params][exp_avg][exp_avg_sq]
+  float* base_ = nullptr;       // [header][P slots][sum][params][exp_avg][exp_avg_sq][ema]
   float* header_ = nullptr;     // per local rank: counts, progress; then the result
   float* own_grads_ = nullptr;  // Allreduce mode: gradients with the counts before them
   size_t n_ = 0, n_pad_ = 0, stride_ = 0, local_ = 1;

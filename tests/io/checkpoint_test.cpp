@@ -252,6 +252,69 @@ TEST(Checkpoint, UpdateGuardStateRoundTripsAndOlderFilesReadAsFresh) {
   }
 }
 
+// The moving average round-trips bitwise under /ema/<name> with its decay, update count and
+// the evaluated weights; a file without one leaves the caller's buffer as it was; a mismatch
+// between the attributes and /ema is refused.
+TEST(Checkpoint, MovingAverageRoundTripsAndOlderFilesHaveNone) {
+  TempDir dir;
+  State a(21);
+  std::vector<float> ema(a.store.size(), 0.0f);
+  for (const auto& e : a.store.entries())
+    for (size_t j = 0; j < e.size; ++j)
+      ema[e.offset + j] = a.store.params()[e.offset + j] * 0.5f + 0x1p-20f * static_cast<float>(j);
+  a.meta.ema_decay = 0.999;
+  a.meta.ema_updates = 1200;
+  a.meta.ema_warmup = true;
+  a.meta.eval_weights = Weights::Ema;
+  const std::string path = dir.file("ema.h5");
+  write_checkpoint(path, a.meta, a.store, a.m, a.v, ema);
+  EXPECT_EQ(read_checkpoint_meta(path), a.meta);
+
+  State b(99);
+  std::vector<float> got(b.store.size(), -1.0f);
+  EXPECT_EQ(read_checkpoint(path, b.store, b.m, b.v, got), a.meta);
+  for (const auto& e : a.store.entries())
+    for (size_t j = 0; j < e.size; ++j)
+      ASSERT_EQ(std::bit_cast<uint32_t>(got[e.offset + j]),
+                std::bit_cast<uint32_t>(ema[e.offset + j]))
+          << e.name << " " << j;
+  {  // h5py's view: f["ema/<name>"] in the parameter's shape
+    h5::File f = h5::open_file(path);
+    const auto& e = a.store.entries().front();
+    const auto d = h5::read_dataset<float>(f, "/ema/" + e.name);
+    EXPECT_EQ(d.dims, e.shape);
+    EXPECT_EQ(d.data.front(), ema[e.offset]);
+  }
+
+  // Without a moving average: the buffer stays, the metadata says none.
+  const std::string plain = dir.file("plain.h5");
+  a.meta.ema_decay = 0;
+  a.meta.ema_updates = 0;
+  a.meta.ema_warmup = false;
+  a.meta.eval_weights = Weights::Raw;
+  a.write(plain);
+  std::fill(got.begin(), got.end(), -1.0f);
+  const CheckpointMeta none = read_checkpoint(plain, b.store, b.m, b.v, got);
+  EXPECT_EQ(none.ema_decay, 0.0);
+  EXPECT_EQ(none.eval_weights, Weights::Raw);
+  EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](float x) { return x == -1.0f; }));
+
+  // Writing refuses an average without a decay and a decay without an average.
+  EXPECT_THROW(write_checkpoint(plain, a.meta, a.store, a.m, a.v, ema), ShapeError);
+  a.meta.ema_decay = 0.9;
+  EXPECT_THROW(write_checkpoint(plain, a.meta, a.store, a.m, a.v), ShapeError);
+  ema[5] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(write_checkpoint(plain, a.meta, a.store, a.m, a.v, ema), DivergenceError);
+
+  // An ema_decay whose /ema is gone is a damaged file.
+  {
+    h5::File f = h5::open_file(path, true);
+    ASSERT_GE(H5Ldelete(f, "/ema", H5P_DEFAULT), 0);
+  }
+  const std::string msg = message_of<IoError>([&] { read_checkpoint_meta(path); });
+  EXPECT_TRUE(contains(msg, path) && contains(msg, "impossible moving-average state")) << msg;
+}
+
 TEST(Checkpoint, LargeConfigRoundTrips) {
   // Beyond HDF5's 64 KiB attribute limit: the config lives in a data set for this reason.
   TempDir dir;

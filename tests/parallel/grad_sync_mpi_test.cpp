@@ -18,6 +18,7 @@
 #include "core/simd.hpp"
 #include "nn/param_store.hpp"
 #include "optim/adam.hpp"
+#include "optim/ema.hpp"
 #include "parallel/comm.hpp"
 
 namespace {
@@ -277,6 +278,74 @@ TEST(GradientSync, GateSeesTheGlobalFiguresAndSkipsTheUpdateEverywhere) {
       EXPECT_TRUE(step().applied) << sync.method();
       EXPECT_EQ(adam.steps(), 2) << sync.method();
     }
+  }
+}
+
+// The moving average rides with every applied update on every path, each rank averaging its
+// slice of the one shared copy, and stays put when the gate skips an update: the same bits as
+// Adam and Ema run in one process on the summed gradient. The store is larger than one block
+// of the fused update (16384 floats), and 1 KiB buckets make the overlapped path apply many
+// pieces as their sums arrive.
+TEST(GradientSync, MovingAverageFollowsEveryAppliedUpdateOnEveryPath) {
+  for (const std::string method : {"", "overlap", "overlap-small", "allreduce"}) {
+    SyncPath path(method == "overlap-small" ? "overlap" : method);
+    if (method == "overlap-small") setenv("VAE_DIST_BUCKET_KB", "1", 1);
+    vd::Comm comm;
+    vd::ParamStore store;
+    store.add("a.weight", {300, 70});
+    store.add("b.bias", {5});
+    store.finalize();
+    const size_t n = store.size();
+    for (size_t i = 0; i < n; ++i) store.params()[i] = 0.001f * static_cast<float>(i % 1000);
+    std::vector<char> in_entry(n, 0);
+    for (const auto& e : store.entries())
+      std::fill(in_entry.begin() + e.offset, in_entry.begin() + e.offset + e.size, 1);
+    // Integer-valued gradients: their sum over the ranks is exact in any order.
+    const auto grad = [&](int rank, size_t i, int step) {
+      return in_entry[i] ? static_cast<float>((rank + 1) * (static_cast<int>(i % 11) - 5 + step))
+                         : 0.0f;
+    };
+    // The reference: one process, the summed gradient.
+    std::vector<float> ref_p(store.params().begin(), store.params().end()), ref_g(n);
+    vd::Adam ref_adam(n, vd::AdamConfig{});
+    vd::Ema ref_ema(n, 0.9);
+    ref_ema.reset(ref_p);
+
+    vd::Adam adam(n, vd::AdamConfig{});
+    vd::Ema ema(n, 0.9);
+    ema.reset(store.params());
+    {
+      vd::GradientSync sync(comm, store, adam, &ema);
+      bool allow = true;
+      sync.set_gate([&](const vd::GradientSync::Figures&) { return allow; });
+      for (int step = 0; step < 4; ++step) {
+        allow = step != 2;
+        auto g = store.grads();
+        for (size_t i = 0; i < n; ++i) g[i] = grad(comm.rank(), i, step);
+        EXPECT_EQ(sync.update_checked(1e-2, 0, false).applied, allow) << method;
+        if (allow) {
+          for (size_t i = 0; i < n; ++i) {
+            ref_g[i] = 0;
+            for (int r = 0; r < comm.size(); ++r) ref_g[i] += grad(r, i, step);
+          }
+          ref_adam.step(ref_p, ref_g, 1e-2);
+          ref_ema.begin_update();
+          ref_ema.apply(ref_p, 0, n);
+        }
+        ASSERT_TRUE(std::equal(ref_p.begin(), ref_p.end(), store.params().begin()))
+            << method << " step " << step;
+        const auto avg = ema.values();
+        for (size_t i = 0; i < n; ++i)
+          ASSERT_EQ(avg[i], ref_ema.values()[i]) << method << " step " << step << " element " << i;
+      }
+      EXPECT_EQ(ema.updates(), 3) << method;
+    }
+    // After the sync object is gone every rank holds a private copy of the same average.
+    EXPECT_TRUE(std::equal(ref_ema.values().begin(), ref_ema.values().end(), ema.values().begin()))
+        << method;
+    // The average moved (the third update is not the second's copy).
+    EXPECT_NE(ema.values()[3], store.params()[3]) << method;
+    unsetenv("VAE_DIST_BUCKET_KB");
   }
 }
 
