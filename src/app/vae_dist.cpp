@@ -130,6 +130,9 @@ int main(int argc, char** argv) {
                   s.seconds, s.train_images_per_s);
       if (std::isfinite(s.val_loss)) std::printf("; final validation loss %.4f", s.val_loss);
       if (std::isfinite(s.test_loss)) std::printf("; final test loss %.4f", s.test_loss);
+      if (parsed.options.eval_weights == vd::Weights::Ema &&
+          (std::isfinite(s.val_loss) || std::isfinite(s.test_loss)))
+        std::printf(" (the moving average's weights)");
       if (s.early_stopped) std::printf("; stopped early");
       std::printf("; peak RSS %.0f MB per rank", s.peak_rss_mb);
       if (s.data_wait_seconds > 0.05)

@@ -156,7 +156,10 @@ const std::vector<Subcommand>& subcommands() {
 po::options_description description(const Subcommand& sub) {
   po::options_description d("Options", 100, 50);
   d.add_options()("checkpoint", po::value<std::string>()->value_name("<str>")->required(),
-                  "a vae_dist checkpoint (checkpoint_stepNNNNNNNNN.h5)");
+                  "a vae_dist checkpoint (checkpoint_stepNNNNNNNNN.h5)")(
+      "weights", po::value<std::string>()->value_name("<str>")->default_value("auto"),
+      "auto = the weights the run evaluated (--eval-weights); raw = the optimizer's; ema = "
+      "the moving average (a run with --ema-decay)");
   sub.options(d);
   d.add_options()("threads", po::value<int>()->value_name("<int>")->default_value(0),
                   "OpenMP threads per rank; 0 = automatic")("help,h", "print this help and exit");
@@ -257,7 +260,14 @@ struct Session {
 
   Session(const vd::Comm& c, const po::variables_map& v) : comm(c), vm(v) {
     omp_set_num_threads(vd::resolve_threads(vm["threads"].as<int>(), comm));
-    model = vd::load_trained_model(vm["checkpoint"].as<std::string>(), comm);
+    const std::string w = vm["weights"].as<std::string>();
+    if (w != "auto" && w != "raw" && w != "ema")
+      throw vd::ConfigError("--weights is '" + w + "'; use auto, raw or ema");
+    std::optional<vd::Weights> weights;
+    if (w != "auto") weights = w == "ema" ? vd::Weights::Ema : vd::Weights::Raw;
+    model = vd::load_trained_model(vm["checkpoint"].as<std::string>(), comm, weights);
+    if (comm.is_root() && !model->weights_note.empty())
+      std::printf("using %s\n", model->weights_note.c_str());
     const vd::Options& o = model->options;
     data = vm.count("data") ? vm["data"].as<std::string>()
                             : (o.test_data.empty() ? o.data : o.test_data);
@@ -373,8 +383,8 @@ void run_encode(Session& s) {
   const std::string out = s.out(), tmp = out + ".tmp";
   if (comm.is_root()) {
     make_parent(out);
-    vd::create_latent_file(
-        tmp, {shard.global_rows(), L, shard.has_labels(), s.model->path, s.data, s.dataset});
+    vd::create_latent_file(tmp, {shard.global_rows(), L, shard.has_labels(), s.model->path, s.data,
+                                 s.dataset, vd::weights_name(s.model->weights)});
   }
   comm.barrier();
   for (int r = 0; r < comm.size(); ++r) {

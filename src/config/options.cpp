@@ -451,6 +451,19 @@ const std::vector<Spec>& table() {
                                   "rollbacks of a run (and the runs it resumed) before it stops"));
     t.push_back(real_spec("rollback-lr-factor", &O::rollback_lr_factor, {0, true}, Bound{1, true},
                           "learning-rate factor of each rollback"));
+    t.push_back(real_spec("ema-decay", &O::ema_decay, {0, false}, Bound{1, true},
+                          "keep an exponential moving average of the weights with this decay "
+                          "(e.g. 0.999), updated after every applied step and stored in the "
+                          "checkpoints; 0 = none (docs/training.md)"));
+    t.push_back(bool_spec("ema-warmup", &O::ema_warmup,
+                          "warm the moving average up: update u uses the decay min(--ema-decay, "
+                          "u/(u+9)), as diffusers' EMAModel does; false = --ema-decay from the "
+                          "second update on, as torch's AveragedModel with an EMA function"));
+    t.push_back(choice_spec<Weights>(
+        "eval-weights", &O::eval_weights, {{"raw", Weights::Raw}, {"ema", Weights::Ema}},
+        "the weights validation, test, the importance-weighted estimate, the sample grids and "
+        "best.h5's choice use: raw = the optimizer's, ema = the moving average (needs "
+        "--ema-decay)"));
     t.push_back(real_spec("adam-beta1", &O::adam_beta1, {0, false}, Bound{1, true},
                           "Adam first-moment decay"));
     t.push_back(real_spec("adam-beta2", &O::adam_beta2, {0, false}, Bound{1, true},
@@ -616,6 +629,10 @@ void check_option_combinations(const Options& o) {
     throw ConfigError(
         "--early-stop-patience needs validation data; add --val-fraction (e.g. 0.1) or "
         "--val-data FILE, or set --early-stop-patience 0");
+  if (o.eval_weights == Weights::Ema && o.ema_decay == 0)
+    throw ConfigError(
+        "--eval-weights ema evaluates the moving average of the weights, which --ema-decay "
+        "keeps; add --ema-decay (e.g. 0.999) or use --eval-weights raw");
 }
 
 std::string help_text(const std::string& program) {

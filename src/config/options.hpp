@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "optim/ema.hpp"
+
 namespace vd {
 
 // Field order matches the project brief so designated initialisers keep working.
@@ -51,6 +53,11 @@ struct Options {
   DivergenceAction on_divergence = DivergenceAction::Stop;
   int max_rollbacks = 3;
   double rollback_lr_factor = 0.1;
+  // The moving average of the weights (optim/ema.hpp): its decay (0 = none) and the weights
+  // validation, test, IWAE, the grids and best.h5 use.
+  double ema_decay = 0.0;
+  bool ema_warmup = true;
+  Weights eval_weights = Weights::Raw;
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_eps = 1e-8;

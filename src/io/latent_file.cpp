@@ -10,6 +10,7 @@ void create_latent_file(const std::string& path, const LatentFileInfo& info) {
     h5::File file = h5::create_file(path);
     h5::write_attribute(file, "format", "vae_dist-latents");
     h5::write_attribute(file, "checkpoint", info.checkpoint);
+    h5::write_attribute(file, "weights", info.weights);
     h5::write_attribute(file, "data", info.data);
     h5::write_attribute(file, "dataset", info.dataset);
     const int64_t dims[2] = {info.rows, info.latent_dim};

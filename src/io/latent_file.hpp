@@ -1,5 +1,6 @@
 // The encodings file vae_latent encode writes: /mu and /logvar float32 [N, L], /labels int32
-// [N] when the data have labels, and root attributes naming the checkpoint and the data.
+// [N] when the data have labels, and root attributes naming the checkpoint (and which of its
+// weights), and the data.
 // Rows are written by rank in turn, each its own block, so row order is the data's order.
 #pragma once
 #include <cstdint>
@@ -12,6 +13,7 @@ struct LatentFileInfo {
   int latent_dim = 0;   // L
   bool labels = false;  // write /labels
   std::string checkpoint, data, dataset;
+  std::string weights = "raw";  // "raw" or "ema": which of the checkpoint's weights encoded
 };
 
 // Creates (truncates) path with empty data sets of the given sizes.

@@ -65,9 +65,10 @@ void RunReport::evaluation(const char* split, int64_t epoch, int64_t step, int64
   if (sums.active_units >= 0)
     units = std::string(sums.per_channel ? "  active channels " : "  active units ") +
             std::to_string(sums.active_units) + "/" + std::to_string(sums.kl_per_dim.size());
-  std::printf("epoch %lld/%d  %s loss %.4f  recon %.4f  kl %.4f%s  (%lld images)\n",
+  std::printf("epoch %lld/%d  %s loss %.4f  recon %.4f  kl %.4f%s  (%lld images%s)\n",
               static_cast<long long>(epoch), epochs_, split, sums.loss / n, sums.recon / n,
-              sums.kl / n, units.c_str(), static_cast<long long>(sums.count));
+              sums.kl / n, units.c_str(), static_cast<long long>(sums.count),
+              weights_note_.empty() ? "" : (", " + weights_note_).c_str());
   std::fflush(stdout);
 }
 
@@ -75,7 +76,8 @@ void RunReport::importance_weighted(int epoch, int64_t step, int64_t samples, in
                                     double lr) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   log_.write({"test_iw", epoch, step, samples, nll, nan, nan, lr, 0.0});
-  std::printf("test -log p(x) (importance-weighted, k=%d): %.4f nats\n", k, nll);
+  std::printf("test -log p(x) (importance-weighted, k=%d%s): %.4f nats\n", k,
+              weights_note_.empty() ? "" : (", " + weights_note_).c_str(), nll);
   std::fflush(stdout);
 }
 

@@ -39,6 +39,9 @@ class RunReport {
   // The same for the validation rows: a "val" row and an "epoch e/E  val loss ..." line.
   void validation(int64_t epoch, int64_t step, int64_t samples, const ReportSums& sums, double lr);
   void importance_weighted(int epoch, int64_t step, int64_t samples, int k, double nll, double lr);
+  // Said at the end of every evaluation line (test, val, importance-weighted), e.g. "ema
+  // weights" when the run evaluates the moving average; "" = nothing.
+  void set_weights_note(std::string note) { weights_note_ = std::move(note); }
 
  private:
   void evaluation(const char* split, int64_t epoch, int64_t step, int64_t samples,
@@ -47,6 +50,7 @@ class RunReport {
   bool tty_;
   int epochs_;
   int64_t first_step_, last_step_;
+  std::string weights_note_;
   std::chrono::steady_clock::time_point start_;
 };
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "train/run_messages.hpp"
 #include "vae/architecture.hpp"
 
 namespace vd {
@@ -65,13 +66,20 @@ VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, 
   return vae_config(opt, data_shape_of(train), classes);
 }
 
-std::unique_ptr<TrainedModel> load_trained_model(const std::string& checkpoint, const Comm& comm) {
+std::unique_ptr<TrainedModel> load_trained_model(const std::string& checkpoint, const Comm& comm,
+                                                 std::optional<Weights> weights) {
   auto m = std::make_unique<TrainedModel>();
   m->path = checkpoint;
   if (!std::filesystem::is_regular_file(checkpoint))
     throw IoError("checkpoint '" + checkpoint +
                   "' does not exist; give a checkpoint_stepNNNNNNNNN.h5 that vae_dist wrote");
   m->meta = read_checkpoint_meta(checkpoint);
+  const bool has_ema = m->meta.ema_decay > 0;
+  m->weights = weights.value_or(m->meta.eval_weights);
+  if (m->weights == Weights::Ema && !has_ema)
+    throw ConfigError("checkpoint '" + checkpoint +
+                      "' holds no moving average of the weights (its run had no --ema-decay); "
+                      "use --weights raw");
   m->scaling = m->meta.scaling;
   m->options = parse_config_text(m->meta.config_ini, "checkpoint '" + checkpoint + "' /config");
   const Options& opt = m->options;
@@ -99,7 +107,20 @@ std::unique_ptr<TrainedModel> load_trained_model(const std::string& checkpoint, 
   m->store.finalize();
   // The Adam moments are read (read_checkpoint checks them) and dropped.
   std::vector<float> exp_avg(m->store.size()), exp_avg_sq(m->store.size());
-  read_checkpoint(checkpoint, m->store, exp_avg, exp_avg_sq);
+  std::vector<float> average(has_ema ? m->store.size() : 0);
+  read_checkpoint(checkpoint, m->store, exp_avg, exp_avg_sq, average);
+  if (m->weights == Weights::Ema)
+    std::copy(average.begin(), average.end(), m->store.params().begin());
+  if (has_ema) {
+    const bool as_run = m->weights == m->meta.eval_weights;
+    m->weights_note =
+        (m->weights == Weights::Ema
+             ? "the moving average's weights (decay " + number_text(m->meta.ema_decay) + ", " +
+                   std::to_string(m->meta.ema_updates) + " updates)"
+             : std::string("the optimizer's weights (not the moving average)")) +
+        " of " + checkpoint +
+        (as_run ? ", as the run evaluated" : ", not the ones the run evaluated");
+  }
   return m;
 }
 

@@ -2,6 +2,7 @@
 // what the Trainer and vae_latent share, so both build the same Vae from the same settings.
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "config/options.hpp"
@@ -39,6 +40,11 @@ struct TrainedModel {
   // --standardize: the model's inputs and outputs are standardised; these statistics map
   // data to the model (standardize) and its outputs back (invert). Empty otherwise.
   FeatureScaling scaling;
+  // The weights in `store`: the optimizer's, or the moving average the run kept.
+  Weights weights = Weights::Raw;
+  // "the moving average's weights (decay 0.999, 4690 updates) of C, as the run evaluated" when
+  // the checkpoint holds a moving average, whichever weights were taken; "" otherwise.
+  std::string weights_note;
   int latent_dim() const { return vae->config().latent_dim; }
   int classes() const { return vae->config().classes; }
 };
@@ -46,7 +52,11 @@ struct TrainedModel {
 // Loads any vae_dist checkpoint. The architecture comes from its stored configuration; the
 // data shape and classes from the checkpoint, or (older checkpoints) from the training and
 // test files its configuration names, read as the Trainer read them. Every rank reads the
-// file. Throws vd::IoError/vd::ShapeError/vd::ConfigError naming the checkpoint.
-std::unique_ptr<TrainedModel> load_trained_model(const std::string& checkpoint, const Comm& comm);
+// file. `weights` picks the optimizer's weights or the moving average (--ema-decay); nullopt
+// takes the ones the run evaluated (the checkpoint's eval_weights). Throws
+// vd::IoError/vd::ShapeError/vd::ConfigError naming the checkpoint, and vd::ConfigError when
+// the moving average is asked for and the checkpoint has none.
+std::unique_ptr<TrainedModel> load_trained_model(const std::string& checkpoint, const Comm& comm,
+                                                 std::optional<Weights> weights = std::nullopt);
 
 }  // namespace vd

@@ -35,6 +35,7 @@
 #include "nn/precision.hpp"
 #include "optim/adam.hpp"
 #include "optim/early_stopping.hpp"
+#include "optim/ema.hpp"
 #include "optim/lr_schedule.hpp"
 #include "parallel/batch_reducer.hpp"
 #include "parallel/grad_sync.hpp"
@@ -102,6 +103,7 @@ struct Trainer::State {
   ParamStore store;
   std::unique_ptr<Vae> vae;
   std::unique_ptr<Adam> adam;
+  std::unique_ptr<Ema> ema;  // --ema-decay: the moving average of the weights
   std::unique_ptr<GradientSync> grad_sync;
   std::unique_ptr<EpochPlan> plan;
   std::unique_ptr<RowStream> stream;  // streamed training data
@@ -148,7 +150,22 @@ struct Trainer::State {
   void roll_back();
 
   float beta_at(int64_t global_step) const { return kl.at(global_step); }
-  void check_replicas(const char* when) const { vd::check_replicas(comm, store.params(), when); }
+  void check_replicas(const char* when) const {
+    vd::check_replicas(comm, store.params(), when);
+    if (ema) vd::check_replicas(comm, ema->values(), when);
+  }
+  // Runs f with the weights --eval-weights names in the model (every rank alike, nothing
+  // copied): the evaluations, the grids and the importance-weighted estimate.
+  template <class F>
+  auto with_eval_weights(F&& f) {
+    if (opt.eval_weights != Weights::Ema) return f();
+    struct Back {
+      ParamStore& store;
+      float* before;
+      ~Back() { store.point_params_at(before); }
+    } back{store, store.point_params_at(ema->values().data())};
+    return f();
+  }
   void resume(const std::string& requested, bool writes_model);
   void prepare_standardization(bool resumed);
   void save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng,
@@ -197,7 +214,9 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   ac.eps = opt.adam_eps;
   ac.weight_decay = opt.weight_decay;
   s.adam = std::make_unique<Adam>(s.store.size(), ac);
-  s.grad_sync = std::make_unique<GradientSync>(comm, s.store, *s.adam);
+  if (opt.ema_decay > 0)
+    s.ema = std::make_unique<Ema>(s.store.size(), opt.ema_decay, opt.ema_warmup);
+  s.grad_sync = std::make_unique<GradientSync>(comm, s.store, *s.adam, s.ema.get());
   s.grad_sync->set_grad_clip(opt.grad_clip);
   s.guard = std::make_unique<StepGuard>(opt, comm.size(), comm.is_root());
   s.guard->arm(*s.grad_sync);
@@ -287,6 +306,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
     s.report = std::make_unique<RunReport>((s.out / "metrics.csv").string(), !opt.resume.empty(),
                                            opt.progress && isatty(STDOUT_FILENO), opt.epochs,
                                            s.step, s.last_step);
+    if (opt.eval_weights == Weights::Ema) s.report->set_weights_note("ema weights");
     std::printf(
         "vae_dist: %d rank(s) x %d thread(s); %lld training rows (%lld on rank 0), %lld "
         "steps/epoch of %d x %d; %zu parameters; gradients summed by %s\n",
@@ -311,6 +331,12 @@ Trainer::Trainer(const Options& options, const Comm& comm)
                   s.scaling.mean.size(),
                   opt.resume.empty() ? "the training set" : "the checkpoint");
     if (!precision_note.empty()) std::printf("%s\n", precision_note.c_str());
+    if (s.ema)
+      std::printf(
+          "moving average of the weights: decay %s%s, %lld update(s) so far; evaluations, "
+          "grids and best.h5 use the %s weights\n",
+          number_text(opt.ema_decay).c_str(), opt.ema_warmup ? " with warm-up" : "",
+          static_cast<long long>(s.ema->updates()), weights_name(opt.eval_weights));
     if (opt.resume.empty() && !opt.init_weights.empty())
       std::printf("initial parameters: %s (not --seed's draw)\n", opt.init_weights.c_str());
     std::printf("%s\n", s.data_note.c_str());
@@ -335,7 +361,9 @@ void Trainer::State::initialise(bool writes_model) {
     if (!opt.init_weights.empty()) read_weights(opt.init_weights, store);
     std::fill(adam->exp_avg().begin(), adam->exp_avg().end(), 0.0f);
     std::fill(adam->exp_avg_sq().begin(), adam->exp_avg_sq().end(), 0.0f);
+    if (ema) ema->reset(store.params());
   }
+  if (ema) ema->set_updates(0);
   adam->set_steps(0);
   step = samples = 0;
   start_epoch = 1;
@@ -411,6 +439,10 @@ const ParamStore& Trainer::params() const {
   return s_->store;
 }
 
+std::span<const float> Trainer::moving_average() const {
+  return s_->ema ? s_->ema->values() : std::span<const float>();
+}
+
 void Trainer::State::resume(const std::string& requested, bool writes_model) {
   // Rank 0 resolves "latest" and decides whether the file may be resumed here, so every rank
   // opens the same file and throws alike.
@@ -418,13 +450,32 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
   if (comm.is_root() && requested == "latest") path = find_latest_checkpoint(out.string());
   comm.broadcast(path, 0);
   const CheckpointMeta meta =
-      writes_model ? read_checkpoint(path, store, adam->exp_avg(), adam->exp_avg_sq())
+      writes_model ? read_checkpoint(path, store, adam->exp_avg(), adam->exp_avg_sq(),
+                                     ema ? ema->values() : std::span<float>())
                    : read_checkpoint_meta(path);
   std::string refusal;
   if (comm.is_root()) refusal = resume_refusal(meta, path, opt, checkpoint_steps(out.string()));
   comm.broadcast(refusal, 0);
   if (!refusal.empty()) throw ConfigError(refusal);
   adam->set_steps(meta.adam_steps);
+  // The moving average goes on from the file's, or starts from the resumed weights.
+  std::string ema_note;
+  if (ema && meta.ema_decay > 0) {
+    ema->set_updates(meta.ema_updates);
+    if (meta.ema_decay != opt.ema_decay || meta.ema_warmup != opt.ema_warmup)
+      ema_note = "the moving average goes on with decay " + number_text(opt.ema_decay) +
+                 (opt.ema_warmup ? " and warm-up" : " without warm-up") +
+                 " (the checkpoint's run used " + number_text(meta.ema_decay) +
+                 (meta.ema_warmup ? " and warm-up)" : " without warm-up)");
+  } else if (ema) {
+    if (writes_model) ema->reset(store.params());
+    ema->set_updates(0);
+    ema_note = "the checkpoint holds no moving average: it starts from the resumed weights";
+  } else if (meta.ema_decay > 0) {
+    ema_note =
+        "the checkpoint's moving average of the weights is not continued (no --ema-decay), and "
+        "this run's checkpoints hold none";
+  }
   guard->set_state(meta.guard);
   rollbacks = meta.rollbacks;
   rollback_lr_scale = meta.rollback_lr_scale;
@@ -448,6 +499,7 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
   }
   if (comm.is_root()) {
     if (!at.note.empty()) std::printf("%s\n", at.note.c_str());
+    if (!ema_note.empty()) std::printf("%s\n", ema_note.c_str());
     std::printf("resumed from %s: epoch %lld, step %lld, %lld samples seen\n", path.c_str(),
                 static_cast<long long>(meta.cursor.epoch), static_cast<long long>(meta.step),
                 static_cast<long long>(meta.samples));
@@ -511,13 +563,21 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   meta.guard = guard->state();
   meta.rollbacks = rollbacks;
   meta.rollback_lr_scale = rollback_lr_scale;
+  std::span<const float> average;
+  if (ema) {
+    meta.ema_decay = ema->decay();
+    meta.ema_updates = ema->updates();
+    meta.ema_warmup = ema->warmup();
+    average = ema->values();
+  }
+  meta.eval_weights = opt.eval_weights;
   if (best) {
     const std::string path = (out / kBestCheckpointFile).string();
-    write_checkpoint(path, meta, store, adam->exp_avg(), adam->exp_avg_sq());
+    write_checkpoint(path, meta, store, adam->exp_avg(), adam->exp_avg_sq(), average);
     return;
   }
   const std::string path = (out / checkpoint_file_name(step)).string();
-  write_checkpoint(path, meta, store, adam->exp_avg(), adam->exp_avg_sq());
+  write_checkpoint(path, meta, store, adam->exp_avg(), adam->exp_avg_sq(), average);
   prune_checkpoints(out.string(), checkpoints.keep);
   last_checkpoint = path;
 }
@@ -705,15 +765,18 @@ TrainSummary Trainer::run() {
 
         // Validation first, then the test rows.
         if (s.val) {
-          const ReportSums val = s.eval->validate(epoch);
+          const ReportSums val = s.with_eval_weights([&] { return s.eval->validate(epoch); });
           const double n = static_cast<double>(val.count);
           summary.val_loss = val.loss / n;
           summary.val_recon = val.recon / n;
           summary.val_kl = val.kl / n;
           if (s.report) s.report->validation(epoch, s.step, s.samples, val, s.last_lr);
         }
-        const ReportSums test = s.eval->test(epoch);
-        s.eval->write_grids(epoch);
+        const ReportSums test = s.with_eval_weights([&] {
+          const ReportSums t = s.eval->test(epoch);
+          s.eval->write_grids(epoch);
+          return t;
+        });
         if (test.count > 0) {
           const double n = static_cast<double>(test.count);
           summary.test_loss = test.loss / n;
@@ -780,7 +843,7 @@ TrainSummary Trainer::run() {
 
   if (summary.signal == 0) {
     int late = 0;
-    summary.iw_nll = s.eval->iw_nll(&late);
+    summary.iw_nll = s.with_eval_weights([&] { return s.eval->iw_nll(&late); });
     if (late != 0) {
       summary.signal = late;
       if (comm.is_root()) {

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "config/options.hpp"
@@ -44,6 +45,8 @@ class Trainer {
   TrainSummary run();
   // The replica's parameters (identical on every rank), e.g. for tests.
   const ParamStore& params() const;
+  // The moving average of the weights in the parameters' layout (empty without --ema-decay).
+  std::span<const float> moving_average() const;
 
  private:
   struct State;

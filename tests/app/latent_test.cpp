@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -30,8 +31,9 @@ class AppLatent : public ::testing::Test {
                         "--classes 4 --seed 2",
                     60);
     ASSERT_EQ(made.exit_code, 0) << made.output;
-    for (const auto& [name, extra] : {std::pair{"mlp2", "--latent-dim 2"},
-                                      std::pair{"cvae3", "--latent-dim 3 --conditional"}}) {
+    for (const auto& [name, extra] :
+         {std::pair{"mlp2", "--latent-dim 2"}, std::pair{"cvae3", "--latent-dim 3 --conditional"},
+          std::pair{"ema2", "--latent-dim 2 --ema-decay 0.9 --eval-weights ema"}}) {
       const std::string out = dir_->file(name);
       const CommandResult r =
           run_command(env_prefix() + " " + binary("vae_dist") + " --data " + shell_quote(data_) +
@@ -84,6 +86,60 @@ TEST_F(AppLatent, TestRowsCarryActiveUnitsAndKlPerDimension) {
   ASSERT_NE(space, std::string::npos) << kl;
   const double sum = std::stod(kl.substr(0, space)) + std::stod(kl.substr(space + 1));
   EXPECT_NEAR(sum, std::stod(rows.back().at(6)), 1e-4 * std::max(1.0, sum));
+}
+
+// A run with --eval-weights ema: vae_latent takes the moving average by default and says so,
+// its encodings equal those of a checkpoint whose /params were overwritten with the /ema data
+// sets, and --weights raw takes the optimizer's; a checkpoint without an average refuses ema.
+TEST_F(AppLatent, MovingAverageIsTheDefaultWhereTheRunEvaluatedItAndSaysSo) {
+  EXPECT_TRUE(contains(log_, "test loss")) << log_;
+  EXPECT_TRUE(contains(log_, "images, ema weights)")) << log_;
+  const std::string avg = file("enc_ema.h5"), raw = file("enc_raw.h5");
+  CommandResult r = latent("encode", "ema2", "--out " + shell_quote(avg));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "using the moving average's weights (decay 0.9, 30 updates)"))
+      << r.output;
+  r = latent("encode", "ema2", "--weights raw --out " + shell_quote(raw));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "the optimizer's weights (not the moving average)")) << r.output;
+  {
+    h5::File f = h5::open_file(avg);
+    EXPECT_EQ(h5::read_string_attribute(f, "weights"), "ema");
+    h5::File g = h5::open_file(raw);
+    EXPECT_EQ(h5::read_string_attribute(g, "weights"), "raw");
+  }
+  EXPECT_NE(read_all<float>(avg, "/mu"), read_all<float>(raw, "/mu"));
+
+  // The average by hand: its data sets written over the parameters of a copy.
+  const std::string copy = file("ema_as_params.h5");
+  std::filesystem::copy_file(checkpoint("ema2"), copy,
+                             std::filesystem::copy_options::overwrite_existing);
+  {
+    h5::File f = h5::open_file(copy, true);
+    for (const std::string& name : h5::list_datasets(f, "/ema")) {
+      const auto values = h5::read_dataset<float>(f, name).data;
+      h5::Dataset d = h5::open_dataset(f, "/params" + name.substr(4));
+      h5::write_all(d, H5T_NATIVE_FLOAT, values.data());
+    }
+  }
+  const std::string by_hand = file("enc_by_hand.h5");
+  r = run_command(env_prefix() + " " + binary("vae_latent") + " encode --checkpoint " +
+                      shell_quote(copy) + " --threads 1 --weights raw --out " +
+                      shell_quote(by_hand),
+                  120);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(read_all<float>(by_hand, "/mu"), read_all<float>(avg, "/mu"));
+  EXPECT_EQ(read_all<float>(by_hand, "/logvar"), read_all<float>(avg, "/logvar"));
+
+  r = latent("encode", "mlp2", "--weights ema --out " + shell_quote(file("no.h5")));
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "holds no moving average of the weights")) << r.output;
+  r = latent("encode", "mlp2", "--out " + shell_quote(file("plain.h5")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(contains(r.output, "using ")) << r.output;
+  r = latent("encode", "mlp2", "--weights best --out " + shell_quote(file("no.h5")));
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "use auto, raw or ema")) << r.output;
 }
 
 TEST_F(AppLatent, EncodeOnTwoAndThreeRanksEqualsOneRankBitForBit) {

@@ -349,6 +349,24 @@ TEST(Options, ScheduleAndValidationOptionsParseCheckRangesAndCombinations) {
   EXPECT_CONTAINS(error_of({"--val-fraction", "0.1", "--val-data", "v.h5"}), "give one of them");
 }
 
+TEST(Options, MovingAverageOptionsParseAndEmaEvaluationNeedsADecay) {
+  const vd::Options o =
+      parse({"--ema-decay", "0.999", "--ema-warmup", "false", "--eval-weights", "ema"}).options;
+  EXPECT_EQ(o.ema_decay, 0.999);
+  EXPECT_FALSE(o.ema_warmup);
+  EXPECT_EQ(o.eval_weights, vd::Weights::Ema);
+  const vd::Options d = parse({}).options;
+  EXPECT_EQ(d.ema_decay, 0.0);
+  EXPECT_TRUE(d.ema_warmup);
+  EXPECT_EQ(d.eval_weights, vd::Weights::Raw);
+  EXPECT_CONTAINS(error_of({"--ema-decay", "1"}), "--ema-decay");
+  EXPECT_CONTAINS(error_of({"--ema-decay", "-0.5"}), "--ema-decay");
+  EXPECT_CONTAINS(error_of({"--eval-weights", "best"}), "--eval-weights");
+  EXPECT_CONTAINS(error_of({"--eval-weights", "ema"}),
+                  "--eval-weights ema evaluates the moving average of the weights, which "
+                  "--ema-decay keeps");
+}
+
 TEST(Options, HelpListsEveryOptionWithItsDefault) {
   const std::string help = squashed(parse({"--help"}).help_text);
   const std::vector<std::pair<std::string, std::string>> expected = {

@@ -34,10 +34,13 @@ inline Options small_options(const std::string& data, const std::string& out) {
 }
 
 // Trains with `o` and returns the final parameters.
-inline std::vector<float> train(const Options& o, const Comm& comm) {
+inline std::vector<float> train(const Options& o, const Comm& comm,
+                                std::vector<float>* moving_average = nullptr) {
   Trainer t(o, comm);
   t.run();
   const auto p = t.params().params();
+  if (moving_average != nullptr)
+    moving_average->assign(t.moving_average().begin(), t.moving_average().end());
   return std::vector<float>(p.begin(), p.end());
 }
 

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -25,6 +26,7 @@
 #include "io/checkpoint.hpp"
 #include "nn/context.hpp"
 #include "optim/adam.hpp"
+#include "optim/ema.hpp"
 #include "support/small_run.hpp"
 #include "support/temp_dir.hpp"
 #include "train/data_residency.hpp"
@@ -110,7 +112,7 @@ vd::Options streamed_options(const std::string& data, const std::string& out) {
 }
 
 void check_ranks_equal_union(const char* method, Model model, double free_bits = 0,
-                             bool streamed = false) {
+                             bool streamed = false, double ema_decay = 0) {
   const bool conv = model == Model::ConditionalConv;
   GradSyncMethod scope(method);
   vd::Comm comm;
@@ -125,7 +127,9 @@ void check_ranks_equal_union(const char* method, Model model, double free_bits =
   o.max_steps = streamed ? 20 : 13;
   o.epochs = 10;
   o.free_bits = free_bits;
-  const std::vector<float> got = train(o, comm);
+  o.ema_decay = ema_decay;
+  std::vector<float> got_average;
+  const std::vector<float> got = train(o, comm, &got_average);
 
   // The reference: one model, fed each step the concatenation of every rank's batch and
   // noise, drawn from the same plans and streams the ranks use.
@@ -154,6 +158,11 @@ void check_ranks_equal_union(const char* method, Model model, double free_bits =
   vd::AdamConfig ac;
   ac.lr = o.lr;
   vd::Adam adam(store.size(), ac);
+  std::optional<vd::Ema> ema;
+  if (ema_decay > 0) {
+    ema.emplace(store.size(), ema_decay, o.ema_warmup);
+    ema->reset(store.params());
+  }
   vd::Context ctx;
   // Streamed ranks shuffle by blocks within windows; the reference plans do the same.
   std::optional<vd::BlockShuffle> blocks;
@@ -190,26 +199,41 @@ void check_ranks_equal_union(const char* method, Model model, double free_bits =
       vae.train_step(ctx, vd::Batch{n, x.data(), labels.data(), eps.data()}, 1.0f,
                      1.0f / static_cast<float>(n));
       adam.step(store.params(), store.grads(), o.lr);
+      if (ema) {
+        ema->begin_update();
+        ema->apply(store.params(), 0, store.size());
+      }
     }
   }
   const auto want = store.params();
-  ASSERT_EQ(got.size(), want.size());
-  size_t bad = 0;
-  double worst = 0;
-  for (const auto& e : store.entries()) {
-    // An attention's key bias has a zero gradient in exact arithmetic (the softmax ignores
-    // q . b_k), so Adam turns its rounding noise, which depends on how the batch is split,
-    // into steps of lr: it is not compared.
-    if (e.name.ends_with(".to_k.bias")) continue;
-    for (size_t i = e.offset; i < e.offset + e.size; ++i) {
-      const double diff = std::abs(double(got[i]) - want[i]);
-      worst = std::max(worst, diff);
-      if (diff > 1e-5 * std::abs(want[i]) + 1e-6 && bad++ < 5)
-        ADD_FAILURE() << e.name << "[" << i - e.offset << "]: " << P << " ranks " << got[i]
-                      << ", union " << want[i];
+  const auto compare = [&](const std::vector<float>& got_values, std::span<const float> want_values,
+                           const char* what) {
+    ASSERT_EQ(got_values.size(), want_values.size()) << what;
+    size_t bad = 0;
+    double worst = 0;
+    for (const auto& e : store.entries()) {
+      // An attention's key bias has a zero gradient in exact arithmetic (the softmax ignores
+      // q . b_k), so Adam turns its rounding noise, which depends on how the batch is split,
+      // into steps of lr: it is not compared.
+      if (e.name.ends_with(".to_k.bias")) continue;
+      for (size_t i = e.offset; i < e.offset + e.size; ++i) {
+        const double diff = std::abs(double(got_values[i]) - want_values[i]);
+        worst = std::max(worst, diff);
+        if (diff > 1e-5 * std::abs(want_values[i]) + 1e-6 && bad++ < 5)
+          ADD_FAILURE() << what << " " << e.name << "[" << i - e.offset << "]: " << P << " ranks "
+                        << got_values[i] << ", union " << want_values[i];
+      }
     }
+    EXPECT_EQ(bad, 0u) << what << ": largest difference " << worst;
+  };
+  compare(got, want, "parameters");
+  if (ema) {
+    compare(got_average, ema->values(), "moving average");
+    // The average lags the weights: it is not a copy of them.
+    EXPECT_NE(got_average, got);
+  } else {
+    EXPECT_TRUE(got_average.empty());
   }
-  EXPECT_EQ(bad, 0u) << "largest difference " << worst;
   // The training really moved the parameters.
   vd::ParamStore fresh;
   vd::Vae untrained(cfg, fresh);
@@ -247,6 +271,13 @@ TEST(Trainer, StreamedRanksEqualOneProcessTrainingOnTheUnionOfTheirBlockShuffled
   check_ranks_equal_union(nullptr, Model::Mlp, 0, true);
 }
 
+// --ema-decay: the moving average of P ranks (each averaging its slice of the shared copy, or
+// all of it on every rank under allreduce) equals vd::Ema following the one-process run.
+TEST(Trainer, MovingAverageOfRanksEqualsTheOneProcessAverage) {
+  check_ranks_equal_union(nullptr, Model::Mlp, 0, false, 0.9);
+  check_ranks_equal_union("allreduce", Model::Mlp, 0, false, 0.9);
+}
+
 void check_resume_is_bitwise(Model model, bool streamed = false);
 
 TEST(Trainer, ResumeIsBitwiseIdenticalToAnUninterruptedRun) {
@@ -279,7 +310,10 @@ void check_resume_is_bitwise(Model model, bool streamed) {
   const int64_t end = streamed ? 20 : 17;
   vd::Options whole = options(data.file, data.root + "/whole");
   whole.max_steps = end;
-  const std::vector<float> uninterrupted = train(whole, comm);
+  // The MLP keeps a moving average of its weights, which must resume bitwise too.
+  if (model == Model::Mlp && !streamed) whole.ema_decay = 0.95;
+  std::vector<float> whole_average;
+  const std::vector<float> uninterrupted = train(whole, comm, &whole_average);
 
   // Stop mid-epoch at step 5 and at an epoch end, then continue to 17. Streamed: in the first
   // window, in the second (the read-ahead restarts mid-window) and at the epoch's end.
@@ -288,16 +322,24 @@ void check_resume_is_bitwise(Model model, bool streamed) {
   for (int64_t stop : stops) {
     vd::Options first = options(data.file, data.root + "/split" + std::to_string(stop));
     first.max_steps = stop;
+    first.ema_decay = whole.ema_decay;
     train(first, comm);
     vd::Options second = first;
     second.max_steps = end;
     second.resume = "latest";
-    const std::vector<float> resumed = train(second, comm);
+    std::vector<float> resumed_average;
+    const std::vector<float> resumed = train(second, comm, &resumed_average);
     ASSERT_EQ(resumed.size(), uninterrupted.size());
     size_t differing = 0;
     for (size_t i = 0; i < resumed.size(); ++i) differing += resumed[i] != uninterrupted[i];
     EXPECT_EQ(differing, 0u) << "resume after step " << stop << " changed " << differing
                              << " parameters";
+    ASSERT_EQ(resumed_average.size(), whole_average.size());
+    differing = 0;
+    for (size_t i = 0; i < resumed_average.size(); ++i)
+      differing += resumed_average[i] != whole_average[i];
+    EXPECT_EQ(differing, 0u) << "resume after step " << stop << " changed " << differing
+                             << " values of the moving average";
   }
 }
 
@@ -423,10 +465,16 @@ TEST(Trainer, StopSignalOnAnEpochsLastStepStillEndsTheEpoch) {
 
 // The validation loss of P ranks is the loss of the same model on the validation rows in one
 // process, evaluated in other batches: each row draws its noise from its own stream.
-TEST(Trainer, ValidationOnSeveralRanksEqualsValidationInOneProcess) {
+// Validation of the weights --eval-weights names: the run's figure equals one process's
+// evaluation of the same weights. `trained` receives the trained parameters.
+void check_validation(vd::Weights weights, std::vector<float>* trained = nullptr) {
   vd::Comm comm;
   SharedData data(comm);
   vd::Options o = small_options(data.file, data.root + "/val");
+  if (weights == vd::Weights::Ema) {
+    o.ema_decay = 0.8;
+    o.eval_weights = vd::Weights::Ema;
+  }
   o.val_fraction = 0.25;  // rows 46..60
   o.epochs = 2;
   o.eval_batch_size = 3;
@@ -434,6 +482,7 @@ TEST(Trainer, ValidationOnSeveralRanksEqualsValidationInOneProcess) {
   o.beta = 2;
   vd::Trainer t(o, comm);
   const vd::TrainSummary s = t.run();
+  if (trained) trained->assign(t.params().params().begin(), t.params().params().end());
   ASSERT_TRUE(std::isfinite(s.val_loss));
   if (comm.is_root()) {
     const vd::Shard all = vd::Shard::read(data.file, "/images", 0, 1, vd::ValueCheck::UnitInterval);
@@ -442,7 +491,9 @@ TEST(Trainer, ValidationOnSeveralRanksEqualsValidationInOneProcess) {
     vd::ParamStore store;
     vd::Vae vae(cfg, store);
     store.finalize();
-    std::copy(t.params().params().begin(), t.params().params().end(), store.params().begin());
+    const std::span<const float> evaluated =
+        weights == vd::Weights::Ema ? t.moving_average() : t.params().params();
+    std::copy(evaluated.begin(), evaluated.end(), store.params().begin());
     const vd::Shard val = vd::Shard::read(data.file, "/images", 0, 1, vd::ValueCheck::UnitInterval,
                                           vd::RowRange{46, 61});
     ASSERT_EQ(val.rows(), 15);
@@ -458,7 +509,28 @@ TEST(Trainer, ValidationOnSeveralRanksEqualsValidationInOneProcess) {
     EXPECT_NEAR(s.val_loss, want.loss / 15, 1e-6 * want.loss / 15);
     EXPECT_NEAR(s.val_kl, want.kl / 15, 1e-6 * want.kl / 15 + 1e-9);
     EXPECT_NEAR(s.val_loss, s.val_recon + 2 * s.val_kl, 1e-9 * s.val_loss);
+    if (weights == vd::Weights::Ema) {
+      // The optimizer's weights give another figure: the average really was evaluated.
+      std::copy(t.params().params().begin(), t.params().params().end(), store.params().begin());
+      const vd::LossSums raw =
+          vae.evaluate(ctx, vd::Batch{15, x.data(), nullptr, eps.data()}, 2.0f);
+      EXPECT_GT(std::abs(s.val_loss - raw.loss / 15), 1e-4 * raw.loss / 15);
+    }
   }
+}
+
+TEST(Trainer, ValidationOnSeveralRanksEqualsValidationInOneProcess) {
+  check_validation(vd::Weights::Raw);
+}
+
+// --eval-weights ema: validation, test and best.h5's choice see the moving average, and the
+// training goes on with the optimizer's weights exactly as without it.
+TEST(Trainer, ValidationOfTheMovingAverageEqualsOneProcessAndLeavesTrainingAlone) {
+  std::vector<float> raw, ema;
+  check_validation(vd::Weights::Raw, &raw);
+  check_validation(vd::Weights::Ema, &ema);
+  ASSERT_FALSE(raw.empty());
+  EXPECT_EQ(raw, ema);
 }
 
 TEST(Trainer, CheckpointOfSeveralRanksResumesOnOneRank) {
