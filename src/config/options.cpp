@@ -451,6 +451,11 @@ const std::vector<Spec>& table() {
                                   "rollbacks of a run (and the runs it resumed) before it stops"));
     t.push_back(real_spec("rollback-lr-factor", &O::rollback_lr_factor, {0, true}, Bound{1, true},
                           "learning-rate factor of each rollback"));
+    t.push_back(integer_spec<int>(
+        "rollback-skip-steps", &O::rollback_skip_steps, 0, 1000000,
+        "after a rollback, pass over the batches of this many steps up to the one that failed "
+        "(the spike and the steps before it, as PaLM did), on every rank and in every later "
+        "resume; 0 = train on every batch again"));
     t.push_back(real_spec("ema-decay", &O::ema_decay, {0, false}, Bound{1, true},
                           "keep an exponential moving average of the weights with this decay "
                           "(e.g. 0.999), updated after every applied step and stored in the "

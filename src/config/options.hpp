@@ -53,6 +53,7 @@ struct Options {
   DivergenceAction on_divergence = DivergenceAction::Stop;
   int max_rollbacks = 3;
   double rollback_lr_factor = 0.1;
+  int rollback_skip_steps = 0;  // batches passed over after a rollback, up to the failed step
   // The moving average of the weights (optim/ema.hpp): its decay (0 = none) and the weights
   // validation, test, IWAE, the grids and best.h5 use.
   double ema_decay = 0.0;

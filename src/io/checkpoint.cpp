@@ -311,6 +311,24 @@ CheckpointMeta read_meta(hid_t file, const std::string& path) {
     throw CheckpointError("checkpoint '" + path +
                           "' holds an impossible moving-average state (ema_decay, ema_updates, "
                           "eval_weights, /ema); the file is damaged");
+  if (h5::exists(file, "/skipped_steps")) {
+    const h5::Dataset d = h5::open_dataset(file, "/skipped_steps");
+    if (h5::has_attribute(file, "checksums") && !h5::has_fletcher32(d))
+      throw CheckpointError("checkpoint '" + path +
+                            "': /skipped_steps has lost its checksum; the file is damaged");
+    const auto ranges = h5::read_dataset<int64_t>(file, "/skipped_steps");
+    bool usable = ranges.dims.size() == 2 && ranges.dims[1] == 2;
+    for (size_t i = 0; usable && i + 1 < ranges.data.size(); i += 2) {
+      const int64_t first = ranges.data[i], last = ranges.data[i + 1];
+      usable = first >= 1 && first <= last &&
+               (meta.skipped_steps.empty() || first > meta.skipped_steps.back().second);
+      meta.skipped_steps.emplace_back(first, last);
+    }
+    if (!usable)
+      throw CheckpointError("checkpoint '" + path +
+                            "': /skipped_steps is not a list of ascending, disjoint step ranges; "
+                            "the file is damaged");
+  }
   meta.rng_states = read_strings(file, "/rng_states");
   if (meta.rng_states.size() != static_cast<size_t>(meta.world_size))
     throw CheckpointError("checkpoint '" + path + "' holds " +
@@ -488,6 +506,16 @@ void write_file(const std::string& tmp, const CheckpointMeta& meta, const ParamS
                                 checked(meta.guard.norms.size()));
     }
 
+    if (!meta.skipped_steps.empty()) {
+      std::vector<int64_t> flat;
+      for (const auto& [first, last] : meta.skipped_steps) {
+        flat.push_back(first);
+        flat.push_back(last);
+      }
+      const int64_t dims[2] = {static_cast<int64_t>(meta.skipped_steps.size()), 2};
+      h5::write_dataset<int64_t>(file, "/skipped_steps", flat, dims,
+                                 h5::CreateOptions{{dims[0], 2}, 0, true});
+    }
     h5::write_attribute(file, "eval_weights", weights_name(meta.eval_weights));
     if (meta.ema_decay > 0) {
       h5::write_attribute(file, "ema_decay", meta.ema_decay);

@@ -5,6 +5,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "data/epoch_plan.hpp"
@@ -47,6 +48,9 @@ struct CheckpointMeta {
   UpdateGuardState guard;
   int64_t rollbacks = 0;
   double rollback_lr_scale = 1.0;
+  // --rollback-skip-steps: the global steps whose batches the run passes over, as inclusive
+  // ranges [first, last], ascending (empty: none).
+  std::vector<std::pair<int64_t, int64_t>> skipped_steps;
   // --ema-decay: the moving average's decay and its updates so far (0 and 0: the file holds
   // no average), and which weights the run evaluated (validation, test, grids, best.h5).
   double ema_decay = 0;
@@ -78,7 +82,9 @@ inline constexpr const char* kCheckpointFormat = "vae_dist-checkpoint";
 //   /standardize/mean, /standardize/std   float64 [D], with --standardize only (optional)
 //   root attributes   guard_consecutive, guard_first_flagged, guard_skipped, rollbacks,
 //                     rollback_lr_scale; /guard/losses, /guard/norms float64 [W]: the update
-//                     guard's healthy steps, oldest first (all optional: older files lack them)
+//                     guard's healthy steps, oldest first; /skipped_steps int64 [K, 2], the
+//                     step ranges passed over after rollbacks (all optional: older files lack
+//                     them)
 //   /params/<name>    float32, the entry's PyTorch shape, row-major; padding is not saved
 //   /adam/exp_avg/<name>, /adam/exp_avg_sq/<name>   the moments, same shapes
 //   /ema/<name>       the moving average of the parameters, same shapes, with root attributes

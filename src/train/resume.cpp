@@ -1,6 +1,7 @@
 // A resume's decisions and notes (train/resume.hpp).
 #include "train/resume.hpp"
 
+#include <algorithm>
 #include <optional>
 
 #include "core/error.hpp"
@@ -100,6 +101,30 @@ std::string resumed_plan_notes(const ResumedPlan& p, const Options& opt) {
            "; raise " + (epochs ? "--epochs" : "--max-steps") + " to train on\n";
   }
   return out;
+}
+
+StepRanges add_step_range(StepRanges ranges, int64_t first, int64_t last) {
+  ranges.emplace_back(first, last);
+  std::sort(ranges.begin(), ranges.end());
+  StepRanges merged;
+  for (const auto& r : ranges)
+    if (!merged.empty() && r.first <= merged.back().second + 1)
+      merged.back().second = std::max(merged.back().second, r.second);
+    else
+      merged.push_back(r);
+  return merged;
+}
+
+StepRanges merge_step_ranges(const StepRanges& a, const StepRanges& b) {
+  StepRanges out = a;
+  for (const auto& [first, last] : b) out = add_step_range(std::move(out), first, last);
+  return out;
+}
+
+bool in_step_ranges(const StepRanges& ranges, int64_t step) {
+  for (const auto& [first, last] : ranges)
+    if (step >= first && step <= last) return true;
+  return false;
 }
 
 }  // namespace vd

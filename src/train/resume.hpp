@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "config/options.hpp"
@@ -45,5 +46,13 @@ struct ResumedPlan {
   int ranks = 1;
 };
 std::string resumed_plan_notes(const ResumedPlan& p, const Options& opt);
+
+// --rollback-skip-steps: inclusive global-step ranges [first, last], ascending and disjoint.
+using StepRanges = std::vector<std::pair<int64_t, int64_t>>;
+// `ranges` with [first, last] added (first <= last), overlapping or adjacent ranges merged.
+StepRanges add_step_range(StepRanges ranges, int64_t first, int64_t last);
+// The union of two lists of ranges.
+StepRanges merge_step_ranges(const StepRanges& a, const StepRanges& b);
+bool in_step_ranges(const StepRanges& ranges, int64_t step);
 
 }  // namespace vd

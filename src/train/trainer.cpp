@@ -132,6 +132,8 @@ struct Trainer::State {
   std::unique_ptr<StepGuard> guard;
   int64_t rollbacks = 0;
   double rollback_lr_scale = 1.0;
+  // --rollback-skip-steps: the steps whose batches the run passes over (the same everywhere).
+  StepRanges skipped_steps;
 
   State(const Options& o, const Comm& c) : opt(o), comm(c) {}
 
@@ -140,6 +142,7 @@ struct Trainer::State {
   // write refusing a model): what failed first, and why in a line.
   bool collective_divergence = false;
   int64_t failed_step = 0;
+  int64_t failed_last_step = 0;  // the NaN's step, or the last skipped update of the streak
   std::string failure;
   void initialise(bool writes_model);
   void start_stream();
@@ -171,6 +174,7 @@ struct Trainer::State {
   void save_checkpoint(int64_t epoch, int64_t step_in_epoch, const Rng& eps_rng,
                        const ReportSums& epoch_sums, bool best = false);
   LossSums step_once(int64_t epoch, int64_t st, Rng& eps_rng, StepBuffers& buf, int& signal);
+  void pass_over(int64_t epoch, int64_t st, Rng& eps_rng, StepBuffers& buf);
   [[noreturn]] void diverged(const std::string& mine);
   [[noreturn]] void spike_diverged();
   std::string newest_checkpoint() const;
@@ -372,6 +376,7 @@ void Trainer::State::initialise(bool writes_model) {
   resumed_plateau = PlateauState{};
   early.set_state(EarlyStopState{});
   guard->restart();
+  skipped_steps.clear();
 }
 
 // Streamed data: reading ahead from the start step, up to the epoch of the run's last step
@@ -411,12 +416,24 @@ void Trainer::State::roll_back() {
   const double scale = rollback_lr_scale * opt.rollback_lr_factor;
   const int64_t from_step = step;
   const bool writes_model = grad_sync->writes_model();
+  const StepRanges kept = skipped_steps;
   if (target.empty())
     initialise(writes_model);
   else
     resume(target, writes_model);
   rollbacks = done;
   rollback_lr_scale = scale;
+  // The batches up to the failure, after the step gone back to, are passed over from now on.
+  skipped_steps = merge_step_ranges(kept, skipped_steps);
+  std::string passed;
+  if (opt.rollback_skip_steps > 0) {
+    const int64_t first = std::max(step + 1, failed_last_step - opt.rollback_skip_steps + 1);
+    if (first <= failed_last_step) {
+      skipped_steps = add_step_range(skipped_steps, first, failed_last_step);
+      passed = "; the batches of steps " + std::to_string(first) + ".." +
+               std::to_string(failed_last_step) + " are passed over";
+    }
+  }
   last_checkpoint = target;
   schedule->set_plateau(resumed_plateau);
   last_lr = lr_at(std::max<int64_t>(0, step - 1));
@@ -426,11 +443,11 @@ void Trainer::State::roll_back() {
   if (comm.is_root()) {
     std::printf(
         "rollback %lld of %d at step %lld: %s\n  back to %s (step %lld); the learning "
-        "rate is now %s times the schedule's (%g at step %lld)\n",
+        "rate is now %s times the schedule's (%g at step %lld)%s\n",
         static_cast<long long>(done), opt.max_rollbacks, static_cast<long long>(from_step),
         failure.c_str(), target.empty() ? "the initial parameters" : target.c_str(),
         static_cast<long long>(step), number_text(scale).c_str(), lr_at(step),
-        static_cast<long long>(step + 1));
+        static_cast<long long>(step + 1), passed.c_str());
     std::fflush(stdout);
   }
 }
@@ -479,6 +496,7 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
   guard->set_state(meta.guard);
   rollbacks = meta.rollbacks;
   rollback_lr_scale = meta.rollback_lr_scale;
+  skipped_steps = meta.skipped_steps;
   scaling = meta.scaling;
   step = meta.step;
   samples = meta.samples;
@@ -563,6 +581,7 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   meta.guard = guard->state();
   meta.rollbacks = rollbacks;
   meta.rollback_lr_scale = rollback_lr_scale;
+  meta.skipped_steps = skipped_steps;
   std::span<const float> average;
   if (ema) {
     meta.ema_decay = ema->decay();
@@ -628,6 +647,20 @@ LossSums Trainer::State::step_once(int64_t epoch, int64_t st, Rng& eps_rng, Step
   return sums;
 }
 
+// A step whose batch --rollback-skip-steps passes over: the batch and its noise are still drawn
+// (so the data stream and the noise of later steps are as without the skip), but nothing
+// is computed and no update made. The step counts; its samples are not seen.
+void Trainer::State::pass_over(int64_t epoch, int64_t st, Rng& eps_rng, StepBuffers& buf) {
+  const auto rows = plan->local_rows(st);
+  if (stream)
+    stream->gather(epoch, st, buf.x.data());
+  else
+    train.gather(rows, buf.x.data());
+  eps_rng.fill_normal(buf.eps.data(), rows.size() * static_cast<size_t>(opt.latent_dim));
+  last_lr = lr_at(step);
+  ++step;
+}
+
 // The newest checkpoint of this run, or of the run directory ("" when there is none): rank 0.
 std::string Trainer::State::newest_checkpoint() const {
   if (!last_checkpoint.empty()) return last_checkpoint;
@@ -647,6 +680,7 @@ void Trainer::State::spike_diverged() {
   comm.broadcast(message, 0);
   collective_divergence = true;
   failed_step = guard->state().first_flagged;
+  failed_last_step = step;
   failure = std::to_string(step - failed_step + 1) + " updates in a row skipped; at the last, " +
             guard->verdict().reason;
   throw DivergenceError(message);
@@ -667,6 +701,7 @@ void Trainer::State::diverged(const std::string& mine) {
   comm.broadcast(what, 0);
   collective_divergence = true;
   failed_step = step + 1;
+  failed_last_step = step + 1;
   failure = what;
   throw DivergenceError(message);
 }
@@ -723,14 +758,21 @@ TrainSummary Trainer::run() {
         ReportSums epoch_sums =
             epoch == s.start_epoch && s.resumed_eps_rng ? s.resumed_epoch_sums : ReportSums{};
         double interval_seconds = 0;
+        int64_t interval_steps = 0;  // steps trained (not passed over) since the last report
         int64_t st = first;
         for (; st < steps_per_epoch && !stop; ++st) {
           // Batch, step, sync.
           const auto t0 = Clock::now();
           const int64_t samples_before = s.samples;
-          // A stop signal on any rank stops every rank after the same step.
-          int signal = poll_stop_signal();
-          interval += s.step_once(epoch, st, eps_rng, buf, signal);
+          int signal = 0;
+          if (in_step_ranges(s.skipped_steps, s.step + 1)) {
+            s.pass_over(epoch, st, eps_rng, buf);
+          } else {
+            // A stop signal on any rank stops every rank after the same step.
+            signal = poll_stop_signal();
+            interval += s.step_once(epoch, st, eps_rng, buf, signal);
+            ++interval_steps;
+          }
           interval_seconds += seconds_since(t0);
           train_samples += s.samples - samples_before;
 
@@ -740,7 +782,8 @@ TrainSummary Trainer::run() {
           stop = s.step >= last_step || signal != 0;
 
           // Report.
-          if (s.step % opt.log_every == 0 || st + 1 == steps_per_epoch || stop) {
+          if ((s.step % opt.log_every == 0 || st + 1 == steps_per_epoch || stop) &&
+              interval_steps > 0) {
             const ReportSums sum = reduce(comm, interval);
             epoch_sums.loss += sum.loss;
             epoch_sums.count += sum.count;
@@ -749,6 +792,7 @@ TrainSummary Trainer::run() {
               s.report->train(epoch, s.step, s.samples, sum, s.last_lr, interval_seconds);
             interval = LossSums{};
             interval_seconds = 0;
+            interval_steps = 0;
           }
         }
         summary.epochs = static_cast<int>(epoch);

@@ -209,8 +209,9 @@ TEST(Checkpoint, ScheduleStateRoundTripsAndOlderFilesReadAsFresh) {
   }
 }
 
-// The update guard's window and counts and the rollback state round-trip exactly; a file
-// without them reads as a fresh run's; a state no run could write is refused.
+// The update guard's window and counts and the rollback state (passed-over steps included)
+// round-trip exactly; a file without them reads as a fresh run's; a state no run could write is
+// refused.
 TEST(Checkpoint, UpdateGuardStateRoundTripsAndOlderFilesReadAsFresh) {
   TempDir dir;
   State a(12);
@@ -219,6 +220,7 @@ TEST(Checkpoint, UpdateGuardStateRoundTripsAndOlderFilesReadAsFresh) {
   a.meta.guard.skipped = 7;
   a.meta.rollbacks = 2;
   a.meta.rollback_lr_scale = 0.01;
+  a.meta.skipped_steps = {{3, 5}, {9, 9}};
   const std::string path = dir.file("ckpt.h5");
   a.write(path);
   EXPECT_EQ(read_checkpoint_meta(path), a.meta);
@@ -229,8 +231,10 @@ TEST(Checkpoint, UpdateGuardStateRoundTripsAndOlderFilesReadAsFresh) {
                           "rollback_lr_scale"})
       ASSERT_GE(H5Adelete(f, n), 0) << n;
     ASSERT_GE(H5Ldelete(f, "/guard", H5P_DEFAULT), 0);
+    ASSERT_GE(H5Ldelete(f, "/skipped_steps", H5P_DEFAULT), 0);
   }
   const CheckpointMeta old = read_checkpoint_meta(path);
+  EXPECT_TRUE(old.skipped_steps.empty());
   EXPECT_EQ(old.guard, UpdateGuardState{});
   EXPECT_EQ(old.rollbacks, 0);
   EXPECT_EQ(old.rollback_lr_scale, 1.0);

@@ -88,5 +88,21 @@ TEST(Resume, NotesOnAnotherPlanAndOnNothingLeft) {
             "5; raise --epochs to train on\n");
 }
 
+TEST(Resume, StepRangesMergeAndAnswerMembership) {
+  StepRanges r = add_step_range({}, 10, 12);
+  r = add_step_range(r, 3, 4);
+  EXPECT_EQ(r, (StepRanges{{3, 4}, {10, 12}}));
+  r = add_step_range(r, 5, 9);  // adjacent on both sides: one range
+  EXPECT_EQ(r, (StepRanges{{3, 12}}));
+  r = add_step_range(r, 20, 20);
+  EXPECT_EQ(merge_step_ranges(r, {{11, 21}, {1, 1}}), (StepRanges{{1, 1}, {3, 21}}));
+  EXPECT_FALSE(in_step_ranges(r, 2));
+  EXPECT_TRUE(in_step_ranges(r, 3));
+  EXPECT_TRUE(in_step_ranges(r, 12));
+  EXPECT_FALSE(in_step_ranges(r, 13));
+  EXPECT_TRUE(in_step_ranges(r, 20));
+  EXPECT_FALSE(in_step_ranges({}, 1));
+}
+
 }  // namespace
 }  // namespace vd

@@ -704,11 +704,14 @@ namespace {
 // guard skips until --max-skips, and the run goes back to its initial parameters with the rate
 // times 0.1, until it trains. A run stopped after the rollbacks (at an epoch end and mid-epoch)
 // and resumed ends bitwise equal to the uninterrupted one, with the same rollback state.
-TEST(Trainer, RolledBackRunResumesBitwise) {
+// A rolled-back run, with --rollback-skip-steps passing over the batches up to each failure or
+// without, resumes bitwise; `without` receives the parameters of the run without skipping.
+void check_rolled_back_run_resumes_bitwise(int skip_steps, std::vector<float>* params) {
   vd::Comm comm;
   SharedData data(comm);
   const auto options = [&](const std::string& name) {
     vd::Options o = small_options(data.file, data.root + "/" + name);
+    o.rollback_skip_steps = skip_steps;
     o.lr = 10;
     o.on_divergence = vd::DivergenceAction::Rollback;
     o.max_skips = 2;
@@ -731,6 +734,21 @@ TEST(Trainer, RolledBackRunResumesBitwise) {
     steps = s.steps;
   }
   ASSERT_GE(end.rollbacks, 1) << "the run never rolled back: the test shows nothing";
+  *params = uninterrupted;
+  if (skip_steps > 0) {
+    ASSERT_FALSE(end.skipped_steps.empty());
+    // Each range ends at a failed step and spans at most skip_steps steps.
+    for (const auto& [first, last] : end.skipped_steps) {
+      EXPECT_LE(first, last);
+      EXPECT_LE(last, steps);
+    }
+    // Updates: every step but the guard's skips and the passed-over ones.
+    int64_t passed = 0;
+    for (const auto& [first, last] : end.skipped_steps) passed += last - first + 1;
+    EXPECT_LE(end.adam_steps, end.step - passed);
+  } else {
+    EXPECT_TRUE(end.skipped_steps.empty());
+  }
   ASSERT_LT(end.rollbacks, 5);
   EXPECT_DOUBLE_EQ(end.rollback_lr_scale, std::pow(0.1, static_cast<double>(end.rollbacks)));
   const int64_t spe = vd::EpochPlan(61, 0, comm.size(), 4).steps_per_epoch();
@@ -747,12 +765,22 @@ TEST(Trainer, RolledBackRunResumesBitwise) {
     EXPECT_EQ(last.rollbacks, end.rollbacks);
     EXPECT_EQ(last.rollback_lr_scale, end.rollback_lr_scale);
     EXPECT_EQ(last.guard, end.guard);
+    EXPECT_EQ(last.skipped_steps, end.skipped_steps);
+    EXPECT_EQ(last.adam_steps, end.adam_steps);
     const auto got = t.params().params();
     ASSERT_EQ(got.size(), uninterrupted.size());
     size_t differing = 0;
     for (size_t i = 0; i < got.size(); ++i) differing += got[i] != uninterrupted[i];
     EXPECT_EQ(differing, 0u) << "resume after step " << stop;
   }
+}
+
+TEST(Trainer, RolledBackRunResumesBitwise) {
+  std::vector<float> plain, skipping;
+  check_rolled_back_run_resumes_bitwise(0, &plain);
+  check_rolled_back_run_resumes_bitwise(3, &skipping);
+  // Passing over the batches changed the run.
+  EXPECT_NE(plain, skipping);
 }
 
 }  // namespace
