@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <new>
 #include <optional>
 #include <string>
 
@@ -13,6 +14,7 @@
 #include "core/version.hpp"
 #include "io/run_lock.hpp"
 #include "parallel/comm.hpp"
+#include "train/memory_check.hpp"
 #include "train/stop_signals.hpp"
 #include "train/trainer.hpp"
 
@@ -106,10 +108,17 @@ int main(int argc, char** argv) {
       std::printf("%s\n", vd::format_options(parsed.options).c_str());
       std::fflush(stdout);
     }
-    vd::Trainer trainer(parsed.options, comm);
+    // The start-up memory check refuses the sizes it can foresee; an allocation that fails
+    // anyway while the run starts is named by the option that most likely caused it.
+    std::optional<vd::Trainer> trainer;
+    try {
+      trainer.emplace(parsed.options, comm);
+    } catch (const std::bad_alloc&) {
+      throw vd::ConfigError(vd::start_up_out_of_memory(parsed.options));
+    }
     vd::TrainSummary s;
     try {
-      s = trainer.run();
+      s = trainer->run();
     } catch (const vd::DivergenceError& e) {
       // Every rank stops here at the same step: one message, and an orderly exit code 3.
       if (comm.is_root()) std::fprintf(stderr, "error: %s\n", e.what());

@@ -103,7 +103,7 @@ const std::vector<Subcommand>& subcommands() {
              "steps", po::value<int>()->value_name("<int>")->default_value(8),
              "decodings per transferred image; an integer in 2..64")(
              "spread", po::value<double>()->value_name("<num>")->default_value(1.0),
-             "scale of the class samples' spread; a number >= 0")(
+             "scale of the class samples' spread; a number in 0..1000")(
              "seed", po::value<uint64_t>()->value_name("<int>")->default_value(1),
              "random seed of the class samples")(
              "batch-size", po::value<int>()->value_name("<int>")->default_value(1000),
@@ -121,7 +121,7 @@ const std::vector<Subcommand>& subcommands() {
                                            po::value<int>()->value_name("<int>")->default_value(10),
                                            "samples per image; an integer in 1..64")(
              "spread", po::value<double>()->value_name("<num>")->default_value(1.0),
-             "scale of sigma; a number >= 0")(
+             "scale of sigma; a number in 0..1000")(
              "seed", po::value<uint64_t>()->value_name("<int>")->default_value(1), "random seed");
        }},
       {"manifold", "manifold --checkpoint C --out F.png [--size 20]",
@@ -144,7 +144,7 @@ const std::vector<Subcommand>& subcommands() {
              "size", po::value<int>()->value_name("<int>")->default_value(8),
              "grid side; an integer in 1..32")(
              "temperature", po::value<double>()->value_name("<num>")->default_value(1.0),
-             "scale of the prior draws; a number >= 0")(
+             "scale of the prior draws; a number in 0..1000")(
              "class", po::value<int>()->value_name("<int>")->default_value(-1),
              "conditional model: the label of every row; -1 = row r is class r mod K")(
              "seed", po::value<uint64_t>()->value_name("<int>")->default_value(1), "random seed");
@@ -223,11 +223,27 @@ int int_in(const po::variables_map& vm, const std::string& key, int lo, int hi) 
   return v;
 }
 
-double nonnegative(const po::variables_map& vm, const std::string& key) {
+// --temperature and --spread: finite, in 0..1000. A larger scale moves z so far out of the
+// prior that the decoder gives nothing finite (1e300 drew a grey picture).
+constexpr double kMaxScale = 1000;
+double scale_in_range(const po::variables_map& vm, const std::string& key) {
   const double v = vm[key].as<double>();
-  if (!(v >= 0) || !std::isfinite(v))
-    throw vd::ConfigError("--" + key + ": " + std::to_string(v) + " must be a number >= 0");
+  if (!(v >= 0 && v <= kMaxScale)) {
+    std::ostringstream text;
+    text << v;
+    throw vd::ConfigError("--" + key + ": " + text.str() +
+                          " is out of range; it must be a number in 0..1000");
+  }
   return v;
+}
+
+// An --out that names a file: an existing directory is refused before anything is computed
+// (encode wrote <dir>.tmp and then could not rename it over the directory).
+void check_file_out(const std::string& out, const std::string& example) {
+  std::error_code ec;
+  if (fs::is_directory(out, ec))
+    throw vd::ConfigError("--out '" + out + "' is a directory; give a file name, e.g. --out " +
+                          (fs::path(out) / example).string());
 }
 
 std::vector<int64_t> index_list(const std::string& text) {
@@ -280,19 +296,40 @@ struct Session {
     const auto check = vae_likelihood() == vd::Likelihood::Bernoulli ? vd::ValueCheck::UnitInterval
                                                                      : vd::ValueCheck::None;
     vd::Shard s = vd::Shard::read(data, dataset, rank, world, check);
-    if (s.sample_size() != shape().size())
-      throw vd::DataError("'" + data + "' has samples of " + std::to_string(s.sample_size()) +
-                          " values but the model was trained on " + shape().text() +
-                          "; give data of the training data's shape");
+    // By shape, as vae_dist checks its test data: 14x56 or 784 values are not 1x28x28 images.
+    vd::check_sample_shape(s, shape(), "data",
+                           "the model of checkpoint '" + model->path + "' takes",
+                           "give --data of the shape it was trained on");
     if (model->classes() > 0 && !s.has_labels())
       throw vd::DataError("the model is conditional, so it needs class labels, but '" + data +
                           "' has no /labels data set");
+    if (model->classes() > 0)
+      vd::check_labels(s, model->classes(), "data", "the checkpoint '" + model->path + "'");
     // A model trained with --standardize encodes standardised data.
     vd::standardize(s, model->scaling);
     return s;
   }
   vd::Likelihood vae_likelihood() const { return model->vae->config().likelihood; }
   std::string out() const { return vm["out"].as<std::string>(); }
+};
+
+// A temporary file that is removed unless kept: every failure after its creation (a write, the
+// rename) leaves no <out>.tmp behind.
+class TempFile {
+ public:
+  explicit TempFile(std::string path) : path_(std::move(path)) {}
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  ~TempFile() {
+    std::error_code ec;
+    if (!kept_) fs::remove(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  void keep() { kept_ = true; }
+
+ private:
+  std::string path_;
+  bool kept_ = false;
 };
 
 // Creates the parent directory of an output file.
@@ -309,6 +346,8 @@ void make_parent(const std::string& path) {
 // with --standardize, inputs included); they are drawn in the data's units.
 void write_png(const Session& s, const std::string& path, const std::vector<float>& images, int n,
                int cols, const std::string& what) {
+  // A picture of NaN or infinities would be a grey image and exit 0: refused instead.
+  vd::check_finite_images(images, n, "'" + path + "'");
   make_parent(path);
   std::string note;
   if (!s.model->scaling.empty()) {
@@ -380,7 +419,11 @@ void run_encode(Session& s) {
   encode_shard(s, shard, int_in(s.vm, "batch-size", 1, 100000), mu.data(), logvar.data());
 
   // Rank 0 creates the file under a temporary name; each rank then writes its block in turn.
-  const std::string out = s.out(), tmp = out + ".tmp";
+  // Rank 0 removes the temporary file on any failure it sees (a rank that fails ends the job).
+  const std::string out = s.out();
+  std::optional<TempFile> tmp_file;
+  if (comm.is_root()) tmp_file.emplace(out + ".tmp");
+  const std::string tmp = out + ".tmp";
   if (comm.is_root()) {
     make_parent(out);
     vd::create_latent_file(tmp, {shard.global_rows(), L, shard.has_labels(), s.model->path, s.data,
@@ -395,7 +438,10 @@ void run_encode(Session& s) {
   if (comm.is_root()) {
     std::error_code ec;
     fs::rename(tmp, out, ec);
-    if (ec) throw vd::IoError("cannot rename '" + tmp + "' to '" + out + "': " + ec.message());
+    if (ec)
+      throw vd::IoError("cannot rename '" + tmp + "' to '" + out + "': " + ec.message() +
+                        "; choose another --out");
+    tmp_file->keep();
     std::printf("wrote %s: /mu, /logvar [%lld, %d]%s of %s\n", out.c_str(),
                 static_cast<long long>(shard.global_rows()), L,
                 shard.has_labels() ? " and /labels" : "", s.data.c_str());
@@ -440,7 +486,7 @@ void run_interpolate(Session& s) {
 void run_arithmetic(Session& s) {
   const vd::Comm& comm = s.comm;
   const int count = int_in(s.vm, "count", 1, 64), steps = int_in(s.vm, "steps", 2, 64);
-  const float spread = static_cast<float>(nonnegative(s.vm, "spread"));
+  const float spread = static_cast<float>(scale_in_range(s.vm, "spread"));
   const vd::Shard shard = s.read(comm.rank(), comm.size());
   if (!shard.has_labels())
     throw vd::DataError("arithmetic needs class labels, but '" + s.data +
@@ -530,7 +576,7 @@ void run_similar(Session& s) {
   if (!s.comm.is_root()) return;
   const std::vector<int64_t> rows = index_list(s.vm["index"].as<std::string>());
   const int count = int_in(s.vm, "count", 1, 64);
-  const float spread = static_cast<float>(nonnegative(s.vm, "spread"));
+  const float spread = static_cast<float>(scale_in_range(s.vm, "spread"));
   const vd::Shard shard = s.read(0, 1);
   const Rows r = gather_rows(shard, rows);
   const size_t D = static_cast<size_t>(shard.sample_size());
@@ -567,7 +613,7 @@ void run_manifold(Session& s) {
 void run_sample(Session& s) {
   if (!s.comm.is_root()) return;
   const int g = int_in(s.vm, "size", 1, 32);
-  const float temperature = static_cast<float>(nonnegative(s.vm, "temperature"));
+  const float temperature = static_cast<float>(scale_in_range(s.vm, "temperature"));
   const int32_t label = decode_class(s, s.vm["class"].as<int>(), true);
   const int K = s.model->classes();
   std::vector<int32_t> labels(static_cast<size_t>(g) * g);
@@ -610,8 +656,11 @@ int main(int argc, char** argv) {
     return 0;
   }
   return vd::app::run_with_mpi(&argc, &argv, see, [&](const vd::Comm& comm) {
-    Session s(comm, vm);
     const std::string& name = sub->name;
+    // Every subcommand but arithmetic (whose --out is a directory) writes one file.
+    if (name != "arithmetic")
+      check_file_out(vm["out"].as<std::string>(), name == "encode" ? "latents.h5" : "grid.png");
+    Session s(comm, vm);
     if (name == "encode") run_encode(s);
     if (name == "interpolate") run_interpolate(s);
     if (name == "arithmetic") run_arithmetic(s);

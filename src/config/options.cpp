@@ -488,7 +488,9 @@ const std::vector<Spec>& table() {
                                   "minibatch size for evaluation"));
     t.push_back(integer_spec<int>("grid-size", &O::grid_size, 1, 32,
                                   "sample grids are grid-size x grid-size images"));
-    t.push_back(integer_spec<int>("iw-samples", &O::iw_samples, 0, none,
+    // At most a million decoder passes per test row: a larger k fits memory (its weights are
+    // taken in batches of fewer rows) but would not end (issue 21, item 8).
+    t.push_back(integer_spec<int>("iw-samples", &O::iw_samples, 0, 1000000,
                                   "importance samples for the final IWAE test log-likelihood; "
                                   "0 = off"));
     t.push_back(integer_spec<int64_t>("max-steps", &O::max_steps, 0, none,

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <iomanip>
+#include <limits>
 #include <new>
 #include <sstream>
 
@@ -47,6 +49,8 @@ void check_values(const float* data, int64_t rows, int64_t row_size, int64_t fir
       const float v = p[i];
       std::ostringstream msg;
       msg << where << ": row " << first_row + r << ", element " << i;
+      // Every digit a float has (max_digits10): 1.0000001 reads back as 1.00000012, not "1".
+      msg << std::setprecision(std::numeric_limits<float>::max_digits10);
       if (!std::isfinite(v)) {
         msg << " is " << v << "; the data must be finite, fix or drop that row";
         throw DataError(msg.str());
@@ -61,8 +65,10 @@ void check_values(const float* data, int64_t rows, int64_t row_size, int64_t fir
   }
 }
 
-// Rows [first, first + count) of the data set into dst, as uint8 or float32 (HDF5 converts
-// float64); HDF5's message gets the file and data set named.
+// Rows [first, first + count) of the data set into dst, as uint8 or float32. HDF5 converts
+// float64 to the nearest float32 (IEEE round to nearest), and a value beyond float32's range to
+// an infinity, which check_values then refuses as non-finite. HDF5's message gets the file and
+// data set named.
 void read_hyperslab(hid_t dset, int64_t first, int64_t count, bool u8, void* dst,
                     const std::string& where) {
   try {
@@ -167,7 +173,7 @@ Opened open_checked(const std::string& file, const std::string& dataset) {
   const h5::DType type = h5::dtype_of(dset);
   if (type != h5::DType::UInt8 && type != h5::DType::Float32 && type != h5::DType::Float64)
     throw DataError(where + " has unsupported dtype " + h5::dtype_name(dset) +
-                    "; store uint8 (0..255) or float32 (in [0, 1])");
+                    "; store uint8 (0..255), float32, or float64 (read as float32)");
   for (int64_t d : dims)
     if (d == 0)
       throw DataError(where + " is empty (shape " + shape_text(dims) +

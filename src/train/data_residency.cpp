@@ -11,6 +11,7 @@
 
 #include "core/error.hpp"
 #include "core/h5.hpp"
+#include "train/model_config.hpp"
 #include "train/run_messages.hpp"
 
 namespace vd {
@@ -107,19 +108,15 @@ TrainingData open_training_data(const Options& opt, const Comm& comm, ValueCheck
                         residency);
   d.train =
       Shard::read(opt.data, opt.dataset, comm.rank(), comm.size(), check, train_rows, residency);
-  if (d.val && d.val->sample_shape() != d.train.sample_shape())
-    throw DataError("the validation data '" + opt.val_data + "' has samples of shape " +
-                    shape_text(d.val->sample_shape()) + " but the training data '" + opt.data +
-                    "' has " + shape_text(d.train.sample_shape()) +
-                    "; give a validation set of the same shape");
+  const Shape shape = data_shape_of(d.train);
+  const std::string training = "the training data '" + opt.data + "' has";
+  if (d.val)
+    check_sample_shape(*d.val, shape, "validation data", training,
+                       "give a validation set of the same shape");
   if (!opt.test_data.empty()) {
     d.test = Shard::read(opt.test_data, opt.dataset, comm.rank(), comm.size(), check, std::nullopt,
                          residency);
-    if (d.test->sample_shape() != d.train.sample_shape())
-      throw DataError("the test data '" + opt.test_data + "' has samples of shape " +
-                      shape_text(d.test->sample_shape()) + " but the training data '" + opt.data +
-                      "' has " + shape_text(d.train.sample_shape()) +
-                      "; give a test set of the same shape");
+    check_sample_shape(*d.test, shape, "test data", training, "give a test set of the same shape");
   }
   if (residency == Residency::Streamed) {
     if (!h5::library_threadsafe())

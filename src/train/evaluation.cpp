@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "data/epoch_plan.hpp"
+#include "train/memory_check.hpp"
 #include "train/stop_signals.hpp"
 #include "vae/latent.hpp"
 
@@ -129,10 +130,11 @@ double Evaluator::iw_nll(int* signal) {
   if (test_ == nullptr || opt_.iw_samples <= 0) return std::numeric_limits<double>::quiet_NaN();
   Rng rng = make_rng(opt_.seed, RngStream::Iw, static_cast<uint64_t>(comm_.rank()));
   double v[2] = {0, 0};
-  // k decoder passes per batch: a moderate batch keeps the [B, k] weights small. Every rank
-  // asks for a stop before each of its batches and as often again as the rank with the most
-  // batches, so the ranks agree at the same boundary however their rows split.
-  const int64_t batch = std::min(opt_.eval_batch_size, 500);
+  // k decoder passes per batch: a moderate batch keeps the [B, k] weights small (at most
+  // kIwWeightsBytes: a large k takes fewer rows per batch, never one allocation of all). Every
+  // rank asks for a stop before each of its batches and as often again as the rank with the
+  // most batches, so the ranks agree at the same boundary however their rows split.
+  const int64_t batch = iw_rows_per_batch(opt_.eval_batch_size, opt_.iw_samples);
   const int64_t mine = (test_->rows() + batch - 1) / batch;
   const int64_t most = comm_.allreduce_max(mine);
   int64_t done = 0;

@@ -48,22 +48,53 @@ VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, 
         throw DataError("--conditional needs class labels, but '" + sh->file() +
                         "' has no /labels data set; add one (integer [N]) or drop --conditional");
     }
+    // The classes come from the training labels alone: a test or validation label beyond them
+    // is an error in that file, never a larger model.
     int64_t top = -1;
-    for (const Shard* sh : {&train, test, val})
-      if (sh)
-        for (int32_t l : sh->labels()) {
-          if (l < 0)
-            throw DataError("'" + sh->file() + "' has a negative label (" + std::to_string(l) +
-                            "); a conditional model needs labels 0..K-1");
-          top = std::max<int64_t>(top, l);
-        }
+    for (int32_t l : train.labels()) {
+      if (l < 0)
+        throw DataError("'" + train.file() + "' has a negative label (" + std::to_string(l) +
+                        "); a conditional model needs labels 0..K-1");
+      top = std::max<int64_t>(top, l);
+    }
     top = comm.size() > 1 ? comm.allreduce_max(top) : top;
     classes = opt.classes > 0 ? opt.classes : static_cast<int>(top + 1);
     if (top >= classes)
       throw DataError("the data have label " + std::to_string(top) + " but --classes is " +
                       std::to_string(opt.classes) + "; raise --classes or set it to 0 (automatic)");
+    const std::string counted = opt.classes > 0 ? "--classes " + std::to_string(opt.classes)
+                                                : "the training labels of '" + train.file() + "'";
+    if (test) check_labels(*test, classes, "test data", counted);
+    if (val) check_labels(*val, classes, "validation data", counted);
   }
   return vae_config(opt, data_shape_of(train), classes);
+}
+
+void check_labels(const Shard& shard, int classes, const std::string& role,
+                  const std::string& counted) {
+  const std::span<const int32_t> labels = shard.labels();
+  for (size_t i = 0; i < labels.size(); ++i)
+    if (labels[i] < 0 || labels[i] >= classes)
+      throw DataError("the " + role + " '" + shard.file() + "' has label " +
+                      std::to_string(labels[i]) + " at row " +
+                      std::to_string(shard.range().begin + static_cast<int64_t>(i)) +
+                      ", but the model has " + std::to_string(classes) + " classes (0.." +
+                      std::to_string(classes - 1) + ", from " + counted +
+                      "); fix or drop that row, or give --classes above its label");
+}
+
+void check_sample_shape(const Shard& shard, const Shape& want, const std::string& role,
+                        const std::string& against, const std::string& advice) {
+  if (data_shape_of(shard) == want) return;
+  throw DataError("the " + role + " '" + shard.file() + "' has samples of shape " +
+                  shape_text(shard.sample_shape()) + " but " + against + " " +
+                  sample_shape_text(want) + "; " + advice);
+}
+
+std::string sample_shape_text(const Shape& shape) {
+  const std::vector<int64_t> dims =
+      shape.flat() ? std::vector<int64_t>{shape.size()} : shape.dims();
+  return shape_text(dims);
 }
 
 std::unique_ptr<TrainedModel> load_trained_model(const std::string& checkpoint, const Comm& comm,

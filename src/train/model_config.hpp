@@ -23,12 +23,26 @@ Shape data_shape_of(const Shard& shard);
 VaeConfig vae_config(const Options& opt, const Shape& data, int classes);
 
 // The same, shaped by the training data: a conditional model's classes are --classes, or the
-// largest label of the training and test shards (over every rank) + 1. Throws vd::DataError
-// when --conditional meets data without labels or with labels outside the classes. Collective
-// when opt.conditional and comm has several ranks.
-// (`val`, the validation shard, counts like the test shard.)
+// largest label of the training shards (over every rank) + 1; the test and validation labels
+// (`test`, `val`: null when there are none) must lie among them. Throws vd::DataError when
+// --conditional meets data without labels or with labels outside the classes (check_labels).
+// Collective when opt.conditional and comm has several ranks.
 VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, const Comm& comm,
                      const Shard* val = nullptr);
+
+// Throws vd::DataError naming the file, the row (of the file), the label and the class count for
+// the first label of this rank's shard outside 0..classes-1. `role`: "test data", ...;
+// `counted`: where the class count came from ("--classes 10", "the training labels of 'F'").
+void check_labels(const Shard& shard, int classes, const std::string& role,
+                  const std::string& counted);
+
+// The one shape rule for data given to a model: the shard's samples must have the shape `want`
+// (the training data's, or a checkpoint's model input), not merely as many values. Throws
+// vd::DataError "the <role> '<file>' has samples of shape [..] but <against> [..]; <advice>".
+void check_sample_shape(const Shard& shard, const Shape& want, const std::string& role,
+                        const std::string& against, const std::string& advice);
+// "[1, 28, 28]", "[784]": a sample shape as the data file holds it.
+std::string sample_shape_text(const Shape& shape);
 
 // A trained model: the options of the run that wrote the checkpoint, and its parameters.
 struct TrainedModel {

@@ -33,6 +33,7 @@
 #include "train/data_residency.hpp"
 #include "train/evaluation.hpp"
 #include "train/kl_schedule.hpp"
+#include "train/memory_check.hpp"
 #include "train/model_config.hpp"
 #include "train/resume.hpp"
 #include "train/run_messages.hpp"
@@ -74,6 +75,9 @@ Trainer::Trainer(const Options& options, const Comm& comm)
       vae_config(opt, s.train, s.test ? &*s.test : nullptr, comm, s.val ? &*s.val : nullptr);
   vc.precision = precision;
   s.vae = std::make_unique<Vae>(vc, s.store);
+  // Before the parameters, batches and grids are allocated: a size too large is refused here.
+  check_run_memory(opt, *s.vae, s.store, s.val ? &*s.val : nullptr, s.test ? &*s.test : nullptr,
+                   comm);
   s.store.finalize();
   AdamConfig ac;
   ac.lr = opt.lr;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 
 #include "core/error.hpp"
 #include "vae/latent.hpp"
@@ -157,6 +158,20 @@ std::vector<float> prior_samples(Context& ctx, Vae& vae, int n, float temperatur
   rng.fill_normal(z.data(), z.size());
   for (float& v : z) v *= temperature;
   return decode_rows(ctx, vae, n, z.data(), labels);
+}
+
+void check_finite_images(const std::vector<float>& images, int64_t n, const std::string& what) {
+  const int64_t D = n > 0 ? static_cast<int64_t>(images.size()) / n : 0;
+  for (size_t i = 0; i < images.size(); ++i)
+    if (!std::isfinite(images[i])) {
+      std::ostringstream msg;
+      msg << what << ": image " << static_cast<int64_t>(i) / std::max<int64_t>(1, D) << " of " << n
+          << " decodes to " << images[i] << " at value "
+          << static_cast<int64_t>(i) % std::max<int64_t>(1, D)
+          << ", so no picture is written; the model gives no finite image there (lower "
+             "--temperature or --spread, or use another checkpoint)";
+      throw Error(msg.str());
+    }
 }
 
 }  // namespace vd

@@ -4,6 +4,7 @@
 // label wherever it encodes or decodes; a label is ignored by an unconditional one.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/rng.hpp"
@@ -50,6 +51,11 @@ std::vector<float> manifold_images(Context& ctx, Vae& vae, int n, int32_t label)
 
 // [n, D]: the decodings of z = temperature * eps, eps ~ N(0, I); labels [n] for a conditional
 // model.
+// Throws vd::Error when a picture's images [n, D] hold a NaN or an infinity (a model that
+// decodes to no finite picture, e.g. from z far out of the prior), naming the image, the value
+// and what to do; `what` names the picture ("the prior samples").
+void check_finite_images(const std::vector<float>& images, int64_t n, const std::string& what);
+
 std::vector<float> prior_samples(Context& ctx, Vae& vae, int n, float temperature,
                                  const int32_t* labels, Rng& rng);
 

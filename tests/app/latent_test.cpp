@@ -258,5 +258,83 @@ TEST_F(AppLatent, BadInputIsAClearError) {
   EXPECT_TRUE(contains(r.output, "vae_latent manifold --checkpoint C --out F.png")) << r.output;
 }
 
+// Data are checked by shape, as vae_dist checks its test data: the training rows as 1x4x16
+// images or [N, 64] vectors hold the 64 values of the model's 1x8x8 but are refused, naming both
+// shapes. A conditional model refuses a label beyond its classes, naming the row.
+TEST_F(AppLatent, DataOfAnotherShapeOrLabelIsRefused) {
+  // The training file's rows, reshaped.
+  const std::string wide = file("wide.h5"), flat = file("flat.h5");
+  {
+    h5::File in = h5::open_file(data_);
+    const auto images = h5::read_dataset<uint8_t>(in, "/images");
+    const int64_t n = images.dims[0];
+    h5::File w = h5::create_file(wide);
+    h5::write_dataset<uint8_t>(w, "/images", images.data, std::vector<int64_t>{n, 1, 4, 16});
+    h5::File f = h5::create_file(flat);
+    h5::write_dataset<uint8_t>(f, "/images", images.data, std::vector<int64_t>{n, 64});
+  }
+  for (const auto& [data, shape] : {std::pair{wide, "[1, 4, 16]"}, std::pair{flat, "[64]"}}) {
+    const CommandResult r =
+        latent("encode", "mlp2",
+               "--data " + shell_quote(data) + " --out " + shell_quote(file("shape.h5")));
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_TRUE(contains(r.output, "error: the data '" + data + "' has samples of shape " + shape +
+                                       " but the model of checkpoint '" + checkpoint("mlp2") +
+                                       "' takes [1, 8, 8]; give --data of the shape"))
+        << r.output;
+  }
+  // Row 5's label 1000000 for a model of 4 classes.
+  const std::string labelled = file("label.h5");
+  {
+    h5::File in = h5::open_file(data_);
+    const auto images = h5::read_dataset<uint8_t>(in, "/images");
+    std::vector<int32_t> labels = h5::read_dataset<int32_t>(in, "/labels").data;
+    labels[5] = 1000000;
+    h5::File out = h5::create_file(labelled);
+    h5::write_dataset<uint8_t>(out, "/images", images.data, images.dims);
+    h5::write_dataset<int32_t>(out, "/labels", labels,
+                               std::vector<int64_t>{static_cast<int64_t>(labels.size())});
+  }
+  const CommandResult r =
+      latent("encode", "cvae3",
+             "--data " + shell_quote(labelled) + " --out " + shell_quote(file("label_out.h5")));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "error: the data '" + labelled +
+                                     "' has label 1000000 at row 5, but the model has 4 classes"))
+      << r.output;
+}
+
+// encode --out of an existing directory is refused before anything is computed, and leaves no
+// <dir>.tmp behind (it did: the rename over the directory failed after the write).
+TEST_F(AppLatent, EncodeIntoADirectoryIsRefusedAndLeavesNoTemporaryFile) {
+  const std::string dir = file("a_directory");
+  std::filesystem::create_directories(dir);
+  const CommandResult r = latent("encode", "mlp2", "--out " + shell_quote(dir));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "error: --out '" + dir + "' is a directory; give a file name"))
+      << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir + ".tmp"));
+  const CommandResult png = latent("sample", "mlp2", "--out " + shell_quote(dir));
+  EXPECT_EQ(png.exit_code, 2) << png.output;
+  EXPECT_TRUE(contains(png.output, "is a directory")) << png.output;
+}
+
+// --temperature and --spread are finite and at most 1000: 1e300 drew a grey picture, exit 0.
+TEST_F(AppLatent, TemperatureAndSpreadAreBounded) {
+  for (const std::string bad : {"1e300", "inf", "nan", "1000.5", "-1"}) {
+    const std::string png = file("t.png");
+    CommandResult r = latent("sample", "mlp2", "--temperature " + bad + " --out " + png);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_TRUE(contains(r.output, "--temperature: ")) << r.output;
+    EXPECT_TRUE(contains(r.output, "is out of range; it must be a number in 0..1000")) << r.output;
+    EXPECT_FALSE(std::filesystem::exists(png));
+    r = latent("similar", "mlp2", "--spread " + bad + " --out " + png);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_TRUE(contains(r.output, "--spread: ")) << r.output;
+  }
+  const CommandResult ok = latent("sample", "mlp2", "--temperature 1000 --out " + file("t.png"));
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+}
+
 }  // namespace
 }  // namespace vd::testing

@@ -400,8 +400,73 @@ TEST(ShardErrors, OutsideUnitIntervalNamesRowAndValue) {
     h5::File f = h5::create_file(dir.file("d.h5"));
     h5::write_dataset<float>(f, "/images", v, dims);
   }
+  // Every digit of the float: -0.01f is -0.00999999978.
   expect_data_error(dir.file("d.h5"), "/images", 0, 1, ValueCheck::UnitInterval,
-                    {"row 2", "-0.01"});
+                    {"row 2", "is -0.00999999978, outside [0, 1]"});
+}
+
+// A value just above 1 is printed with all its digits (max_digits10), so the message shows why
+// it is outside [0, 1]; with the default 6 digits 1.0000001 was reported as "is 1".
+TEST(ShardErrors, ValueJustAboveOneIsPrintedExactly) {
+  TempDir dir;
+  std::vector<float> v(6, 0.5f);
+  v[4] = 1.0000001f;
+  {
+    h5::File f = h5::create_file(dir.file("d.h5"));
+    h5::write_dataset<float>(f, "/images", v, std::vector<int64_t>{2, 3});
+  }
+  expect_data_error(dir.file("d.h5"), "/images", 0, 1, ValueCheck::UnitInterval,
+                    {"row 1, element 1 is 1.00000012, outside [0, 1]"});
+}
+
+// float64 images are read as float32, rounded to the nearest (docs/data.md): values a float32
+// holds exactly read as the float32 file's, bit for bit, in memory and streamed; a value beyond
+// float32's range becomes infinite and is refused as non-finite; 1.0000001 rounds to
+// 1.00000012, outside [0, 1].
+TEST(Shard, Float64IsReadAsTheNearestFloat32InMemoryAndStreamed) {
+  TempDir dir;
+  const std::vector<int64_t> dims{6, 1, 2, 4};
+  std::vector<float> f(48);
+  std::vector<double> d(48);
+  for (size_t i = 0; i < f.size(); ++i) {
+    f[i] = static_cast<float>((i * 37) % 257) / 256.0f;  // k / 256: exact in both
+    d[i] = static_cast<double>(f[i]);
+  }
+  {
+    h5::File file = h5::create_file(dir.file("f32.h5"));
+    h5::write_dataset<float>(file, "/images", f, dims);
+    h5::File file64 = h5::create_file(dir.file("f64.h5"));
+    h5::write_dataset<double>(file64, "/images", d, dims);
+  }
+  for (const Residency residency : {Residency::InMemory, Residency::Streamed}) {
+    const Shard a = Shard::read(dir.file("f32.h5"), "/images", 0, 1, ValueCheck::UnitInterval,
+                                std::nullopt, residency);
+    const Shard b = Shard::read(dir.file("f64.h5"), "/images", 0, 1, ValueCheck::UnitInterval,
+                                std::nullopt, residency);
+    EXPECT_EQ(b.sample_shape(), a.sample_shape());
+    EXPECT_FALSE(b.stored_as_uint8());
+    const std::vector<int64_t> rows{5, 0, 3, 1, 4, 2};
+    std::vector<float> xa(48), xb(48, -1.0f);
+    a.gather(rows, xa.data());
+    b.gather(rows, xb.data());
+    for (size_t i = 0; i < xa.size(); ++i)
+      ASSERT_EQ(std::bit_cast<uint32_t>(xb[i]), std::bit_cast<uint32_t>(xa[i])) << i;
+  }
+  d[9] = 1e300;
+  d[20] = 1.0000001;
+  {
+    h5::File file64 = h5::create_file(dir.file("big.h5"));
+    h5::write_dataset<double>(file64, "/images", d, dims);
+  }
+  expect_data_error(dir.file("big.h5"), "/images", 0, 1, ValueCheck::None,
+                    {"row 1, element 1 is inf; the data must be finite"});
+  d[9] = 0.5;
+  {
+    h5::File file64 = h5::create_file(dir.file("big.h5"));
+    h5::write_dataset<double>(file64, "/images", d, dims);
+  }
+  expect_data_error(dir.file("big.h5"), "/images", 0, 1, ValueCheck::UnitInterval,
+                    {"row 2, element 4 is 1.00000012, outside [0, 1]"});
 }
 
 TEST(ShardErrors, LabelCountDiffersFromRows) {

@@ -215,3 +215,26 @@ TEST(LatentImages, EvaluateFeedsTheStatisticsWhoseKlSumsToTheKlTerm) {
 }
 
 }  // namespace
+
+namespace {
+
+// A picture whose decoded values hold a NaN or an infinity is refused (vae_latent wrote a grey
+// PNG with exit 0), naming the picture, the image and the value; a finite one passes.
+TEST(CheckFiniteImages, ANonFiniteDecodedValueIsRefusedNamingTheImage) {
+  std::vector<float> images(3 * 4, 0.5f);
+  EXPECT_NO_THROW(vd::check_finite_images(images, 3, "'grid.png'"));
+  for (const float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+    images[2 * 4 + 1] = bad;
+    try {
+      vd::check_finite_images(images, 3, "'grid.png'");
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const vd::Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("'grid.png': image 2 of 3 decodes to"), std::string::npos) << what;
+      EXPECT_NE(what.find("at value 1, so no picture is written"), std::string::npos) << what;
+      EXPECT_NE(what.find("lower --temperature or --spread"), std::string::npos) << what;
+    }
+  }
+}
+
+}  // namespace
