@@ -335,8 +335,12 @@ const std::vector<Spec>& table() {
         real_spec("lr", &O::lr, {0, true}, none,
                   "Adam learning rate (the peak rate of a schedule, for one rank's batch)"));
     // "<name>", not "<a|b|...>": a longer entry would widen every line of --help.
-    t.push_back(string_spec(
-        "lr-schedule", &O::lr_schedule, false, {"constant", "step", "cosine", "plateau"},
+    t.push_back(choice_spec<LrScheduleKind>(
+        "lr-schedule", &O::lr_schedule,
+        {{"constant", LrScheduleKind::Constant},
+         {"step", LrScheduleKind::Step},
+         {"cosine", LrScheduleKind::Cosine},
+         {"plateau", LrScheduleKind::Plateau}},
         "learning-rate schedule on the global step, after the warm-up: step = torch StepLR, "
         "cosine = CosineAnnealingLR to --lr-min at the last step (--max-steps or epochs x "
         "steps/epoch), plateau = ReduceLROnPlateau on the validation loss, else the test loss, "
@@ -361,10 +365,11 @@ const std::vector<Spec>& table() {
                           "(threshold, mode rel)"));
     t.push_back(integer_spec<int>("lr-cooldown", &O::lr_cooldown, 0, none,
                                   "plateau: evaluations to wait after a reduction (cooldown)"));
-    t.push_back(string_spec("lr-scale-with-ranks", &O::lr_scale_with_ranks, false,
-                            {"none", "linear", "sqrt"},
-                            "learning rate for the global batch of P ranks: lr x P (linear), "
-                            "lr x sqrt(P) (sqrt) or lr (none)"));
+    t.push_back(choice_spec<RankScaling>(
+        "lr-scale-with-ranks", &O::lr_scale_with_ranks,
+        {{"none", RankScaling::None}, {"linear", RankScaling::Linear}, {"sqrt", RankScaling::Sqrt}},
+        "learning rate for the global batch of P ranks: lr x P (linear), "
+        "lr x sqrt(P) (sqrt) or lr (none)"));
     for (Spec& spec : t)
       if (spec.name == "lr-schedule" || spec.name == "lr-scale-with-ranks")
         spec.value_name = "<name>";
@@ -404,8 +409,10 @@ const std::vector<Spec>& table() {
                           "the encoder and of the decoder"));
     t.push_back(integer_spec<int>("classes", &O::classes, 0, none,
                                   "classes of the conditional model; 0 = largest label + 1"));
-    t.push_back(string_spec("likelihood", &O::likelihood, false, {"bernoulli", "gaussian"},
-                            "decoder likelihood p(x|z)"));
+    t.push_back(choice_spec<DecoderLikelihood>(
+        "likelihood", &O::likelihood,
+        {{"bernoulli", DecoderLikelihood::Bernoulli}, {"gaussian", DecoderLikelihood::Gaussian}},
+        "decoder likelihood p(x|z)"));
     t.push_back(real_spec("gaussian-sigma", &O::gaussian_sigma, {0, true}, none,
                           "fixed decoder standard deviation of the gaussian likelihood"));
     t.push_back(bool_spec("standardize", &O::standardize,
@@ -414,10 +421,12 @@ const std::vector<Spec>& table() {
     t.push_back(real_spec("beta", &O::beta, {0, false}, none, "KL weight (beta-VAE)"));
     t.push_back(real_spec("kl-warmup-epochs", &O::kl_warmup_epochs, {0, false}, none,
                           "epochs over which the KL weight ramps linearly from 0 to beta"));
-    t.push_back(string_spec("kl-schedule", &O::kl_schedule, false, {"linear", "cyclical"},
-                            "KL weight schedule: linear = --kl-warmup-epochs, then beta; "
-                            "cyclical = --kl-cycles ramps from 0 to beta (Fu et al. 2019), each "
-                            "over --kl-cycle-ratio of its cycle"));
+    t.push_back(choice_spec<KlScheduleKind>(
+        "kl-schedule", &O::kl_schedule,
+        {{"linear", KlScheduleKind::Linear}, {"cyclical", KlScheduleKind::Cyclical}},
+        "KL weight schedule: linear = --kl-warmup-epochs, then beta; "
+        "cyclical = --kl-cycles ramps from 0 to beta (Fu et al. 2019), each "
+        "over --kl-cycle-ratio of its cycle"));
     t.push_back(integer_spec<int>("kl-cycles", &O::kl_cycles, 1, none,
                                   "cyclical schedule: cycles over the planned steps"));
     t.push_back(real_spec("kl-cycle-ratio", &O::kl_cycle_ratio, {0, true}, Bound{1, false},
@@ -477,11 +486,15 @@ const std::vector<Spec>& table() {
     t.push_back(integer_spec<uint64_t>("seed", &O::seed, 0, none, "random seed"));
     t.push_back(integer_spec<int>("threads", &O::threads, 0, 1024,
                                   "OpenMP threads per rank; 0 = automatic"));
-    t.push_back(string_spec("precision", &O::precision, false, {"f32", "bf16", "auto"},
-                            "compute precision of the layers: bf16 runs the fc, conv and convt "
-                            "layers in bfloat16 (parameters, gradients, Adam and the loss stay "
-                            "f32; docs/training.md) and is an error on a CPU without "
-                            "AVX512_BF16; auto = bf16 where the CPU has it, else f32"));
+    t.push_back(choice_spec<PrecisionChoice>(
+        "precision", &O::precision,
+        {{"f32", PrecisionChoice::F32},
+         {"bf16", PrecisionChoice::BF16},
+         {"auto", PrecisionChoice::Auto}},
+        "compute precision of the layers: bf16 runs the fc, conv and convt "
+        "layers in bfloat16 (parameters, gradients, Adam and the loss stay "
+        "f32; docs/training.md) and is an error on a CPU without "
+        "AVX512_BF16; auto = bf16 where the CPU has it, else f32"));
     t.push_back(integer_spec<int>("log-every", &O::log_every, 1, none,
                                   "steps between train rows in metrics.csv and progress lines"));
     t.push_back(integer_spec<int>("eval-batch-size", &O::eval_batch_size, 1, none,
@@ -621,11 +634,11 @@ ValueMap read_config_file(const std::string& path) {
 }  // namespace
 
 void check_option_combinations(const Options& o) {
-  if (o.standardize && o.likelihood == "bernoulli")
+  if (o.standardize && o.likelihood == DecoderLikelihood::Bernoulli)
     throw ConfigError(
         "--standardize needs --likelihood gaussian: standardised values are not in [0, 1], "
         "which the Bernoulli likelihood needs; add --likelihood gaussian or drop --standardize");
-  if (o.kl_schedule == "cyclical" && o.kl_warmup_epochs > 0)
+  if (o.kl_schedule == KlScheduleKind::Cyclical && o.kl_warmup_epochs > 0)
     throw ConfigError(
         "--kl-warmup-epochs belongs to --kl-schedule linear; the cyclical schedule ramps by "
         "--kl-cycles and --kl-cycle-ratio; drop one of them");
@@ -743,6 +756,22 @@ std::string format_options(const Options& options) {
     }
   }
   return out.str();
+}
+
+const char* likelihood_name(DecoderLikelihood l) {
+  return l == DecoderLikelihood::Gaussian ? "gaussian" : "bernoulli";
+}
+
+const char* precision_choice_name(PrecisionChoice p) {
+  switch (p) {
+    case PrecisionChoice::BF16:
+      return "bf16";
+    case PrecisionChoice::Auto:
+      return "auto";
+    case PrecisionChoice::F32:
+      break;
+  }
+  return "f32";
 }
 
 const char* stream_mode_name(StreamMode mode) {

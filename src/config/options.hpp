@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "optim/ema.hpp"
+#include "optim/lr_schedule.hpp"
 
 namespace vd {
 
@@ -17,6 +18,14 @@ const char* stream_mode_name(StreamMode mode);
 // --on-divergence: what a diverged run does. Rollback reloads the newest healthy checkpoint
 // (or the initial parameters) with a lower learning rate, up to --max-rollbacks times.
 enum class DivergenceAction { Stop, Rollback };
+// --likelihood, --kl-schedule, --precision as parsed. The model's own Likelihood
+// (vae/model.hpp) and Precision (nn/precision.hpp) are derived from them where the model is
+// configured (train/model_config, nn's resolve_precision).
+enum class DecoderLikelihood { Bernoulli, Gaussian };
+const char* likelihood_name(DecoderLikelihood l);  // "bernoulli" | "gaussian"
+enum class KlScheduleKind { Linear, Cyclical };
+enum class PrecisionChoice { F32, BF16, Auto };
+const char* precision_choice_name(PrecisionChoice p);  // "f32" | "bf16" | "auto"
 
 struct Options {
   std::string config;                                    // INI file read with --config ("" = none)
@@ -24,8 +33,8 @@ struct Options {
   std::string test_data = "data/fashion-mnist/test.h5";  // "" = no evaluation
   std::string dataset = "/images";                       // data set name inside the HDF5 files
   std::string out = "runs/default";                      // run directory
-  std::string likelihood = "bernoulli";                  // "bernoulli" | "gaussian"
-  std::string resume;                                    // checkpoint path, "latest" or ""
+  DecoderLikelihood likelihood = DecoderLikelihood::Bernoulli;
+  std::string resume;  // checkpoint path, "latest" or ""
   int epochs = 10;
   int batch_size = 128;  // per rank
   int latent_dim = 20;
@@ -71,29 +80,29 @@ struct Options {
   bool conditional = false;  // condition encoder and decoder on the one-hot /labels
   int classes = 0;           // classes of a conditional model; 0 = max label + 1 of the data
   // Learning-rate schedule (optim/lr_schedule.hpp), on the global optimizer step.
-  std::string lr_schedule = "constant";      // constant | step | cosine | plateau
-  int64_t lr_warmup_steps = 0;               // linear warm-up steps
-  int64_t lr_step_size = 1000;               // step: steps between reductions
-  double lr_gamma = 0.1;                     // step: factor per reduction
-  double lr_min = 0.0;                       // cosine's end, plateau's floor
-  double lr_factor = 0.1;                    // plateau: factor per reduction
-  int lr_patience = 10;                      // plateau: bad evaluations before a reduction
-  double lr_threshold = 1e-4;                // plateau: relative improvement that counts
-  int lr_cooldown = 0;                       // plateau: evaluations ignored after a reduction
-  std::string lr_scale_with_ranks = "none";  // none | linear | sqrt
+  LrScheduleKind lr_schedule = LrScheduleKind::Constant;
+  int64_t lr_warmup_steps = 0;  // linear warm-up steps
+  int64_t lr_step_size = 1000;  // step: steps between reductions
+  double lr_gamma = 0.1;        // step: factor per reduction
+  double lr_min = 0.0;          // cosine's end, plateau's floor
+  double lr_factor = 0.1;       // plateau: factor per reduction
+  int lr_patience = 10;         // plateau: bad evaluations before a reduction
+  double lr_threshold = 1e-4;   // plateau: relative improvement that counts
+  int lr_cooldown = 0;          // plateau: evaluations ignored after a reduction
+  RankScaling lr_scale_with_ranks = RankScaling::None;
   // Validation: a held-out tail of the training file, or a file of its own; early stopping.
   double val_fraction = 0.0;    // 0 = none
   std::string val_data;         // "" = none
   int early_stop_patience = 0;  // evaluations without improvement; 0 = off
   // The KL term and the encoder's log-variance (docs/training.md: KL schedules, free bits, logvar
   // clamp and standardised data).
-  std::string kl_schedule = "linear";  // "linear" (kl_warmup_epochs) | "cyclical"
-  int kl_cycles = 4;                   // cyclical: cycles over the planned steps
-  double kl_cycle_ratio = 0.5;         // cyclical: share of a cycle over which beta ramps up
-  double free_bits = 0.0;              // KL floor per latent dimension, nats; 0 = off
-  double logvar_min = -30.0;           // logvar clamped to [logvar_min, logvar_max];
-  double logvar_max = 20.0;            // -inf, +inf ("none") = off
-  bool standardize = false;            // float data: per-feature mean 0, std 1
+  KlScheduleKind kl_schedule = KlScheduleKind::Linear;  // linear: kl_warmup_epochs
+  int kl_cycles = 4;                                    // cyclical: cycles over the planned steps
+  double kl_cycle_ratio = 0.5;  // cyclical: share of a cycle over which beta ramps up
+  double free_bits = 0.0;       // KL floor per latent dimension, nats; 0 = off
+  double logvar_min = -30.0;    // logvar clamped to [logvar_min, logvar_max];
+  double logvar_max = 20.0;     // -inf, +inf ("none") = off
+  bool standardize = false;     // float data: per-feature mean 0, std 1
   // Streaming (docs/data.md: Data larger than memory): the data held in memory per rank, in MB,
   // above which the shards are streamed from the file (0 = auto), and the read-ahead window.
   StreamMode stream = StreamMode::Auto;
@@ -101,7 +110,7 @@ struct Options {
   int64_t stream_window_mb = 128;
 
   // Compute precision of the layers: "f32" | "bf16" | "auto" (nn/precision.hpp).
-  std::string precision = "f32";
+  PrecisionChoice precision = PrecisionChoice::F32;
 
   // A fresh run's starting parameters from an HDF5 file of /params/<name> (io/checkpoint.hpp's
   // read_weights) instead of the seed's draw; --resume ignores it. "" = drawn from the seed.

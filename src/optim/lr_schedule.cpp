@@ -10,12 +10,30 @@
 
 namespace vd {
 
-LrScheduleKind parse_lr_schedule(const std::string& name) {
-  if (name == "constant") return LrScheduleKind::Constant;
-  if (name == "step") return LrScheduleKind::Step;
-  if (name == "cosine") return LrScheduleKind::Cosine;
-  if (name == "plateau") return LrScheduleKind::Plateau;
-  throw ConfigError("--lr-schedule: '" + name + "' is not one of constant, step, cosine, plateau");
+const char* lr_schedule_name(LrScheduleKind kind) {
+  switch (kind) {
+    case LrScheduleKind::Step:
+      return "step";
+    case LrScheduleKind::Cosine:
+      return "cosine";
+    case LrScheduleKind::Plateau:
+      return "plateau";
+    case LrScheduleKind::Constant:
+      break;
+  }
+  return "constant";
+}
+
+const char* rank_scaling_name(RankScaling scaling) {
+  switch (scaling) {
+    case RankScaling::Linear:
+      return "linear";
+    case RankScaling::Sqrt:
+      return "sqrt";
+    case RankScaling::None:
+      break;
+  }
+  return "none";
 }
 
 LrSchedule::LrSchedule(const LrScheduleConfig& config) : config_(config) {
@@ -78,11 +96,16 @@ bool LrSchedule::observe(double loss) {
   return true;
 }
 
-double lr_rank_scale(const std::string& mode, int ranks) {
-  if (mode == "none") return 1.0;
-  if (mode == "linear") return static_cast<double>(ranks);
-  if (mode == "sqrt") return std::sqrt(static_cast<double>(ranks));
-  throw ConfigError("--lr-scale-with-ranks: '" + mode + "' is not one of none, linear, sqrt");
+double lr_rank_scale(RankScaling scaling, int ranks) {
+  switch (scaling) {
+    case RankScaling::Linear:
+      return static_cast<double>(ranks);
+    case RankScaling::Sqrt:
+      return std::sqrt(static_cast<double>(ranks));
+    case RankScaling::None:
+      break;
+  }
+  return 1.0;
 }
 
 }  // namespace vd

@@ -9,8 +9,11 @@
 namespace vd {
 
 enum class LrScheduleKind { Constant, Step, Cosine, Plateau };
-// "constant" | "step" | "cosine" | "plateau"; throws vd::ConfigError otherwise.
-LrScheduleKind parse_lr_schedule(const std::string& name);
+const char* lr_schedule_name(LrScheduleKind kind);  // "constant" | "step" | "cosine" | "plateau"
+// How the rate follows the global batch of P ranks relative to one rank's batch (--lr-scale-
+// with-ranks): none 1, linear P, sqrt sqrt(P).
+enum class RankScaling { None, Linear, Sqrt };
+const char* rank_scaling_name(RankScaling scaling);  // "none" | "linear" | "sqrt"
 
 struct LrScheduleConfig {
   LrScheduleKind kind = LrScheduleKind::Constant;
@@ -67,8 +70,7 @@ class LrSchedule {
   PlateauState plateau_;
 };
 
-// How the rate follows the global batch of `ranks` ranks relative to one rank's batch:
-// "none" 1, "linear" ranks, "sqrt" sqrt(ranks). Throws vd::ConfigError for another mode.
-double lr_rank_scale(const std::string& mode, int ranks);
+// The factor of `scaling` for the global batch of `ranks` ranks.
+double lr_rank_scale(RankScaling scaling, int ranks);
 
 }  // namespace vd

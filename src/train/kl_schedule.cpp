@@ -25,7 +25,7 @@ KlSchedule kl_schedule_of(const Options& opt, int64_t steps_per_epoch) {
   KlSchedule s;
   s.beta = opt.beta;
   s.total_steps = std::max<int64_t>(1, steps_per_epoch * opt.epochs);
-  if (opt.kl_schedule == "cyclical") {
+  if (opt.kl_schedule == KlScheduleKind::Cyclical) {
     s.kind = KlSchedule::Kind::Cyclical;
     s.cycles = opt.kl_cycles;
     s.ratio = opt.kl_cycle_ratio;

@@ -28,7 +28,7 @@ VaeConfig vae_config(const Options& opt, const Shape& data, int classes) {
   } else {
     vc.latent = Shape{opt.latent_dim, 1, 1};
   }
-  vc.likelihood = parse_likelihood(opt.likelihood);
+  vc.likelihood = model_likelihood(opt.likelihood);
   vc.gaussian_sigma = static_cast<float>(opt.gaussian_sigma);
   vc.encoder = opt.encoder.empty() ? mlp_encoder_spec(opt.hidden) : opt.encoder;
   vc.decoder = opt.decoder.empty() ? mlp_decoder_spec(opt.hidden, data.size()) : opt.decoder;

@@ -15,6 +15,11 @@
 
 namespace vd {
 
+// The model's likelihood for the one --likelihood names.
+inline Likelihood model_likelihood(DecoderLikelihood l) {
+  return l == DecoderLikelihood::Gaussian ? Likelihood::Gaussian : Likelihood::Bernoulli;
+}
+
 // One sample's shape as the model sees it: C x H x W for 4-D data, D for 2-D data.
 Shape data_shape_of(const Shard& shard);
 

@@ -25,9 +25,10 @@ std::string resume_refusal(const CheckpointMeta& meta, const std::string& path, 
     // A configuration of another version's options: nothing to compare.
   }
   if (writer && writer->likelihood != opt.likelihood)
-    return "the checkpoint " + path + " was trained with --likelihood " + writer->likelihood +
-           ", and this run asks for --likelihood " + opt.likelihood +
-           "; resume with --likelihood " + writer->likelihood +
+    return "the checkpoint " + path + " was trained with --likelihood " +
+           likelihood_name(writer->likelihood) + ", and this run asks for --likelihood " +
+           likelihood_name(opt.likelihood) + "; resume with --likelihood " +
+           likelihood_name(writer->likelihood) +
            ", or start a new run from its weights with --init-weights " + path;
   return "";
 }

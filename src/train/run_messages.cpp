@@ -16,13 +16,14 @@ std::string number_text(double v) {
 // schedule, and the rate of the next step (the first, or the resumed one).
 std::string describe_lr(const Options& opt, const LrScheduleConfig& lc, int ranks, double next) {
   std::string text = "learning rate " + number_text(lc.base_lr);
-  if (opt.lr_scale_with_ranks != "none")
-    text += " (--lr " + number_text(opt.lr) + " x " +
-            (opt.lr_scale_with_ranks == "linear" ? std::to_string(ranks)
-                                                 : "sqrt(" + std::to_string(ranks) + ")") +
-            " for the global batch of " + std::to_string(ranks) + " rank(s), " +
-            opt.lr_scale_with_ranks + " scaling)";
-  text += "; schedule " + opt.lr_schedule;
+  if (opt.lr_scale_with_ranks != RankScaling::None)
+    text +=
+        " (--lr " + number_text(opt.lr) + " x " +
+        (opt.lr_scale_with_ranks == RankScaling::Linear ? std::to_string(ranks)
+                                                        : "sqrt(" + std::to_string(ranks) + ")") +
+        " for the global batch of " + std::to_string(ranks) + " rank(s), " +
+        rank_scaling_name(opt.lr_scale_with_ranks) + " scaling)";
+  text += "; schedule " + std::string(lr_schedule_name(opt.lr_schedule));
   const bool validation = opt.val_fraction > 0 || !opt.val_data.empty();
   switch (lc.kind) {
     case LrScheduleKind::Constant:

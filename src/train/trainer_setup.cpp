@@ -54,9 +54,10 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   omp_set_num_threads(threads);
   // Before the data are read: --precision bf16 on a CPU without bf16 fails at once.
   std::string precision_note;
-  const Precision precision = resolve_precision(opt.precision, &precision_note);
+  const Precision precision =
+      resolve_precision(precision_choice_name(opt.precision), &precision_note);
 
-  const Likelihood likelihood = parse_likelihood(opt.likelihood);
+  const Likelihood likelihood = model_likelihood(opt.likelihood);
   const ValueCheck check =
       likelihood == Likelihood::Bernoulli ? ValueCheck::UnitInterval : ValueCheck::None;
 
@@ -130,7 +131,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   }
   const double rank_scale = lr_rank_scale(opt.lr_scale_with_ranks, comm.size());
   LrScheduleConfig lc;
-  lc.kind = parse_lr_schedule(opt.lr_schedule);
+  lc.kind = opt.lr_schedule;
   lc.base_lr = rank_scale == 1.0 ? opt.lr : opt.lr * rank_scale;
   lc.warmup_steps = opt.lr_warmup_steps;
   lc.step_size = opt.lr_step_size;

@@ -78,7 +78,7 @@ TEST(Configs, FashionMlpIsTheClassicVae) {
   EXPECT_EQ(o.out, "runs/fashion_mlp");
   EXPECT_EQ(o.hidden, std::vector<int>{400});
   EXPECT_EQ(o.latent_dim, 20);
-  EXPECT_EQ(o.likelihood, "bernoulli");
+  EXPECT_EQ(o.likelihood, vd::DecoderLikelihood::Bernoulli);
   EXPECT_EQ(o.batch_size, 128);
   EXPECT_EQ(o.lr, 1e-3);
   EXPECT_EQ(o.epochs, 10);
@@ -98,9 +98,9 @@ TEST(Configs, SmokeIsOneShortEpoch) {
 TEST(Configs, SynthFloatIsStandardisedGaussianWithCyclicalKlAndFreeBits) {
   const auto o = parse_config(config_path("synth_float.cfg"));
   EXPECT_EQ(o.data, "data/synth_float/train.h5");
-  EXPECT_EQ(o.likelihood, "gaussian");
+  EXPECT_EQ(o.likelihood, vd::DecoderLikelihood::Gaussian);
   EXPECT_TRUE(o.standardize);
-  EXPECT_EQ(o.kl_schedule, "cyclical");
+  EXPECT_EQ(o.kl_schedule, vd::KlScheduleKind::Cyclical);
   EXPECT_EQ(o.kl_cycles, 4);
   EXPECT_GT(o.free_bits, 0.0);
   EXPECT_EQ(o.logvar_min, -30.0);

@@ -53,7 +53,7 @@ TEST(Options, DefaultsMatchTheDocumentedValues) {
   EXPECT_EQ(o.lr, 1e-3);
   EXPECT_EQ(o.latent_dim, 20);
   EXPECT_EQ(o.hidden, std::vector<int>{400});
-  EXPECT_EQ(o.likelihood, "bernoulli");
+  EXPECT_EQ(o.likelihood, vd::DecoderLikelihood::Bernoulli);
   EXPECT_EQ(o.gaussian_sigma, 1.0);
   EXPECT_EQ(o.beta, 1.0);
   EXPECT_EQ(o.kl_warmup_epochs, 0.0);
@@ -85,7 +85,7 @@ TEST(Options, CommandLineSetsEveryKind) {
   EXPECT_EQ(o.epochs, 3);
   EXPECT_EQ(o.lr, 0.5);
   EXPECT_EQ(o.hidden, (std::vector<int>{512, 256}));
-  EXPECT_EQ(o.likelihood, "gaussian");
+  EXPECT_EQ(o.likelihood, vd::DecoderLikelihood::Gaussian);
   EXPECT_EQ(o.seed, 18446744073709551615ull);
   EXPECT_EQ(o.max_steps, 5000000000ll);
   EXPECT_FALSE(o.progress);
@@ -124,7 +124,7 @@ TEST(Options, IniFileValuesAreRead) {
   EXPECT_EQ(o.out, "runs/x");
   EXPECT_EQ(o.epochs, 4);
   EXPECT_EQ(o.hidden, (std::vector<int>{512, 256, 128}));
-  EXPECT_EQ(o.likelihood, "gaussian");
+  EXPECT_EQ(o.likelihood, vd::DecoderLikelihood::Gaussian);
   EXPECT_EQ(o.gaussian_sigma, 0.25);
   EXPECT_EQ(o.kl_warmup_epochs, 2.5);
   EXPECT_EQ(o.resume, "latest");
@@ -290,9 +290,9 @@ std::string squashed(const std::string& s) {
 
 TEST(Options, ScheduleAndValidationOptionsParseCheckRangesAndCombinations) {
   const vd::Options d;
-  EXPECT_EQ(d.lr_schedule, "constant");
+  EXPECT_EQ(d.lr_schedule, vd::LrScheduleKind::Constant);
   EXPECT_EQ(d.lr_warmup_steps, 0);
-  EXPECT_EQ(d.lr_scale_with_ranks, "none");
+  EXPECT_EQ(d.lr_scale_with_ranks, vd::RankScaling::None);
   EXPECT_EQ(d.lr_patience, 10);  // torch's ReduceLROnPlateau defaults
   EXPECT_EQ(d.lr_factor, 0.1);
   EXPECT_EQ(d.lr_threshold, 1e-4);
@@ -323,10 +323,10 @@ TEST(Options, ScheduleAndValidationOptionsParseCheckRangesAndCombinations) {
                                "--lr-cooldown",
                                "2"})
                             .options;
-  EXPECT_EQ(o.lr_schedule, "cosine");
+  EXPECT_EQ(o.lr_schedule, vd::LrScheduleKind::Cosine);
   EXPECT_EQ(o.lr_warmup_steps, 100);
   EXPECT_EQ(o.lr_min, 1e-5);
-  EXPECT_EQ(o.lr_scale_with_ranks, "sqrt");
+  EXPECT_EQ(o.lr_scale_with_ranks, vd::RankScaling::Sqrt);
   EXPECT_EQ(o.val_fraction, 0.1);
   EXPECT_EQ(o.early_stop_patience, 5);
   EXPECT_EQ(o.lr_step_size, 7);
@@ -427,7 +427,7 @@ TEST(Options, FormatListsEveryKeyAndRoundTrips) {
   o.test_data = "";
   o.dataset = "/pixels";
   o.out = "runs/rt";
-  o.likelihood = "gaussian";
+  o.likelihood = vd::DecoderLikelihood::Gaussian;
   o.resume = "latest";
   o.epochs = 3;
   o.batch_size = 17;
@@ -452,10 +452,10 @@ TEST(Options, FormatListsEveryKeyAndRoundTrips) {
   o.seed = 12345678901234567890ull;
   o.max_steps = 123456789012;
   o.progress = false;
-  o.lr_schedule = "plateau";
+  o.lr_schedule = vd::LrScheduleKind::Plateau;
   o.lr_warmup_steps = 12;
   o.lr_min = 1.0 / 3.0;
-  o.lr_scale_with_ranks = "linear";
+  o.lr_scale_with_ranks = vd::RankScaling::Linear;
   o.val_data = "v.h5";
   o.early_stop_patience = 4;
 

@@ -239,13 +239,13 @@ TEST(LrSchedule, OtherKindsIgnoreTheMonitoredLoss) {
 }
 
 TEST(LrSchedule, RankScalingAndNames) {
-  EXPECT_EQ(lr_rank_scale("none", 8), 1.0);
-  EXPECT_EQ(lr_rank_scale("linear", 8), 8.0);
-  EXPECT_DOUBLE_EQ(lr_rank_scale("sqrt", 8), std::sqrt(8.0));
-  EXPECT_EQ(lr_rank_scale("sqrt", 1), 1.0);
-  EXPECT_THROW(lr_rank_scale("square", 2), ConfigError);
-  EXPECT_EQ(parse_lr_schedule("cosine"), LrScheduleKind::Cosine);
-  EXPECT_THROW(parse_lr_schedule("exp"), ConfigError);
+  EXPECT_EQ(lr_rank_scale(RankScaling::None, 8), 1.0);
+  EXPECT_EQ(lr_rank_scale(RankScaling::Linear, 8), 8.0);
+  EXPECT_DOUBLE_EQ(lr_rank_scale(RankScaling::Sqrt, 8), std::sqrt(8.0));
+  EXPECT_EQ(lr_rank_scale(RankScaling::Sqrt, 1), 1.0);
+  EXPECT_STREQ(rank_scaling_name(RankScaling::Sqrt), "sqrt");
+  EXPECT_STREQ(lr_schedule_name(LrScheduleKind::Cosine), "cosine");
+  EXPECT_STREQ(lr_schedule_name(LrScheduleKind::Constant), "constant");
 }
 
 }  // namespace

@@ -31,9 +31,9 @@ TEST(TrainerKl, CyclicalFreeBitsStandardizedResumeIsBitwise) {
   const auto options = [&](const std::string& out) {
     vd::Options o = vd::testing::small_options(root + "/sci.h5", root + "/" + out);
     o.epochs = 4;
-    o.likelihood = "gaussian";
+    o.likelihood = vd::DecoderLikelihood::Gaussian;
     o.standardize = true;
-    o.kl_schedule = "cyclical";
+    o.kl_schedule = vd::KlScheduleKind::Cyclical;
     o.kl_cycles = 3;
     o.kl_cycle_ratio = 0.4;
     o.free_bits = 0.1;

@@ -15,7 +15,8 @@ namespace {
 
 vd::Options options(const char* kind, double beta, int epochs) {
   vd::Options o;
-  o.kl_schedule = kind;
+  o.kl_schedule =
+      std::string(kind) == "cyclical" ? vd::KlScheduleKind::Cyclical : vd::KlScheduleKind::Linear;
   o.beta = beta;
   o.epochs = epochs;
   return o;

@@ -55,7 +55,7 @@ TEST(Resume, LaterCheckpointsAndAnotherLikelihoodAreRefused) {
             std::string::npos)
       << later;
   EXPECT_NE(later.find("--out runs/x_from_step11"), std::string::npos) << later;
-  o.likelihood = "gaussian";
+  o.likelihood = DecoderLikelihood::Gaussian;
   const std::string other = resume_refusal(m, "c.h5", o, {});
   EXPECT_NE(other.find("trained with --likelihood bernoulli, and this run asks for --likelihood "
                        "gaussian"),

@@ -349,7 +349,7 @@ vd::Options plateau_options(const SharedData& data, const std::string& name, int
   vd::Options o = small_options(data.file, data.root + "/" + name);
   o.epochs = epochs;
   o.val_fraction = 0.25;
-  o.lr_schedule = "plateau";
+  o.lr_schedule = vd::LrScheduleKind::Plateau;
   o.lr_patience = 1;
   o.lr_factor = 0.5;
   o.lr_threshold = 0.5;
@@ -683,7 +683,7 @@ TEST(Trainer, ResumeUnderAnotherLikelihoodIsRefused) {
   train(o, comm);
   o.resume = "latest";
   o.epochs = 2;
-  o.likelihood = "gaussian";
+  o.likelihood = vd::DecoderLikelihood::Gaussian;
   try {
     vd::Trainer t(o, comm);
     ADD_FAILURE() << "a Bernoulli checkpoint resumed under --likelihood gaussian";
