@@ -413,8 +413,40 @@ const std::vector<Spec>& table() {
         "likelihood", &O::likelihood,
         {{"bernoulli", DecoderLikelihood::Bernoulli}, {"gaussian", DecoderLikelihood::Gaussian}},
         "decoder likelihood p(x|z)"));
-    t.push_back(real_spec("gaussian-sigma", &O::gaussian_sigma, {0, true}, none,
-                          "fixed decoder standard deviation of the gaussian likelihood"));
+    {
+      // A number (fixed sigma) or a learned variance; both set by the one option.
+      Spec g = real_spec("gaussian-sigma", &O::gaussian_sigma, {0, true}, none,
+                         "decoder standard deviation of the gaussian likelihood: a fixed number, "
+                         "or learned = one variance learned for all outputs, learned-per-output "
+                         "= one per output (log-variance parameters decoder.out_logvar, "
+                         "starting at 0 and held in --logvar-clamp's range; docs/model.md)");
+      g.value_name = "<num|learned|learned-per-output>";
+      g.help += ", or learned, or learned-per-output";
+      const auto number = g.set;
+      g.set = [number](Options& o, const std::string& value, const std::string& where) {
+        if (trim(value) == "learned" || trim(value) == "learned-per-output") {
+          o.decoder_variance = trim(value) == "learned" ? DecoderVariance::Learned
+                                                        : DecoderVariance::LearnedPerOutput;
+          o.gaussian_sigma = 1.0;
+          return;
+        }
+        number(o, value, where);
+        o.decoder_variance = DecoderVariance::Fixed;
+      };
+      const auto number_text = g.get;
+      g.get = [number_text](const Options& o) {
+        switch (o.decoder_variance) {
+          case DecoderVariance::Learned:
+            return std::string("learned");
+          case DecoderVariance::LearnedPerOutput:
+            return std::string("learned-per-output");
+          case DecoderVariance::Fixed:
+            break;
+        }
+        return number_text(o);
+      };
+      t.push_back(g);
+    }
     t.push_back(bool_spec("standardize", &O::standardize,
                           "train on float data scaled to mean 0 and std 1 per feature (training "
                           "set statistics, stored in the checkpoint); gaussian likelihood only"));
@@ -649,6 +681,13 @@ void check_option_combinations(const Options& o) {
     throw ConfigError(
         "--early-stop-patience needs validation data; add --val-fraction (e.g. 0.1) or "
         "--val-data FILE, or set --early-stop-patience 0");
+  if (o.decoder_variance != DecoderVariance::Fixed && o.likelihood != DecoderLikelihood::Gaussian)
+    throw ConfigError("--gaussian-sigma " +
+                      std::string(o.decoder_variance == DecoderVariance::Learned
+                                      ? "learned"
+                                      : "learned-per-output") +
+                      " learns the variance of the gaussian likelihood; add --likelihood "
+                      "gaussian, or drop it");
   if (o.eval_weights == Weights::Ema && o.ema_decay == 0)
     throw ConfigError(
         "--eval-weights ema evaluates the moving average of the weights, which --ema-decay "

@@ -25,6 +25,9 @@ enum class DecoderLikelihood { Bernoulli, Gaussian };
 const char* likelihood_name(DecoderLikelihood l);  // "bernoulli" | "gaussian"
 enum class KlScheduleKind { Linear, Cyclical };
 enum class PrecisionChoice { F32, BF16, Auto };
+// --gaussian-sigma: a fixed decoder standard deviation, or a learned variance, one for all
+// outputs or one per output.
+enum class DecoderVariance { Fixed, Learned, LearnedPerOutput };
 const char* precision_choice_name(PrecisionChoice p);  // "f32" | "bf16" | "auto"
 
 struct Options {
@@ -49,7 +52,8 @@ struct Options {
   int checksum_every = 1000;        // steps, 0 = only at start
   std::vector<int> hidden = {400};  // encoder widths; the decoder mirrors them
   double lr = 1e-3;
-  double gaussian_sigma = 1.0;
+  double gaussian_sigma = 1.0;  // the fixed sigma (and 1, the start of a learned one)
+  DecoderVariance decoder_variance = DecoderVariance::Fixed;
   double beta = 1.0;
   double kl_warmup_epochs = 0.0;
   double weight_decay = 0.0;

@@ -30,6 +30,11 @@ VaeConfig vae_config(const Options& opt, const Shape& data, int classes) {
   }
   vc.likelihood = model_likelihood(opt.likelihood);
   vc.gaussian_sigma = static_cast<float>(opt.gaussian_sigma);
+  vc.output_variance = opt.decoder_variance == DecoderVariance::Learned
+                           ? VaeConfig::OutputVariance::Learned
+                       : opt.decoder_variance == DecoderVariance::LearnedPerOutput
+                           ? VaeConfig::OutputVariance::LearnedPerOutput
+                           : VaeConfig::OutputVariance::Fixed;
   vc.encoder = opt.encoder.empty() ? mlp_encoder_spec(opt.hidden) : opt.encoder;
   vc.decoder = opt.decoder.empty() ? mlp_decoder_spec(opt.hidden, data.size()) : opt.decoder;
   vc.classes = classes;

@@ -10,6 +10,7 @@
 #include <limits>
 #include <numbers>
 #include <string>
+#include <vector>
 
 #include "core/error.hpp"
 #include "core/simd.hpp"
@@ -358,6 +359,41 @@ void gaussian_nll(int B, int D, const float* mean, const float* x, float sigma, 
       std::fill(sums, sums + nb, 0.0);
     }
     for (int b = 0; b < nb; ++b) sums[b] = 0.5 * sums[b] * inv_var + D * per_dim_const;
+  }
+}
+
+void gaussian_nll_learned(int B, int D, const float* mean, const float* x, const float* logvar,
+                          bool per_output, double* per_sample, float* diff_mean, float* diff_logvar,
+                          float scale) {
+  check_sizes("gaussian_nll_learned", B, D, "B", "D");
+  const bool any = B > 0 && D > 0;
+  check_ptr("gaussian_nll_learned", mean, "mean", any);
+  check_ptr("gaussian_nll_learned", x, "x", any);
+  check_ptr("gaussian_nll_learned", logvar, "logvar", D > 0);
+  const size_t S = per_output ? static_cast<size_t>(D) : 1;
+  // exp(-s) per output, and the squared errors' sums per variance for its gradient.
+  std::vector<double> inv_var(S), sq(S, 0.0);
+  double log_var_sum = 0;  // sum_d s_d
+  for (size_t j = 0; j < S; ++j) inv_var[j] = std::exp(-static_cast<double>(logvar[j]));
+  for (int d = 0; d < D; ++d) log_var_sum += logvar[per_output ? d : 0];
+  const double constant = 0.5 * (log_var_sum + D * kLog2Pi);
+  for (int b = 0; b < B; ++b) {
+    const size_t off = static_cast<size_t>(b) * static_cast<size_t>(D);
+    double acc = 0;
+    for (int d = 0; d < D; ++d) {
+      const size_t j = per_output ? static_cast<size_t>(d) : 0;
+      const double r = static_cast<double>(mean[off + d]) - x[off + d];
+      const double e = r * r;
+      acc += e * inv_var[j];
+      sq[j] += e;
+      if (diff_mean) diff_mean[off + d] = static_cast<float>(scale * r * inv_var[j]);
+    }
+    if (per_sample) per_sample[b] = 0.5 * acc + constant;
+  }
+  if (diff_mean && diff_logvar) {
+    const double per = per_output ? 1.0 : static_cast<double>(D);  // outputs per variance
+    for (size_t j = 0; j < S; ++j)
+      diff_logvar[j] = static_cast<float>(scale * 0.5 * (B * per - sq[j] * inv_var[j]));
   }
 }
 

@@ -26,6 +26,13 @@ void bernoulli_nll(int B, int D, const float* logits /*[B,D]*/, const float* x /
 
 // Gaussian decoder with fixed sigma > 0: per_sample[b] = sum_d 0.5*((x-m)/sigma)^2 + log(sigma)
 // + 0.5*log(2*pi) (OVERWRITTEN). diff_mean [B,D] is OVERWRITTEN with scale * (m - x) / sigma^2.
+// Gaussian decoder with a learned log-variance s, one per output ([D], per_output) or one for
+// all ([1]): per_sample[b] = sum_d 0.5*((x-m)^2*exp(-s_d) + s_d + log(2*pi)) (OVERWRITTEN, in
+// double). When diff_mean != nullptr: diff_mean [B,D] is OVERWRITTEN with
+// scale*(m-x)*exp(-s_d), and diff_logvar ([D] or [1]) with scale*sum_b 0.5*(1-(x-m)^2*exp(-s_d)).
+void gaussian_nll_learned(int B, int D, const float* mean /*[B,D]*/, const float* x /*[B,D]*/,
+                          const float* logvar, bool per_output, double* per_sample,
+                          float* diff_mean, float* diff_logvar, float scale);
 void gaussian_nll(int B, int D, const float* mean /*[B,D]*/, const float* x /*[B,D]*/, float sigma,
                   double* per_sample /*[B]*/, float* diff_mean /*[B,D] or null*/, float scale);
 

@@ -107,6 +107,12 @@ Vae::Vae(const VaeConfig& config, ParamStore& store)
                       out.text() + " per sample but the data are " + config.data.text() +
                       "; change the decoder so it ends in the data's shape");
   }
+  if (learns_variance()) {
+    const bool per_output = config.output_variance == VaeConfig::OutputVariance::LearnedPerOutput;
+    out_logvar_ =
+        store.add("decoder.out_logvar", per_output ? config.data.dims() : std::vector<int64_t>{1});
+    out_logvar_clamped_.resize(per_output ? config.data.size() : 1);
+  }
   // Before any primitive exists: layers build theirs for one precision.
   for (const Graph* g : {&encoder_, &decoder_})
     for (Layer* l : g->layers()) l->set_precision(config.precision);
@@ -115,6 +121,11 @@ Vae::Vae(const VaeConfig& config, ParamStore& store)
 void Vae::init(Rng& rng) {
   encoder_.init(rng);
   decoder_.init(rng);
+  // A learned variance starts at 1 (log-variance 0), as a fixed sigma of 1.
+  if (learns_variance()) {
+    const std::span<float> v = store_.param_view(out_logvar_);
+    std::fill(v.begin(), v.end(), 0.0f);
+  }
 }
 
 std::string Vae::summary() const {
@@ -145,6 +156,12 @@ std::string Vae::summary() const {
       }
       row(node.name, what, node.out, node.layer.get());
     }
+  if (learns_variance()) {
+    const bool per_output = out_logvar_clamped_.size() > 1;
+    row("decoder.out_logvar",
+        per_output ? "learned log-variance, one per output" : "learned log-variance, one",
+        per_output ? config_.data : Shape{1, 1, 1}, nullptr);
+  }
   return s;
 }
 
@@ -207,10 +224,20 @@ const float* Vae::decoder_forward(Context& ctx, int n, const float* z) {
 }
 
 void Vae::reconstruction(int n, const float* out, const float* x, float* diff, float scale) {
-  if (config_.likelihood == Likelihood::Bernoulli)
+  if (config_.likelihood == Likelihood::Bernoulli) {
     bernoulli_nll(n, data_size_, out, x, recon_ws_.data(), diff, scale);
-  else
+  } else if (!learns_variance()) {
     gaussian_nll(n, data_size_, out, x, config_.gaussian_sigma, recon_ws_.data(), diff, scale);
+  } else {
+    // The log-variance held in the clamp's range; its gradient is exact inside, zero outside.
+    const float* raw = store_.param(out_logvar_);
+    const size_t count = out_logvar_clamped_.size();
+    clamp_forward(count, raw, config_.logvar_min, config_.logvar_max, out_logvar_clamped_.data());
+    float* grad = diff ? store_.grad(out_logvar_) : nullptr;
+    gaussian_nll_learned(n, data_size_, out, x, out_logvar_clamped_.data(), count > 1,
+                         recon_ws_.data(), diff, grad, scale);
+    if (grad) clamp_backward(count, raw, config_.logvar_min, config_.logvar_max, grad);
+  }
 }
 
 LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float grad_scale) {
@@ -249,6 +276,10 @@ LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float gra
 
   // Backward, in reverse order. The likelihood's gradient w.r.t. the decoder output first.
   reconstruction(n, out, batch.x, diff_out_.data(), grad_scale);
+  if (learns_variance() && ctx.grad_listener) {
+    const size_t final_entry[] = {out_logvar_};
+    ctx.grad_listener->backward_done(final_entry);
+  }
   {
     const std::vector<const float*> in = graph_inputs(z_.data());
     float* diff_out = diff_out_.data();

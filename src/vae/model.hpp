@@ -36,6 +36,11 @@ struct VaeConfig {
   int classes = 0;  // > 0: conditional on a one-hot label of this many classes
   Likelihood likelihood = Likelihood::Bernoulli;
   float gaussian_sigma = 1.0f;  // fixed decoder std for the Gaussian likelihood
+  // A learned decoder variance instead (Gaussian only): the parameter decoder.out_logvar, one
+  // log-variance for all outputs ([1]) or one per output (the data's shape), starting at 0 and
+  // clamped to [logvar_min, logvar_max] like the encoder's.
+  enum class OutputVariance { Fixed, Learned, LearnedPerOutput };
+  OutputVariance output_variance = OutputVariance::Fixed;
   // BF16: the layers where bf16 pays compute in bf16 (each layer's set_precision); the loss,
   // the reparameterisation, the parameters and their gradients stay f32 either way.
   Precision precision = Precision::F32;
@@ -121,8 +126,15 @@ class Vae {
   // Per-sample reconstruction NLL into recon_ws_ and, when diff != nullptr, its gradient.
   void reconstruction(int n, const float* out, const float* x, float* diff, float scale);
 
+  bool learns_variance() const {
+    return config_.likelihood == Likelihood::Gaussian &&
+           config_.output_variance != VaeConfig::OutputVariance::Fixed;
+  }
+
   VaeConfig config_;
   ParamStore& store_;
+  size_t out_logvar_ = 0;                  // the entry of decoder.out_logvar (learns_variance())
+  std::vector<float> out_logvar_clamped_;  // its values held in the clamp's range
   int data_size_;
   Graph encoder_, decoder_;
   int capacity_ = 0;

@@ -349,6 +349,22 @@ TEST(Options, ScheduleAndValidationOptionsParseCheckRangesAndCombinations) {
   EXPECT_CONTAINS(error_of({"--val-fraction", "0.1", "--val-data", "v.h5"}), "give one of them");
 }
 
+TEST(Options, GaussianSigmaIsANumberOrLearnedAndRoundTrips) {
+  vd::Options o = parse({"--likelihood", "gaussian", "--gaussian-sigma", "learned"}).options;
+  EXPECT_EQ(o.decoder_variance, vd::DecoderVariance::Learned);
+  EXPECT_NE(vd::format_options(o).find("gaussian-sigma = learned\n"), std::string::npos);
+  o = parse({"--likelihood", "gaussian", "--gaussian-sigma", "learned-per-output"}).options;
+  EXPECT_EQ(o.decoder_variance, vd::DecoderVariance::LearnedPerOutput);
+  EXPECT_NE(vd::format_options(o).find("gaussian-sigma = learned-per-output\n"),
+            std::string::npos);
+  o = parse({"--likelihood", "gaussian", "--gaussian-sigma", "0.25"}).options;
+  EXPECT_EQ(o.decoder_variance, vd::DecoderVariance::Fixed);
+  EXPECT_EQ(o.gaussian_sigma, 0.25);
+  EXPECT_CONTAINS(error_of({"--gaussian-sigma", "learned"}), "add --likelihood gaussian");
+  EXPECT_CONTAINS(error_of({"--gaussian-sigma", "learnt"}), "--gaussian-sigma");
+  EXPECT_CONTAINS(error_of({"--gaussian-sigma", "0"}), "--gaussian-sigma");
+}
+
 TEST(Options, MovingAverageOptionsParseAndEmaEvaluationNeedsADecay) {
   const vd::Options o =
       parse({"--ema-decay", "0.999", "--ema-warmup", "false", "--eval-weights", "ema"}).options;

@@ -252,6 +252,7 @@ struct ReferenceVae {
 
   struct Sample {
     Vec mu, logvar, z, out;
+    Vec out_logvar;  // a learned decoder log-variance ([1] or [D]), clamped; empty when fixed
   };
   Sample forward(const Vec& p, const float* x, const float* eps, int label) const {
     const size_t D = static_cast<size_t>(vae.config().data.size());
@@ -262,6 +263,14 @@ struct ReferenceVae {
     s.z.resize(s.mu.size());
     for (size_t j = 0; j < s.z.size(); ++j) s.z[j] = s.mu[j] + std::exp(0.5 * s.logvar[j]) * eps[j];
     s.out = reference_graph(store, p, vae.decoder(), inputs(s.z, label))[0];
+    const auto& cfg = vae.config();
+    if (cfg.likelihood == vd::Likelihood::Gaussian &&
+        cfg.output_variance != vd::VaeConfig::OutputVariance::Fixed) {
+      const auto& e = store.find("decoder.out_logvar");
+      for (size_t j = 0; j < e.size; ++j)
+        s.out_logvar.push_back(
+            std::clamp(p[e.offset + j], double{cfg.logvar_min}, double{cfg.logvar_max}));
+    }
     return s;
   }
   double recon(const Sample& s, const float* x) const {
@@ -272,8 +281,10 @@ struct ReferenceVae {
       if (cfg.likelihood == vd::Likelihood::Bernoulli) {
         r += std::max(l, 0.0) + std::log1p(std::exp(-std::abs(l))) - x[d] * l;
       } else {
-        const double sg = cfg.gaussian_sigma, e = (x[d] - l) / sg;
-        r += 0.5 * e * e + std::log(sg) + 0.5 * std::log(2 * std::numbers::pi);
+        const double lv = s.out_logvar.empty() ? 2 * std::log(double{cfg.gaussian_sigma})
+                                               : s.out_logvar[s.out_logvar.size() == 1 ? 0 : d];
+        const double e = x[d] - l;
+        r += 0.5 * (e * e * std::exp(-lv) + lv + std::log(2 * std::numbers::pi));
       }
     }
     return r;

@@ -87,6 +87,42 @@ void check_gradients(vd::VaeConfig cfg) {
   EXPECT_EQ(bad, 0u);
 }
 
+// --gaussian-sigma learned / learned-per-output: the decoder's log-variance is one more
+// parameter, and its gradient (and everyone else's) matches finite differences.
+TEST(Vae, LearnedDecoderVarianceGradientMatchesFiniteDifferences) {
+  for (const auto v :
+       {vd::VaeConfig::OutputVariance::Learned, vd::VaeConfig::OutputVariance::LearnedPerOutput}) {
+    vd::VaeConfig c = mlp(Likelihood::Gaussian, {7});
+    c.output_variance = v;
+    check_gradients(c);
+  }
+  vd::VaeConfig c = conv(Likelihood::Gaussian);
+  c.output_variance = vd::VaeConfig::OutputVariance::LearnedPerOutput;
+  check_gradients(c);
+}
+
+TEST(Vae, LearnedDecoderVarianceIsAParameterOfTheDataShapeStartingAtZero) {
+  vd::VaeConfig c = conv(Likelihood::Gaussian);
+  c.output_variance = vd::VaeConfig::OutputVariance::LearnedPerOutput;
+  vd::ParamStore store;
+  vd::Vae vae(c, store);
+  store.finalize();
+  vd::Rng rng(1);
+  vae.init(rng);
+  const auto& e = store.find("decoder.out_logvar");
+  EXPECT_EQ(e.shape, (std::vector<int64_t>{1, 8, 8}));
+  for (size_t k = 0; k < e.size; ++k) EXPECT_EQ(store.param(store.index_of(e.name))[k], 0.0f);
+  c.output_variance = vd::VaeConfig::OutputVariance::Learned;
+  vd::ParamStore one;
+  vd::Vae global(c, one);
+  EXPECT_EQ(one.find("decoder.out_logvar").shape, (std::vector<int64_t>{1}));
+  // Fixed: no such parameter; the Bernoulli likelihood has none either.
+  c.output_variance = vd::VaeConfig::OutputVariance::Fixed;
+  vd::ParamStore none;
+  vd::Vae fixed(c, none);
+  EXPECT_THROW(none.find("decoder.out_logvar"), vd::ShapeError);
+}
+
 TEST(Vae, BernoulliLossGradientMatchesFiniteDifferencesForEveryParameter) {
   check_gradients(mlp(Likelihood::Bernoulli, {7}));
 }
