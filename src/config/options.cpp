@@ -538,6 +538,10 @@ const std::vector<Spec>& table() {
     t.push_back(integer_spec<int>("iw-samples", &O::iw_samples, 0, 1000000,
                                   "importance samples for the final IWAE test log-likelihood; "
                                   "0 = off"));
+    t.push_back(integer_spec<int>(
+        "train-iw-samples", &O::train_iw_samples, 1, 4096,
+        "train on the importance-weighted bound with this many samples per data point (IWAE, "
+        "Burda et al. 2016; the decoder runs on batch x k rows); 1 = the ELBO (docs/model.md)"));
     t.push_back(integer_spec<int64_t>("max-steps", &O::max_steps, 0, none,
                                       "stop after this many optimizer steps; 0 = no limit"));
     t.push_back(
@@ -688,6 +692,13 @@ void check_option_combinations(const Options& o) {
                                       : "learned-per-output") +
                       " learns the variance of the gaussian likelihood; add --likelihood "
                       "gaussian, or drop it");
+  if (o.train_iw_samples > 1 && (o.beta != 1 || o.kl_warmup_epochs > 0 ||
+                                 o.kl_schedule == KlScheduleKind::Cyclical || o.free_bits > 0))
+    throw ConfigError(
+        "--train-iw-samples " + std::to_string(o.train_iw_samples) +
+        " trains on the importance-weighted bound, which has no KL weight: --beta must be 1, "
+        "with no --kl-warmup-epochs, cyclical --kl-schedule or --free-bits; drop those or use "
+        "--train-iw-samples 1");
   if (o.eval_weights == Weights::Ema && o.ema_decay == 0)
     throw ConfigError(
         "--eval-weights ema evaluates the moving average of the weights, which --ema-decay "

@@ -47,6 +47,7 @@ struct Options {
   int eval_batch_size = 1000;
   int grid_size = 8;
   int iw_samples = 0;        // 0 = no IWAE estimate
+  int train_iw_samples = 1;  // 1 = train on the ELBO; k > 1 on the importance-weighted bound
   int checkpoint_every = 1;  // epochs, 0 = only at the end
   int keep_checkpoints = 3;
   int checksum_every = 1000;        // steps, 0 = only at start

@@ -30,6 +30,7 @@ VaeConfig vae_config(const Options& opt, const Shape& data, int classes) {
   }
   vc.likelihood = model_likelihood(opt.likelihood);
   vc.gaussian_sigma = static_cast<float>(opt.gaussian_sigma);
+  vc.iw_train_samples = opt.train_iw_samples;
   vc.output_variance = opt.decoder_variance == DecoderVariance::Learned
                            ? VaeConfig::OutputVariance::Learned
                        : opt.decoder_variance == DecoderVariance::LearnedPerOutput

@@ -93,7 +93,8 @@ LossSums Trainer::State::step_once(int64_t epoch, int64_t st, Rng& eps_rng, Step
     stream->gather(epoch, st, buf.x.data());
   else
     train.gather(rows, buf.x.data());
-  eps_rng.fill_normal(buf.eps.data(), static_cast<size_t>(local) * opt.latent_dim);
+  eps_rng.fill_normal(buf.eps.data(), static_cast<size_t>(local) *
+                                          static_cast<size_t>(vae->train_noise_per_sample()));
   Batch batch{local, buf.x.data(), nullptr, buf.eps.data()};
   if (train.has_labels()) {
     for (int i = 0; i < local; ++i) buf.labels[static_cast<size_t>(i)] = train.labels()[rows[i]];
@@ -135,7 +136,8 @@ void Trainer::State::pass_over(int64_t epoch, int64_t st, Rng& eps_rng, StepBuff
     stream->gather(epoch, st, buf.x.data());
   else
     train.gather(rows, buf.x.data());
-  eps_rng.fill_normal(buf.eps.data(), rows.size() * static_cast<size_t>(opt.latent_dim));
+  eps_rng.fill_normal(buf.eps.data(),
+                      rows.size() * static_cast<size_t>(vae->train_noise_per_sample()));
   last_lr = lr_at(step);
   ++step;
 }
@@ -145,7 +147,8 @@ TrainSummary Trainer::run() {
   const Options& opt = s.opt;
   StepBuffers buf;
   buf.x.resize(static_cast<size_t>(opt.batch_size) * s.train.sample_size());
-  buf.eps.resize(static_cast<size_t>(opt.batch_size) * opt.latent_dim);
+  buf.eps.resize(static_cast<size_t>(opt.batch_size) *
+                 static_cast<size_t>(s.vae->train_noise_per_sample()));
   buf.labels.resize(static_cast<size_t>(opt.batch_size));
 
   TrainSummary summary;

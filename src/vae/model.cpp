@@ -241,6 +241,7 @@ void Vae::reconstruction(int n, const float* out, const float* x, float* diff, f
 }
 
 LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float grad_scale) {
+  if (config_.iw_train_samples > 1 && batch.n > 0) return train_step_iw(ctx, batch, grad_scale);
   LossSums sums;
   const int n = batch.n;
   const int L = config_.latent_dim;
@@ -319,6 +320,133 @@ LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float gra
 
   // The encoder, from both heads; the data and the label need no gradient, so the first
   // layer skips its backward-data.
+  const std::vector<const float*> in = graph_inputs(batch.x);
+  float* const diff_heads[] = {diff_mu_.data(), diff_logvar_.data()};
+  const std::vector<float*> diff_in(in.size(), nullptr);
+  encoder_.backward(ctx, n, in, diff_heads, diff_in);
+  return sums;
+}
+
+// The importance-weighted bound per data point b, with log weights
+//   log w_bi = log p(x_b|z_bi) + log p(z_bi) - log q(z_bi|x_b),  z_bi = mu_b + sigma_b eps_bi,
+// is log((1/k) sum_i w_bi); the loss is its negative, and its gradient is sum_i wt_bi times the
+// gradient of -log w_bi, wt = softmax_i(log w). The decoder runs once on all N*k samples; each
+// sample's reconstruction gradient is scaled by its weight. recon and kl report the k-sample
+// ELBO's terms, the means over the samples of the reconstruction NLL and of
+// log q(z|x) - log p(z), so that loss <= recon + kl (Jensen) on every batch.
+LossSums Vae::train_step_iw(Context& ctx, const Batch& batch, float grad_scale) {
+  LossSums sums;
+  const int n = batch.n, k = config_.iw_train_samples, L = config_.latent_dim;
+  const int nk = n * k;
+  const size_t D = static_cast<size_t>(data_size_);
+  ensure_workspace(nk);
+  set_condition(n, batch.labels);
+  encoder_forward(ctx, n, batch.x);
+  // Every row k times, for the decoder and its likelihood.
+  x_rep_.resize(static_cast<size_t>(nk) * D);
+  for (int b = 0; b < n; ++b)
+    for (int i = 0; i < k; ++i)
+      std::copy_n(batch.x + static_cast<size_t>(b) * D, D,
+                  x_rep_.data() + (static_cast<size_t>(b) * k + i) * D);
+  if (config_.classes > 0) {
+    labels_rep_.resize(static_cast<size_t>(nk));
+    for (int b = 0; b < n; ++b)
+      std::fill_n(labels_rep_.data() + static_cast<size_t>(b) * k, k, batch.labels[b]);
+  }
+  // z [N*k, L]: row (b, i) from mu_b, logvar_b and eps_bi.
+  std::vector<float> mu_rep(static_cast<size_t>(nk) * L), lv_rep(mu_rep.size());
+  for (int b = 0; b < n; ++b)
+    for (int i = 0; i < k; ++i) {
+      std::copy_n(mu_ + static_cast<size_t>(b) * L, L, mu_rep.data() + (b * k + i) * L);
+      std::copy_n(logvar_ + static_cast<size_t>(b) * L, L, lv_rep.data() + (b * k + i) * L);
+    }
+  reparameterize(nk, L, mu_rep.data(), lv_rep.data(), batch.eps, z_.data());
+  set_condition(nk, config_.classes > 0 ? labels_rep_.data() : nullptr);
+  const float* out = decoder_forward(ctx, nk, z_.data());
+  reconstruction(nk, out, x_rep_.data(), diff_out_.data(), 1.0f);
+  // The weights of each data point's samples.
+  std::vector<double> log_w(static_cast<size_t>(nk)), weight(log_w.size());
+  double kl_mean = 0;  // of log q - log p over the samples
+  for (int r = 0; r < nk; ++r) {
+    const float* zr = z_.data() + static_cast<size_t>(r) * L;
+    const double kl_r = log_normal_diag(L, zr, mu_rep.data() + static_cast<size_t>(r) * L,
+                                        lv_rep.data() + static_cast<size_t>(r) * L) -
+                        log_standard_normal(L, zr);
+    log_w[r] = -recon_ws_[r] - kl_r;
+    kl_mean += kl_r / k;
+  }
+  double recon_mean = 0;
+  for (int b = 0; b < n; ++b) {
+    const double* lw = log_w.data() + static_cast<size_t>(b) * k;
+    const double bound = log_mean_exp(lw, k);
+    sums.loss -= bound;
+    for (int i = 0; i < k; ++i) {
+      weight[b * k + i] = std::exp(lw[i] - bound) / k;  // softmax: exp(lw_i) / sum_j exp(lw_j)
+      recon_mean += recon_ws_[b * k + i] / k;
+    }
+  }
+  // Each sample's reconstruction gradient, times its weight and the batch scale.
+  for (int r = 0; r < nk; ++r) {
+    const float a = static_cast<float>(weight[r] * grad_scale);
+    float* d = diff_out_.data() + static_cast<size_t>(r) * D;
+    for (size_t j = 0; j < D; ++j) d[j] *= a;
+  }
+  if (learns_variance()) {
+    // reconstruction() wrote the unweighted variance gradient over all N*k rows; redo it with
+    // the weights (a pass over the residuals, cheap beside the decoder).
+    const float* raw = store_.param(out_logvar_);
+    float* grad = store_.grad(out_logvar_);
+    const size_t count = out_logvar_clamped_.size();
+    std::fill_n(grad, count, 0.0f);
+    std::vector<double> g(count, 0.0);
+    for (int r = 0; r < nk; ++r) {
+      const float* m = out + static_cast<size_t>(r) * D;
+      const float* xr = x_rep_.data() + static_cast<size_t>(r) * D;
+      for (size_t j = 0; j < D; ++j) {
+        const size_t c = count > 1 ? j : 0;
+        const double e = static_cast<double>(m[j]) - xr[j];
+        g[c] += weight[r] * 0.5 * (1.0 - e * e * std::exp(-double{out_logvar_clamped_[c]}));
+      }
+    }
+    for (size_t c = 0; c < count; ++c) grad[c] = static_cast<float>(g[c] * grad_scale);
+    clamp_backward(count, raw, config_.logvar_min, config_.logvar_max, grad);
+    if (ctx.grad_listener) {
+      const size_t final_entry[] = {out_logvar_};
+      ctx.grad_listener->backward_done(final_entry);
+    }
+  }
+  {
+    const std::vector<const float*> in = graph_inputs(z_.data());
+    float* diff_out = diff_out_.data();
+    std::vector<float*> diff_in(in.size(), nullptr);
+    diff_in[0] = diff_z_.data();
+    decoder_.backward(ctx, nk, in, std::span<float* const>(&diff_out, 1), diff_in);
+  }
+  // -log w_bi = recon_bi - log p(z_bi) + log q(z_bi|x_b): add the prior's and the posterior's
+  // terms to the reconstruction's diff_z, then through z = mu + sigma eps, plus log q's own
+  // dependence on mu and logvar.
+  std::fill_n(diff_mu_.data(), static_cast<size_t>(n) * L, 0.0f);
+  std::fill_n(diff_logvar_.data(), static_cast<size_t>(n) * L, 0.0f);
+  for (int b = 0; b < n; ++b)
+    for (int i = 0; i < k; ++i) {
+      const size_t r = static_cast<size_t>(b) * k + i;
+      const double a = weight[r] * grad_scale;
+      for (int j = 0; j < L; ++j) {
+        const size_t rz = r * L + j, bz = static_cast<size_t>(b) * L + j;
+        const double e = batch.eps[rz];
+        const double sigma = std::exp(0.5 * double{logvar_[bz]});
+        const double gz = diff_z_[rz] + a * (double{z_[rz]} - e / sigma);
+        diff_mu_[bz] += static_cast<float>(gz + a * e / sigma);
+        diff_logvar_[bz] += static_cast<float>(gz * 0.5 * sigma * e + a * 0.5 * (e * e - 1.0));
+      }
+    }
+  sums.kl = kl_mean;
+  sums.recon = recon_mean;
+  sums.count = n;
+  if (clamps_logvar())
+    clamp_backward(static_cast<size_t>(n) * L, logvar_raw_, config_.logvar_min, config_.logvar_max,
+                   diff_logvar_.data());
+  set_condition(n, batch.labels);
   const std::vector<const float*> in = graph_inputs(batch.x);
   float* const diff_heads[] = {diff_mu_.data(), diff_logvar_.data()};
   const std::vector<float*> diff_in(in.size(), nullptr);

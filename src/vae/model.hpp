@@ -50,6 +50,9 @@ struct VaeConfig {
   // Free bits: the training KL term is sum_j max(free_bits, batch-mean KL_j) (loss.hpp); the
   // batch is the global one, summed over the ranks by Context::batch_reducer. 0 = off.
   double free_bits = 0.0;
+  // Training objective: k = 1 the ELBO (analytic KL); k > 1 the importance-weighted bound of
+  // Burda et al. 2016 with k samples per data point (Batch::eps then holds [N, k, L]).
+  int iw_train_samples = 1;
 
   // The classic MLP: encoder widths `hidden`, mirrored in the decoder.
   static VaeConfig mlp(int data_dim, std::vector<int> hidden, int latent_dim);
@@ -100,6 +103,8 @@ class Vae {
   // floored term over the global batch; every rank then calls ctx.batch_reducer once, also
   // with n = 0.
   LossSums train_step(Context& ctx, const Batch& batch, float beta, float grad_scale);
+  // Noise values train_step reads per sample: latent_dim x iw_train_samples.
+  int train_noise_per_sample() const { return config_.latent_dim * config_.iw_train_samples; }
   // Forward only with the batch's eps: the same per-sample terms, no gradients. With stats,
   // adds the batch's encodings to the posterior-collapse statistics.
   LossSums evaluate(Context& ctx, const Batch& batch, float beta, PosteriorStats* stats = nullptr);
@@ -123,6 +128,8 @@ class Vae {
   void encoder_forward(Context& ctx, int n, const float* x);
   const float* decoder_forward(Context& ctx, int n, const float* z);
   bool clamps_logvar() const;
+  // train_step for iw_train_samples > 1: the importance-weighted bound and its gradient.
+  LossSums train_step_iw(Context& ctx, const Batch& batch, float grad_scale);
   // Per-sample reconstruction NLL into recon_ws_ and, when diff != nullptr, its gradient.
   void reconstruction(int n, const float* out, const float* x, float* diff, float scale);
 
@@ -150,6 +157,8 @@ class Vae {
   std::vector<float> diff_mu_, diff_logvar_, diff_z_;
   std::vector<float> diff_out_;           // [N, D]
   std::vector<double> recon_ws_, kl_ws_;  // per-sample terms [N]
+  std::vector<float> x_rep_;              // IWAE training: each row k times [N*k, D]
+  std::vector<int32_t> labels_rep_;       // and its labels [N*k]
 };
 
 }  // namespace vd

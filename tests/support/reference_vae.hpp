@@ -295,6 +295,35 @@ struct ReferenceVae {
       k += -0.5 * (1 + s.logvar[j] - s.mu[j] * s.mu[j] - std::exp(s.logvar[j]));
     return k;
   }
+  // Mean over the batch of the negative importance-weighted bound with k samples each:
+  // -log((1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x)), z_i from eps [B, k, L].
+  double iw_loss(const Vec& p, int B, const float* x, const int32_t* labels, const float* eps,
+                 int k) const {
+    const size_t D = static_cast<size_t>(vae.config().data.size());
+    const size_t L = static_cast<size_t>(vae.config().latent_dim);
+    double total = 0;
+    for (int b = 0; b < B; ++b) {
+      const float* xb = x + static_cast<size_t>(b) * D;
+      std::vector<double> lw;
+      for (int i = 0; i < k; ++i) {
+        const Sample s =
+            forward(p, xb, eps + (static_cast<size_t>(b) * k + i) * L, labels ? labels[b] : 0);
+        double log_p = 0, log_q = 0;
+        for (size_t j = 0; j < L; ++j) {
+          const double c = std::log(2 * std::numbers::pi);
+          log_p += -0.5 * (s.z[j] * s.z[j] + c);
+          const double d = s.z[j] - s.mu[j];
+          log_q += -0.5 * (d * d * std::exp(-s.logvar[j]) + s.logvar[j] + c);
+        }
+        lw.push_back(-recon(s, xb) + log_p - log_q);
+      }
+      const double top = *std::max_element(lw.begin(), lw.end());
+      double sum = 0;
+      for (double v : lw) sum += std::exp(v - top);
+      total -= top + std::log(sum / k);
+    }
+    return total / B;
+  }
   // Mean over the batch of recon + beta * kl.
   double loss(const Vec& p, int B, const float* x, const int32_t* labels, const float* eps,
               double beta) const {

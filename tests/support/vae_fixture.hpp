@@ -1,5 +1,6 @@
 // A VAE with its parameters initialised and one batch of fixed inputs, for the model tests:
-// x uniform in [0, 1) [B, D], eps normal [B, L], labels b % classes (0 when unconditional).
+// x uniform in [0, 1) [B, D], eps normal [B, k, L] (k = iw_train_samples, usually 1), labels
+// b % classes (0 when unconditional).
 #pragma once
 #include <memory>
 #include <utility>
@@ -28,7 +29,7 @@ struct VaeFixture {
     vae->init(rng);
     x.resize(static_cast<size_t>(B) * cfg.data.size());
     for (auto& v : x) v = static_cast<float>(rng.uniform());
-    eps.resize(static_cast<size_t>(B) * cfg.latent_dim);
+    eps.resize(static_cast<size_t>(B) * cfg.latent_dim * cfg.iw_train_samples);
     rng.fill_normal(eps.data(), eps.size());
     for (int b = 0; b < B; ++b) labels.push_back(cfg.classes ? b % cfg.classes : 0);
   }

@@ -112,7 +112,7 @@ vd::Options streamed_options(const std::string& data, const std::string& out) {
 }
 
 void check_ranks_equal_union(const char* method, Model model, double free_bits = 0,
-                             bool streamed = false, double ema_decay = 0) {
+                             bool streamed = false, double ema_decay = 0, int train_iw = 1) {
   const bool conv = model == Model::ConditionalConv;
   GradSyncMethod scope(method);
   vd::Comm comm;
@@ -128,6 +128,7 @@ void check_ranks_equal_union(const char* method, Model model, double free_bits =
   o.epochs = 10;
   o.free_bits = free_bits;
   o.ema_decay = ema_decay;
+  o.train_iw_samples = train_iw;
   std::vector<float> got_average;
   const std::vector<float> got = train(o, comm, &got_average);
 
@@ -150,6 +151,7 @@ void check_ranks_equal_union(const char* method, Model model, double free_bits =
     cfg.latent_dim = 4;
   }
   cfg.free_bits = free_bits;
+  cfg.iw_train_samples = train_iw;
   vd::ParamStore store;
   vd::Vae vae(cfg, store);
   store.finalize();
@@ -186,7 +188,7 @@ void check_ranks_equal_union(const char* method, Model model, double free_bits =
       for (int r = 0; r < P; ++r) {
         const auto local = plans[static_cast<size_t>(r)].local_rows(st);
         for (int64_t i : local) rows.push_back(plans[static_cast<size_t>(r)].shard().begin + i);
-        std::vector<float> e(local.size() * static_cast<size_t>(L));
+        std::vector<float> e(local.size() * static_cast<size_t>(L * train_iw));
         eps_rngs[static_cast<size_t>(r)].fill_normal(e.data(), e.size());
         eps.insert(eps.end(), e.begin(), e.end());
       }
@@ -269,6 +271,13 @@ TEST(Trainer, FreeBitsRanksEqualOneProcessTrainingOnTheUnionOfTheirBatches) {
 
 TEST(Trainer, StreamedRanksEqualOneProcessTrainingOnTheUnionOfTheirBlockShuffledBatches) {
   check_ranks_equal_union(nullptr, Model::Mlp, 0, true);
+}
+
+// --train-iw-samples 3: P ranks training on the importance-weighted bound equal one process on
+// the union of their batches (each rank's k noise draws per row come from its own stream).
+TEST(Trainer, ImportanceWeightedTrainingRanksEqualOneProcessOnTheUnionOfTheirBatches) {
+  check_ranks_equal_union(nullptr, Model::Mlp, 0, false, 0, 3);
+  check_ranks_equal_union(nullptr, Model::ConditionalConv, 0, false, 0, 2);
 }
 
 // --ema-decay: the moving average of P ranks (each averaging its slice of the shared copy, or
