@@ -872,6 +872,7 @@ std::string disentanglement_json(const DisentanglementReport& r) {
   const DisentanglementSettings& s = r.settings;
   const size_t F = r.names.size();
   std::string o = "{\n";
+  for (const auto& [key, value] : r.about) o += "  " + str(key) + ": " + str(value) + ",\n";
   o += "  \"seed\": " + std::to_string(r.seed) + ",\n";
   o += "  \"rows\": " + std::to_string(r.rows) + ",\n";
   o += "  \"latent_dim\": " + std::to_string(r.L) + ",\n";

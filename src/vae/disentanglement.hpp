@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/rng.hpp"
@@ -203,6 +204,8 @@ struct EncodedFactors {
 };
 
 struct DisentanglementReport {
+  std::vector<std::pair<std::string, std::string>>
+      about;  // e.g. checkpoint, data: JSON's first keys
   DisentanglementSettings settings;
   uint64_t seed = 0;
   int64_t rows = 0, combinations = 0, present = 0;
