@@ -4,10 +4,11 @@
 # repository's committed HEAD into it, and runs the Quickstart's commands, read from README.md,
 # verbatim as root; then, on that build, `launch/setup.sh --with-cluster` and the cluster tests
 # (ctest -L 'slurm|multi_host': a real Slurm on localhost, network-namespace hosts), which must
-# run, not skip; then `launch/setup.sh --with-fuzz` and a fixed set of inputs to each libFuzzer
-# target (launch/fuzz.sh --ci), which must find nothing. Prints every phase's time. Removes all
-# it mounted and made on every exit: the mounts (and the root itself, in RAM when there is
-# room) live in a private mount namespace.
+# run, not skip; then `launch/setup.sh --with-charts` and the Python reference tests (ctest -L
+# python), which must run too; then `launch/setup.sh --with-fuzz` and a fixed set of inputs to
+# each libFuzzer target (launch/fuzz.sh --ci), which must find nothing. Prints every phase's
+# time. Removes all it mounted and made on every exit: the mounts (and the root itself, in RAM
+# when there is room) live in a private mount namespace.
 #   sudo bash launch/bare_root_check.sh [--keep]   (--keep: root on disk, left unmounted for a look)
 # Needs root and a Debian mirror (the one the host's apt uses, else deb.debian.org); installs
 # debootstrap on the host if it is missing. Nothing is cached: each run starts from nothing.
@@ -140,6 +141,7 @@ http://deb.debian.org/debian-security $release-security"
   done
   say "all ${#commands[@]} Quickstart commands passed"
   cluster_phase "$root" || return
+  reference_phase "$root" || return
   fuzz_phase "$root"
 }
 
@@ -188,6 +190,28 @@ cluster_phase() {
     return 1
   fi
   say "cluster tests passed"
+}
+
+# The Python references (label python: numpy, scipy, scikit-learn, h5py, matplotlib), which the
+# Quickstart's ctest reports as skipped in a bare root: their packages, then the tests, which
+# must run here. A skipped test fails the phase.
+reference_phase() {
+  local root=$1 status=0 log=$work/reference_ctest.log
+  local setup="bash launch/setup.sh --with-charts"
+  local tests="ctest --test-dir build -L python --output-on-failure --no-tests=error"
+  mark "reference: \$ $setup"
+  say "\$ $setup"
+  in_root "$root" "$setup" || status=$?
+  ((status == 0)) || { say "FAILED (exit $status): $setup"; return "$status"; }
+  mark "reference: \$ $tests"
+  say "\$ $tests"
+  in_root "$root" "$tests" | tee "$log" || status=${PIPESTATUS[0]}
+  ((status == 0)) || { say "FAILED (exit $status): $tests"; return "$status"; }
+  if grep -q '(Skipped)' "$log"; then
+    say "FAILED: Python reference tests were skipped, though the root has their packages"
+    return 1
+  fi
+  say "Python reference tests passed"
 }
 
 # Last: clang and the sanitizer runtime, then every libFuzzer target on a fixed sequence of

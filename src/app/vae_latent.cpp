@@ -10,6 +10,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <functional>
@@ -23,12 +24,14 @@
 #include "core/h5.hpp"
 #include "core/rng.hpp"
 #include "core/version.hpp"
+#include "data/factor_file.hpp"
 #include "data/shard.hpp"
 #include "data/standardize.hpp"
 #include "io/latent_file.hpp"
 #include "nn/context.hpp"
 #include "parallel/comm.hpp"
 #include "train/model_config.hpp"
+#include "vae/disentanglement.hpp"
 #include "vae/latent.hpp"
 #include "vae/latent_images.hpp"
 #include "vae/sample_grids.hpp"
@@ -148,6 +151,33 @@ const std::vector<Subcommand>& subcommands() {
              "class", po::value<int>()->value_name("<int>")->default_value(-1),
              "conditional model: the label of every row; -1 = row r is class r mod K")(
              "seed", po::value<uint64_t>()->value_name("<int>")->default_value(1), "random seed");
+       }},
+      {"disentanglement",
+       "disentanglement --checkpoint C --data D.h5 --out R.json [--seed 0 --metrics ...]",
+       "The beta-VAE and FactorVAE scores, MIG, SAP and DCI of the codes z = mu of D against\n"
+       "its known factors (/factors, as vae_data shapes writes them), after disentanglement_lib\n"
+       "(docs/latent.md#disentanglement-metrics). Each rank encodes its shard; rank 0 prints a\n"
+       "table and writes R.json. The same result on any number of ranks.",
+       [](po::options_description& d) {
+         data_options(d);
+         d.add_options()("out", po::value<std::string>()->value_name("<str>")->required(),
+                         "JSON file to write")(
+             "metrics",
+             po::value<std::string>()->value_name("<list>")->default_value(
+                 "beta_vae,factor_vae,mig,sap,dci"),
+             "comma-separated; beta_vae and factor_vae need every factor combination")(
+             "seed", po::value<uint64_t>()->value_name("<int>")->default_value(0),
+             "random seed of every draw")(
+             "train-points", po::value<int>()->value_name("<int>")->default_value(10000),
+             "training points of each metric (MIG's points); an integer in 10..1000000")(
+             "test-points", po::value<int>()->value_name("<int>")->default_value(5000),
+             "test / evaluation points of each metric; an integer in 10..1000000")(
+             "group-size", po::value<int>()->value_name("<int>")->default_value(64),
+             "observations per beta-VAE / FactorVAE point; an integer in 2..10000")(
+             "dci-alpha", po::value<double>()->value_name("<num>")->default_value(0.02),
+             "DCI's lasso regularisation; a number >= 0")(
+             "batch-size", po::value<int>()->value_name("<int>")->default_value(1000),
+             "rows encoded at once; an integer in 1..100000");
        }},
   };
   return subs;
@@ -626,6 +656,86 @@ void run_sample(Session& s) {
   write_png(s, s.out(), images, g * g, g, what);
 }
 
+// Codes z = mu of every row of D, encoded by shard as `encode` does and gathered on every rank
+// as their bit patterns (an exact sum: each rank fills its block, the others hold 0), then the
+// metrics of vae/disentanglement on rank 0.
+void run_disentanglement(Session& s) {
+  const vd::Comm& comm = s.comm;
+  vd::DisentanglementSettings set;
+  const std::string list = s.vm["metrics"].as<std::string>();
+  set.beta_vae = set.factor_vae = set.mig = set.sap = set.dci = false;
+  for (size_t pos = 0; pos <= list.size();) {
+    const size_t end = std::min(list.find(',', pos), list.size());
+    const std::string m = list.substr(pos, end - pos);
+    bool* flag = m == "beta_vae"     ? &set.beta_vae
+                 : m == "factor_vae" ? &set.factor_vae
+                 : m == "mig"        ? &set.mig
+                 : m == "sap"        ? &set.sap
+                 : m == "dci"        ? &set.dci
+                                     : nullptr;
+    if (!flag)
+      throw vd::ConfigError("--metrics: '" + m +
+                            "' is not a metric; use some of beta_vae, "
+                            "factor_vae, mig, sap, dci, comma-separated");
+    *flag = true;
+    pos = end + 1;
+  }
+  const int train = int_in(s.vm, "train-points", 10, 1000000);
+  const int test = int_in(s.vm, "test-points", 10, 1000000);
+  set.mig_points = set.sap_train = set.dci_train = set.beta_vae_train = set.factor_vae_train =
+      train;
+  set.factor_vae_variance_points = train;
+  set.sap_test = set.dci_test = set.beta_vae_eval = set.factor_vae_eval = test;
+  set.beta_vae_batch = set.factor_vae_batch = int_in(s.vm, "group-size", 2, 10000);
+  set.dci_alpha = nonnegative(s.vm, "dci-alpha");
+
+  const vd::FactorTable factors = vd::read_factors(s.data);  // every rank: the same check
+  const vd::Shard shard = s.read(comm.rank(), comm.size());
+  if (factors.rows != shard.global_rows())
+    throw vd::DataError("'" + s.data + "' has " + std::to_string(factors.rows) + " rows of " +
+                        "/factors but " + std::to_string(shard.global_rows()) + " images");
+  const int L = s.model->latent_dim();
+  std::vector<float> mu(static_cast<size_t>(shard.rows()) * L);
+  encode_shard(s, shard, int_in(s.vm, "batch-size", 1, 100000), mu.data(), nullptr);
+  std::vector<int64_t> bits(static_cast<size_t>(shard.global_rows()) * L, 0);
+  for (size_t i = 0; i < mu.size(); ++i) {
+    uint32_t b;
+    std::memcpy(&b, &mu[i], sizeof b);
+    bits[static_cast<size_t>(shard.range().begin) * L + i] = b;
+  }
+  comm.allreduce_sum(bits);
+  if (!comm.is_root()) return;
+
+  vd::EncodedFactors data{shard.global_rows(), L,
+                          factors.F,           std::vector<float>(bits.size()),
+                          factors.values,      factors.sizes,
+                          factors.names,       s.data};
+  for (size_t i = 0; i < bits.size(); ++i) {
+    const auto b = static_cast<uint32_t>(bits[i]);
+    std::memcpy(&data.codes[i], &b, sizeof b);
+  }
+  const uint64_t seed = s.vm["seed"].as<uint64_t>();
+  vd::DisentanglementReport r = vd::evaluate_disentanglement(data, set, seed);
+  r.about = {{"checkpoint", s.model->path}, {"data", s.data}};
+  std::string names;
+  for (int k = 0; k < factors.F; ++k)
+    names += (k ? ", " : "") + factors.names[k] + " " + std::to_string(factors.sizes[k]);
+  std::printf(
+      "disentanglement of %lld codes (latent-dim %d, z = mu) against the factors %s; "
+      "seed %llu\n%s",
+      static_cast<long long>(data.n), L, names.c_str(), static_cast<unsigned long long>(seed),
+      vd::disentanglement_table(r).c_str());
+  const std::string out = s.out(), tmp = out + ".tmp", json = vd::disentanglement_json(r);
+  make_parent(out);
+  std::FILE* f = std::fopen(tmp.c_str(), "w");
+  bool ok = f != nullptr && std::fwrite(json.data(), 1, json.size(), f) == json.size();
+  if (f != nullptr) ok = std::fclose(f) == 0 && ok;
+  std::error_code ec;
+  if (ok) fs::rename(tmp, out, ec);
+  if (!ok || ec) throw vd::IoError("cannot write '" + out + "'; choose another --out");
+  std::printf("wrote %s\n", out.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -667,6 +777,7 @@ int main(int argc, char** argv) {
     if (name == "similar") run_similar(s);
     if (name == "manifold") run_manifold(s);
     if (name == "sample") run_sample(s);
+    if (name == "disentanglement") run_disentanglement(s);
     std::fflush(stdout);
     return 0;
   });
