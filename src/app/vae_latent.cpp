@@ -253,8 +253,16 @@ int int_in(const po::variables_map& vm, const std::string& key, int lo, int hi) 
   return v;
 }
 
+// A finite number >= 0 (--dci-alpha).
+double nonnegative(const po::variables_map& vm, const std::string& key) {
+  const double v = vm[key].as<double>();
+  if (!(v >= 0) || !std::isfinite(v))
+    throw vd::ConfigError("--" + key + ": " + std::to_string(v) + " must be a number >= 0");
+  return v;
+}
+
 // --temperature and --spread: finite, in 0..1000. A larger scale moves z so far out of the
-// prior that the decoder gives nothing finite (1e300 drew a grey picture).
+// prior that the decoder gives nothing finite.
 constexpr double kMaxScale = 1000;
 double scale_in_range(const po::variables_map& vm, const std::string& key) {
   const double v = vm[key].as<double>();
