@@ -22,6 +22,9 @@ struct MetricsRow {
   std::vector<double> kl_per_dim = {};  // "= {}": omitted in aggregates without a warning
 };
 
+// s as a JSON string literal: quoted, with '"', '\\' and control characters escaped.
+std::string json_string(const std::string& s);
+
 // The CSV header, written once per file.
 inline constexpr const char* kMetricsHeader =
     "split,epoch,step,samples,loss,recon,kl,lr,images_per_s,active_units,kl_per_dim";

@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "core/error.hpp"
+#include "io/metrics_log.hpp"
 
 namespace vd {
 
@@ -836,22 +837,6 @@ std::string num(double v) {
   std::snprintf(buf, sizeof buf, "%.17g", v);
   return buf;
 }
-std::string str(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      o += '\\';
-      o += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      o += buf;
-    } else {
-      o += c;
-    }
-  }
-  return o + "\"";
-}
 template <class T>
 std::string list(const std::vector<T>& v) {
   std::string o = "[";
@@ -872,12 +857,13 @@ std::string disentanglement_json(const DisentanglementReport& r) {
   const DisentanglementSettings& s = r.settings;
   const size_t F = r.names.size();
   std::string o = "{\n";
-  for (const auto& [key, value] : r.about) o += "  " + str(key) + ": " + str(value) + ",\n";
+  for (const auto& [key, value] : r.about)
+    o += "  " + json_string(key) + ": " + json_string(value) + ",\n";
   o += "  \"seed\": " + std::to_string(r.seed) + ",\n";
   o += "  \"rows\": " + std::to_string(r.rows) + ",\n";
   o += "  \"latent_dim\": " + std::to_string(r.L) + ",\n";
   o += "  \"factors\": [";
-  for (size_t k = 0; k < F; ++k) o += (k ? ", " : "") + str(r.names[k]);
+  for (size_t k = 0; k < F; ++k) o += (k ? ", " : "") + json_string(r.names[k]);
   o += "]";
   if (s.mig)
     o += ",\n  \"mig\": {\"score\": " + num(r.mig.mig) +

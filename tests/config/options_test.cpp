@@ -355,8 +355,7 @@ TEST(Options, GaussianSigmaIsANumberOrLearnedAndRoundTrips) {
   EXPECT_NE(vd::format_options(o).find("gaussian-sigma = learned\n"), std::string::npos);
   o = parse({"--likelihood", "gaussian", "--gaussian-sigma", "learned-per-output"}).options;
   EXPECT_EQ(o.decoder_variance, vd::DecoderVariance::LearnedPerOutput);
-  EXPECT_NE(vd::format_options(o).find("gaussian-sigma = learned-per-output\n"),
-            std::string::npos);
+  EXPECT_NE(vd::format_options(o).find("gaussian-sigma = learned-per-output\n"), std::string::npos);
   o = parse({"--likelihood", "gaussian", "--gaussian-sigma", "0.25"}).options;
   EXPECT_EQ(o.decoder_variance, vd::DecoderVariance::Fixed);
   EXPECT_EQ(o.gaussian_sigma, 0.25);
