@@ -7,7 +7,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <numbers>
+#include <string>
 #include <vector>
 
 #include "core/rng.hpp"
@@ -152,23 +155,49 @@ TEST(LinearVae, IsProbabilisticPcaOnGaussianDataOfAKnownSpectrum) {
   std::vector<float> eps(static_cast<size_t>(N) * L);
   vd::Rng noise(5);
   // Full-batch steps; the rate decays from 1e-2 to 1e-4 so the noise of eps averages out.
+  Matrix top(D, std::vector<double>(L));
+  for (int i = 0; i < D; ++i)
+    for (int j = 0; j < L; ++j) top[i][j] = vec[i][j];
+  const auto decoder_columns = [&] {
+    const float* w = store.param(store.index_of("decoder.out.weight"));  // [D, L]
+    Matrix decoder(D, std::vector<double>(L));
+    for (int i = 0; i < D; ++i)
+      for (int j = 0; j < L; ++j) decoder[i][j] = w[i * L + j];
+    return decoder;
+  };
+  const auto decoder_angle = [&] { return largest_angle_degrees(decoder_columns(), top); };
+  const auto learned_sigma2 = [&] {
+    return std::exp(double{store.param(store.index_of("decoder.out_logvar"))[0]});
+  };
+  // VD_PCA_TRACE=file.json: the spectrum and the training's course, for launch/pca_figure.py.
+  const char* trace_path = std::getenv("VD_PCA_TRACE");
+  std::string trace;
   const int steps = 3000;
   for (int t = 0; t < steps; ++t) {
     noise.fill_normal(eps.data(), eps.size());
     vae.train_step(ctx, vd::Batch{N, x.data(), nullptr, eps.data()}, 1.0f, 1.0f / N);
     const double lr = 1e-2 * std::pow(1e-2, static_cast<double>(t) / steps);
     adam.step(store.params(), store.grads(), lr);
+    if (trace_path && (t + 1) % 25 == 0) {
+      char row[96];
+      std::snprintf(row, sizeof row, "%s[%d, %.6f, %.6f]", trace.empty() ? "" : ", ", t + 1,
+                    decoder_angle(), learned_sigma2());
+      trace += row;
+    }
   }
 
-  const float* w = store.param(store.index_of("decoder.out.weight"));  // [D, L]
-  Matrix decoder(D, std::vector<double>(L));
-  for (int i = 0; i < D; ++i)
-    for (int j = 0; j < L; ++j) decoder[i][j] = w[i * L + j];
-  Matrix top(D, std::vector<double>(L));
-  for (int i = 0; i < D; ++i)
-    for (int j = 0; j < L; ++j) top[i][j] = vec[i][j];
-  const double angle = largest_angle_degrees(decoder, top);
-  const double sigma2 = std::exp(store.param(store.index_of("decoder.out_logvar"))[0]);
+  const double angle = decoder_angle();
+  const double sigma2 = learned_sigma2();
+  if (trace_path) {
+    std::FILE* f = std::fopen(trace_path, "w");
+    ASSERT_NE(f, nullptr) << trace_path;
+    std::fprintf(f, "{\"eigenvalues\": [");
+    for (int i = 0; i < D; ++i) std::fprintf(f, "%s%.6f", i ? ", " : "", eig[i]);
+    std::fprintf(f, "], \"kept\": %d, \"discarded_mean\": %.6f, \"sigma2\": %.6f, ", L, discarded,
+                 sigma2);
+    std::fprintf(f, "\"angle_degrees\": %.6f, \"trace\": [%s]}\n", angle, trace.c_str());
+    std::fclose(f);
+  }
   EXPECT_LT(angle, 1.0) << "decoder columns vs the top-" << L << " principal subspace";
   EXPECT_NEAR(sigma2, discarded, 0.02 * discarded)
       << "learned sigma^2 vs the mean of the discarded eigenvalues " << discarded;
@@ -179,7 +208,7 @@ TEST(LinearVae, IsProbabilisticPcaOnGaussianDataOfAKnownSpectrum) {
   Matrix bottom(D, std::vector<double>(L));
   for (int i = 0; i < D; ++i)
     for (int j = 0; j < L; ++j) bottom[i][j] = vec[i][D - 1 - j];
-  EXPECT_GT(largest_angle_degrees(decoder, bottom), 60.0);
+  EXPECT_GT(largest_angle_degrees(decoder_columns(), bottom), 60.0);
   std::printf("linear VAE: largest principal angle %.3f degrees; sigma^2 %.5f vs %.5f (%+.2f%%)\n",
               angle, sigma2, discarded, 100 * (sigma2 / discarded - 1));
 }
