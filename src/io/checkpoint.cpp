@@ -337,7 +337,8 @@ CheckpointMeta read_meta(hid_t file, const std::string& path) {
   return meta;
 }
 
-// "hidden = 512, latent-dim = 20" from the stored configuration, to say what the writer used.
+// "hidden = 512, latent-dim = 20, ..." from the stored configuration: the options that shape
+// the model (those with a value), to say what the writer used.
 std::string model_options_of(const std::string& config_ini) {
   std::string out;
   size_t pos = 0;
@@ -345,10 +346,13 @@ std::string model_options_of(const std::string& config_ini) {
     size_t end = config_ini.find('\n', pos);
     if (end == std::string::npos) end = config_ini.size();
     const std::string line = config_ini.substr(pos, end - pos);
-    for (const char* key : {"hidden", "latent-dim"}) {
+    for (const char* key : {"hidden", "latent-dim", "latent-shape", "encoder", "decoder",
+                            "conditional", "classes", "gaussian-sigma"}) {
       const std::string k = key;
-      if (line.starts_with(k) && line.find('=') != std::string::npos &&
-          line.find_first_not_of(' ', k.size()) == line.find('=')) {
+      const size_t eq = line.find('=');
+      const bool empty =
+          eq == std::string::npos || line.find_first_not_of(' ', eq + 1) == std::string::npos;
+      if (line.starts_with(k) && !empty && line.find_first_not_of(' ', k.size()) == eq) {
         if (!out.empty()) out += ", ";
         out += line;
       }
@@ -642,7 +646,7 @@ CheckpointMeta read_checkpoint(const std::string& path, ParamStore& store, std::
     if (!problems.empty()) {
       std::string msg = "checkpoint '" + path + "' does not match this model: ";
       for (size_t i = 0; i < problems.size(); ++i) msg += (i ? "; " : "") + problems[i];
-      msg += "; use the same --hidden/--latent-dim as the run that wrote it";
+      msg += "; use the model options of the run that wrote it";
       const std::string used = model_options_of(meta.config_ini);
       if (!used.empty()) msg += " (" + used + ")";
       throw ShapeError(msg);

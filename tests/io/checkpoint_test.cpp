@@ -379,8 +379,10 @@ TEST(Checkpoint, ModelMismatchIsShapeErrorNamingEveryDifference) {
   std::string msg = message_of<ShapeError>([&] { read_checkpoint(path, wider, m, v); });
   EXPECT_TRUE(contains(msg, path)) << msg;
   EXPECT_TRUE(contains(msg, "encoder.fc1.weight [3, 4] but this model has [3, 5]")) << msg;
-  EXPECT_TRUE(contains(msg, "--hidden")) << msg;
-  EXPECT_TRUE(contains(msg, "hidden = 400")) << msg;  // what the writing run used
+  EXPECT_TRUE(contains(msg, "use the model options of the run that wrote it")) << msg;
+  // What the writing run used: its model options, and no others.
+  EXPECT_TRUE(contains(msg, "(hidden = 400, latent-dim = 20)")) << msg;
+  EXPECT_FALSE(contains(msg, "lr = ")) << msg;
   EXPECT_FALSE(contains(msg, "encoder.fc1.bias")) << msg;
   EXPECT_EQ(wider.params()[0], 0.0f);  // nothing was read
 
