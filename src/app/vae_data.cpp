@@ -1,4 +1,4 @@
-// vae_data: command-line tool to make and inspect data set files (import-idx, synth,
+// vae_data: command-line tool to make and inspect data set files (import-idx, import-npy, synth,
 // shapes, info). It never starts MPI.
 #include <boost/program_options.hpp>
 
@@ -30,6 +30,8 @@ constexpr const char* kUsage =
     "\n"
     "commands:\n"
     "  import-idx  convert IDX files (MNIST, Fashion-MNIST) to an HDF5 data set file\n"
+    "  import-npy  convert NumPy .npy arrays (images and optional labels) to an HDF5 data set "
+    "file\n"
     "  synth       write a synthetic data set file: images, 1-D signals, 3-D volumes or\n"
     "              feature vectors (tests, scale benchmarks)\n"
     "  shapes      write dSprites-like shapes with known factors (disentanglement)\n"
@@ -105,6 +107,38 @@ int cmd_import(int argc, char** argv) {
     throw UsageError("--deflate must be 0 (none) to 9, not " + std::to_string(deflate));
   const vd::DatasetSummary s = vd::import_idx(vm["images"].as<std::string>(),
                                               vm["labels"].as<std::string>(), out, seed, deflate);
+  print_summary(s, out, seconds_since(t0));
+  return 0;
+}
+
+int cmd_import_npy(int argc, char** argv) {
+  po::options_description desc("import-npy options");
+  desc.add_options()("help,h", "show this help")(
+      "images", po::value<std::string>()->required(),
+      ".npy array of uint8 or float32: [N,D], [N,H,W], [N,C,H,W] or [N,C,D,H,W]")(
+      "labels", po::value<std::string>()->default_value(""),
+      ".npy array of N integers (any integer dtype), one class per row")(
+      "out", po::value<std::string>()->required(), "output HDF5 file")(
+      "signals", po::bool_switch(), "read a 3-D array as [N,C,L] 1-D signals, not [N,H,W] images")(
+      "shuffle-seed", po::value<uint64_t>(),
+      "shuffle rows (images and labels together) with this seed; default: keep file order")(
+      "deflate", po::value<int>()->default_value(4),
+      "deflate level of the images, 1..9, or 0 to store them uncompressed");
+  po::variables_map vm;
+  const std::string synopsis =
+      "import-npy --images A.npy [--labels L.npy] --out FILE.h5 [--signals] [--shuffle-seed N] "
+      "[--deflate L]";
+  if (!parse(argc, argv, desc, {}, synopsis, vm)) return 0;
+  std::optional<uint64_t> seed;
+  if (vm.count("shuffle-seed")) seed = vm["shuffle-seed"].as<uint64_t>();
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string out = vm["out"].as<std::string>();
+  const int deflate = vm["deflate"].as<int>();
+  if (deflate < 0 || deflate > 9)
+    throw UsageError("--deflate must be 0 (none) to 9, not " + std::to_string(deflate));
+  const vd::DatasetSummary s =
+      vd::import_npy(vm["images"].as<std::string>(), vm["labels"].as<std::string>(), out, seed,
+                     deflate, vm["signals"].as<bool>());
   print_summary(s, out, seconds_since(t0));
   return 0;
 }
@@ -303,6 +337,7 @@ int run(int argc, char** argv) {
   }
   // The command's parser sees argv[1..]; it skips its first element like a program name.
   if (cmd == "import-idx") return cmd_import(argc - 1, argv + 1);
+  if (cmd == "import-npy") return cmd_import_npy(argc - 1, argv + 1);
   if (cmd == "synth") return cmd_synth(argc - 1, argv + 1);
   if (cmd == "shapes") return cmd_shapes(argc - 1, argv + 1);
   if (cmd == "info") return cmd_info(argc - 1, argv + 1);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <limits>
@@ -14,6 +15,7 @@
 #include "core/h5.hpp"
 #include "core/rng.hpp"
 #include "data/idx.hpp"
+#include "data/npy.hpp"
 
 namespace vd {
 
@@ -156,6 +158,98 @@ DatasetSummary import_idx(const std::string& images_path, const std::string& lab
     }
   });
   return {n, {dims[1], dims[2], dims[3]}, "uint8", !labels_path.empty()};
+}
+
+DatasetSummary import_npy(const std::string& images_path, const std::string& labels_path,
+                          const std::string& out_path, std::optional<uint64_t> shuffle_seed,
+                          int deflate, bool signals) {
+  const NpyArray images = read_npy(images_path);
+  if (images.type != NpyType::UInt8 && images.type != NpyType::Float32)
+    throw DataError("'" + images_path + "' holds " + npy_type_name(images.type) +
+                    " values; images must be uint8 or float32 (e.g. a.astype(np.float32))");
+  const size_t rank = images.dims.size();
+  if (rank < 2 || rank > 5)
+    throw DataError("'" + images_path + "' has shape " + shape_text(images.dims) +
+                    "; expected [N, D], [N, H, W], [N, C, H, W] or [N, C, D, H, W]");
+  std::vector<int64_t> dims = images.dims;
+  const char* layout = rank == 2 ? "ND" : rank == 5 ? "NCDHW" : "NCHW";
+  if (rank == 3 && signals) {
+    layout = "NCL";
+  } else if (rank == 3) {
+    dims.insert(dims.begin() + 1, 1);  // grayscale images
+  }
+  if (std::find(dims.begin(), dims.end(), 0) != dims.end())
+    throw DataError("'" + images_path + "' has shape " + shape_text(images.dims) +
+                    " and so holds no data");
+  const int64_t n = dims[0];
+  int64_t row = 1;
+  for (size_t i = 1; i < dims.size(); ++i) row *= dims[i];
+  const bool u8 = images.type == NpyType::UInt8;
+  const size_t elem = u8 ? 1 : 4;
+
+  std::vector<int32_t> labels;
+  if (!labels_path.empty()) {
+    const NpyArray l = read_npy(labels_path);
+    if (!npy_is_integer(l.type) || l.dims.size() != 1)
+      throw DataError("'" + labels_path + "' holds " + npy_type_name(l.type) + " " +
+                      shape_text(l.dims) + "; labels must be a 1-D array of integers [N]");
+    if (l.dims[0] != n)
+      throw DataError("'" + labels_path + "' has " + std::to_string(l.dims[0]) + " labels but '" +
+                      images_path + "' has " + std::to_string(n) +
+                      " rows; pass the labels that belong to these rows");
+    for (int64_t i = 0; i < n; ++i) {
+      const double v = l.value(i);
+      if (v < 0 || v > 2147483647.0)
+        throw DataError("'" + labels_path + "' has label " + std::to_string(v) + " at row " +
+                        std::to_string(i) + "; labels must be class numbers 0..2^31-1");
+      labels.push_back(static_cast<int32_t>(v));
+    }
+  }
+  const std::vector<int64_t> perm =
+      shuffle_seed ? shuffle_permutation(n, *shuffle_seed) : std::vector<int64_t>{};
+  write_atomically(out_path, [&](const std::string& tmp) {
+    h5::File file = h5::create_file(tmp);
+    write_format_attributes(file, "vae_data import-npy");
+    h5::write_attribute(file, "source_images",
+                        std::filesystem::path(images_path).filename().string());
+    if (!labels_path.empty())
+      h5::write_attribute(file, "source_labels",
+                          std::filesystem::path(labels_path).filename().string());
+    h5::write_attribute(file, "shuffled", int64_t{shuffle_seed ? 1 : 0});
+    if (shuffle_seed) {
+      h5::write_attribute(file, "shuffle_seed", *shuffle_seed);
+      h5::write_attribute(file, "shuffle_method", "fisher-yates, vd::Rng(seed).below(i + 1)");
+    }
+    const int64_t chunk_rows = chunk_rows_for(row * static_cast<int64_t>(elem), n);
+    std::vector<int64_t> chunk = dims;
+    chunk[0] = chunk_rows;
+    h5::Dataset dimg = u8 ? h5::create_dataset<uint8_t>(file, "/images", dims, {chunk, deflate})
+                          : h5::create_dataset<float>(file, "/images", dims, {chunk, deflate});
+    h5::write_attribute(dimg, "layout", layout);
+    const size_t row_bytes = static_cast<size_t>(row) * elem;
+    std::vector<uint8_t> buf(static_cast<size_t>(chunk_rows) * row_bytes);
+    for (int64_t r0 = 0; r0 < n; r0 += chunk_rows) {
+      const int64_t rows = std::min(chunk_rows, n - r0);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t from = shuffle_seed ? perm[static_cast<size_t>(r0 + r)] : r0 + r;
+        std::memcpy(buf.data() + static_cast<size_t>(r) * row_bytes,
+                    images.bytes.data() + static_cast<size_t>(from) * row_bytes, row_bytes);
+      }
+      // The payload is little-endian, as x86-64 is: the bytes are the values.
+      h5::write_rows(dimg, u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, r0, rows, buf.data());
+    }
+    if (!labels.empty()) {
+      std::vector<int32_t> lab = labels;
+      if (shuffle_seed)
+        for (int64_t r = 0; r < n; ++r)
+          lab[static_cast<size_t>(r)] = labels[static_cast<size_t>(perm[static_cast<size_t>(r)])];
+      const std::vector<int64_t> ldims{n};
+      h5::write_dataset<int32_t>(file, "/labels", lab, ldims,
+                                 {{std::min<int64_t>(n, 1 << 16)}, kDeflateLevel});
+    }
+  });
+  return {n, std::vector<int64_t>(dims.begin() + 1, dims.end()), u8 ? "uint8" : "float32",
+          !labels.empty()};
 }
 
 namespace {

@@ -50,6 +50,15 @@ DatasetSummary import_idx(const std::string& images_path, const std::string& lab
                           const std::string& out_path, std::optional<uint64_t> shuffle_seed,
                           int deflate = 4);
 
+// The same for a NumPy .npy array of images (uint8 or float32, C order, little-endian): [N, D]
+// vectors, [N, H, W] (C = 1), [N, C, H, W], or [N, C, D, H, W] volumes; with `signals`, a 3-D
+// array is [N, C, L] 1-D signals instead. Labels (pass "" for none): a 1-D .npy of N integers
+// of any integer type, within int32, written as int32 /labels. Throws vd::DataError naming the
+// file for what is not supported (see read_npy) or sizes that do not fit each other.
+DatasetSummary import_npy(const std::string& images_path, const std::string& labels_path,
+                          const std::string& out_path, std::optional<uint64_t> shuffle_seed,
+                          int deflate = 4, bool signals = false);
+
 enum class SynthDType { UInt8, Float32 };
 
 // Writes n deterministic (per seed) synthetic images [n, c, h, w] with labels: each class is
