@@ -176,10 +176,25 @@ NpyArray read_npy(const std::string& path) {
     pos += used;
   }
   const size_t payload = all.size() - start - header_len;
-  const size_t want = static_cast<size_t>(a.count()) * type->size;
+  // The shape's byte count, stopped as soon as it passes the payload (no overflow).
+  size_t want = type->size;
+  for (int64_t d : a.dims) {
+    if (d == 0) {
+      want = 0;
+      break;
+    }
+    if (want > payload / static_cast<size_t>(d)) {
+      want = payload + 1;
+      for (int64_t e : a.dims)
+        if (e == 0) want = 0;
+      break;
+    }
+    want *= static_cast<size_t>(d);
+  }
   if (payload != want)
     throw DataError(where + " holds " + std::to_string(payload) + " bytes of data but its shape " +
-                    shape + " of " + type->name + " needs " + std::to_string(want) +
+                    shape + " of " + type->name + " needs " +
+                    (want > payload ? "more" : std::to_string(want)) +
                     "; the file is truncated or has trailing bytes");
   a.bytes.assign(all.begin() + static_cast<std::ptrdiff_t>(start + header_len), all.end());
   return a;
