@@ -101,6 +101,8 @@ TEST(Npy, RefusesWhatItDoesNotReadNamingTheFileAndTheFix) {
       {"complex.npy", "<c8", "(2,)", four, false, "not read"},
       {"short.npy", "<f4", "(2, 3)", four, false, "truncated"},
       {"long.npy", "<f4", "(1, 3)", four, false, "trailing bytes"},
+      // A byte count beyond size_t: refused, not multiplied out.
+      {"huge.npy", "<f4", "(4611686018427387904, 4)", four, false, "needs more"},
   };
   for (const Case& c : cases) {
     write_npy(dir.file(c.name), c.descr, c.shape, c.payload, 1, c.fortran);
