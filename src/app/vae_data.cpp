@@ -82,6 +82,22 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// What both importers take: --out, --shuffle-seed and --deflate (checked).
+struct ImportSettings {
+  std::string out;
+  std::optional<uint64_t> seed;
+  int deflate = 4;
+};
+ImportSettings import_settings(const po::variables_map& vm) {
+  ImportSettings in;
+  in.out = vm["out"].as<std::string>();
+  if (vm.count("shuffle-seed")) in.seed = vm["shuffle-seed"].as<uint64_t>();
+  in.deflate = vm["deflate"].as<int>();
+  if (in.deflate < 0 || in.deflate > 9)
+    throw UsageError("--deflate must be 0 (none) to 9, not " + std::to_string(in.deflate));
+  return in;
+}
+
 int cmd_import(int argc, char** argv) {
   po::options_description desc("import-idx options");
   desc.add_options()("help,h", "show this help")(
@@ -98,15 +114,11 @@ int cmd_import(int argc, char** argv) {
   const std::string synopsis =
       "import-idx --images FILE [--labels FILE] --out FILE.h5 [--shuffle-seed N] [--deflate L]";
   if (!parse(argc, argv, desc, {}, synopsis, vm)) return 0;
-  std::optional<uint64_t> seed;
-  if (vm.count("shuffle-seed")) seed = vm["shuffle-seed"].as<uint64_t>();
+  const ImportSettings in = import_settings(vm);
   const auto t0 = std::chrono::steady_clock::now();
-  const std::string out = vm["out"].as<std::string>();
-  const int deflate = vm["deflate"].as<int>();
-  if (deflate < 0 || deflate > 9)
-    throw UsageError("--deflate must be 0 (none) to 9, not " + std::to_string(deflate));
-  const vd::DatasetSummary s = vd::import_idx(vm["images"].as<std::string>(),
-                                              vm["labels"].as<std::string>(), out, seed, deflate);
+  const std::string& out = in.out;
+  const vd::DatasetSummary s = vd::import_idx(
+      vm["images"].as<std::string>(), vm["labels"].as<std::string>(), out, in.seed, in.deflate);
   print_summary(s, out, seconds_since(t0));
   return 0;
 }
@@ -129,16 +141,12 @@ int cmd_import_npy(int argc, char** argv) {
       "import-npy --images A.npy [--labels L.npy] --out FILE.h5 [--signals] [--shuffle-seed N] "
       "[--deflate L]";
   if (!parse(argc, argv, desc, {}, synopsis, vm)) return 0;
-  std::optional<uint64_t> seed;
-  if (vm.count("shuffle-seed")) seed = vm["shuffle-seed"].as<uint64_t>();
+  const ImportSettings in = import_settings(vm);
   const auto t0 = std::chrono::steady_clock::now();
-  const std::string out = vm["out"].as<std::string>();
-  const int deflate = vm["deflate"].as<int>();
-  if (deflate < 0 || deflate > 9)
-    throw UsageError("--deflate must be 0 (none) to 9, not " + std::to_string(deflate));
+  const std::string& out = in.out;
   const vd::DatasetSummary s =
-      vd::import_npy(vm["images"].as<std::string>(), vm["labels"].as<std::string>(), out, seed,
-                     deflate, vm["signals"].as<bool>());
+      vd::import_npy(vm["images"].as<std::string>(), vm["labels"].as<std::string>(), out, in.seed,
+                     in.deflate, vm["signals"].as<bool>());
   print_summary(s, out, seconds_since(t0));
   return 0;
 }

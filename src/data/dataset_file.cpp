@@ -59,6 +59,23 @@ void write_format_attributes(hid_t file, const std::string& created_by) {
   h5::write_attribute(file, "created_by", created_by);
 }
 
+// An importer's root attributes: the format, the source files' names and the shuffle.
+void write_import_attributes(hid_t file, const std::string& created_by,
+                             const std::string& images_path, const std::string& labels_path,
+                             std::optional<uint64_t> shuffle_seed) {
+  write_format_attributes(file, created_by);
+  h5::write_attribute(file, "source_images",
+                      std::filesystem::path(images_path).filename().string());
+  if (!labels_path.empty())
+    h5::write_attribute(file, "source_labels",
+                        std::filesystem::path(labels_path).filename().string());
+  h5::write_attribute(file, "shuffled", int64_t{shuffle_seed ? 1 : 0});
+  if (shuffle_seed) {
+    h5::write_attribute(file, "shuffle_seed", *shuffle_seed);
+    h5::write_attribute(file, "shuffle_method", "fisher-yates, vd::Rng(seed).below(i + 1)");
+  }
+}
+
 std::vector<int64_t> image_chunk(int64_t chunk_rows, const std::vector<int64_t>& dims) {
   std::vector<int64_t> chunk = dims;
   chunk[0] = chunk_rows;
@@ -117,17 +134,7 @@ DatasetSummary import_idx(const std::string& images_path, const std::string& lab
       shuffle_seed ? shuffle_permutation(n, *shuffle_seed) : std::vector<int64_t>{};
   write_atomically(out_path, [&](const std::string& tmp) {
     h5::File file = h5::create_file(tmp);
-    write_format_attributes(file, "vae_data import-idx");
-    h5::write_attribute(file, "source_images",
-                        std::filesystem::path(images_path).filename().string());
-    if (!labels_path.empty())
-      h5::write_attribute(file, "source_labels",
-                          std::filesystem::path(labels_path).filename().string());
-    h5::write_attribute(file, "shuffled", int64_t{shuffle_seed ? 1 : 0});
-    if (shuffle_seed) {
-      h5::write_attribute(file, "shuffle_seed", *shuffle_seed);
-      h5::write_attribute(file, "shuffle_method", "fisher-yates, vd::Rng(seed).below(i + 1)");
-    }
+    write_import_attributes(file, "vae_data import-idx", images_path, labels_path, shuffle_seed);
 
     const int64_t chunk_rows = chunk_rows_for(row, n);
     h5::Dataset dimg = h5::create_dataset<uint8_t>(file, "/images", dims,
@@ -209,17 +216,7 @@ DatasetSummary import_npy(const std::string& images_path, const std::string& lab
       shuffle_seed ? shuffle_permutation(n, *shuffle_seed) : std::vector<int64_t>{};
   write_atomically(out_path, [&](const std::string& tmp) {
     h5::File file = h5::create_file(tmp);
-    write_format_attributes(file, "vae_data import-npy");
-    h5::write_attribute(file, "source_images",
-                        std::filesystem::path(images_path).filename().string());
-    if (!labels_path.empty())
-      h5::write_attribute(file, "source_labels",
-                          std::filesystem::path(labels_path).filename().string());
-    h5::write_attribute(file, "shuffled", int64_t{shuffle_seed ? 1 : 0});
-    if (shuffle_seed) {
-      h5::write_attribute(file, "shuffle_seed", *shuffle_seed);
-      h5::write_attribute(file, "shuffle_method", "fisher-yates, vd::Rng(seed).below(i + 1)");
-    }
+    write_import_attributes(file, "vae_data import-npy", images_path, labels_path, shuffle_seed);
     const int64_t chunk_rows = chunk_rows_for(row * static_cast<int64_t>(elem), n);
     std::vector<int64_t> chunk = dims;
     chunk[0] = chunk_rows;
