@@ -129,7 +129,7 @@ int main(int argc, char** argv) {
     if (plain) vd::set_conv_layouts(vd::ConvLayouts::Plain);
     vd::Context ctx;
     const std::vector<int> hidden = parse_hidden(hidden_text);
-    vd::VaeConfig cfg = vd::VaeConfig::mlp(data_dim, hidden, latent);
+    vd::ModelConfig cfg = vd::ModelConfig::mlp(data_dim, hidden, latent);
     const bool conv_model = !encoder.empty() || !decoder.empty();
     if (conv_model) {
       if (shape_text.find('x') == std::string::npos || !vd::parse_shape_text(shape_text, cfg.data))

@@ -327,8 +327,8 @@ struct Session {
                             : (o.test_data.empty() ? o.data : o.test_data);
     dataset = vm.count("dataset") ? vm["dataset"].as<std::string>() : o.dataset;
   }
-  vd::Vae& vae() { return *model->vae; }
-  const vd::Shape& shape() const { return model->vae->config().data; }
+  vd::LatentModel& vae() { return *model->model; }
+  const vd::Shape& shape() const { return model->model->config().data; }
   // This rank's shard of the data (world = 1: the whole file), checked as vae_dist checks it.
   vd::Shard read(int rank, int world) const {
     const auto check = vae_likelihood() == vd::Likelihood::Bernoulli ? vd::ValueCheck::UnitInterval
@@ -347,7 +347,7 @@ struct Session {
     vd::standardize(s, model->scaling);
     return s;
   }
-  vd::Likelihood vae_likelihood() const { return model->vae->config().likelihood; }
+  vd::Likelihood vae_likelihood() const { return model->model->config().likelihood; }
   std::string out() const { return vm["out"].as<std::string>(); }
 };
 

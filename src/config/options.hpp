@@ -47,7 +47,7 @@ struct Options {
   int eval_batch_size = 1000;
   int grid_size = 8;
   int iw_samples = 0;        // 0 = no IWAE estimate
-  int train_iw_samples = 1;  // 1 = train on the ELBO; k > 1 on the importance-weighted bound
+  int train_iw_samples = 0;  // --model iwae: samples of the bound it trains on; 0 = its default
   int checkpoint_every = 1;  // epochs, 0 = only at the end
   int keep_checkpoints = 3;
   int checksum_every = 1000;        // steps, 0 = only at start
@@ -79,6 +79,7 @@ struct Options {
   uint64_t seed = 1;
   int64_t max_steps = 0;  // 0 = no limit
   bool progress = true;
+  std::string model = "vae";  // the model family (vae/models.hpp)
   // Layer lists (vae/architecture.hpp); empty = the MLP given by `hidden`.
   std::string encoder;
   std::string decoder;

@@ -346,7 +346,7 @@ std::string model_options_of(const std::string& config_ini) {
     size_t end = config_ini.find('\n', pos);
     if (end == std::string::npos) end = config_ini.size();
     const std::string line = config_ini.substr(pos, end - pos);
-    for (const char* key : {"hidden", "latent-dim", "latent-shape", "encoder", "decoder",
+    for (const char* key : {"model", "hidden", "latent-dim", "latent-shape", "encoder", "decoder",
                             "conditional", "classes", "gaussian-sigma"}) {
       const std::string k = key;
       const size_t eq = line.find('=');

@@ -69,40 +69,62 @@ std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
+std::string metrics_header_v1(const std::vector<std::string>& terms) {
+  std::string h = "split,epoch,step,samples,loss";
+  for (const std::string& t : terms) h += "," + t;
+  return h + ",lr,images_per_s";
+}
+
+std::string metrics_header(const std::vector<std::string>& terms) {
+  return metrics_header_v1(terms) + ",active_units,kl_per_dim";
+}
+
 std::string metrics_jsonl_path(const std::string& csv_path) {
   std::filesystem::path p(csv_path);
   p.replace_extension(".jsonl");
   return p.string();
 }
 
-MetricsLog::MetricsLog(const std::string& path, bool append)
-    : path_(path), jsonl_path_(metrics_jsonl_path(path)) {
+MetricsLog::MetricsLog(const std::string& path, bool append, std::vector<std::string> terms)
+    : path_(path), jsonl_path_(metrics_jsonl_path(path)), terms_(std::move(terms)) {
   if (jsonl_path_ == path_) {
     throw IoError("metrics file " + path + " already ends in .jsonl; name the CSV file *.csv");
   }
   bool need_header = true;
+  const std::string header = metrics_header(terms_);
   if (append) {
     std::ifstream in(path);
     std::string first;
     if (in && std::getline(in, first)) {
       if (!first.empty() && first.back() == '\r') first.pop_back();
-      legacy_columns_ = first == kMetricsHeaderV1;
-      if (first != kMetricsHeader && !legacy_columns_) {
-        throw IoError("metrics file " + path + " has header '" + first + "', expected '" +
-                      kMetricsHeader + "'; move the old file away or use a new run directory");
+      legacy_columns_ = first == metrics_header_v1(terms_);
+      if (first != header && !legacy_columns_) {
+        throw IoError("metrics file " + path + " has header '" + first + "', expected '" + header +
+                      "'; move the old file away or use a new run directory");
       }
       need_header = false;
     }
   }
   csv_.reset(open_or_throw(path_, append ? "a" : "w"));
   jsonl_.reset(open_or_throw(jsonl_path_, append ? "a" : "w"));
-  if (need_header) put(csv_.get(), std::string(kMetricsHeader) + "\n", path_);
+  if (need_header) put(csv_.get(), header + "\n", path_);
 }
 
 void MetricsLog::write(const MetricsRow& row) {
   // Built by appending: GCC 12 warns falsely (-Wrestrict) on "literal" + std::string temporaries.
-  const double reals[] = {row.loss, row.recon, row.kl, row.lr, row.images_per_s};
-  const char* names[] = {"loss", "recon", "kl", "lr", "images_per_s"};
+  // The reals in column order: loss, the terms (a missing one is NaN), lr, images/s.
+  std::vector<double> reals{row.loss};
+  std::vector<const std::string*> names;
+  static const std::string loss = "loss", lr = "lr", ips = "images_per_s";
+  names.push_back(&loss);
+  for (size_t i = 0; i < terms_.size(); ++i) {
+    reals.push_back(i < row.terms.size() ? row.terms[i] : std::nan(""));
+    names.push_back(&terms_[i]);
+  }
+  reals.push_back(row.lr);
+  names.push_back(&lr);
+  reals.push_back(row.images_per_s);
+  names.push_back(&ips);
 
   std::string csv = csv_field(row.split);
   for (int64_t v : {int64_t{row.epoch}, row.step, row.samples}) {
@@ -133,9 +155,9 @@ void MetricsLog::write(const MetricsRow& row) {
   json += std::to_string(row.step);
   json += ",\"samples\":";
   json += std::to_string(row.samples);
-  for (size_t i = 0; i < std::size(reals); ++i) {
+  for (size_t i = 0; i < reals.size(); ++i) {
     json += ",\"";
-    json += names[i];
+    json += *names[i];
     json += "\":";
     json += real(reals[i], true);
   }

@@ -12,9 +12,11 @@
 
 namespace vd {
 
-// Sums over the samples of an interval or evaluation, in nats (loss = recon + beta * kl).
+// Sums over the samples of an interval or evaluation, in nats: the loss and the model's terms
+// (the VAE's: recon, kl; loss = recon + beta * kl).
 struct ReportSums {
-  double loss = 0, recon = 0, kl = 0;
+  double loss = 0;
+  std::vector<double> terms = {};  // in the order of the report's term names
   int64_t count = 0;
   // A test evaluation's posterior-collapse diagnostics (see vae/latent.hpp): active latent
   // units (-1 = not measured) and the mean KL of each latent dimension.
@@ -27,9 +29,10 @@ struct ReportSums {
 class RunReport {
  public:
   // metrics_csv is appended to when resuming. With tty the train line rewrites itself (\r).
-  // epochs and last_step set the "epoch e/E  step s/S" counters and the ETA.
+  // epochs and last_step set the "epoch e/E  step s/S" counters and the ETA. term_names: the
+  // model's loss terms, as columns and in the lines.
   RunReport(const std::string& metrics_csv, bool resuming, bool tty, int epochs, int64_t first_step,
-            int64_t last_step);
+            int64_t last_step, std::vector<std::string> term_names);
 
   // A train row (means over the interval) and the progress line with images/s and ETA.
   void train(int64_t epoch, int64_t step, int64_t samples, const ReportSums& sums, double lr,
@@ -46,6 +49,10 @@ class RunReport {
  private:
   void evaluation(const char* split, int64_t epoch, int64_t step, int64_t samples,
                   const ReportSums& sums, double lr);
+  // "  recon 1.234  kl 5.678": the terms' means with `digits` decimals.
+  std::string terms_text(const ReportSums& sums, double n, int digits) const;
+  std::vector<double> means(const ReportSums& sums, double n) const;  // the terms' means
+  std::vector<std::string> term_names_;
   MetricsLog log_;
   bool tty_;
   int epochs_;

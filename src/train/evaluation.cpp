@@ -3,6 +3,7 @@
 #include "train/evaluation.hpp"
 
 #include <algorithm>
+#include <array>
 #include <limits>
 #include <numeric>
 #include <vector>
@@ -41,20 +42,28 @@ void for_each_batch(const Shard& shard, int64_t batch, Fn&& fn) {
 
 }  // namespace
 
-// The sums over every rank, in the report's terms.
-ReportSums reduce(const Comm& comm, const LossSums& local) {
-  double v[4] = {local.loss, local.recon, local.kl, static_cast<double>(local.count)};
-  comm.allreduce_sum(std::span<double>(v, 4));
-  return ReportSums{v[0], v[1], v[2], static_cast<int64_t>(v[3])};
+// The sums over every rank, in the report's terms: the loss, the model's `terms` terms, the
+// count, in one exchange.
+ReportSums reduce(const Comm& comm, const LossSums& local, int terms) {
+  std::array<double, kMaxLossTerms + 2> v{};
+  v[0] = local.loss;
+  std::copy_n(local.term.begin(), terms, v.begin() + 1);
+  v[static_cast<size_t>(terms) + 1] = static_cast<double>(local.count);
+  comm.allreduce_sum(std::span<double>(v.data(), static_cast<size_t>(terms) + 2));
+  ReportSums r;
+  r.loss = v[0];
+  r.terms.assign(v.begin() + 1, v.begin() + 1 + terms);
+  r.count = static_cast<int64_t>(v[static_cast<size_t>(terms) + 1]);
+  return r;
 }
 
-Evaluator::Evaluator(const Options& opt, const Comm& comm, Context& ctx, Vae& vae,
+Evaluator::Evaluator(const Options& opt, const Comm& comm, Context& ctx, LatentModel& model,
                      const Shard& train, const Shard* val, const Shard* test,
                      const FeatureScaling& scaling, SampleGrids& grids, std::string out)
     : opt_(opt),
       comm_(comm),
       ctx_(ctx),
-      vae_(vae),
+      model_(model),
       train_(train),
       val_(val),
       test_(test),
@@ -68,15 +77,15 @@ ReportSums Evaluator::test(int64_t epoch) {
   if (test_ == nullptr) return ReportSums{};
   Rng rng = make_rng(opt_.seed, RngStream::EvalEps, static_cast<uint64_t>(epoch),
                      static_cast<uint64_t>(comm_.rank()));
-  return evaluate_shard(*test_, [&](int n, float* eps) {
-    rng.fill_normal(eps, static_cast<size_t>(n) * opt_.latent_dim);
-  });
+  const int L = model_.eval_noise_per_sample();
+  return evaluate_shard(
+      *test_, [&](int n, float* eps) { rng.fill_normal(eps, static_cast<size_t>(n) * L); });
 }
 
 // The validation rows' loss terms. Every row draws its noise from its own stream (seed, epoch,
 // row of the validation set), so the sums are the same however the ranks split the rows.
 ReportSums Evaluator::validate(int64_t epoch) {
-  const int L = opt_.latent_dim;
+  const int L = model_.eval_noise_per_sample();
   int64_t row = val_->range().begin - val_->selection().begin;  // this rank's first row
   return evaluate_shard(*val_, [&](int n, float* eps) {
     for (int i = 0; i < n; ++i, ++row)
@@ -90,17 +99,20 @@ ReportSums Evaluator::validate(int64_t epoch) {
 ReportSums Evaluator::evaluate_shard(const Shard& shard,
                                      const std::function<void(int n, float* eps)>& draw_eps) {
   LossSums sums;
-  const int L = opt_.latent_dim;
-  std::vector<float> eps(static_cast<size_t>(opt_.eval_batch_size) * L);
+  const int L = model_.config().latent_dim;
+  const bool gaussian = model_.capabilities().gaussian_posterior;
+  std::vector<float> eps(static_cast<size_t>(opt_.eval_batch_size) *
+                         static_cast<size_t>(model_.eval_noise_per_sample()));
   PosteriorStats stats(L);
   for_each_batch(shard, opt_.eval_batch_size, [&](Batch b) {
     draw_eps(b.n, eps.data());
     b.eps = eps.data();
-    sums += vae_.evaluate(ctx_, b, static_cast<float>(opt_.beta), &stats);
+    sums += model_.evaluate(ctx_, b, static_cast<float>(opt_.beta), gaussian ? &stats : nullptr);
   });
+  ReportSums result = reduce(comm_, sums, static_cast<int>(model_.term_names().size()));
+  if (!gaussian) return result;
   comm_.allreduce_sum(stats.data());
-  ReportSums result = reduce(comm_, sums);
-  const Shape latent = vae_.config().latent_shape();
+  const Shape latent = model_.config().latent_shape();
   if (latent.flat()) {
     result.active_units = stats.active_units();
     result.kl_per_dim = stats.kl_per_dim();
@@ -121,13 +133,14 @@ void Evaluator::write_grids(int64_t epoch) {
   std::iota(rows.begin(), rows.end(), 0);
   std::vector<float> x(static_cast<size_t>(n) * src.sample_size());
   src.gather(rows, x.data());
-  grids_.write(ctx_, vae_, out_, epoch, n, x.data(),
+  grids_.write(ctx_, model_, out_, epoch, n, x.data(),
                src.has_labels() ? src.labels().data() : nullptr, &scaling_);
 }
 
 double Evaluator::iw_nll(int* signal) {
   *signal = 0;
-  if (test_ == nullptr || opt_.iw_samples <= 0) return std::numeric_limits<double>::quiet_NaN();
+  if (test_ == nullptr || opt_.iw_samples <= 0 || !model_.capabilities().likelihood_bound)
+    return std::numeric_limits<double>::quiet_NaN();
   Rng rng = make_rng(opt_.seed, RngStream::Iw, static_cast<uint64_t>(comm_.rank()));
   double v[2] = {0, 0};
   // k decoder passes per batch: a moderate batch keeps the [B, k] weights small (at most
@@ -146,7 +159,7 @@ double Evaluator::iw_nll(int* signal) {
       stopped = true;
       return;
     }
-    v[0] += vae_.iw_log_likelihood_sum(ctx_, b, opt_.iw_samples, rng);
+    v[0] += model_.iw_log_likelihood_sum(ctx_, b, opt_.iw_samples, rng);
     v[1] += b.n;
   });
   for (; !stopped && done < most; ++done)

@@ -12,21 +12,22 @@
 #include "io/run_report.hpp"
 #include "nn/context.hpp"
 #include "parallel/comm.hpp"
-#include "vae/model.hpp"
+#include "vae/latent_model.hpp"
 #include "vae/sample_grids.hpp"
 
 namespace vd {
 
-// The sums of every rank, in the report's terms. Collective.
-ReportSums reduce(const Comm& comm, const LossSums& local);
+// The sums of every rank, in the report's terms: the loss and the first `terms` terms (the
+// model's term_names().size()). Collective.
+ReportSums reduce(const Comm& comm, const LossSums& local, int terms);
 
 class Evaluator {
  public:
   // val and test may be null (no such set). Everything referenced must outlive the Evaluator;
   // scaling is read when the grids are drawn (set by --standardize after construction).
-  Evaluator(const Options& opt, const Comm& comm, Context& ctx, Vae& vae, const Shard& train,
-            const Shard* val, const Shard* test, const FeatureScaling& scaling, SampleGrids& grids,
-            std::string out);
+  Evaluator(const Options& opt, const Comm& comm, Context& ctx, LatentModel& model,
+            const Shard& train, const Shard* val, const Shard* test, const FeatureScaling& scaling,
+            SampleGrids& grids, std::string out);
 
   // The test set's loss terms and diagnostics after `epoch` (an empty ReportSums, count 0,
   // without a test set).
@@ -47,7 +48,7 @@ class Evaluator {
   const Options& opt_;
   const Comm& comm_;
   Context& ctx_;
-  Vae& vae_;
+  LatentModel& model_;
   const Shard& train_;
   const Shard* val_;
   const Shard* test_;

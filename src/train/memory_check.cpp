@@ -75,7 +75,7 @@ std::string count_text(double v) {
 
 // The model's largest parameter, and the option that sizes it: --latent-dim when its largest
 // dimension is the latent dimension, else the layer list of its network (--hidden for the MLP).
-void largest_parameter(const Options& opt, const Vae& vae, const ParamStore& store,
+void largest_parameter(const Options& opt, const LatentModel& model, const ParamStore& store,
                        MemoryInputs& in) {
   const ParamStore::Entry* big = nullptr;
   for (const auto& e : store.entries())
@@ -83,7 +83,7 @@ void largest_parameter(const Options& opt, const Vae& vae, const ParamStore& sto
   if (big == nullptr) return;
   in.largest_param = big->name + " " + shape_text(big->shape);
   const int64_t widest = *std::max_element(big->shape.begin(), big->shape.end());
-  const int64_t L = vae.config().latent_dim;
+  const int64_t L = model.config().latent_dim;
   const bool encoder = big->name.rfind("encoder.", 0) == 0;
   const std::string& layers = encoder ? opt.encoder : opt.decoder;
   if (widest == L && L > 1)
@@ -237,12 +237,12 @@ void check_memory(const std::vector<MemoryPart>& parts, double available,
                     ", or run where more memory is free");
 }
 
-void check_run_memory(const Options& opt, const Vae& vae, const ParamStore& store, const Shard* val,
-                      const Shard* test, const Comm& comm) {
+void check_run_memory(const Options& opt, const LatentModel& model, const ParamStore& store,
+                      const Shard* val, const Shard* test, const Comm& comm) {
   MemoryInputs in;
   in.param_floats = static_cast<double>(store.size());
-  const VaeConfig& vc = vae.config();
-  for (const Graph* g : {&vae.encoder(), &vae.decoder()})
+  const ModelConfig& vc = model.config();
+  for (const Graph* g : model.graphs())
     for (const Graph::Node& node : g->nodes())
       in.activation_floats += static_cast<double>(node.out.size());
   in.data_size = vc.data.size();
@@ -255,7 +255,7 @@ void check_run_memory(const Options& opt, const Vae& vae, const ParamStore& stor
   in.iw_samples = opt.iw_samples;
   in.iw_test_rows = test ? test->rows() : 0;
   in.grid_size = opt.grid_size;
-  largest_parameter(opt, vae, store, in);
+  largest_parameter(opt, model, store, in);
   std::vector<MemoryPart> parts = memory_parts(in);
   // The same figures on every rank: each part's largest, the smallest memory available.
   for (MemoryPart& p : parts)

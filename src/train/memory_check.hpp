@@ -14,7 +14,7 @@ namespace vd {
 class Comm;
 class ParamStore;
 class Shard;
-class Vae;
+class LatentModel;
 
 // One part of a run's memory: which option sizes it, and a lower bound of its bytes per rank.
 struct MemoryPart {
@@ -66,8 +66,8 @@ void check_memory(const std::vector<MemoryPart>& parts, double available,
 // allocated; the validation and test shards, either may be null), checked on every rank with
 // the largest parts of any rank and the smallest memory of any rank, so every rank throws the
 // same vd::ConfigError or none does. Collective.
-void check_run_memory(const Options& opt, const Vae& vae, const ParamStore& store, const Shard* val,
-                      const Shard* test, const Comm& comm);
+void check_run_memory(const Options& opt, const LatentModel& model, const ParamStore& store,
+                      const Shard* val, const Shard* test, const Comm& comm);
 
 // Rows per batch of the importance-weighted bound: at most --eval-batch-size and 500, and few
 // enough that the batch's log-weights [rows, k] (doubles) stay within kIwWeightsBytes; at least

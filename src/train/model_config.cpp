@@ -1,4 +1,4 @@
-// Building the VaeConfig from a run's options and data, and loading a trained model from a
+// Building the ModelConfig from a run's options and data, and loading a trained model from a
 // checkpoint's stored configuration and parameters.
 #include "train/model_config.hpp"
 
@@ -11,6 +11,7 @@
 #include "core/error.hpp"
 #include "train/run_messages.hpp"
 #include "vae/architecture.hpp"
+#include "vae/models.hpp"
 
 namespace vd {
 
@@ -18,8 +19,8 @@ Shape data_shape_of(const Shard& shard) {
   return Shape::from_dims(shard.sample_shape());
 }
 
-VaeConfig vae_config(const Options& opt, const Shape& data, int classes) {
-  VaeConfig vc;
+ModelConfig model_config(const Options& opt, const Shape& data, int classes) {
+  ModelConfig vc;
   vc.data = data;
   vc.latent_dim = opt.latent_dim;
   if (!opt.latent_shape.empty()) {
@@ -32,21 +33,30 @@ VaeConfig vae_config(const Options& opt, const Shape& data, int classes) {
   vc.gaussian_sigma = static_cast<float>(opt.gaussian_sigma);
   vc.iw_train_samples = opt.train_iw_samples;
   vc.output_variance = opt.decoder_variance == DecoderVariance::Learned
-                           ? VaeConfig::OutputVariance::Learned
+                           ? ModelConfig::OutputVariance::Learned
                        : opt.decoder_variance == DecoderVariance::LearnedPerOutput
-                           ? VaeConfig::OutputVariance::LearnedPerOutput
-                           : VaeConfig::OutputVariance::Fixed;
+                           ? ModelConfig::OutputVariance::LearnedPerOutput
+                           : ModelConfig::OutputVariance::Fixed;
   vc.encoder = opt.encoder.empty() ? mlp_encoder_spec(opt.hidden) : opt.encoder;
   vc.decoder = opt.decoder.empty() ? mlp_decoder_spec(opt.hidden, data.size()) : opt.decoder;
   vc.classes = classes;
   vc.logvar_min = static_cast<float>(opt.logvar_min);
   vc.logvar_max = static_cast<float>(opt.logvar_max);
   vc.free_bits = opt.free_bits;
+  vc.model = opt.model;
+  find_model_family(vc.model).check(vc);
+  if (vc.iw_train_samples > 1 && (opt.beta != 1 || opt.kl_warmup_epochs > 0 ||
+                                  opt.kl_schedule == KlScheduleKind::Cyclical || opt.free_bits > 0))
+    throw ConfigError(
+        "--model " + vc.model + " with --train-iw-samples " + std::to_string(vc.iw_train_samples) +
+        " trains on the importance-weighted bound, which has no KL weight: --beta must be 1, "
+        "with no --kl-warmup-epochs, cyclical --kl-schedule or --free-bits; drop those or use "
+        "--train-iw-samples 1");
   return vc;
 }
 
-VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, const Comm& comm,
-                     const Shard* val) {
+ModelConfig model_config(const Options& opt, const Shard& train, const Shard* test,
+                         const Comm& comm, const Shard* val) {
   int classes = 0;
   if (opt.conditional) {
     for (const Shard* sh : {&train, test, val}) {
@@ -73,7 +83,7 @@ VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, 
     if (test) check_labels(*test, classes, "test data", counted);
     if (val) check_labels(*val, classes, "validation data", counted);
   }
-  return vae_config(opt, data_shape_of(train), classes);
+  return model_config(opt, data_shape_of(train), classes);
 }
 
 void check_labels(const Shard& shard, int classes, const std::string& role,
@@ -120,9 +130,9 @@ std::unique_ptr<TrainedModel> load_trained_model(const std::string& checkpoint, 
   m->scaling = m->meta.scaling;
   m->options = parse_config_text(m->meta.config_ini, "checkpoint '" + checkpoint + "' /config");
   const Options& opt = m->options;
-  VaeConfig vc;
+  ModelConfig vc;
   if (!m->meta.data_shape.empty()) {
-    vc = vae_config(opt, Shape::from_dims(m->meta.data_shape), static_cast<int>(m->meta.classes));
+    vc = model_config(opt, Shape::from_dims(m->meta.data_shape), static_cast<int>(m->meta.classes));
   } else {
     // Written before checkpoints kept the data shape: derive it as the Trainer did.
     if (!std::filesystem::exists(opt.data))
@@ -138,9 +148,9 @@ std::unique_ptr<TrainedModel> load_trained_model(const std::string& checkpoint, 
     if (opt.conditional && !opt.test_data.empty())
       test = Shard::read(opt.test_data, opt.dataset, comm.rank(), comm.size(), none, std::nullopt,
                          lazy);
-    vc = vae_config(opt, train, test ? &*test : nullptr, comm);
+    vc = model_config(opt, train, test ? &*test : nullptr, comm);
   }
-  m->vae = std::make_unique<Vae>(vc, m->store);
+  m->model = make_model(vc, m->store);
   m->store.finalize();
   // The Adam moments are read (read_checkpoint checks them) and dropped.
   std::vector<float> exp_avg(m->store.size()), exp_avg_sq(m->store.size());

@@ -1,5 +1,5 @@
 // The model a run's options describe, and a trained model loaded back from a checkpoint:
-// what the Trainer and vae_latent share, so both build the same Vae from the same settings.
+// what the Trainer and vae_latent share, so both build the same model from the same settings.
 #pragma once
 #include <memory>
 #include <optional>
@@ -11,7 +11,7 @@
 #include "io/checkpoint.hpp"
 #include "nn/param_store.hpp"
 #include "parallel/comm.hpp"
-#include "vae/model.hpp"
+#include "vae/latent_model.hpp"
 
 namespace vd {
 
@@ -25,15 +25,15 @@ Shape data_shape_of(const Shard& shard);
 
 // The model the options describe for data of one sample's shape `data`: the MLP of --hidden
 // unless --encoder/--decoder give layer lists, conditional on `classes` (0 = not).
-VaeConfig vae_config(const Options& opt, const Shape& data, int classes);
+ModelConfig model_config(const Options& opt, const Shape& data, int classes);
 
 // The same, shaped by the training data: a conditional model's classes are --classes, or the
 // largest label of the training shards (over every rank) + 1; the test and validation labels
 // (`test`, `val`: null when there are none) must lie among them. Throws vd::DataError when
 // --conditional meets data without labels or with labels outside the classes (check_labels).
 // Collective when opt.conditional and comm has several ranks.
-VaeConfig vae_config(const Options& opt, const Shard& train, const Shard* test, const Comm& comm,
-                     const Shard* val = nullptr);
+ModelConfig model_config(const Options& opt, const Shard& train, const Shard* test,
+                         const Comm& comm, const Shard* val = nullptr);
 
 // Throws vd::DataError naming the file, the row (of the file), the label and the class count for
 // the first label of this rank's shard outside 0..classes-1. `role`: "test data", ...;
@@ -55,7 +55,7 @@ struct TrainedModel {
   Options options;   // the run's resolved configuration, as stored
   CheckpointMeta meta;
   ParamStore store;
-  std::unique_ptr<Vae> vae;
+  std::unique_ptr<LatentModel> model;
   // --standardize: the model's inputs and outputs are standardised; these statistics map
   // data to the model (standardize) and its outputs back (invert). Empty otherwise.
   FeatureScaling scaling;
@@ -64,8 +64,8 @@ struct TrainedModel {
   // "the moving average's weights (decay 0.999, 4690 updates) of C, as the run evaluated" when
   // the checkpoint holds a moving average, whichever weights were taken; "" otherwise.
   std::string weights_note;
-  int latent_dim() const { return vae->config().latent_dim; }
-  int classes() const { return vae->config().classes; }
+  int latent_dim() const { return model->config().latent_dim; }
+  int classes() const { return model->config().classes; }
 };
 
 // Loads any vae_dist checkpoint. The architecture comes from its stored configuration; the

@@ -24,6 +24,10 @@ std::string resume_refusal(const CheckpointMeta& meta, const std::string& path, 
   } catch (const ConfigError&) {
     // A configuration of another version's options: nothing to compare.
   }
+  if (writer && writer->model != opt.model)
+    return "the checkpoint " + path + " holds a --model " + writer->model +
+           " model, and this run asks for --model " + opt.model + "; resume with --model " +
+           writer->model + ", or train a new model in another run directory";
   if (writer && writer->likelihood != opt.likelihood)
     return "the checkpoint " + path + " was trained with --likelihood " +
            likelihood_name(writer->likelihood) + ", and this run asks for --likelihood " +

@@ -54,11 +54,12 @@ inline bool non_finite(float x) {
 // What of this rank's step is not finite ("" when all is): its loss terms, else the first
 // parameter whose gradient holds a NaN or infinity. One pass over the gradient (about as
 // long as a copy of it), and only the rare bad case looks for the entry.
-std::string non_finite_part(const LossSums& sums, const ParamStore& store) {
-  for (const auto& [name, v] :
-       {std::pair{"loss", sums.loss}, std::pair{"reconstruction term", sums.recon},
-        std::pair{"KL term", sums.kl}})
-    if (!std::isfinite(v)) return "the " + std::string(name) + " is " + std::to_string(v);
+std::string non_finite_part(const LossSums& sums, const std::vector<std::string>& terms,
+                            const ParamStore& store) {
+  if (!std::isfinite(sums.loss)) return "the loss is " + std::to_string(sums.loss);
+  for (size_t i = 0; i < terms.size(); ++i)
+    if (!std::isfinite(sums.term[i]))
+      return "the " + terms[i] + " term is " + std::to_string(sums.term[i]);
   const std::span<const float> g = store.grads();
   if (!any_non_finite(g.data(), g.size())) return "";
   const auto& entries = store.entries();
@@ -94,7 +95,7 @@ LossSums Trainer::State::step_once(int64_t epoch, int64_t st, Rng& eps_rng, Step
   else
     train.gather(rows, buf.x.data());
   eps_rng.fill_normal(buf.eps.data(), static_cast<size_t>(local) *
-                                          static_cast<size_t>(vae->train_noise_per_sample()));
+                                          static_cast<size_t>(model->train_noise_per_sample()));
   Batch batch{local, buf.x.data(), nullptr, buf.eps.data()};
   if (train.has_labels()) {
     for (int i = 0; i < local; ++i) buf.labels[static_cast<size_t>(i)] = train.labels()[rows[i]];
@@ -103,11 +104,11 @@ LossSums Trainer::State::step_once(int64_t epoch, int64_t st, Rng& eps_rng, Step
   // The gradient sum starts on each layer's gradients as backward finishes them.
   ctx.grad_listener = grad_sync.get();
   const LossSums sums =
-      vae->train_step(ctx, batch, beta_at(step), 1.0f / static_cast<float>(global));
+      model->train_step(ctx, batch, beta_at(step), 1.0f / static_cast<float>(global));
   ctx.grad_listener = nullptr;
   // The divergence verdict rides with the stop counts: every rank learns of any rank's
   // non-finite loss or gradient at this step, without a collective of its own.
-  const std::string bad = non_finite_part(sums, store);
+  const std::string bad = non_finite_part(sums, model->term_names(), store);
   last_lr = lr_at(step);
   guard->expect(step + 1, global);
   const GradientSync::Agreed agreed =
@@ -137,7 +138,7 @@ void Trainer::State::pass_over(int64_t epoch, int64_t st, Rng& eps_rng, StepBuff
   else
     train.gather(rows, buf.x.data());
   eps_rng.fill_normal(buf.eps.data(),
-                      rows.size() * static_cast<size_t>(vae->train_noise_per_sample()));
+                      rows.size() * static_cast<size_t>(model->train_noise_per_sample()));
   last_lr = lr_at(step);
   ++step;
 }
@@ -148,7 +149,7 @@ TrainSummary Trainer::run() {
   StepBuffers buf;
   buf.x.resize(static_cast<size_t>(opt.batch_size) * s.train.sample_size());
   buf.eps.resize(static_cast<size_t>(opt.batch_size) *
-                 static_cast<size_t>(s.vae->train_noise_per_sample()));
+                 static_cast<size_t>(s.model->train_noise_per_sample()));
   buf.labels.resize(static_cast<size_t>(opt.batch_size));
 
   TrainSummary summary;
@@ -254,7 +255,7 @@ Trainer::State::EpochRun Trainer::State::train_epoch(int64_t epoch, Rng& eps_rng
     stop = step >= last_step || signal != 0;
 
     if ((step % opt.log_every == 0 || st + 1 == steps_per_epoch || stop) && interval_steps > 0) {
-      const ReportSums sum = reduce(comm, interval);
+      const ReportSums sum = reduce(comm, interval, static_cast<int>(model->term_names().size()));
       done.sums.loss += sum.loss;
       done.sums.count += sum.count;
       done.train_seconds += interval_seconds;
@@ -279,8 +280,8 @@ void Trainer::State::end_epoch(int64_t epoch, const EpochRun& done, const Rng& e
     const ReportSums v = with_eval_weights([&] { return eval->validate(epoch); });
     const double n = static_cast<double>(v.count);
     summary.val_loss = v.loss / n;
-    summary.val_recon = v.recon / n;
-    summary.val_kl = v.kl / n;
+    summary.val_terms.clear();
+    for (double t : v.terms) summary.val_terms.push_back(t / n);
     if (report) report->validation(epoch, step, samples, v, last_lr);
   }
   const ReportSums test_sums = with_eval_weights([&] {
@@ -291,8 +292,8 @@ void Trainer::State::end_epoch(int64_t epoch, const EpochRun& done, const Rng& e
   if (test_sums.count > 0) {
     const double n = static_cast<double>(test_sums.count);
     summary.test_loss = test_sums.loss / n;
-    summary.test_recon = test_sums.recon / n;
-    summary.test_kl = test_sums.kl / n;
+    summary.test_terms.clear();
+    for (double t : test_sums.terms) summary.test_terms.push_back(t / n);
     if (report) report->test(epoch, step, samples, test_sums, last_lr);
   }
   // The schedules see complete epochs only: an epoch cut short by --max-steps is finished by

@@ -6,6 +6,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "config/options.hpp"
 #include "nn/param_store.hpp"
@@ -18,17 +19,18 @@ struct TrainSummary {
   int epochs = 0;     // epochs the run reached
   int64_t steps = 0;  // optimizer steps in total (including resumed ones)
   int64_t samples = 0;
-  double train_loss = 0;  // mean per-sample loss of the last epoch's steps, nats
-  double test_loss = 0;   // mean per-sample test loss after the last epoch (NaN if none)
-  double test_recon = 0, test_kl = 0;
-  double iw_nll = 0;              // -log p(x) from the importance-weighted bound (NaN if off)
-  double train_images_per_s = 0;  // over the training steps of this process, all ranks
+  double train_loss = 0;           // mean per-sample loss of the last epoch's steps, nats
+  double test_loss = 0;            // mean per-sample test loss after the last epoch (NaN if none)
+  std::vector<double> test_terms;  // the model's loss terms' test means (term_names order)
+  double iw_nll = 0;               // -log p(x) from the importance-weighted bound (NaN if off)
+  double train_images_per_s = 0;   // over the training steps of this process, all ranks
   double seconds = 0;
   int signal = 0;               // SIGTERM/SIGINT that stopped the run early, else 0
   std::string last_checkpoint;  // path of the newest checkpoint written ("" if none)
   // Validation (NaN / empty without validation data): the last evaluation's loss terms, the
   // best loss so far with its step and best.h5, and whether early stopping ended the run.
-  double val_loss = 0, val_recon = 0, val_kl = 0;
+  double val_loss = 0;
+  std::vector<double> val_terms;
   double best_val_loss = 0;
   int64_t best_val_step = -1;
   std::string best_checkpoint;  // "" until a best.h5 exists

@@ -54,9 +54,9 @@ void Trainer::State::save_checkpoint(int64_t epoch, int64_t step_in_epoch, const
   meta.seed = opt.seed;
   meta.rng_states = states;
   meta.adam_steps = adam->steps();
-  const Shape& data = vae->config().data;
+  const Shape& data = model->config().data;
   meta.data_shape = data.dims();
-  meta.classes = vae->config().classes;
+  meta.classes = model->config().classes;
   meta.scaling = scaling;
   meta.plateau = schedule->plateau();
   meta.early = early.state();

@@ -40,7 +40,7 @@
 #include "train/step_guard.hpp"
 #include "train/trainer_state.hpp"
 #include "vae/latent.hpp"
-#include "vae/model.hpp"
+#include "vae/models.hpp"
 #include "vae/sample_grids.hpp"
 
 namespace vd {
@@ -72,12 +72,12 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   if (blocks) s.stream = std::make_unique<RowStream>(s.train, *s.plan);
   s.kl = kl_schedule_of(opt, s.plan->steps_per_epoch());
 
-  VaeConfig vc =
-      vae_config(opt, s.train, s.test ? &*s.test : nullptr, comm, s.val ? &*s.val : nullptr);
+  ModelConfig vc =
+      model_config(opt, s.train, s.test ? &*s.test : nullptr, comm, s.val ? &*s.val : nullptr);
   vc.precision = precision;
-  s.vae = std::make_unique<Vae>(vc, s.store);
+  s.model = make_model(vc, s.store);
   // Before the parameters, batches and grids are allocated: a size too large is refused here.
-  check_run_memory(opt, *s.vae, s.store, s.val ? &*s.val : nullptr, s.test ? &*s.test : nullptr,
+  check_run_memory(opt, *s.model, s.store, s.val ? &*s.val : nullptr, s.test ? &*s.test : nullptr,
                    comm);
   s.store.finalize();
   AdamConfig ac;
@@ -160,7 +160,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   grid_rng.fill_normal(grid_z.data(), grid_z.size());
   s.grids = std::make_unique<SampleGrids>(std::move(grid_z), opt.grid_size);
   s.eval =
-      std::make_unique<Evaluator>(opt, comm, s.ctx, *s.vae, s.train, s.val ? &*s.val : nullptr,
+      std::make_unique<Evaluator>(opt, comm, s.ctx, *s.model, s.train, s.val ? &*s.val : nullptr,
                                   s.test ? &*s.test : nullptr, s.scaling, *s.grids, s.out.string());
   s.checkpoints = CheckpointPolicy{opt.checkpoint_every, opt.keep_checkpoints};
 
@@ -178,7 +178,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
                     std::strerror(errno) + "; choose a writable --out");
     s.report = std::make_unique<RunReport>((s.out / "metrics.csv").string(), !opt.resume.empty(),
                                            opt.progress && isatty(STDOUT_FILENO), opt.epochs,
-                                           s.step, s.last_step);
+                                           s.step, s.last_step, s.model->term_names());
     if (opt.eval_weights == Weights::Ema) s.report->set_weights_note("ema weights");
     std::printf(
         "vae_dist: %d rank(s) x %d thread(s); %lld training rows (%lld on rank 0), %lld "
@@ -219,7 +219,7 @@ Trainer::Trainer(const Options& options, const Comm& comm)
                 vc.classes > 0
                     ? (" conditional on " + std::to_string(vc.classes) + " classes").c_str()
                     : "",
-                precision == Precision::F32 ? "" : ", precision", s.vae->summary().c_str());
+                precision == Precision::F32 ? "" : ", precision", s.model->summary().c_str());
     std::fflush(stdout);
   }
 }
@@ -230,7 +230,7 @@ Trainer::~Trainer() = default;
 void Trainer::State::initialise(bool writes_model) {
   Rng init_rng = make_rng(opt.seed, RngStream::Init);
   if (writes_model) {
-    vae->init(init_rng);
+    model->init(init_rng);
     if (!opt.init_weights.empty()) read_weights(opt.init_weights, store);
     std::fill(adam->exp_avg().begin(), adam->exp_avg().end(), 0.0f);
     std::fill(adam->exp_avg_sq().begin(), adam->exp_avg_sq().end(), 0.0f);
@@ -267,14 +267,17 @@ void Trainer::State::resume(const std::string& requested, bool writes_model) {
   std::string path = requested;
   if (comm.is_root() && requested == "latest") path = find_latest_checkpoint(out.string());
   comm.broadcast(path, 0);
+  // Refused before the parameters are read: a checkpoint of another model family would
+  // otherwise fail as a list of mismatched tensors.
+  std::string refusal;
+  if (comm.is_root())
+    refusal = resume_refusal(read_checkpoint_meta(path), path, opt, checkpoint_steps(out.string()));
+  comm.broadcast(refusal, 0);
+  if (!refusal.empty()) throw ConfigError(refusal);
   const CheckpointMeta meta =
       writes_model ? read_checkpoint(path, store, adam->exp_avg(), adam->exp_avg_sq(),
                                      ema ? ema->values() : std::span<float>())
                    : read_checkpoint_meta(path);
-  std::string refusal;
-  if (comm.is_root()) refusal = resume_refusal(meta, path, opt, checkpoint_steps(out.string()));
-  comm.broadcast(refusal, 0);
-  if (!refusal.empty()) throw ConfigError(refusal);
   adam->set_steps(meta.adam_steps);
   // The moving average goes on from the file's, or starts from the resumed weights.
   std::string ema_note;

@@ -32,8 +32,8 @@
 #include "train/resume.hpp"
 #include "train/step_guard.hpp"
 #include "train/trainer.hpp"
+#include "vae/latent_model.hpp"
 #include "vae/loss.hpp"
-#include "vae/model.hpp"
 #include "vae/sample_grids.hpp"
 
 namespace vd {
@@ -52,7 +52,7 @@ struct Trainer::State {
   std::optional<Shard> val;  // held-out rows of the training file, or --val-data
   std::optional<Shard> test;
   ParamStore store;
-  std::unique_ptr<Vae> vae;
+  std::unique_ptr<LatentModel> model;
   std::unique_ptr<Adam> adam;
   std::unique_ptr<Ema> ema;  // --ema-decay: the moving average of the weights
   std::unique_ptr<GradientSync> grad_sync;

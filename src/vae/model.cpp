@@ -22,8 +22,8 @@ Likelihood parse_likelihood(const std::string& name) {
   throw ConfigError("likelihood '" + name + "' is not known; use bernoulli or gaussian");
 }
 
-VaeConfig VaeConfig::mlp(int data_dim, std::vector<int> hidden, int latent_dim) {
-  VaeConfig c;
+ModelConfig ModelConfig::mlp(int data_dim, std::vector<int> hidden, int latent_dim) {
+  ModelConfig c;
   c.data = Shape{data_dim, 1, 1};
   c.latent_dim = latent_dim;
   c.encoder = mlp_encoder_spec(hidden);
@@ -41,8 +41,8 @@ std::vector<Shape> graph_shapes(const Shape& first, int classes) {
 
 }  // namespace
 
-Vae::Vae(const VaeConfig& config, ParamStore& store)
-    : config_(config),
+Vae::Vae(const ModelConfig& config, ParamStore& store)
+    : LatentModel(config),
       store_(store),
       data_size_(static_cast<int>(config.data.size())),
       encoder_(graph_shapes(config.data, config.classes)),
@@ -108,7 +108,7 @@ Vae::Vae(const VaeConfig& config, ParamStore& store)
                       "; change the decoder so it ends in the data's shape");
   }
   if (learns_variance()) {
-    const bool per_output = config.output_variance == VaeConfig::OutputVariance::LearnedPerOutput;
+    const bool per_output = config.output_variance == ModelConfig::OutputVariance::LearnedPerOutput;
     out_logvar_ =
         store.add("decoder.out_logvar", per_output ? config.data.dims() : std::vector<int64_t>{1});
     out_logvar_clamped_.resize(per_output ? config.data.size() : 1);
@@ -116,6 +116,11 @@ Vae::Vae(const VaeConfig& config, ParamStore& store)
   // Before any primitive exists: layers build theirs for one precision.
   for (const Graph* g : {&encoder_, &decoder_})
     for (Layer* l : g->layers()) l->set_precision(config.precision);
+}
+
+const std::vector<std::string>& Vae::term_names() const {
+  static const std::vector<std::string> names = {"recon", "kl"};
+  return names;
 }
 
 void Vae::init(Rng& rng) {
@@ -306,12 +311,14 @@ LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float gra
     kl_standard_normal(n, L, mu_, logvar_, kl_ws_.data(), diff_mu_.data(), diff_logvar_.data(),
                        beta * grad_scale);
   }
+  double& recon = sums.term[kRecon];
+  double& kl = sums.term[kKl];
   for (int b = 0; b < n; ++b) {
-    sums.recon += recon_ws_[b];
-    sums.kl += kl_ws_[b];
+    recon += recon_ws_[b];
+    kl += kl_ws_[b];
   }
-  if (!free_bits) kl_loss = sums.kl;
-  sums.loss = sums.recon + beta * kl_loss;
+  if (!free_bits) kl_loss = kl;
+  sums.loss = recon + beta * kl_loss;
   sums.count = n;
   // The clamp passes no gradient to logvar values outside its range.
   if (clamps_logvar())
@@ -440,8 +447,8 @@ LossSums Vae::train_step_iw(Context& ctx, const Batch& batch, float grad_scale) 
         diff_logvar_[bz] += static_cast<float>(gz * 0.5 * sigma * e + a * 0.5 * (e * e - 1.0));
       }
     }
-  sums.kl = kl_mean;
-  sums.recon = recon_mean;
+  sums.term[kKl] = kl_mean;
+  sums.term[kRecon] = recon_mean;
   sums.count = n;
   if (clamps_logvar())
     clamp_backward(static_cast<size_t>(n) * L, logvar_raw_, config_.logvar_min, config_.logvar_max,
@@ -467,11 +474,13 @@ LossSums Vae::evaluate(Context& ctx, const Batch& batch, float beta, PosteriorSt
   const float* out = decoder_forward(ctx, n, z_.data());
   reconstruction(n, out, batch.x, nullptr, 0.0f);
   kl_standard_normal(n, L, mu_, logvar_, kl_ws_.data(), nullptr, nullptr, 0.0f);
+  double& recon = sums.term[kRecon];
+  double& kl = sums.term[kKl];
   for (int b = 0; b < n; ++b) {
-    sums.recon += recon_ws_[b];
-    sums.kl += kl_ws_[b];
+    recon += recon_ws_[b];
+    kl += kl_ws_[b];
   }
-  sums.loss = sums.recon + beta * sums.kl;
+  sums.loss = recon + beta * kl;
   sums.count = n;
   return sums;
 }

@@ -1,6 +1,6 @@
-// The VAE: encoder (a Graph ending in the mean and log-variance heads) -> reparameterisation ->
-// decoder (a Graph) -> likelihood, built from the layer lists of the config; forward and
-// backward for training, plus the forward-only pieces (evaluation, encoding, decoding,
+// The VAE (a LatentModel): encoder (a Graph ending in the mean and log-variance heads) ->
+// reparameterisation -> decoder (a Graph) -> likelihood, built from the layer lists of the config;
+// forward and backward for training, plus the forward-only pieces (evaluation, encoding, decoding,
 // importance-weighted bound). A conditional model gives both graphs the one-hot label as a
 // second input.
 #pragma once
@@ -8,117 +8,56 @@
 #include <string>
 #include <vector>
 
-#include "core/rng.hpp"
-#include "nn/context.hpp"
-#include "nn/graph.hpp"
 #include "nn/layer.hpp"
 #include "nn/param_store.hpp"
+#include "vae/latent_model.hpp"
 
 namespace vd {
 
-class PosteriorStats;  // vae/latent.hpp
-
-enum class Likelihood { Bernoulli, Gaussian };
-Likelihood parse_likelihood(const std::string& name);  // "bernoulli" | "gaussian"
-
-struct VaeConfig {
-  Shape data{784, 1, 1};  // one sample: C x H x W, or D
-  int latent_dim = 20;    // L
-  // A spatial latent C x H x W (L = C*H*W values in PyTorch's order): the heads are 3x3
-  // convolutions on the encoder's H x W map and the decoder reads z as C x H x W. Flat (the
-  // default, {0, 1, 1} = {latent_dim}): the heads are fc layers.
-  Shape latent{0, 1, 1};
-  Shape latent_shape() const { return latent.c > 0 ? latent : Shape{latent_dim, 1, 1}; }
-  // Layer lists (see vae/architecture.hpp). The encoder ends before the heads; the decoder's
-  // output must have the data's shape (or its size, flat).
-  std::string encoder = "fc 400, relu";
-  std::string decoder = "fc 400, relu, fc 784";
-  int classes = 0;  // > 0: conditional on a one-hot label of this many classes
-  Likelihood likelihood = Likelihood::Bernoulli;
-  float gaussian_sigma = 1.0f;  // fixed decoder std for the Gaussian likelihood
-  // A learned decoder variance instead (Gaussian only): the parameter decoder.out_logvar, one
-  // log-variance for all outputs ([1]) or one per output (the data's shape), starting at 0 and
-  // clamped to [logvar_min, logvar_max] like the encoder's.
-  enum class OutputVariance { Fixed, Learned, LearnedPerOutput };
-  OutputVariance output_variance = OutputVariance::Fixed;
-  // BF16: the layers where bf16 pays compute in bf16 (each layer's set_precision); the loss,
-  // the reparameterisation, the parameters and their gradients stay f32 either way.
-  Precision precision = Precision::F32;
-  // logvar is clamped to [logvar_min, logvar_max] after its head (the gradient is exact
-  // inside, zero outside); -inf, +inf = no clamp.
-  float logvar_min = -30.0f, logvar_max = 20.0f;
-  // Free bits: the training KL term is sum_j max(free_bits, batch-mean KL_j) (loss.hpp); the
-  // batch is the global one, summed over the ranks by Context::batch_reducer. 0 = off.
-  double free_bits = 0.0;
-  // Training objective: k = 1 the ELBO (analytic KL); k > 1 the importance-weighted bound of
-  // Burda et al. 2016 with k samples per data point (Batch::eps then holds [N, k, L]).
-  int iw_train_samples = 1;
-
-  // The classic MLP: encoder widths `hidden`, mirrored in the decoder.
-  static VaeConfig mlp(int data_dim, std::vector<int> hidden, int latent_dim);
-};
-
-// Sums over the samples of a batch, in nats. loss = recon + beta * kl; with free bits, kl is
-// still the true KL and loss = recon + beta * (the floored KL, counted once per sample).
-struct LossSums {
-  double loss = 0, recon = 0, kl = 0;
-  int64_t count = 0;
-  LossSums& operator+=(const LossSums& o) {
-    loss += o.loss, recon += o.recon, kl += o.kl, count += o.count;
-    return *this;
-  }
-};
-
-// What goes through the model: n samples x [N, D] (plain, in the likelihood's range), their
-// labels [N] (needed by a conditional model, else ignored) and the noise eps [N, L].
-struct Batch {
-  int n = 0;
-  const float* x = nullptr;
-  const int32_t* labels = nullptr;
-  const float* eps = nullptr;
-};
-
-class Vae {
+class Vae : public LatentModel {
  public:
+  // Indices of the terms in LossSums::term.
+  static constexpr int kRecon = 0, kKl = 1;
+
   // Builds the layers and registers their parameters in `store` (not finalized yet) under
   // PyTorch-style names: encoder.fc1.*, encoder.conv1.*, ..., encoder.mu.*, encoder.logvar.*,
   // decoder.fc1.*, ..., decoder.out.*. Throws vd::ConfigError naming the layer and both
   // shapes when the layers do not fit the data.
-  Vae(const VaeConfig& config, ParamStore& store);
+  Vae(const ModelConfig& config, ParamStore& store);
 
-  const VaeConfig& config() const { return config_; }
   // Inputs x [N, data] (and the one-hot label [N, K] when conditional); outputs mu and
   // logvar [N, L] (logvar before the clamp).
   const Graph& encoder() const { return encoder_; }
   // Inputs z [N, L] (and the label); output the decoder's [N, data].
   const Graph& decoder() const { return decoder_; }
+  // {"recon", "kl"}: the reconstruction NLL and KL(q(z|x) || N(0, I)), in nats.
+  const std::vector<std::string>& term_names() const override;
+  std::vector<const Graph*> graphs() const override { return {&encoder_, &decoder_}; }
   // PyTorch initialisation of every layer, in module order (encoder, heads, decoder).
-  void init(Rng& rng);
-  // One line per layer: name, what it is, output shape.
-  std::string summary() const;
+  void init(Rng& rng) override;
+  std::string summary() const override;
 
   // Forward and backward of one batch. Writes every parameter's gradient of (sum over the
   // batch of recon + beta*kl) * grad_scale. n = 0 is allowed (a rank with no rows left in
   // the last step): gradients become zero. With free bits, kl's gradient is that of the
   // floored term over the global batch; every rank then calls ctx.batch_reducer once, also
   // with n = 0.
-  LossSums train_step(Context& ctx, const Batch& batch, float beta, float grad_scale);
-  // Noise values train_step reads per sample: latent_dim x iw_train_samples.
-  int train_noise_per_sample() const { return config_.latent_dim * config_.iw_train_samples; }
+  LossSums train_step(Context& ctx, const Batch& batch, float beta, float grad_scale) override;
+  // latent_dim x iw_train_samples.
+  int train_noise_per_sample() const override {
+    return config_.latent_dim * config_.iw_train_samples;
+  }
   // Forward only with the batch's eps: the same per-sample terms, no gradients. With stats,
   // adds the batch's encodings to the posterior-collapse statistics.
-  LossSums evaluate(Context& ctx, const Batch& batch, float beta, PosteriorStats* stats = nullptr);
+  LossSums evaluate(Context& ctx, const Batch& batch, float beta,
+                    PosteriorStats* stats = nullptr) override;
 
-  // q(z|x): mu, logvar [N, L] (logvar may be nullptr). Reads x and labels of the batch.
-  void encode(Context& ctx, const Batch& batch, float* mu, float* logvar);
-  // Mean of p(x|z) for z [N, L] into mean [N, D] (sigmoid of the logits for Bernoulli);
-  // labels [N] for a conditional model.
-  void decode_mean(Context& ctx, int n, const float* z, const int32_t* labels, float* mean);
-  // Sum over the batch of the importance-weighted estimate of log p(x) with k samples
-  // per data point (Burda et al.): log (1/k) sum_i p(x, z_i) / q(z_i | x).
-  double iw_log_likelihood_sum(Context& ctx, const Batch& batch, int k, Rng& rng);
+  void encode(Context& ctx, const Batch& batch, float* mu, float* logvar) override;
+  void decode_mean(Context& ctx, int n, const float* z, const int32_t* labels,
+                   float* mean) override;
+  double iw_log_likelihood_sum(Context& ctx, const Batch& batch, int k, Rng& rng) override;
 
-  double flops_per_sample_forward() const;
+  double flops_per_sample_forward() const override;
 
  private:
   void ensure_workspace(int n);
@@ -135,10 +74,9 @@ class Vae {
 
   bool learns_variance() const {
     return config_.likelihood == Likelihood::Gaussian &&
-           config_.output_variance != VaeConfig::OutputVariance::Fixed;
+           config_.output_variance != ModelConfig::OutputVariance::Fixed;
   }
 
-  VaeConfig config_;
   ParamStore& store_;
   size_t out_logvar_ = 0;                  // the entry of decoder.out_logvar (learns_variance())
   std::vector<float> out_logvar_clamped_;  // its values held in the clamp's range

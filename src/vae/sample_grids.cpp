@@ -112,22 +112,19 @@ std::string write_grid_png(const std::string& path, const std::vector<float>& im
   return note;
 }
 
-void SampleGrids::write(Context& ctx, Vae& vae, const std::string& dir, int64_t epoch, int n,
-                        const float* x, const int32_t* labels,
-                        const FeatureScaling* scaling) const {
-  const VaeConfig& vc = vae.config();
-  // Images [count, D] in the data's units.
+void SampleGrids::write_prior_grids(Context& ctx, LatentModel& model, const std::string& dir,
+                                    int64_t epoch, const FeatureScaling* scaling) const {
+  const ModelConfig& vc = model.config();
   const auto to_data_units = [&](std::vector<float>& v, int count) {
     if (scaling && !scaling->empty()) scaling->invert(v.data(), count);
   };
   const int g = g_, L = vc.latent_dim, K = vc.classes;
   const size_t D = static_cast<size_t>(vc.data.size());
-
   // Prior samples from the fixed z; a conditional model draws row r as class r mod K.
   std::vector<int32_t> rows(static_cast<size_t>(g) * g);
   for (int i = 0; i < g * g; ++i) rows[static_cast<size_t>(i)] = K > 0 ? (i / g) % K : 0;
   std::vector<float> images(static_cast<size_t>(g) * g * D);
-  vae.decode_mean(ctx, g * g, z_.data(), K > 0 ? rows.data() : nullptr, images.data());
+  model.decode_mean(ctx, g * g, z_.data(), K > 0 ? rows.data() : nullptr, images.data());
   to_data_units(images, g * g);
   write_grid(dir, "samples", epoch, images, g * g, vc.data, g);
 
@@ -142,18 +139,34 @@ void SampleGrids::write(Context& ctx, Vae& vae, const std::string& dir, int64_t 
         cls[static_cast<size_t>(k) * g + j] = k;
       }
     std::vector<float> class_images(static_cast<size_t>(K) * g * D);
-    vae.decode_mean(ctx, K * g, z.data(), cls.data(), class_images.data());
+    model.decode_mean(ctx, K * g, z.data(), cls.data(), class_images.data());
     to_data_units(class_images, K * g);
     write_grid(dir, "samples_class", epoch, class_images, K * g, vc.data, g);
   }
+}
+
+void SampleGrids::write(Context& ctx, LatentModel& model, const std::string& dir, int64_t epoch,
+                        int n, const float* x, const int32_t* labels,
+                        const FeatureScaling* scaling) const {
+  const ModelConfig& vc = model.config();
+  // Images [count, D] in the data's units.
+  const auto to_data_units = [&](std::vector<float>& v, int count) {
+    if (scaling && !scaling->empty()) scaling->invert(v.data(), count);
+  };
+  const int g = g_, L = vc.latent_dim;
+  const size_t D = static_cast<size_t>(vc.data.size());
+
+  std::vector<float> images(static_cast<size_t>(g) * g * D);
+  // Prior samples need the model's prior to be N(0, I), which the fixed z are drawn from.
+  if (model.capabilities().normal_prior) write_prior_grids(ctx, model, dir, epoch, scaling);
 
   // Reconstructions: rows of inputs, each followed by a row of their reconstructions
   // through the posterior mean z = mu.
   n = std::min(n, reconstruction_count());
   if (n <= 0) return;
   std::vector<float> rec(static_cast<size_t>(n) * D), mu(static_cast<size_t>(n) * L);
-  vae.encode(ctx, Batch{n, x, labels, nullptr}, mu.data(), nullptr);
-  vae.decode_mean(ctx, n, mu.data(), labels, rec.data());
+  model.encode(ctx, Batch{n, x, labels, nullptr}, mu.data(), nullptr);
+  model.decode_mean(ctx, n, mu.data(), labels, rec.data());
   std::fill(images.begin(), images.end(), 0.0f);
   for (int i = 0; i < n; ++i) {
     const size_t r = static_cast<size_t>(i / g), col = static_cast<size_t>(i % g);

@@ -11,7 +11,7 @@
 
 #include "data/standardize.hpp"
 #include "nn/context.hpp"
-#include "vae/model.hpp"
+#include "vae/latent_model.hpp"
 
 namespace vd {
 
@@ -51,14 +51,17 @@ class SampleGrids {
   // Images the reconstruction grid shows: g/2 rows of inputs (each above its reconstructions).
   int reconstruction_count() const { return (g_ / 2 > 0 ? g_ / 2 : 1) * g_; }
 
-  // Writes <dir>/samples_epochNNN.png, samples_class_epochNNN.png (conditional models) and
-  // recon_epochNNN.png from the first min(n, reconstruction_count()) rows of `x` [n, D]
-  // (labels [n] or nullptr). With a non-empty scaling (--standardize) the model works on
-  // standardised values, x among them, and every image is mapped back to the data's units.
-  void write(Context& ctx, Vae& vae, const std::string& dir, int64_t epoch, int n, const float* x,
-             const int32_t* labels, const FeatureScaling* scaling = nullptr) const;
+  // Writes <dir>/samples_epochNNN.png, samples_class_epochNNN.png (conditional models; both
+  // only for a model with a N(0, I) prior) and recon_epochNNN.png from the first min(n,
+  // reconstruction_count()) rows of `x` [n, D] (labels [n] or nullptr). With a non-empty scaling
+  // (--standardize) the model works on standardised values, x among them, and every image is mapped
+  // back to the data's units.
+  void write(Context& ctx, LatentModel& model, const std::string& dir, int64_t epoch, int n,
+             const float* x, const int32_t* labels, const FeatureScaling* scaling = nullptr) const;
 
  private:
+  void write_prior_grids(Context& ctx, LatentModel& model, const std::string& dir, int64_t epoch,
+                         const FeatureScaling* scaling) const;
   std::vector<float> z_;
   int g_;
 };

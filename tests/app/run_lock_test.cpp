@@ -128,7 +128,7 @@ TEST(AppRunLock, SecondRunOnARunningRunsOutIsRefusedAndTheFirstFinishesIntact) {
   // The first run's files are its own: one header, steps rising to its last epoch, its config,
   // and one readable checkpoint per epoch holding that config.
   const std::string metrics = read_text(csv);
-  EXPECT_EQ(count_lines_equal(metrics, kMetricsHeader), 1) << metrics;
+  EXPECT_EQ(count_lines_equal(metrics, metrics_header(kVaeTerms)), 1) << metrics;
   const auto rows = metrics_rows(csv, "train");
   ASSERT_FALSE(rows.empty()) << metrics;
   for (size_t i = 1; i < rows.size(); ++i)

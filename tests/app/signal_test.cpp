@@ -89,7 +89,7 @@ void stop_and_resume(const std::string& data, const std::string& out, int delay_
   const std::string after = read_text(csv);
   ASSERT_GT(after.size(), before.size());
   EXPECT_EQ(after.substr(0, before.size()), before) << "earlier rows were rewritten";
-  EXPECT_EQ(count_lines_equal(after, kMetricsHeader), 1) << after;
+  EXPECT_EQ(count_lines_equal(after, metrics_header(kVaeTerms)), 1) << after;
   const auto rows_after = metrics_rows(csv, "train");
   ASSERT_GT(rows_after.size(), rows_before.size());
   // Appended rows continue the step count, strictly increasing, and reach the last epoch.

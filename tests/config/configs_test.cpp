@@ -14,6 +14,7 @@
 #include "nn/param_store.hpp"
 #include "train/model_config.hpp"
 #include "vae/model.hpp"
+#include "vae/models.hpp"
 
 namespace {
 
@@ -43,6 +44,7 @@ TEST(Configs, EveryConfigFileBuildsItsModel) {
       {"fashion_conv.cfg", {vd::Shape{1, 28, 28}, 0, 1691369}},
       // The MLP with the one-hot label of 10 classes at fc1 and fc3: + 10*400 + 10*400.
       {"fashion_cvae.cfg", {vd::Shape{1, 28, 28}, 10, 660824}},
+      {"fashion_iwae.cfg", {vd::Shape{1, 28, 28}, 0, 652824}},  // fashion_mlp's networks
       // 784-128-8: (784*128+128) + 2*(128*8+8) + (8*128+128) + (128*784+784)
       {"smoke.cfg", {vd::Shape{1, 28, 28}, 0, 204832}},
       // 32-128-64-8 and back: 4224 + 8256 + 2*520 + 576 + 8320 + 4128
@@ -62,10 +64,11 @@ TEST(Configs, EveryConfigFileBuildsItsModel) {
     vd::Options o;
     ASSERT_NO_THROW(o = parse_config(entry.path().string()));
     vd::ParamStore store;
-    std::unique_ptr<vd::Vae> vae;
-    ASSERT_NO_THROW(vae = std::make_unique<vd::Vae>(
-                        vd::vae_config(o, it->second.data, it->second.classes), store));
-    EXPECT_EQ(vae->decoder().out_shape().size(), it->second.data.size());  // MLPs give it flat
+    std::unique_ptr<vd::LatentModel> model;
+    ASSERT_NO_THROW(
+        model = vd::make_model(vd::model_config(o, it->second.data, it->second.classes), store));
+    // MLPs give it flat.
+    EXPECT_EQ(model->graphs().back()->out_shape().size(), it->second.data.size());
     EXPECT_EQ(store.num_parameters(), it->second.parameters);
   }
   EXPECT_EQ(count, static_cast<int>(cases.size()));
@@ -119,7 +122,7 @@ TEST(Configs, BlockConfigsBuildTheirModelsForTheirData) {
   for (const auto& [name, data, latent] : cases) {
     SCOPED_TRACE(name);
     const vd::Options o = parse_config(config_path(name));
-    const vd::VaeConfig c = vd::vae_config(o, data, 0);
+    const vd::ModelConfig c = vd::model_config(o, data, 0);
     vd::ParamStore store;
     const vd::Vae vae(c, store);
     EXPECT_EQ(vae.decoder().out_shape(), data);

@@ -30,8 +30,7 @@ vd::MetricsRow row(int epoch, int64_t step, double loss) {
   r.step = step;
   r.samples = step * 256;
   r.loss = loss;
-  r.recon = loss - 10;
-  r.kl = 10;
+  r.terms = {loss - 10, 10};
   r.lr = 1e-3;
   r.images_per_s = 12345.5;
   return r;
@@ -104,6 +103,34 @@ TEST(MetricsLog, AppendToADifferentHeaderIsAnError) {
     EXPECT_NE(std::string(e.what()).find("header"), std::string::npos) << e.what();
   }
   EXPECT_EQ(lines_of(path).size(), 2u);  // the old file is untouched
+}
+
+// Another model's terms are its columns, in the CSV and the JSON lines; a file of the VAE's
+// columns is not appended to by it.
+TEST(MetricsLog, TheColumnsAreTheModelsTerms) {
+  vd::testing::TempDir dir;
+  const std::string path = dir.file("metrics.csv");
+  const std::vector<std::string> terms = {"recon", "commit", "perplexity"};
+  {
+    vd::MetricsLog log(path, false, terms);
+    vd::MetricsRow r = row(1, 10, 5.5);
+    r.terms = {4.5, 0.25};  // the third is missing: NaN, null
+    log.write(r);
+  }
+  const std::vector<std::string> lines = lines_of(path);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0],
+            "split,epoch,step,samples,loss,recon,commit,perplexity,lr,images_per_s,active_units,"
+            "kl_per_dim");
+  EXPECT_EQ(lines[1], "train,1,10,2560,5.5,4.5,0.25,nan,0.001,12345.5,,");
+  const std::vector<std::string> json = lines_of(dir.file("metrics.jsonl"));
+  ASSERT_EQ(json.size(), 1u);
+  EXPECT_NE(json[0].find("\"loss\":5.5,\"recon\":4.5,\"commit\":0.25,\"perplexity\":null,"
+                         "\"lr\":0.001"),
+            std::string::npos)
+      << json[0];
+  EXPECT_THROW(vd::MetricsLog(path, true), vd::IoError);  // the VAE's columns differ
+  EXPECT_NO_THROW(vd::MetricsLog(path, true, terms));
 }
 
 TEST(MetricsLog, TestRowsCarryActiveUnitsAndKlPerDimension) {

@@ -265,7 +265,7 @@ struct ReferenceVae {
     s.out = reference_graph(store, p, vae.decoder(), inputs(s.z, label))[0];
     const auto& cfg = vae.config();
     if (cfg.likelihood == vd::Likelihood::Gaussian &&
-        cfg.output_variance != vd::VaeConfig::OutputVariance::Fixed) {
+        cfg.output_variance != vd::ModelConfig::OutputVariance::Fixed) {
       const auto& e = store.find("decoder.out_logvar");
       for (size_t j = 0; j < e.size; ++j)
         s.out_logvar.push_back(

@@ -14,7 +14,7 @@
 namespace vd::testing {
 
 struct VaeFixture {
-  VaeConfig cfg;
+  ModelConfig cfg;
   ParamStore store;
   std::unique_ptr<Vae> vae;
   Context ctx;
@@ -22,7 +22,7 @@ struct VaeFixture {
   std::vector<int32_t> labels;
   int B;
 
-  VaeFixture(VaeConfig c, int batch) : cfg(std::move(c)), B(batch) {
+  VaeFixture(ModelConfig c, int batch) : cfg(std::move(c)), B(batch) {
     vae = std::make_unique<Vae>(cfg, store);
     store.finalize();
     Rng rng(5);

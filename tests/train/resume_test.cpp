@@ -45,6 +45,19 @@ TEST(Resume, AnotherWorldGoesOnAtTheNextEpochAndSaysWhy) {
   EXPECT_EQ(d.note, "");
 }
 
+TEST(Resume, AnotherModelFamilyIsRefusedNamingBoth) {
+  const CheckpointMeta m = mid_epoch_meta();
+  Options o;
+  o.model = "iwae";
+  const std::string other = resume_refusal(m, "c.h5", o, {});
+  EXPECT_NE(other.find("the checkpoint c.h5 holds a --model vae model, and this run asks for "
+                       "--model iwae; resume with --model vae"),
+            std::string::npos)
+      << other;
+  o.model = "vae";
+  EXPECT_EQ(resume_refusal(m, "c.h5", o, {}), "");
+}
+
 TEST(Resume, LaterCheckpointsAndAnotherLikelihoodAreRefused) {
   const CheckpointMeta m = mid_epoch_meta();
   Options o;

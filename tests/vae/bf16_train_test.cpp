@@ -41,7 +41,7 @@ std::vector<float> synthetic_images(int n) {
 
 // Mean loss per sample at each step.
 std::vector<double> train(Precision precision) {
-  vd::VaeConfig cfg = vd::VaeConfig::mlp(kD, {400}, 20);
+  vd::ModelConfig cfg = vd::ModelConfig::mlp(kD, {400}, 20);
   cfg.precision = precision;
   vd::ParamStore store;
   vd::Vae vae(cfg, store);

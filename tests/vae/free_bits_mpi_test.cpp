@@ -23,7 +23,7 @@ struct Model {
   vd::ParamStore store;
   std::unique_ptr<vd::Vae> vae;
   vd::Context ctx;
-  explicit Model(const vd::VaeConfig& cfg) {
+  explicit Model(const vd::ModelConfig& cfg) {
     vae = std::make_unique<vd::Vae>(cfg, store);
     store.finalize();
     vd::Rng rng(9);  // the same parameters on every rank
@@ -46,7 +46,7 @@ std::vector<double> mean_kl(Model& m, int L, int D, const std::vector<float>& x,
 void check_union(int N) {
   const vd::Comm comm;
   const int L = 6, D = 10;
-  vd::VaeConfig cfg = vd::VaeConfig::mlp(D, {12}, L);
+  vd::ModelConfig cfg = vd::ModelConfig::mlp(D, {12}, L);
   cfg.likelihood = vd::Likelihood::Gaussian;
   std::vector<float> x(static_cast<size_t>(N) * D), eps(static_cast<size_t>(N) * L);
   vd::Rng rng(21);  // the same union batch on every rank
@@ -83,7 +83,7 @@ void check_union(int N) {
   vd::LossSums s = dist.vae->train_step(
       dist.ctx, vd::Batch{n, x.data() + mine.begin * D, nullptr, eps.data() + mine.begin * L}, beta,
       scale);
-  double sums[3] = {s.loss, s.recon, s.kl};
+  double sums[3] = {s.loss, s.term[vd::Vae::kRecon], s.term[vd::Vae::kKl]};
   comm.allreduce_sum(std::span<double>(sums, 3));
   comm.allreduce_sum(dist.store.grads());
 
@@ -92,8 +92,8 @@ void check_union(int N) {
   const vd::LossSums w =
       one.vae->train_step(one.ctx, vd::Batch{N, x.data(), nullptr, eps.data()}, beta, scale);
   EXPECT_NEAR(sums[0], w.loss, 1e-6 * std::abs(w.loss));
-  EXPECT_NEAR(sums[1], w.recon, 1e-6 * std::abs(w.recon));
-  EXPECT_NEAR(sums[2], w.kl, 1e-6 * std::abs(w.kl));
+  EXPECT_NEAR(sums[1], w.term[vd::Vae::kRecon], 1e-6 * std::abs(w.term[vd::Vae::kRecon]));
+  EXPECT_NEAR(sums[2], w.term[vd::Vae::kKl], 1e-6 * std::abs(w.term[vd::Vae::kKl]));
   const auto got = dist.store.grads(), want = one.store.grads();
   size_t bad = 0;
   double gmax = 0;

@@ -165,8 +165,8 @@ TEST(LogvarClamp, ForwardAndBackwardFollowTheirDefinition) {
 
 using Model = vd::testing::VaeFixture;
 
-vd::VaeConfig small_mlp(vd::Likelihood lik) {
-  vd::VaeConfig c = vd::VaeConfig::mlp(12, {7}, 5);
+vd::ModelConfig small_mlp(vd::Likelihood lik) {
+  vd::ModelConfig c = vd::ModelConfig::mlp(12, {7}, 5);
   c.likelihood = lik;
   c.gaussian_sigma = 0.7f;
   return c;
@@ -232,7 +232,7 @@ void expect_gradients_match(Model& m, double beta, double lambda, double lo, dou
 
 TEST(FreeBitsVae, GradientMatchesFiniteDifferencesOfTheFlooredObjective) {
   for (const vd::Likelihood lik : {vd::Likelihood::Bernoulli, vd::Likelihood::Gaussian}) {
-    vd::VaeConfig cfg = small_mlp(lik);
+    vd::ModelConfig cfg = small_mlp(lik);
     cfg.logvar_min = -kInf;
     cfg.logvar_max = kInf;
     // lambda between the dimensions' mean KLs, so some are floored and some are not.
@@ -253,27 +253,27 @@ TEST(FreeBitsVae, GradientMatchesFiniteDifferencesOfTheFlooredObjective) {
     const vd::LossSums s = m.vae->train_step(m.ctx, m.batch(), 0.8f, 1.0f / m.B);
     double true_kl = 0;
     for (double v : means) true_kl += v;
-    EXPECT_NEAR(s.kl / m.B, true_kl, 1e-5 * true_kl);  // logged: the true KL
-    EXPECT_NEAR(s.loss - s.recon, 0.8 * m.B * floored(means, lambda), 1e-4);
+    EXPECT_NEAR(s.term[vd::Vae::kKl] / m.B, true_kl, 1e-5 * true_kl);  // logged: the true KL
+    EXPECT_NEAR(s.loss - s.term[vd::Vae::kRecon], 0.8 * m.B * floored(means, lambda), 1e-4);
   }
 }
 
 TEST(LogvarClampVae, InsideTheRangeTheClampChangesNoBit) {
-  vd::VaeConfig on = small_mlp(vd::Likelihood::Gaussian);  // default clamp -30, 20
-  vd::VaeConfig off = on;
+  vd::ModelConfig on = small_mlp(vd::Likelihood::Gaussian);  // default clamp -30, 20
+  vd::ModelConfig off = on;
   off.logvar_min = -kInf;
   off.logvar_max = kInf;
   Model a(on, 6), b(off, 6);
   const vd::LossSums sa = a.vae->train_step(a.ctx, a.batch(), 0.9f, 1.0f / 6);
   const vd::LossSums sb = b.vae->train_step(b.ctx, b.batch(), 0.9f, 1.0f / 6);
   EXPECT_EQ(sa.loss, sb.loss);
-  EXPECT_EQ(sa.kl, sb.kl);
+  EXPECT_EQ(sa.term[vd::Vae::kKl], sb.term[vd::Vae::kKl]);
   EXPECT_EQ(a.grads(), b.grads());
 }
 
 TEST(LogvarClampVae, OutsideTheRangeTheGradientIsZeroAndInsideExact) {
   // Bounds between the raw logvar values of this batch, so some are clamped and some not.
-  vd::VaeConfig cfg = small_mlp(vd::Likelihood::Bernoulli);
+  vd::ModelConfig cfg = small_mlp(vd::Likelihood::Bernoulli);
   cfg.logvar_min = -kInf;
   cfg.logvar_max = kInf;
   Model probe(cfg, 6);
@@ -297,7 +297,7 @@ TEST(LogvarClampVae, OutsideTheRangeTheGradientIsZeroAndInsideExact) {
   expect_gradients_match(m, 1.0, 0.0, lo, hi);
 
   // A logvar head whose outputs are all beyond the upper bound gets no gradient at all.
-  vd::VaeConfig tight = cfg;
+  vd::ModelConfig tight = cfg;
   tight.logvar_min = -30.0f;
   tight.logvar_max = sorted[0] - 0.5f;
   Model t(tight, 6);

@@ -113,7 +113,7 @@ struct Model {
   std::unique_ptr<vd::Vae> vae;
   vd::Context ctx;
   explicit Model(int latent_dim, int classes = 0) {
-    vd::VaeConfig c = vd::VaeConfig::mlp(16, {12}, latent_dim);
+    vd::ModelConfig c = vd::ModelConfig::mlp(16, {12}, latent_dim);
     c.classes = classes;
     vae = std::make_unique<vd::Vae>(c, store);
     store.finalize();
@@ -210,7 +210,7 @@ TEST(LatentImages, EvaluateFeedsTheStatisticsWhoseKlSumsToTheKlTerm) {
       m.vae->evaluate(m.ctx, vd::Batch{n, x.data(), nullptr, eps.data()}, 1.0f, &stats);
   double total = 0;
   for (double v : stats.kl_per_dim()) total += v;
-  EXPECT_NEAR(total * n, sums.kl, 1e-4 * std::max(1.0, sums.kl));
+  EXPECT_NEAR(total * n, sums.term[vd::Vae::kKl], 1e-4 * std::max(1.0, sums.term[vd::Vae::kKl]));
   EXPECT_EQ(stats.count(), n);
 }
 

@@ -23,8 +23,8 @@ namespace {
 
 using vd::Likelihood;
 
-vd::VaeConfig mlp(Likelihood lik, std::vector<int> hidden) {
-  vd::VaeConfig c = vd::VaeConfig::mlp(12, std::move(hidden), 3);
+vd::ModelConfig mlp(Likelihood lik, std::vector<int> hidden) {
+  vd::ModelConfig c = vd::ModelConfig::mlp(12, std::move(hidden), 3);
   c.likelihood = lik;
   c.gaussian_sigma = 0.7f;
   return c;
@@ -32,8 +32,8 @@ vd::VaeConfig mlp(Likelihood lik, std::vector<int> hidden) {
 
 // A small conv VAE of the Fashion-MNIST model's form: 1x8x8 -> conv -> conv -> fc -> heads;
 // fc -> fc -> reshape -> convt -> convt -> 1x8x8.
-vd::VaeConfig conv(Likelihood lik, int channels = 1) {
-  vd::VaeConfig c;
+vd::ModelConfig conv(Likelihood lik, int channels = 1) {
+  vd::ModelConfig c;
   c.data = vd::Shape{channels, 8, 8};
   c.latent_dim = 3;
   c.encoder = "conv 3 k4 s2 p1, relu, conv 4 k3 s1 p1, relu, flatten, fc 6, relu";
@@ -46,7 +46,7 @@ vd::VaeConfig conv(Likelihood lik, int channels = 1) {
 
 using Fixture = vd::testing::VaeFixture;
 
-void check_gradients(vd::VaeConfig cfg) {
+void check_gradients(vd::ModelConfig cfg) {
   Fixture f(std::move(cfg), 5);
   const double beta = 0.7;
   const vd::LossSums sums = f.vae->train_step(f.ctx, f.batch(), beta, 1.0f / f.B);
@@ -61,9 +61,11 @@ void check_gradients(vd::VaeConfig cfg) {
   EXPECT_NEAR(sums.loss / f.B, ref_loss, 1e-5 * std::abs(ref_loss));
   EXPECT_EQ(sums.count, f.B);
   if (samples == 1) {
-    EXPECT_NEAR(sums.loss, sums.recon + beta * sums.kl, 1e-9 * std::abs(sums.loss));
+    EXPECT_NEAR(sums.loss, sums.term[vd::Vae::kRecon] + beta * sums.term[vd::Vae::kKl],
+                1e-9 * std::abs(sums.loss));
   } else {
-    EXPECT_LE(sums.loss, sums.recon + sums.kl);  // the bound is tighter than the ELBO
+    EXPECT_LE(sums.loss, sums.term[vd::Vae::kRecon] +
+                             sums.term[vd::Vae::kKl]);  // the bound is tighter than the ELBO
   }
 
   const auto grads = f.store.grads();
@@ -95,20 +97,20 @@ void check_gradients(vd::VaeConfig cfg) {
 // --gaussian-sigma learned / learned-per-output: the decoder's log-variance is one more
 // parameter, and its gradient (and everyone else's) matches finite differences.
 TEST(Vae, LearnedDecoderVarianceGradientMatchesFiniteDifferences) {
-  for (const auto v :
-       {vd::VaeConfig::OutputVariance::Learned, vd::VaeConfig::OutputVariance::LearnedPerOutput}) {
-    vd::VaeConfig c = mlp(Likelihood::Gaussian, {7});
+  for (const auto v : {vd::ModelConfig::OutputVariance::Learned,
+                       vd::ModelConfig::OutputVariance::LearnedPerOutput}) {
+    vd::ModelConfig c = mlp(Likelihood::Gaussian, {7});
     c.output_variance = v;
     check_gradients(c);
   }
-  vd::VaeConfig c = conv(Likelihood::Gaussian);
-  c.output_variance = vd::VaeConfig::OutputVariance::LearnedPerOutput;
+  vd::ModelConfig c = conv(Likelihood::Gaussian);
+  c.output_variance = vd::ModelConfig::OutputVariance::LearnedPerOutput;
   check_gradients(c);
 }
 
 TEST(Vae, LearnedDecoderVarianceIsAParameterOfTheDataShapeStartingAtZero) {
-  vd::VaeConfig c = conv(Likelihood::Gaussian);
-  c.output_variance = vd::VaeConfig::OutputVariance::LearnedPerOutput;
+  vd::ModelConfig c = conv(Likelihood::Gaussian);
+  c.output_variance = vd::ModelConfig::OutputVariance::LearnedPerOutput;
   vd::ParamStore store;
   vd::Vae vae(c, store);
   store.finalize();
@@ -117,12 +119,12 @@ TEST(Vae, LearnedDecoderVarianceIsAParameterOfTheDataShapeStartingAtZero) {
   const auto& e = store.find("decoder.out_logvar");
   EXPECT_EQ(e.shape, (std::vector<int64_t>{1, 8, 8}));
   for (size_t k = 0; k < e.size; ++k) EXPECT_EQ(store.param(store.index_of(e.name))[k], 0.0f);
-  c.output_variance = vd::VaeConfig::OutputVariance::Learned;
+  c.output_variance = vd::ModelConfig::OutputVariance::Learned;
   vd::ParamStore one;
   vd::Vae global(c, one);
   EXPECT_EQ(one.find("decoder.out_logvar").shape, (std::vector<int64_t>{1}));
   // Fixed: no such parameter; the Bernoulli likelihood has none either.
-  c.output_variance = vd::VaeConfig::OutputVariance::Fixed;
+  c.output_variance = vd::ModelConfig::OutputVariance::Fixed;
   vd::ParamStore none;
   vd::Vae fixed(c, none);
   EXPECT_THROW(none.find("decoder.out_logvar"), vd::ShapeError);
@@ -132,14 +134,14 @@ TEST(Vae, LearnedDecoderVarianceIsAParameterOfTheDataShapeStartingAtZero) {
 // a double-precision reference of the bound, for Bernoulli, Gaussian (with a learned variance)
 // and conditional conv models.
 TEST(Vae, ImportanceWeightedTrainingGradientMatchesFiniteDifferences) {
-  vd::VaeConfig m = mlp(Likelihood::Bernoulli, {7});
+  vd::ModelConfig m = mlp(Likelihood::Bernoulli, {7});
   m.iw_train_samples = 3;
   check_gradients(m);
-  vd::VaeConfig g = mlp(Likelihood::Gaussian, {7});
+  vd::ModelConfig g = mlp(Likelihood::Gaussian, {7});
   g.iw_train_samples = 4;
-  g.output_variance = vd::VaeConfig::OutputVariance::LearnedPerOutput;
+  g.output_variance = vd::ModelConfig::OutputVariance::LearnedPerOutput;
   check_gradients(g);
-  vd::VaeConfig c = conv(Likelihood::Bernoulli);
+  vd::ModelConfig c = conv(Likelihood::Bernoulli);
   c.classes = 3;
   c.iw_train_samples = 2;
   check_gradients(c);
@@ -147,8 +149,8 @@ TEST(Vae, ImportanceWeightedTrainingGradientMatchesFiniteDifferences) {
 
 // k = 1 is the VAE's objective (analytic KL) bit for bit: the same loss and gradients.
 TEST(Vae, ImportanceWeightedTrainingWithOneSampleIsTheVae) {
-  vd::VaeConfig a = mlp(Likelihood::Bernoulli, {7});
-  vd::VaeConfig b = a;
+  vd::ModelConfig a = mlp(Likelihood::Bernoulli, {7});
+  vd::ModelConfig b = a;
   b.iw_train_samples = 1;
   Fixture fa(a, 5), fb(b, 5);
   const vd::LossSums sa = fa.vae->train_step(fa.ctx, fa.batch(), 1.0f, 0.2f);
@@ -170,7 +172,7 @@ TEST(Vae, ConvolutionalModelGradientMatchesFiniteDifferencesForEveryParameter) {
 }
 
 TEST(Vae, RgbConvolutionalGaussianModelGradientMatchesFiniteDifferences) {
-  vd::VaeConfig c = conv(Likelihood::Gaussian, 3);
+  vd::ModelConfig c = conv(Likelihood::Gaussian, 3);
   // 7x7 needs an output padding on the way back: 7 -> 4 -> 7 (op0) and a standalone relu.
   c.data = vd::Shape{3, 7, 7};
   c.encoder = "conv 4 k3 s2 p1, relu, fc 5";
@@ -179,7 +181,7 @@ TEST(Vae, RgbConvolutionalGaussianModelGradientMatchesFiniteDifferences) {
 }
 
 TEST(Vae, TransposedConvolutionWithOutputPaddingMatchesFiniteDifferences) {
-  vd::VaeConfig c = conv(Likelihood::Bernoulli);
+  vd::ModelConfig c = conv(Likelihood::Bernoulli);
   c.data = vd::Shape{1, 6, 6};
   c.encoder = "conv 2 k3 s2 p1, relu";  // 6 -> 3; flatten before the heads is implied
   c.encoder += ", flatten";
@@ -188,21 +190,21 @@ TEST(Vae, TransposedConvolutionWithOutputPaddingMatchesFiniteDifferences) {
 }
 
 TEST(Vae, ConditionalMlpGradientMatchesFiniteDifferences) {
-  vd::VaeConfig c = mlp(Likelihood::Bernoulli, {7});
+  vd::ModelConfig c = mlp(Likelihood::Bernoulli, {7});
   c.classes = 3;
   check_gradients(c);
 }
 
 TEST(Vae, ConditionalConvolutionalGradientMatchesFiniteDifferences) {
-  vd::VaeConfig c = conv(Likelihood::Bernoulli);
+  vd::ModelConfig c = conv(Likelihood::Bernoulli);
   c.classes = 4;
   check_gradients(c);
 }
 
 // A spatial latent (AutoencoderKL's form): conv heads give 2x4x4 mean and log-variance maps,
 // the decoder starts from the 2x4x4 map; GroupNorm, SiLU, a ResnetBlock and up-sampling.
-vd::VaeConfig spatial() {
-  vd::VaeConfig c;
+vd::ModelConfig spatial() {
+  vd::ModelConfig c;
   c.data = vd::Shape{3, 8, 8};
   c.latent = vd::Shape{2, 4, 4};
   c.latent_dim = 32;
@@ -218,7 +220,7 @@ TEST(Vae, SpatialLatentModelGradientMatchesFiniteDifferences) {
 }
 
 TEST(Vae, BlocksAttentionAndEveryActivationInOneModelMatchFiniteDifferences) {
-  vd::VaeConfig c = spatial();
+  vd::ModelConfig c = spatial();
   c.likelihood = Likelihood::Bernoulli;
   c.encoder = "conv 4 k3 s2 p1, res(gn 2, gelu, conv 4 k3 p1), attn g2, leakyrelu 0.2";
   c.decoder = "conv 4 k3 p1, tanh, attn g4, up 2, res(conv 4 k3 p1, sigmoid), conv 3 k3 p1";
@@ -228,7 +230,7 @@ TEST(Vae, BlocksAttentionAndEveryActivationInOneModelMatchFiniteDifferences) {
 // Signals [C, L]: a flat latent behind convolutions, and a spatial one (a 2x4 latent signal)
 // behind blocks, attention and up-sampling.
 TEST(Vae, SignalModelsMatchFiniteDifferences) {
-  vd::VaeConfig c = conv(Likelihood::Gaussian, 2);
+  vd::ModelConfig c = conv(Likelihood::Gaussian, 2);
   c.data = vd::Shape::signal(2, 16);
   c.encoder = "conv 3 k4 s2 p1, relu, conv 4 k3 s2 p1, relu, flatten, fc 6, relu";
   c.decoder = "fc 16, relu, reshape 4x4, convt 3 k4 s2 p1, relu, convt 2 k4 s2 p1";
@@ -244,7 +246,7 @@ TEST(Vae, SignalModelsMatchFiniteDifferences) {
 
 // Volumes [C, D, H, W]: the same two forms in 3-D, with a 2x2x2x2 latent volume.
 TEST(Vae, VolumeModelsMatchFiniteDifferences) {
-  vd::VaeConfig c = conv(Likelihood::Bernoulli);
+  vd::ModelConfig c = conv(Likelihood::Bernoulli);
   c.data = vd::Shape::volume(1, 4, 4, 4);
   c.encoder = "conv 3 k4 s2 p1, relu, flatten, fc 6, relu";
   c.decoder = "fc 24, relu, reshape 3x2x2x2, convt 1 k4 s2 p1";
@@ -263,7 +265,7 @@ TEST(Vae, SpatialLatentHeadsAreConvolutionsAndTheEncoderMustGiveTheMap) {
   EXPECT_EQ(f.store.find("encoder.mu.weight").shape, (std::vector<int64_t>{2, 4, 3, 3}));
   EXPECT_EQ(f.store.find("encoder.logvar.weight").shape, (std::vector<int64_t>{2, 4, 3, 3}));
   EXPECT_EQ(f.vae->decoder().in_shape(), (vd::Shape{2, 4, 4}));
-  vd::VaeConfig c = spatial();
+  vd::ModelConfig c = spatial();
   c.encoder = "conv 4 k3 p1";  // 8x8, not the latent's 4x4
   vd::ParamStore store;
   try {
@@ -278,7 +280,7 @@ TEST(Vae, SpatialLatentHeadsAreConvolutionsAndTheEncoderMustGiveTheMap) {
 }
 
 TEST(Vae, ConditionalModelFeedsTheLabelToBothNetworks) {
-  vd::VaeConfig c = mlp(Likelihood::Bernoulli, {7});
+  vd::ModelConfig c = mlp(Likelihood::Bernoulli, {7});
   c.classes = 3;
   Fixture f(c, 2);
   // The first fc layers read data + 3 one-hot entries (encoder) and z + 3 (decoder).
@@ -307,7 +309,7 @@ TEST(Vae, ConvolutionWeightsUsePyTorchNamesAndLayouts) {
 
 TEST(Vae, ShapeErrorsNameTheLayerAndBothShapes) {
   vd::ParamStore store;
-  vd::VaeConfig c = conv(Likelihood::Bernoulli);
+  vd::ModelConfig c = conv(Likelihood::Bernoulli);
   c.data = vd::Shape{1, 10, 10};  // the decoder still ends in 1x8x8
   try {
     vd::Vae vae(c, store);
@@ -336,13 +338,13 @@ TEST(Vae, ShapeErrorsNameTheLayerAndBothShapes) {
 }
 
 TEST(Vae, EvaluateEqualsTheTrainingForwardPass) {
-  for (const vd::VaeConfig& c : {mlp(Likelihood::Bernoulli, {8}), conv(Likelihood::Bernoulli)}) {
+  for (const vd::ModelConfig& c : {mlp(Likelihood::Bernoulli, {8}), conv(Likelihood::Bernoulli)}) {
     Fixture f(c, 6);
     const vd::LossSums e = f.vae->evaluate(f.ctx, f.batch(), 1.0f);
     const vd::LossSums t = f.vae->train_step(f.ctx, f.batch(), 1.0f, 1.0f);
     EXPECT_DOUBLE_EQ(e.loss, t.loss);
-    EXPECT_DOUBLE_EQ(e.recon, t.recon);
-    EXPECT_DOUBLE_EQ(e.kl, t.kl);
+    EXPECT_DOUBLE_EQ(e.term[vd::Vae::kRecon], t.term[vd::Vae::kRecon]);
+    EXPECT_DOUBLE_EQ(e.term[vd::Vae::kKl], t.term[vd::Vae::kKl]);
   }
 }
 
@@ -358,7 +360,7 @@ TEST(Vae, EmptyBatchGivesZeroGradientsAndNoLoss) {
 }
 
 TEST(Vae, ImportanceWeightedBoundMatchesReferenceAndTightensWithK) {
-  for (const vd::VaeConfig& c : {mlp(Likelihood::Bernoulli, {8}), conv(Likelihood::Bernoulli)}) {
+  for (const vd::ModelConfig& c : {mlp(Likelihood::Bernoulli, {8}), conv(Likelihood::Bernoulli)}) {
     Fixture f(c, 3);
     vd::testing::ReferenceVae ref{*f.vae, f.store};
     const auto p = f.params_double();

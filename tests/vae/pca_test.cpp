@@ -141,9 +141,9 @@ TEST(LinearVae, IsProbabilisticPcaOnGaussianDataOfAKnownSpectrum) {
   for (int i = L; i < D; ++i) discarded += eig[i] / (D - L);
 
   // The linear VAE: fc heads straight from x, one fc decoder, a learned global variance.
-  vd::VaeConfig cfg = vd::VaeConfig::mlp(D, {}, L);
+  vd::ModelConfig cfg = vd::ModelConfig::mlp(D, {}, L);
   cfg.likelihood = vd::Likelihood::Gaussian;
-  cfg.output_variance = vd::VaeConfig::OutputVariance::Learned;
+  cfg.output_variance = vd::ModelConfig::OutputVariance::Learned;
   vd::ParamStore store;
   vd::Vae vae(cfg, store);
   store.finalize();
