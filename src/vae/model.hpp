@@ -78,6 +78,15 @@ struct Batch {
   const float* eps = nullptr;
 };
 
+// Per-sample outputs of Vae::evaluate, each optional (nullptr: not wanted): the
+// reconstruction NLL and the KL [N] (nats, as LossSums sums them), and the decoder's raw
+// output at z [N, D] (the logits for Bernoulli, the mean for Gaussian).
+struct EvalOutputs {
+  double* recon = nullptr;
+  double* kl = nullptr;
+  float* decoder_out = nullptr;
+};
+
 class Vae {
  public:
   // Builds the layers and registers their parameters in `store` (not finalized yet) under
@@ -107,7 +116,12 @@ class Vae {
   int train_noise_per_sample() const { return config_.latent_dim * config_.iw_train_samples; }
   // Forward only with the batch's eps: the same per-sample terms, no gradients. With stats,
   // adds the batch's encodings to the posterior-collapse statistics.
-  LossSums evaluate(Context& ctx, const Batch& batch, float beta, PosteriorStats* stats = nullptr);
+  // With per_sample, also each sample's terms (see EvalOutputs).
+  LossSums evaluate(Context& ctx, const Batch& batch, float beta, PosteriorStats* stats = nullptr,
+                    const EvalOutputs* per_sample = nullptr);
+  // A learned decoder variance: its log-variance as the likelihood uses it (held in the clamp's
+  // range), one value for all outputs or one per output; empty for a fixed sigma or Bernoulli.
+  std::vector<float> output_logvar() const;
 
   // q(z|x): mu, logvar [N, L] (logvar may be nullptr). Reads x and labels of the batch.
   void encode(Context& ctx, const Batch& batch, float* mu, float* logvar);
