@@ -2,6 +2,8 @@
 // shapes, info). It never starts MPI.
 #include <boost/program_options.hpp>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -10,6 +12,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "core/error.hpp"
 #include "core/version.hpp"
@@ -96,14 +99,9 @@ std::vector<int64_t> drop_label_list(const std::string& text) {
   for (size_t pos = 0; pos <= text.size();) {
     const size_t end = std::min(text.find(',', pos), text.size());
     const std::string item = text.substr(pos, end - pos);
-    size_t used = 0;
-    long long v = -1;
-    try {
-      v = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (item.empty() || used != item.size() || v < 0)
+    int64_t v = -1;
+    const auto res = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (item.empty() || res.ec != std::errc() || res.ptr != item.data() + item.size() || v < 0)
       throw UsageError("--drop-labels: '" + text +
                        "' is not a comma-separated list of labels >= 0 (e.g. 9 or 3,9)");
     out.push_back(v);

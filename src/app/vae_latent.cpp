@@ -1,8 +1,10 @@
 // vae_latent: uses a trained model (any vae_dist checkpoint; its architecture comes from the
 // configuration stored in it). Subcommands encode a data set into HDF5 and draw PNG grids:
-// interpolations, class arithmetic, samples near an image, the 2-D manifold, prior samples.
-// Runs on 1 or P MPI ranks: encode and the class means read one shard per rank; the
-// pictures are drawn by rank 0. Options are parsed before MPI starts, as in vae_dist.
+// interpolations, class arithmetic, samples near an image, the 2-D manifold, prior samples;
+// disentanglement metrics against known factors; anomaly scores of every row (score).
+// Runs on 1 or P MPI ranks: encode, the class means, the codes of disentanglement and the
+// scores read one shard per rank; the pictures are drawn by rank 0. Options are parsed before
+// MPI starts, as in vae_dist.
 #include <omp.h>
 
 #include <algorithm>
@@ -188,7 +190,7 @@ const std::vector<Subcommand>& subcommands() {
       {"score",
        "score --checkpoint C --data D --out S.h5 [--iw-samples k --per-pixel --labels-normal "
        "LIST | --anomalies A.h5 --fpr 0.05 --normal-val 0.2]",
-       "Anomaly scores of every row of D, in its row order (docs/latent.md#anomaly-scores): the\n"
+       "Anomaly scores of every row of D, in its row order (docs/latent.md, Anomaly scores): the\n"
        "negative ELBO, the importance-weighted -log p(x) (--iw-samples k), the reconstruction NLL\n"
        "and squared error through z = mu, PSNR and SSIM for images, and the per-feature\n"
        "log-likelihood (--per-pixel). Written to S.h5, their means as a table and to S.json.\n"
