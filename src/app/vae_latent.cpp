@@ -979,10 +979,46 @@ void write_scores(hid_t loc, const ScoredFile& f, int k) {
   vd::h5::write_attribute(loc, "data", f.path);
 }
 
+// --labels-normal against D's /labels, on every rank before anything is scored: D must have
+// labels, and the list must name some but not all of them. Returns the list as text.
+std::string check_labels_normal(const Session& s, const std::vector<int64_t>& normal) {
+  std::vector<int32_t> labels;
+  {
+    vd::h5::File f = vd::h5::open_file(s.data);
+    if (!vd::h5::is_dataset(f, "/labels"))
+      throw vd::DataError("--labels-normal needs the labels of D, but '" + s.data +
+                          "' has no /labels data set; give --anomalies FILE instead");
+    labels = vd::h5::read_dataset<int32_t>(f, "/labels").data;
+  }
+  std::sort(labels.begin(), labels.end());
+  labels.erase(std::unique(labels.begin(), labels.end()), labels.end());
+  std::string present, text;
+  size_t named = 0;
+  for (int32_t l : labels) {
+    if (!present.empty()) present += ',';
+    present += std::to_string(l);
+    named += std::find(normal.begin(), normal.end(), l) != normal.end() ? 1 : 0;
+  }
+  for (int64_t l : normal) {
+    if (!text.empty()) text += ',';
+    text += std::to_string(l);
+  }
+  if (named == 0)
+    throw vd::ConfigError("--labels-normal " + text + " names none of the labels of '" + s.data +
+                          "' (" + present + "); name the normal ones");
+  if (named == labels.size())
+    throw vd::ConfigError("--labels-normal " + text + " names every label of '" + s.data + "' (" +
+                          present +
+                          "), so no row is a known anomaly; leave out the anomalous "
+                          "labels");
+  return text;
+}
+
 void run_score(Session& s) {
   const vd::Comm& comm = s.comm;
   const ScoreOptions o = score_options(s);
   const bool detect = o.labels_normal.has_value() || !o.anomalies.empty();
+  if (o.labels_normal) check_labels_normal(s, *o.labels_normal);
   const ScoredFile data = score_file(s, s.data, o);
   std::optional<ScoredFile> anomalies, normal_val;
   if (!o.anomalies.empty()) anomalies = score_file(s, o.anomalies, o);
@@ -995,36 +1031,11 @@ void run_score(Session& s) {
   std::vector<uint8_t> anomalous(static_cast<size_t>(N), 0), held_out(static_cast<size_t>(N), 0);
   std::string normal_text;
   if (o.labels_normal) {
-    if (!data.has_labels)
-      throw vd::DataError("--labels-normal needs the labels of D, but '" + s.data +
-                          "' has no /labels data set; give --anomalies FILE instead");
-    std::vector<int32_t> present(data.labels);
-    std::sort(present.begin(), present.end());
-    present.erase(std::unique(present.begin(), present.end()), present.end());
-    std::string present_text;
-    for (int32_t l : present) {
-      if (!present_text.empty()) present_text += ',';
-      present_text += std::to_string(l);
-    }
-    int64_t normal = 0;
-    for (int64_t i = 0; i < N; ++i) {
-      const int32_t l = data.labels[static_cast<size_t>(i)];
-      const bool is_normal =
-          std::find(o.labels_normal->begin(), o.labels_normal->end(), l) != o.labels_normal->end();
-      anomalous[static_cast<size_t>(i)] = is_normal ? 0 : 1;
-      normal += is_normal ? 1 : 0;
-    }
-    for (int64_t l : *o.labels_normal) {
-      if (!normal_text.empty()) normal_text += ',';
-      normal_text += std::to_string(l);
-    }
-    if (normal == 0)
-      throw vd::ConfigError("--labels-normal " + normal_text + " names none of the labels of '" +
-                            s.data + "' (" + present_text + "); name the normal ones");
-    if (normal == N)
-      throw vd::ConfigError("--labels-normal " + normal_text + " names every label of '" + s.data +
-                            "' (" + present_text +
-                            "), so no row is a known anomaly; leave out the anomalous labels");
+    for (int64_t i = 0; i < N; ++i)
+      anomalous[static_cast<size_t>(i)] =
+          std::find(o.labels_normal->begin(), o.labels_normal->end(),
+                    data.labels[static_cast<size_t>(i)]) == o.labels_normal->end();
+    normal_text = check_labels_normal(s, *o.labels_normal);
   }
   if (detect && o.val_fraction > 0) {
     std::vector<int64_t> normal_rows;
