@@ -192,7 +192,7 @@ cluster_phase() {
   say "cluster tests passed"
 }
 
-# The Python references (label python: numpy, scipy, scikit-learn, h5py, matplotlib), which the
+# The Python references (label python: numpy, scipy, scikit-learn, scikit-image, h5py, matplotlib), which the
 # Quickstart's ctest reports as skipped in a bare root: their packages, then the tests, which
 # must run here. A skipped test fails the phase.
 reference_phase() {

@@ -6,6 +6,9 @@
       a PCA projection, or a t-SNE projection
   latent_plots.py curves --metrics runs/x/metrics.csv --out F.png
       training and test curves of loss, reconstruction and KL from vae_dist's metrics.csv
+  latent_plots.py roc --scores S.h5 --out F.png [--only neg_elbo,kl]
+      ROC curves of the anomaly scores of `vae_latent score` with known anomalies (its
+      evaluated rows: D's rows not held out, and the rows of --anomalies), AUC in the legend
 
 Image grids are drawn by vae_latent itself; this script draws only charts with axes.
 Needs python3-matplotlib, python3-sklearn, python3-h5py, python3-numpy
@@ -124,6 +127,55 @@ def curves(args):
     print(f"wrote {args.out}")
 
 
+# The scores vae_latent score writes; PSNR and SSIM grow with the quality, so their negatives rank.
+SCORES = ("neg_elbo", "recon", "kl", "iw_nll", "recon_nll_mu", "sq_error_mu", "psnr", "ssim")
+
+
+def roc_curves(path, only=None):
+    """{score: (fpr, tpr, auc)} over the evaluated rows of a vae_latent score file, by sklearn."""
+    np, h5py = require("numpy", "h5py")
+    from sklearn.metrics import roc_auc_score, roc_curve
+    out = {}
+    with h5py.File(path, "r") as f:
+        if "anomalous" not in f:
+            sys.exit(f"error: {path} has no /anomalous; run vae_latent score with --labels-normal "
+                     "or --anomalies")
+        keep = f["held_out"][...] == 0
+        y = f["anomalous"][...][keep]
+        if "anomalies" in f:
+            y = np.concatenate([y, np.ones(f["anomalies/neg_elbo"].shape[0], dtype=y.dtype)])
+        for name in SCORES:
+            if name not in f or (only and name not in only):
+                continue
+            s = f[name][...][keep]
+            if "anomalies" in f:
+                s = np.concatenate([s, f["anomalies/" + name][...]])
+            if name in ("psnr", "ssim"):
+                s = -s
+            fpr, tpr, _ = roc_curve(y, s)
+            out[name] = (fpr, tpr, roc_auc_score(y, s))
+    return out
+
+
+def roc(args):
+    require("matplotlib", "sklearn")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    curves_ = roc_curves(args.scores, args.only.split(",") if args.only else None)
+    fig, ax = plt.subplots(figsize=(5.2, 4.8), dpi=args.dpi)
+    for name, (fpr, tpr, auc) in sorted(curves_.items(), key=lambda kv: -kv[1][2]):
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="gray", label="chance")
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.set_title(args.title or "anomaly scores: ROC")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(args.out)
+    print(f"wrote {args.out}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +194,13 @@ def main(argv=None):
     c.add_argument("--out", required=True, help="PNG to write")
     c.add_argument("--dpi", type=int, default=80)
     c.set_defaults(run=curves)
+    r = sub.add_parser("roc", help="ROC curves of the anomaly scores of vae_latent score")
+    r.add_argument("--scores", required=True, help="HDF5 file of vae_latent score")
+    r.add_argument("--out", required=True, help="PNG to write")
+    r.add_argument("--only", default="", help="comma-separated scores to draw (default: all)")
+    r.add_argument("--title", default="")
+    r.add_argument("--dpi", type=int, default=100)
+    r.set_defaults(run=roc)
     args = parser.parse_args(argv)
     args.run(args)
 

@@ -5,7 +5,8 @@
 #   bash launch/setup.sh [--with-reference] [--with-charts] [--with-cluster] [--with-fuzz]
 #   (flags combine, in any order)
 #     --with-reference  also PyTorch, OpenBLAS, jemalloc and tcmalloc for tests/reference and launch/bench.sh
-#     --with-charts     also matplotlib, scikit-learn, h5py, numpy for launch/latent_plots.py
+#     --with-charts     also matplotlib, scikit-learn, scikit-image, h5py, numpy for launch/latent_plots.py
+#                       and the Python references (tests/reference)
 #     --with-cluster    also Slurm, munge and iproute2 for the cluster tests (ctest -L 'slurm|multi_host')
 #     --with-fuzz       also clang, its sanitizer/libFuzzer runtime and OpenMP for launch/fuzz.sh
 set -euo pipefail
@@ -23,7 +24,7 @@ for flag in "$@"; do
     # jemalloc and tcmalloc: launch/bench.sh tries PyTorch on each allocator.
     --with-reference) packages+=(python3 python3-torch python3-h5py python3-numpy libopenblas0-openmp
                                  libjemalloc2 libtcmalloc-minimal4) ;;
-    --with-charts) packages+=(python3 python3-matplotlib python3-sklearn python3-h5py python3-numpy) ;;
+    --with-charts) packages+=(python3 python3-matplotlib python3-sklearn python3-skimage python3-h5py python3-numpy) ;;
     # tests/slurm starts a single-node Slurm (slurmctld, slurmd, munged); the multi-host tests
     # make network-namespace hosts with ip.
     --with-cluster) packages+=(slurm-wlm munge iproute2) ;;

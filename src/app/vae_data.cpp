@@ -2,6 +2,8 @@
 // shapes, info). It never starts MPI.
 #include <boost/program_options.hpp>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -10,6 +12,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "core/error.hpp"
 #include "core/version.hpp"
@@ -87,11 +90,32 @@ struct ImportSettings {
   std::string out;
   std::optional<uint64_t> seed;
   int deflate = 4;
+  std::vector<int64_t> drop_labels;  // --drop-labels
 };
+
+// --drop-labels 9 or 3,9: the labels whose rows an importer leaves out.
+std::vector<int64_t> drop_label_list(const std::string& text) {
+  std::vector<int64_t> out;
+  for (size_t pos = 0; pos <= text.size();) {
+    const size_t end = std::min(text.find(',', pos), text.size());
+    const std::string item = text.substr(pos, end - pos);
+    int64_t v = -1;
+    const auto res = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (item.empty() || res.ec != std::errc() || res.ptr != item.data() + item.size() || v < 0)
+      throw UsageError("--drop-labels: '" + text +
+                       "' is not a comma-separated list of labels >= 0 (e.g. 9 or 3,9)");
+    out.push_back(v);
+    pos = end + 1;
+  }
+  return out;
+}
+
 ImportSettings import_settings(const po::variables_map& vm) {
   ImportSettings in;
   in.out = vm["out"].as<std::string>();
   if (vm.count("shuffle-seed")) in.seed = vm["shuffle-seed"].as<uint64_t>();
+  if (vm.count("drop-labels"))
+    in.drop_labels = drop_label_list(vm["drop-labels"].as<std::string>());
   in.deflate = vm["deflate"].as<int>();
   if (in.deflate < 0 || in.deflate > 9)
     throw UsageError("--deflate must be 0 (none) to 9, not " + std::to_string(in.deflate));
@@ -109,16 +133,20 @@ int cmd_import(int argc, char** argv) {
       "shuffle rows (images and labels together) with this seed; default: keep file order")(
       "deflate", po::value<int>()->default_value(4),
       "deflate level of the images, 1..9, or 0 to store them uncompressed (bigger file, less "
-      "CPU per read: worth it for data streamed from the file every epoch)");
+      "CPU per read: worth it for data streamed from the file every epoch)")(
+      "drop-labels", po::value<std::string>(),
+      "leave out the rows of these labels, comma-separated (e.g. 9: a held-out class)");
   po::variables_map vm;
   const std::string synopsis =
-      "import-idx --images FILE [--labels FILE] --out FILE.h5 [--shuffle-seed N] [--deflate L]";
+      "import-idx --images FILE [--labels FILE] --out FILE.h5 [--shuffle-seed N] [--deflate L] "
+      "[--drop-labels LIST]";
   if (!parse(argc, argv, desc, {}, synopsis, vm)) return 0;
   const ImportSettings in = import_settings(vm);
   const auto t0 = std::chrono::steady_clock::now();
   const std::string& out = in.out;
-  const vd::DatasetSummary s = vd::import_idx(
-      vm["images"].as<std::string>(), vm["labels"].as<std::string>(), out, in.seed, in.deflate);
+  const vd::DatasetSummary s =
+      vd::import_idx(vm["images"].as<std::string>(), vm["labels"].as<std::string>(), out, in.seed,
+                     in.deflate, in.drop_labels);
   print_summary(s, out, seconds_since(t0));
   return 0;
 }
@@ -135,18 +163,20 @@ int cmd_import_npy(int argc, char** argv) {
       "shuffle-seed", po::value<uint64_t>(),
       "shuffle rows (images and labels together) with this seed; default: keep file order")(
       "deflate", po::value<int>()->default_value(4),
-      "deflate level of the images, 1..9, or 0 to store them uncompressed");
+      "deflate level of the images, 1..9, or 0 to store them uncompressed")(
+      "drop-labels", po::value<std::string>(),
+      "leave out the rows of these labels, comma-separated (e.g. 9: a held-out class)");
   po::variables_map vm;
   const std::string synopsis =
       "import-npy --images A.npy [--labels L.npy] --out FILE.h5 [--signals] [--shuffle-seed N] "
-      "[--deflate L]";
+      "[--deflate L] [--drop-labels LIST]";
   if (!parse(argc, argv, desc, {}, synopsis, vm)) return 0;
   const ImportSettings in = import_settings(vm);
   const auto t0 = std::chrono::steady_clock::now();
   const std::string& out = in.out;
   const vd::DatasetSummary s =
       vd::import_npy(vm["images"].as<std::string>(), vm["labels"].as<std::string>(), out, in.seed,
-                     in.deflate, vm["signals"].as<bool>());
+                     in.deflate, vm["signals"].as<bool>(), in.drop_labels);
   print_summary(s, out, seconds_since(t0));
   return 0;
 }

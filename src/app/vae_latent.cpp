@@ -1,8 +1,10 @@
 // vae_latent: uses a trained model (any vae_dist checkpoint; its architecture comes from the
 // configuration stored in it). Subcommands encode a data set into HDF5 and draw PNG grids:
-// interpolations, class arithmetic, samples near an image, the 2-D manifold, prior samples.
-// Runs on 1 or P MPI ranks: encode and the class means read one shard per rank; the
-// pictures are drawn by rank 0. Options are parsed before MPI starts, as in vae_dist.
+// interpolations, class arithmetic, samples near an image, the 2-D manifold, prior samples;
+// disentanglement metrics against known factors; anomaly scores of every row (score).
+// Runs on 1 or P MPI ranks: encode, the class means, the codes of disentanglement and the
+// scores read one shard per rank; the pictures are drawn by rank 0. Options are parsed before
+// MPI starts, as in vae_dist.
 #include <omp.h>
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 #include <exception>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -24,14 +27,19 @@
 #include "core/h5.hpp"
 #include "core/rng.hpp"
 #include "core/version.hpp"
+#include "data/dataset_file.hpp"
 #include "data/factor_file.hpp"
 #include "data/shard.hpp"
 #include "data/standardize.hpp"
 #include "io/latent_file.hpp"
+#include "io/metrics_log.hpp"
 #include "nn/context.hpp"
 #include "parallel/comm.hpp"
 #include "train/model_config.hpp"
+#include "vae/anomaly.hpp"
+#include "vae/detection_metrics.hpp"
 #include "vae/disentanglement.hpp"
+#include "vae/image_quality.hpp"
 #include "vae/latent.hpp"
 #include "vae/latent_images.hpp"
 #include "vae/sample_grids.hpp"
@@ -178,6 +186,40 @@ const std::vector<Subcommand>& subcommands() {
              "DCI's lasso regularisation; a number >= 0")(
              "batch-size", po::value<int>()->value_name("<int>")->default_value(1000),
              "rows encoded at once; an integer in 1..100000");
+       }},
+      {"score",
+       "score --checkpoint C --data D --out S.h5 [--iw-samples k --per-pixel --labels-normal "
+       "LIST | --anomalies A.h5 --fpr 0.05 --normal-val 0.2]",
+       "Anomaly scores of every row of D, in its row order (docs/latent.md, Anomaly scores): the\n"
+       "negative ELBO, the importance-weighted -log p(x) (--iw-samples k), the reconstruction NLL\n"
+       "and squared error through z = mu, PSNR and SSIM for images, and the per-feature\n"
+       "log-likelihood (--per-pixel). Written to S.h5, their means as a table and to S.json.\n"
+       "With known anomalies (--labels-normal or --anomalies): ROC-AUC and average precision of\n"
+       "each score, and the threshold at --fpr on held-out normal rows with its TPR. The same\n"
+       "result on any number of ranks.",
+       [](po::options_description& d) {
+         data_options(d);
+         d.add_options()("out", po::value<std::string>()->value_name("<str>")->required(),
+                         "HDF5 file to write; the means go to the same name with .json")(
+             "iw-samples", po::value<int>()->value_name("<int>")->default_value(0),
+             "importance samples k of -log p(x); 0 = none; an integer in 0..100000")(
+             "per-pixel", po::bool_switch(),
+             "also write each feature's log-likelihood log p(x_d | z = mu) [N, D]")(
+             "labels-normal", po::value<std::string>()->value_name("<list>"),
+             "the label values of D that are normal, comma-separated; the other rows are the "
+             "known anomalies")("anomalies", po::value<std::string>()->value_name("<str>"),
+                                "a file of known anomalies; every row of D is then normal")(
+             "fpr", po::value<double>()->value_name("<num>")->default_value(0.05),
+             "false-positive rate of the threshold; a number in (0, 1)")(
+             "normal-val", po::value<std::string>()->value_name("<str>")->default_value("0.2"),
+             "held-out normal rows for the threshold: a fraction in (0, 1) of D's normal rows "
+             "(left out of every metric), or a file of normal rows")(
+             "data-range", po::value<double>()->value_name("<num>")->default_value(1.0),
+             "PSNR's and SSIM's data_range (the span of the image values); a number > 0")(
+             "seed", po::value<uint64_t>()->value_name("<int>")->default_value(0),
+             "random seed of the noise (a stream per row) and of the held-out split")(
+             "batch-size", po::value<int>()->value_name("<int>")->default_value(1000),
+             "rows scored at once; an integer in 1..100000");
        }},
   };
   return subs;
@@ -330,16 +372,18 @@ struct Session {
   vd::LatentModel& vae() { return *model->model; }
   const vd::Shape& shape() const { return model->model->config().data; }
   // This rank's shard of the data (world = 1: the whole file), checked as vae_dist checks it.
-  vd::Shard read(int rank, int world) const {
+  vd::Shard read(int rank, int world) const { return read_file(data, rank, world); }
+  // The same for another file of the model's data (score's --anomalies and --normal-val).
+  vd::Shard read_file(const std::string& path, int rank, int world) const {
     const auto check = vae_likelihood() == vd::Likelihood::Bernoulli ? vd::ValueCheck::UnitInterval
                                                                      : vd::ValueCheck::None;
-    vd::Shard s = vd::Shard::read(data, dataset, rank, world, check);
+    vd::Shard s = vd::Shard::read(path, dataset, rank, world, check);
     // By shape, as vae_dist checks its test data: 14x56 or 784 values are not 1x28x28 images.
     vd::check_sample_shape(s, shape(), "data",
                            "the model of checkpoint '" + model->path + "' takes",
                            "give --data of the shape it was trained on");
     if (model->classes() > 0 && !s.has_labels())
-      throw vd::DataError("the model is conditional, so it needs class labels, but '" + data +
+      throw vd::DataError("the model is conditional, so it needs class labels, but '" + path +
                           "' has no /labels data set");
     if (model->classes() > 0)
       vd::check_labels(s, model->classes(), "data", "the checkpoint '" + model->path + "'");
@@ -744,6 +788,446 @@ void run_disentanglement(Session& s) {
   std::printf("wrote %s\n", out.c_str());
 }
 
+// ---- score --------------------------------------------------------------------------------
+
+// score's options, checked before anything is computed (usage errors: exit 2).
+struct ScoreOptions {
+  vd::ScoreSettings set;
+  int batch = 1000;
+  std::optional<std::vector<int64_t>> labels_normal;
+  std::string anomalies;  // "" = none
+  double fpr = 0.05;
+  double val_fraction = 0;  // > 0: that share of D's normal rows is held out
+  std::string val_file;     // else: a file of normal rows
+};
+
+// The held-out split's draw: vd::shuffle_permutation of D's normal rows with this stream's seed.
+constexpr uint64_t kScoreSplitStream = 0x5c0e0002;
+
+ScoreOptions score_options(const Session& s) {
+  const po::variables_map& vm = s.vm;
+  ScoreOptions o;
+  o.set.iw_samples = int_in(vm, "iw-samples", 0, 100000);
+  o.set.per_pixel = vm["per-pixel"].as<bool>();
+  o.set.seed = vm["seed"].as<uint64_t>();
+  o.batch = int_in(vm, "batch-size", 1, 100000);
+  o.set.data_range = vm["data-range"].as<double>();
+  if (!(o.set.data_range > 0) || !std::isfinite(o.set.data_range))
+    throw vd::ConfigError("--data-range: " + std::to_string(o.set.data_range) +
+                          " must be a number > 0 (1 for images in [0, 1])");
+  const vd::Shape& shape = s.shape();
+  o.set.image_quality =
+      !shape.flat() && shape.rank == 2 && shape.h >= vd::kSsimWindow && shape.w >= vd::kSsimWindow;
+  if (fs::path(s.out()).extension() == ".json")
+    throw vd::ConfigError("--out '" + s.out() +
+                          "' ends in .json, the name of the means beside it; give an HDF5 name "
+                          "such as scores.h5");
+  o.fpr = vm["fpr"].as<double>();
+  if (!(o.fpr > 0 && o.fpr < 1))
+    throw vd::ConfigError("--fpr: " + std::to_string(o.fpr) +
+                          " is outside (0, 1); give a false-positive rate such as 0.05");
+  if (vm.count("labels-normal") && vm.count("anomalies"))
+    throw vd::ConfigError(
+        "give either --labels-normal (the normal labels of D) or --anomalies (a file of known "
+        "anomalies), not both");
+  if (vm.count("labels-normal")) {
+    const std::string text = vm["labels-normal"].as<std::string>();
+    std::vector<int64_t> list;
+    for (size_t pos = 0; pos <= text.size();) {
+      const size_t end = std::min(text.find(',', pos), text.size());
+      const std::string item = text.substr(pos, end - pos);
+      int64_t v = -1;
+      const auto res = std::from_chars(item.data(), item.data() + item.size(), v);
+      if (item.empty() || res.ec != std::errc() || res.ptr != item.data() + item.size() || v < 0)
+        throw vd::ConfigError("--labels-normal: '" + text +
+                              "' is not a comma-separated list of labels >= 0 (e.g. 0,1,2)");
+      list.push_back(v);
+      pos = end + 1;
+    }
+    o.labels_normal = list;
+  }
+  if (vm.count("anomalies")) o.anomalies = vm["anomalies"].as<std::string>();
+  const std::string val = vm["normal-val"].as<std::string>();
+  double f = 0;
+  const auto res = std::from_chars(val.data(), val.data() + val.size(), f);
+  if (!val.empty() && res.ec == std::errc() && res.ptr == val.data() + val.size()) {
+    if (!(f > 0 && f < 1))
+      throw vd::ConfigError(
+          "--normal-val: " + val +
+          " is not a fraction in (0, 1); give e.g. 0.2, or a file of normal rows");
+    o.val_fraction = f;
+  } else {
+    std::error_code ec;
+    if (!fs::is_regular_file(val, ec))
+      throw vd::ConfigError(
+          "--normal-val: '" + val +
+          "' is neither a fraction in (0, 1) nor an existing file of normal rows");
+    o.val_file = val;
+  }
+  return o;
+}
+
+// Every row's scores of one file, gathered on rank 0 in the file's row order (the other ranks
+// hold n = 0), and its labels.
+struct ScoredFile {
+  std::string path;
+  vd::RowScores scores;
+  bool has_labels = false;
+  std::vector<int32_t> labels;
+};
+
+// Each rank scores its shard in batches over global rows [kB, (k+1)B) at full size B, as
+// encode does, so every row's arithmetic is the same on any number of ranks; rank 0 gathers.
+ScoredFile score_file(Session& s, const std::string& path, const ScoreOptions& o) {
+  const vd::Comm& comm = s.comm;
+  const vd::Shard shard = s.read_file(path, comm.rank(), comm.size());
+  const int B = o.batch;
+  const int D = static_cast<int>(shard.sample_size());
+  const vd::RowRange range = shard.range();
+  vd::RowScores mine;
+  mine.resize(shard.rows(), D, o.set);
+  std::vector<float> x(static_cast<size_t>(B) * D);
+  std::vector<int32_t> labels(static_cast<size_t>(B), 0);
+  std::vector<int64_t> rows;
+  for (int64_t g = range.begin / B * B; g < range.end; g += B) {
+    const int64_t lo = std::max(g, range.begin), hi = std::min(g + B, range.end);
+    std::fill(x.begin(), x.end(), 0.0f);
+    std::fill(labels.begin(), labels.end(), 0);
+    rows.clear();
+    for (int64_t r = lo; r < hi; ++r) rows.push_back(r - range.begin);
+    shard.gather(rows, x.data() + static_cast<size_t>(lo - g) * D);
+    if (shard.has_labels())
+      for (int64_t r = lo; r < hi; ++r)
+        labels[static_cast<size_t>(r - g)] = shard.labels()[static_cast<size_t>(r - range.begin)];
+    vd::score_batch(s.ctx, s.vae(), B, x.data(), labels.data(), g, static_cast<int>(lo - g),
+                    static_cast<int>(hi - g), o.set, &s.model->scaling, mine, lo - range.begin);
+  }
+  ScoredFile f;
+  f.path = path;
+  f.has_labels = shard.has_labels();
+  vd::RowScores& all = f.scores;
+  all.n = comm.is_root() ? shard.global_rows() : 0;
+  all.D = D;
+  for (auto [dst, src] : {std::pair{&all.neg_elbo, &mine.neg_elbo},
+                          {&all.recon, &mine.recon},
+                          {&all.kl, &mine.kl},
+                          {&all.iw_nll, &mine.iw_nll},
+                          {&all.recon_nll_mu, &mine.recon_nll_mu},
+                          {&all.sq_error_mu, &mine.sq_error_mu},
+                          {&all.psnr, &mine.psnr},
+                          {&all.ssim, &mine.ssim}})
+    *dst = comm.gather(std::span<const double>(*src), 0);
+  all.pixel_loglik = comm.gather(std::span<const float>(mine.pixel_loglik), 0);
+  if (f.has_labels) {
+    std::vector<double> l(shard.labels().begin(), shard.labels().end());
+    for (double v : comm.gather(std::span<const double>(l), 0))
+      f.labels.push_back(static_cast<int32_t>(v));
+  }
+  return f;
+}
+
+// PSNR and SSIM grow with the reconstruction's quality: the ranking metrics use their negatives.
+double score_sign(const std::string& name) {
+  return name == "psnr" || name == "ssim" ? -1.0 : 1.0;
+}
+
+std::string score_what(const std::string& name, int k) {
+  if (name == "neg_elbo") return "-ELBO, one z ~ q(z|x): recon + kl (nats)";
+  if (name == "recon") return "-log p(x|z) at that z (nats)";
+  if (name == "kl") return "KL(q(z|x) || p(z)) (nats)";
+  if (name == "iw_nll") return "-log p(x), importance-weighted, k = " + std::to_string(k);
+  if (name == "recon_nll_mu") return "-log p(x|z = mu) (nats)";
+  if (name == "sq_error_mu") return "sum (x - E[x|z = mu])^2";
+  if (name == "psnr") return "PSNR of E[x|z = mu] (dB)";
+  if (name == "ssim") return "SSIM of E[x|z = mu] (7x7 uniform window)";
+  return name;
+}
+
+std::string json_num(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+double mean_of(const std::vector<double>& v, const std::vector<uint8_t>* mask = nullptr,
+               uint8_t which = 1) {
+  double sum = 0, n = 0;
+  for (size_t i = 0; i < v.size(); ++i)
+    if (mask == nullptr || (*mask)[i] == which) {
+      sum += v[i];
+      n += 1;
+    }
+  return n > 0 ? sum / n : std::numeric_limits<double>::quiet_NaN();
+}
+
+void write_scores(hid_t loc, const ScoredFile& f, int k) {
+  const int64_t n = f.scores.n;
+  const int64_t dims[2] = {n, f.scores.D};
+  for (const auto& [name, v] : f.scores.columns()) {
+    vd::h5::write_dataset<double>(loc, name, *v, std::span<const int64_t>(dims, 1));
+    vd::h5::Dataset d = vd::h5::open_dataset(loc, name);
+    vd::h5::write_attribute(d, "what", score_what(name, k));
+  }
+  if (!f.scores.pixel_loglik.empty()) {
+    vd::h5::write_dataset<float>(loc, "pixel_loglik", f.scores.pixel_loglik, dims);
+    vd::h5::Dataset d = vd::h5::open_dataset(loc, "pixel_loglik");
+    vd::h5::write_attribute(d, "what", "log p(x_d | z = mu) per feature (nats)");
+  }
+  if (f.has_labels)
+    vd::h5::write_dataset<int32_t>(loc, "labels", f.labels, std::span<const int64_t>(dims, 1));
+  vd::h5::write_attribute(loc, "data", f.path);
+}
+
+// --labels-normal against D's /labels, on every rank before anything is scored: D must have
+// labels, and the list must name some but not all of them. Returns the list as text.
+std::string check_labels_normal(const Session& s, const std::vector<int64_t>& normal) {
+  std::vector<int32_t> labels;
+  {
+    vd::h5::File f = vd::h5::open_file(s.data);
+    if (!vd::h5::is_dataset(f, "/labels"))
+      throw vd::DataError("--labels-normal needs the labels of D, but '" + s.data +
+                          "' has no /labels data set; give --anomalies FILE instead");
+    labels = vd::h5::read_dataset<int32_t>(f, "/labels").data;
+  }
+  std::sort(labels.begin(), labels.end());
+  labels.erase(std::unique(labels.begin(), labels.end()), labels.end());
+  std::string present, text;
+  size_t named = 0;
+  for (int32_t l : labels) {
+    if (!present.empty()) present += ',';
+    present += std::to_string(l);
+    named += std::find(normal.begin(), normal.end(), l) != normal.end() ? 1 : 0;
+  }
+  for (int64_t l : normal) {
+    if (!text.empty()) text += ',';
+    text += std::to_string(l);
+  }
+  if (named == 0)
+    throw vd::ConfigError("--labels-normal " + text + " names none of the labels of '" + s.data +
+                          "' (" + present + "); name the normal ones");
+  if (named == labels.size())
+    throw vd::ConfigError("--labels-normal " + text + " names every label of '" + s.data + "' (" +
+                          present +
+                          "), so no row is a known anomaly; leave out the anomalous "
+                          "labels");
+  return text;
+}
+
+void run_score(Session& s) {
+  const vd::Comm& comm = s.comm;
+  const ScoreOptions o = score_options(s);
+  const bool detect = o.labels_normal.has_value() || !o.anomalies.empty();
+  if (o.labels_normal) check_labels_normal(s, *o.labels_normal);
+  const ScoredFile data = score_file(s, s.data, o);
+  std::optional<ScoredFile> anomalies, normal_val;
+  if (!o.anomalies.empty()) anomalies = score_file(s, o.anomalies, o);
+  if (detect && !o.val_file.empty()) normal_val = score_file(s, o.val_file, o);
+  if (!comm.is_root()) return;
+  const int k = o.set.iw_samples;
+  const int64_t N = data.scores.n;
+
+  // Known anomalies: D's rows whose label is not normal, or the rows of --anomalies.
+  std::vector<uint8_t> anomalous(static_cast<size_t>(N), 0), held_out(static_cast<size_t>(N), 0);
+  std::string normal_text;
+  if (o.labels_normal) {
+    for (int64_t i = 0; i < N; ++i)
+      anomalous[static_cast<size_t>(i)] =
+          std::find(o.labels_normal->begin(), o.labels_normal->end(),
+                    data.labels[static_cast<size_t>(i)]) == o.labels_normal->end();
+    normal_text = check_labels_normal(s, *o.labels_normal);
+  }
+  if (detect && o.val_fraction > 0) {
+    std::vector<int64_t> normal_rows;
+    for (int64_t i = 0; i < N; ++i)
+      if (!anomalous[static_cast<size_t>(i)]) normal_rows.push_back(i);
+    const auto nn = static_cast<int64_t>(normal_rows.size());
+    const int64_t h = std::llround(o.val_fraction * static_cast<double>(nn));
+    if (h < 1 || h >= nn)
+      throw vd::DataError("--normal-val " + std::to_string(o.val_fraction) + " of the " +
+                          std::to_string(nn) + " normal rows of '" + s.data + "' holds out " +
+                          std::to_string(h) +
+                          " rows; it must leave at least one on each side (give another "
+                          "fraction or a file of normal rows)");
+    const std::vector<int64_t> perm =
+        vd::shuffle_permutation(nn, vd::Rng::derive_seed(o.set.seed, kScoreSplitStream));
+    for (int64_t j = 0; j < h; ++j)
+      held_out[static_cast<size_t>(
+          normal_rows[static_cast<size_t>(perm[static_cast<size_t>(j)])])] = 1;
+  }
+
+  // The means, over every row of D, and over its normal and anomalous rows.
+  std::string json = "{\n  \"checkpoint\": " + vd::json_string(s.model->path) +
+                     ",\n  \"data\": " + vd::json_string(s.data) +
+                     ",\n  \"rows\": " + std::to_string(N) +
+                     ",\n  \"settings\": {\"seed\": " + std::to_string(o.set.seed) +
+                     ", \"iw_samples\": " + std::to_string(k) +
+                     ", \"per_pixel\": " + (o.set.per_pixel ? "true" : "false") +
+                     ", \"data_range\": " + json_num(o.set.data_range) +
+                     ", \"weights\": " + vd::json_string(vd::weights_name(s.model->weights)) +
+                     ", \"batch_size\": " + std::to_string(o.batch) + "},\n  \"means\": {";
+  std::printf("scored %lld rows of %s (seed %llu)\n", static_cast<long long>(N), s.data.c_str(),
+              static_cast<unsigned long long>(o.set.seed));
+  const bool split = o.labels_normal.has_value();
+  std::printf("  %-14s %14s%s  %s\n", "score", "mean",
+              split ? "         normal      anomalous" : "", "what");
+  bool first = true;
+  for (const auto& [name, v] : data.scores.columns()) {
+    const double m = mean_of(*v);
+    json += std::string(first ? "" : ", ") + "\"" + name + "\": " + json_num(m);
+    first = false;
+    std::printf("  %-14s %14.4f", name.c_str(), m);
+    if (split)
+      std::printf(" %14.4f %14.4f", mean_of(*v, &anomalous, 0), mean_of(*v, &anomalous, 1));
+    std::printf("  %s\n", score_what(name, k).c_str());
+  }
+  json += "}";
+  if (anomalies) {
+    json += ",\n  \"anomalies\": {\"data\": " + vd::json_string(anomalies->path) +
+            ", \"rows\": " + std::to_string(anomalies->scores.n) + ", \"means\": {";
+    first = true;
+    std::printf("means over the %lld rows of %s:\n", static_cast<long long>(anomalies->scores.n),
+                anomalies->path.c_str());
+    for (const auto& [name, v] : anomalies->scores.columns()) {
+      json += std::string(first ? "" : ", ") + "\"" + name + "\": " + json_num(mean_of(*v));
+      first = false;
+      std::printf("  %-14s %14.4f\n", name.c_str(), mean_of(*v));
+    }
+    json += "}}";
+  }
+
+  if (detect) {
+    // The evaluation rows: D's rows not held out, then the --anomalies rows; the held-out
+    // normal rows: D's held-out ones, or the --normal-val file's.
+    std::vector<uint8_t> flags;
+    for (int64_t i = 0; i < N; ++i)
+      if (!held_out[static_cast<size_t>(i)]) flags.push_back(anomalous[static_cast<size_t>(i)]);
+    if (anomalies) flags.insert(flags.end(), static_cast<size_t>(anomalies->scores.n), 1);
+    const auto positives = std::count(flags.begin(), flags.end(), uint8_t{1});
+    const auto negatives = static_cast<int64_t>(flags.size()) - positives;
+    if (positives == 0 || negatives == 0)
+      throw vd::DataError("the evaluation rows hold " + std::to_string(positives) +
+                          " known anomalies and " + std::to_string(negatives) +
+                          " normal rows; ROC-AUC needs both");
+    const int64_t held = normal_val ? normal_val->scores.n
+                                    : std::count(held_out.begin(), held_out.end(), uint8_t{1});
+    const std::string anomalies_text =
+        o.labels_normal ? "labels not in " + normal_text : "the rows of " + o.anomalies;
+    char share[32];
+    std::snprintf(share, sizeof share, "%g", o.val_fraction);
+    const std::string held_text =
+        normal_val ? "the rows of " + normal_val->path
+                   : std::string("held-out normal rows of D (") + share + " of them)";
+    std::printf(
+        "anomaly detection on %lld rows: %lld known anomalies (%s), %lld normal; threshold at "
+        "FPR %g from %lld %s\n",
+        static_cast<long long>(flags.size()), static_cast<long long>(positives),
+        anomalies_text.c_str(), static_cast<long long>(negatives), o.fpr,
+        static_cast<long long>(held), held_text.c_str());
+    std::printf("  %-14s %8s %8s %14s %8s %8s\n", "score", "ROC-AUC", "AP", "threshold", "TPR",
+                "FPR");
+    json += ",\n  \"detection\": {\"evaluated_rows\": " + std::to_string(flags.size()) +
+            ", \"anomalous\": " + std::to_string(positives) +
+            ", \"normal\": " + std::to_string(negatives) +
+            ", \"held_out_normal\": " + std::to_string(held) + ", \"fpr\": " + json_num(o.fpr) +
+            ", \"anomalies\": " + vd::json_string(anomalies_text) +
+            ", \"held_out\": " + vd::json_string(held_text) + ", \"scores\": {";
+    const auto anomaly_columns =
+        anomalies ? anomalies->scores.columns() : decltype(data.scores.columns()){};
+    const auto val_columns =
+        normal_val ? normal_val->scores.columns() : decltype(data.scores.columns()){};
+    first = true;
+    const auto columns = data.scores.columns();
+    for (size_t c = 0; c < columns.size(); ++c) {
+      const std::string& name = columns[c].first;
+      const std::vector<double>& v = *columns[c].second;
+      const double sign = score_sign(name);
+      std::vector<double> eval, held_scores;
+      for (int64_t i = 0; i < N; ++i)
+        (held_out[static_cast<size_t>(i)] ? held_scores : eval)
+            .push_back(sign * v[static_cast<size_t>(i)]);
+      if (anomalies)
+        for (double a : *anomaly_columns[c].second) eval.push_back(sign * a);
+      if (normal_val)
+        for (double a : *val_columns[c].second) held_scores.push_back(sign * a);
+      const double auc = vd::roc_auc(eval, flags), ap = vd::average_precision(eval, flags);
+      const double t = vd::threshold_at_fpr(held_scores, o.fpr);
+      const double tpr = vd::rate_above(eval, flags, 1, t), fpr = vd::rate_above(eval, flags, 0, t);
+      std::printf("  %-14s %8.4f %8.4f %s%13.4f %8.4f %8.4f\n", name.c_str(), auc, ap,
+                  sign < 0 ? "<" : ">", sign * t, tpr, fpr);
+      json += std::string(first ? "" : ",\n    ") + "\"" + name +
+              "\": {\"roc_auc\": " + json_num(auc) + ", \"average_precision\": " + json_num(ap) +
+              ", \"threshold\": " + json_num(sign * t) + ", \"flagged_when\": \"" +
+              (sign < 0 ? "below" : "above") + "\", \"tpr\": " + json_num(tpr) +
+              ", \"fpr\": " + json_num(fpr) + "}";
+      first = false;
+    }
+    json += "}}";
+  }
+  json += "\n}\n";
+
+  // The HDF5 file, under a temporary name until complete, and the JSON beside it.
+  const std::string out = s.out();
+  const std::string json_path = fs::path(out).replace_extension(".json").string();
+  make_parent(out);
+  TempFile tmp(out + ".tmp");
+  {
+    vd::h5::File f = vd::h5::create_file(tmp.path());
+    write_scores(f, data, k);
+    vd::h5::write_attribute(f, "checkpoint", s.model->path);
+    vd::h5::write_attribute(f, "dataset", s.dataset);
+    vd::h5::write_attribute(f, "weights", vd::weights_name(s.model->weights));
+    vd::h5::write_attribute(f, "seed", o.set.seed);
+    vd::h5::write_attribute(f, "iw_samples", int64_t{k});
+    vd::h5::write_attribute(
+        f, "likelihood",
+        s.vae_likelihood() == vd::Likelihood::Bernoulli ? "bernoulli" : "gaussian");
+    vd::h5::write_attribute(
+        f, "noise",
+        "row r: z = mu + sigma * eps, eps from vd::Rng(derive_seed(seed, 0x5c0e0000, r)); "
+        "importance samples from vd::Rng(derive_seed(seed, 0x5c0e0001, r))");
+    if (o.set.image_quality) {
+      vd::h5::write_attribute(f, "data_range", o.set.data_range);
+      vd::h5::write_attribute(f, "psnr",
+                              "skimage.metrics.peak_signal_noise_ratio(x, E[x|z=mu], "
+                              "data_range) over all C*H*W values, data units");
+      vd::h5::write_attribute(f, "ssim",
+                              "skimage.metrics.structural_similarity(x, E[x|z=mu], data_range, "
+                              "channel_axis=0): 7x7 uniform window, K1 0.01, K2 0.03, sample "
+                              "covariance, mean over channels, data units");
+    }
+    const int64_t dims[1] = {N};
+    if (detect) {
+      vd::h5::write_dataset<uint8_t>(f, "anomalous", anomalous, dims);
+      vd::h5::write_dataset<uint8_t>(f, "held_out", held_out, dims);
+      vd::h5::write_attribute(f, "fpr", o.fpr);
+      if (o.labels_normal) vd::h5::write_attribute(f, "labels_normal", normal_text);
+      vd::h5::write_attribute(f, "normal_val", s.vm["normal-val"].as<std::string>());
+    }
+    if (anomalies) {
+      vd::h5::Group g = vd::h5::create_group(f, "anomalies");
+      write_scores(g, *anomalies, k);
+    }
+    if (normal_val) {
+      vd::h5::Group g = vd::h5::create_group(f, "normal_val");
+      write_scores(g, *normal_val, k);
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp.path(), out, ec);
+  if (ec)
+    throw vd::IoError("cannot rename '" + tmp.path() + "' to '" + out + "': " + ec.message() +
+                      "; choose another --out");
+  tmp.keep();
+  const std::string json_tmp = json_path + ".tmp";
+  std::FILE* jf = std::fopen(json_tmp.c_str(), "w");
+  bool ok = jf != nullptr && std::fwrite(json.data(), 1, json.size(), jf) == json.size();
+  if (jf != nullptr) ok = std::fclose(jf) == 0 && ok;
+  if (ok) fs::rename(json_tmp, json_path, ec);
+  if (!ok || ec) throw vd::IoError("cannot write '" + json_path + "'; choose another --out");
+  std::printf("wrote %s and %s\n", out.c_str(), json_path.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -777,7 +1261,9 @@ int main(int argc, char** argv) {
     const std::string& name = sub->name;
     // Every subcommand but arithmetic (whose --out is a directory) writes one file.
     if (name != "arithmetic")
-      check_file_out(vm["out"].as<std::string>(), name == "encode" ? "latents.h5" : "grid.png");
+      check_file_out(vm["out"].as<std::string>(), name == "encode"  ? "latents.h5"
+                                                  : name == "score" ? "scores.h5"
+                                                                    : "grid.png");
     Session s(comm, vm);
     if (name == "encode") run_encode(s);
     if (name == "interpolate") run_interpolate(s);
@@ -786,6 +1272,7 @@ int main(int argc, char** argv) {
     if (name == "manifold") run_manifold(s);
     if (name == "sample") run_sample(s);
     if (name == "disentanglement") run_disentanglement(s);
+    if (name == "score") run_score(s);
     std::fflush(stdout);
     return 0;
   });

@@ -76,6 +76,48 @@ void write_import_attributes(hid_t file, const std::string& created_by,
   }
 }
 
+// The source rows an import writes, in output order: the shuffle's order (or the file's),
+// without the rows whose label is in `drop` (label(i): row i's label). Dropping keeps the
+// other rows in the order of the import without it.
+std::vector<int64_t> import_order(int64_t n, std::optional<uint64_t> shuffle_seed,
+                                  const std::function<int64_t(int64_t)>& label,
+                                  const std::vector<int64_t>& drop,
+                                  const std::string& labels_path) {
+  std::vector<int64_t> order = shuffle_seed ? shuffle_permutation(n, *shuffle_seed)
+                                            : std::vector<int64_t>(static_cast<size_t>(n));
+  if (!shuffle_seed)
+    for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
+  if (drop.empty()) return order;
+  if (!label) throw DataError("--drop-labels needs the labels of the images; give --labels FILE");
+  std::vector<uint8_t> seen(drop.size(), 0);
+  std::vector<int64_t> kept;
+  for (int64_t r : order) {
+    const auto it = std::find(drop.begin(), drop.end(), label(r));
+    if (it == drop.end())
+      kept.push_back(r);
+    else
+      seen[static_cast<size_t>(it - drop.begin())] = 1;
+  }
+  for (size_t j = 0; j < drop.size(); ++j)
+    if (!seen[j])
+      throw DataError("--drop-labels: label " + std::to_string(drop[j]) + " does not occur in '" +
+                      labels_path + "'; name labels the file holds");
+  if (kept.empty())
+    throw DataError("--drop-labels drops every row of '" + labels_path +
+                    "'; keep at least one label");
+  return kept;
+}
+
+void write_dropped_attribute(hid_t file, const std::vector<int64_t>& drop) {
+  if (drop.empty()) return;
+  std::string text;
+  for (int64_t l : drop) {
+    if (!text.empty()) text += ',';
+    text += std::to_string(l);
+  }
+  h5::write_attribute(file, "dropped_labels", text);
+}
+
 std::vector<int64_t> image_chunk(int64_t chunk_rows, const std::vector<int64_t>& dims) {
   std::vector<int64_t> chunk = dims;
   chunk[0] = chunk_rows;
@@ -103,7 +145,7 @@ std::vector<int64_t> shuffle_permutation(int64_t n, uint64_t seed) {
 
 DatasetSummary import_idx(const std::string& images_path, const std::string& labels_path,
                           const std::string& out_path, std::optional<uint64_t> shuffle_seed,
-                          int deflate) {
+                          int deflate, const std::vector<int64_t>& drop_labels) {
   const IdxArray images = read_idx(images_path);
   if (images.dims.size() != 3 && images.dims.size() != 4)
     throw DataError("IDX images file '" + images_path + "' has shape " + shape_text(images.dims) +
@@ -130,46 +172,49 @@ DatasetSummary import_idx(const std::string& images_path, const std::string& lab
                       " images; pass the labels file that belongs to these images");
   }
 
-  const std::vector<int64_t> perm =
-      shuffle_seed ? shuffle_permutation(n, *shuffle_seed) : std::vector<int64_t>{};
+  // Output row r is input row order[r] (the shuffle, without the dropped labels' rows).
+  const std::vector<int64_t> order = import_order(
+      n, shuffle_seed,
+      labels_path.empty() ? std::function<int64_t(int64_t)>{} : [&](int64_t i) -> int64_t {
+        return labels.data[static_cast<size_t>(i)];
+      },
+      drop_labels, labels_path);
+  const auto m = static_cast<int64_t>(order.size());
+  dims[0] = m;
   write_atomically(out_path, [&](const std::string& tmp) {
     h5::File file = h5::create_file(tmp);
     write_import_attributes(file, "vae_data import-idx", images_path, labels_path, shuffle_seed);
+    write_dropped_attribute(file, drop_labels);
 
-    const int64_t chunk_rows = chunk_rows_for(row, n);
+    const int64_t chunk_rows = chunk_rows_for(row, m);
     h5::Dataset dimg = h5::create_dataset<uint8_t>(file, "/images", dims,
                                                    {image_chunk(chunk_rows, dims), deflate});
     h5::write_attribute(dimg, "layout", "NCHW");
     std::vector<uint8_t> buf(static_cast<size_t>(chunk_rows * row));
-    for (int64_t r0 = 0; r0 < n; r0 += chunk_rows) {
-      const int64_t rows = std::min(chunk_rows, n - r0);
-      const uint8_t* block = images.data.data() + r0 * row;
-      if (shuffle_seed) {
-        for (int64_t r = 0; r < rows; ++r)
-          std::copy_n(images.data.data() + perm[static_cast<size_t>(r0 + r)] * row, row,
-                      buf.data() + r * row);
-        block = buf.data();
-      }
-      h5::write_rows(dimg, r0, rows, block);
+    for (int64_t r0 = 0; r0 < m; r0 += chunk_rows) {
+      const int64_t rows = std::min(chunk_rows, m - r0);
+      for (int64_t r = 0; r < rows; ++r)
+        std::copy_n(images.data.data() + order[static_cast<size_t>(r0 + r)] * row, row,
+                    buf.data() + r * row);
+      h5::write_rows(dimg, r0, rows, buf.data());
     }
 
     if (!labels_path.empty()) {
-      std::vector<uint8_t> lab = labels.data;
-      if (shuffle_seed)
-        for (int64_t r = 0; r < n; ++r)
-          lab[static_cast<size_t>(r)] =
-              labels.data[static_cast<size_t>(perm[static_cast<size_t>(r)])];
-      const std::vector<int64_t> ldims{n};
+      std::vector<uint8_t> lab(static_cast<size_t>(m));
+      for (int64_t r = 0; r < m; ++r)
+        lab[static_cast<size_t>(r)] =
+            labels.data[static_cast<size_t>(order[static_cast<size_t>(r)])];
+      const std::vector<int64_t> ldims{m};
       h5::write_dataset<uint8_t>(file, "/labels", lab, ldims,
-                                 {{std::min<int64_t>(n, 1 << 16)}, kDeflateLevel});
+                                 {{std::min<int64_t>(m, 1 << 16)}, kDeflateLevel});
     }
   });
-  return {n, {dims[1], dims[2], dims[3]}, "uint8", !labels_path.empty()};
+  return {m, {dims[1], dims[2], dims[3]}, "uint8", !labels_path.empty()};
 }
 
 DatasetSummary import_npy(const std::string& images_path, const std::string& labels_path,
                           const std::string& out_path, std::optional<uint64_t> shuffle_seed,
-                          int deflate, bool signals) {
+                          int deflate, bool signals, const std::vector<int64_t>& drop_labels) {
   const NpyArray images = read_npy(images_path);
   if (images.type != NpyType::UInt8 && images.type != NpyType::Float32)
     throw DataError("'" + images_path + "' holds " + npy_type_name(images.type) +
@@ -212,12 +257,18 @@ DatasetSummary import_npy(const std::string& images_path, const std::string& lab
       labels.push_back(static_cast<int32_t>(v));
     }
   }
-  const std::vector<int64_t> perm =
-      shuffle_seed ? shuffle_permutation(n, *shuffle_seed) : std::vector<int64_t>{};
+  const std::vector<int64_t> order = import_order(
+      n, shuffle_seed,
+      labels.empty() ? std::function<int64_t(int64_t)>{}
+                     : [&](int64_t i) -> int64_t { return labels[static_cast<size_t>(i)]; },
+      drop_labels, labels_path);
+  const auto m = static_cast<int64_t>(order.size());
+  dims[0] = m;
   write_atomically(out_path, [&](const std::string& tmp) {
     h5::File file = h5::create_file(tmp);
     write_import_attributes(file, "vae_data import-npy", images_path, labels_path, shuffle_seed);
-    const int64_t chunk_rows = chunk_rows_for(row * static_cast<int64_t>(elem), n);
+    write_dropped_attribute(file, drop_labels);
+    const int64_t chunk_rows = chunk_rows_for(row * static_cast<int64_t>(elem), m);
     std::vector<int64_t> chunk = dims;
     chunk[0] = chunk_rows;
     h5::Dataset dimg = u8 ? h5::create_dataset<uint8_t>(file, "/images", dims, {chunk, deflate})
@@ -225,10 +276,10 @@ DatasetSummary import_npy(const std::string& images_path, const std::string& lab
     h5::write_attribute(dimg, "layout", layout);
     const size_t row_bytes = static_cast<size_t>(row) * elem;
     std::vector<uint8_t> buf(static_cast<size_t>(chunk_rows) * row_bytes);
-    for (int64_t r0 = 0; r0 < n; r0 += chunk_rows) {
-      const int64_t rows = std::min(chunk_rows, n - r0);
+    for (int64_t r0 = 0; r0 < m; r0 += chunk_rows) {
+      const int64_t rows = std::min(chunk_rows, m - r0);
       for (int64_t r = 0; r < rows; ++r) {
-        const int64_t from = shuffle_seed ? perm[static_cast<size_t>(r0 + r)] : r0 + r;
+        const int64_t from = order[static_cast<size_t>(r0 + r)];
         std::memcpy(buf.data() + static_cast<size_t>(r) * row_bytes,
                     images.bytes.data() + static_cast<size_t>(from) * row_bytes, row_bytes);
       }
@@ -236,16 +287,15 @@ DatasetSummary import_npy(const std::string& images_path, const std::string& lab
       h5::write_rows(dimg, u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT, r0, rows, buf.data());
     }
     if (!labels.empty()) {
-      std::vector<int32_t> lab = labels;
-      if (shuffle_seed)
-        for (int64_t r = 0; r < n; ++r)
-          lab[static_cast<size_t>(r)] = labels[static_cast<size_t>(perm[static_cast<size_t>(r)])];
-      const std::vector<int64_t> ldims{n};
+      std::vector<int32_t> lab(static_cast<size_t>(m));
+      for (int64_t r = 0; r < m; ++r)
+        lab[static_cast<size_t>(r)] = labels[static_cast<size_t>(order[static_cast<size_t>(r)])];
+      const std::vector<int64_t> ldims{m};
       h5::write_dataset<int32_t>(file, "/labels", lab, ldims,
-                                 {{std::min<int64_t>(n, 1 << 16)}, kDeflateLevel});
+                                 {{std::min<int64_t>(m, 1 << 16)}, kDeflateLevel});
     }
   });
-  return {n, std::vector<int64_t>(dims.begin() + 1, dims.end()), u8 ? "uint8" : "float32",
+  return {m, std::vector<int64_t>(dims.begin() + 1, dims.end()), u8 ? "uint8" : "float32",
           !labels.empty()};
 }
 

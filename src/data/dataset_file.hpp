@@ -46,18 +46,22 @@ std::vector<int64_t> shuffle_permutation(int64_t n, uint64_t seed);
 // interrupted import never leaves a half-written file; creates missing parent directories.
 // Throws vd::DataError for bad input (naming the file), vd::IoError when writing fails.
 // The images are deflate-compressed at `deflate` (0 = stored uncompressed, 1..9).
+// drop_labels: the rows of these labels are left out (the others keep the order they have
+// without it; the root attribute dropped_labels names them); each must occur in the labels.
 DatasetSummary import_idx(const std::string& images_path, const std::string& labels_path,
                           const std::string& out_path, std::optional<uint64_t> shuffle_seed,
-                          int deflate = 4);
+                          int deflate = 4, const std::vector<int64_t>& drop_labels = {});
 
 // The same for a NumPy .npy array of images (uint8 or float32, C order, little-endian): [N, D]
 // vectors, [N, H, W] (C = 1), [N, C, H, W], or [N, C, D, H, W] volumes; with `signals`, a 3-D
 // array is [N, C, L] 1-D signals instead. Labels (pass "" for none): a 1-D .npy of N integers
 // of any integer type, within int32, written as int32 /labels. Throws vd::DataError naming the
 // file for what is not supported (see read_npy) or sizes that do not fit each other.
+// drop_labels as for import_idx.
 DatasetSummary import_npy(const std::string& images_path, const std::string& labels_path,
                           const std::string& out_path, std::optional<uint64_t> shuffle_seed,
-                          int deflate = 4, bool signals = false);
+                          int deflate = 4, bool signals = false,
+                          const std::vector<int64_t>& drop_labels = {});
 
 enum class SynthDType { UInt8, Float32 };
 

@@ -165,6 +165,41 @@ std::vector<std::string> Comm::gather_strings(const std::string& text, int root)
   return out;
 }
 
+namespace {
+
+template <class T>
+std::vector<T> gather_values(MPI_Comm comm, int rank, int size, std::span<const T> local, int root,
+                             MPI_Datatype type) {
+  if (local.size() > INT_MAX) throw DistError("gather of more than 2^31 - 1 values from one rank");
+  int count = static_cast<int>(local.size());
+  std::vector<int> counts(rank == root ? static_cast<size_t>(size) : 0);
+  VD_MPI_CHECK(MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, root, comm));
+  std::vector<int> offsets(counts.size());
+  std::vector<T> all;
+  if (rank == root) {
+    int64_t total = 0;
+    for (size_t r = 0; r < counts.size(); ++r) {
+      if (total > INT_MAX) break;
+      offsets[r] = static_cast<int>(total);
+      total += counts[r];
+    }
+    if (total > INT_MAX) throw DistError("gather of more than 2^31 - 1 values in all");
+    all.resize(static_cast<size_t>(total));
+  }
+  VD_MPI_CHECK(MPI_Gatherv(local.data(), count, type, all.data(), counts.data(), offsets.data(),
+                           type, root, comm));
+  return all;
+}
+
+}  // namespace
+
+std::vector<double> Comm::gather(std::span<const double> local, int root) const {
+  return gather_values(comm_, rank_, size_, local, root, MPI_DOUBLE);
+}
+std::vector<float> Comm::gather(std::span<const float> local, int root) const {
+  return gather_values(comm_, rank_, size_, local, root, MPI_FLOAT);
+}
+
 void Comm::barrier() const {
   VD_MPI_CHECK(MPI_Barrier(comm_));
 }

@@ -47,6 +47,10 @@ class Comm {
 
   // Every rank's `text`, in rank order, on `root` (empty vector on the other ranks).
   std::vector<std::string> gather_strings(const std::string& text, int root) const;
+  // Every rank's values concatenated in rank order on `root` (empty on the other ranks);
+  // throws vd::DistError beyond 2^31 - 1 values in all.
+  std::vector<double> gather(std::span<const double> local, int root) const;
+  std::vector<float> gather(std::span<const float> local, int root) const;
   void broadcast(std::span<float> data, int root) const;
   void broadcast(std::span<double> data, int root) const;  // small counts (< 2^31)
   void broadcast(std::string& text, int root) const;

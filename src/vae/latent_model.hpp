@@ -86,6 +86,15 @@ struct Batch {
   const float* eps = nullptr;
 };
 
+// Per-sample outputs of LatentModel::evaluate, each optional (nullptr: not wanted): the
+// reconstruction NLL and the latent term (the VAE's KL) [N] (nats, as LossSums sums them), and
+// the decoder's raw output at z [N, D] (the logits for Bernoulli, the mean for Gaussian).
+struct EvalOutputs {
+  double* recon = nullptr;
+  double* kl = nullptr;
+  float* decoder_out = nullptr;
+};
+
 // What a model can do beyond training, which decides the reports, pictures and vae_latent
 // subcommands that apply to it.
 struct ModelCapabilities {
@@ -124,9 +133,14 @@ class LatentModel {
   virtual int train_noise_per_sample() const = 0;
   virtual int eval_noise_per_sample() const { return config_.latent_dim; }
   // Forward only with the batch's eps: the same terms, no gradients. With stats, adds the
-  // batch's encodings to the posterior-collapse statistics.
+  // batch's encodings to the posterior-collapse statistics; with per_sample, each sample's
+  // terms (EvalOutputs).
   virtual LossSums evaluate(Context& ctx, const Batch& batch, float beta,
-                            PosteriorStats* stats = nullptr) = 0;
+                            PosteriorStats* stats = nullptr,
+                            const EvalOutputs* per_sample = nullptr) = 0;
+  // A learned decoder variance: its log-variance as the likelihood uses it (held in the clamp's
+  // range), one value for all outputs or one per output; empty for a fixed sigma or Bernoulli.
+  virtual std::vector<float> output_logvar() const { return {}; }
 
   // q(z|x): mu, logvar [N, L] (logvar may be nullptr). Reads x and labels of the batch.
   virtual void encode(Context& ctx, const Batch& batch, float* mu, float* logvar) = 0;

@@ -461,7 +461,8 @@ LossSums Vae::train_step_iw(Context& ctx, const Batch& batch, float grad_scale) 
   return sums;
 }
 
-LossSums Vae::evaluate(Context& ctx, const Batch& batch, float beta, PosteriorStats* stats) {
+LossSums Vae::evaluate(Context& ctx, const Batch& batch, float beta, PosteriorStats* stats,
+                       const EvalOutputs* per_sample) {
   LossSums sums;
   const int n = batch.n;
   if (n == 0) return sums;
@@ -482,7 +483,21 @@ LossSums Vae::evaluate(Context& ctx, const Batch& batch, float beta, PosteriorSt
   }
   sums.loss = recon + beta * kl;
   sums.count = n;
+  if (per_sample) {
+    if (per_sample->recon) std::copy_n(recon_ws_.data(), n, per_sample->recon);
+    if (per_sample->kl) std::copy_n(kl_ws_.data(), n, per_sample->kl);
+    if (per_sample->decoder_out)
+      std::copy_n(out, static_cast<size_t>(n) * data_size_, per_sample->decoder_out);
+  }
   return sums;
+}
+
+std::vector<float> Vae::output_logvar() const {
+  if (!learns_variance()) return {};
+  std::vector<float> v(out_logvar_clamped_.size());
+  clamp_forward(v.size(), store_.param(out_logvar_), config_.logvar_min, config_.logvar_max,
+                v.data());
+  return v;
 }
 
 void Vae::encode(Context& ctx, const Batch& batch, float* mu, float* logvar) {

@@ -49,8 +49,10 @@ class Vae : public LatentModel {
   }
   // Forward only with the batch's eps: the same per-sample terms, no gradients. With stats,
   // adds the batch's encodings to the posterior-collapse statistics.
-  LossSums evaluate(Context& ctx, const Batch& batch, float beta,
-                    PosteriorStats* stats = nullptr) override;
+  // With per_sample, also each sample's terms (see EvalOutputs).
+  LossSums evaluate(Context& ctx, const Batch& batch, float beta, PosteriorStats* stats = nullptr,
+                    const EvalOutputs* per_sample = nullptr) override;
+  std::vector<float> output_logvar() const override;
 
   void encode(Context& ctx, const Batch& batch, float* mu, float* logvar) override;
   void decode_mean(Context& ctx, int n, const float* z, const int32_t* labels,

@@ -134,6 +134,50 @@ TEST(ImportIdx, ShufflePermutesRowsAndLabelsTogetherDeterministically) {
   EXPECT_EQ(h5::read_attribute<uint64_t>(f, "shuffle_seed"), 42u);
 }
 
+TEST(ImportIdx, DropLabelsLeavesOutTheirRowsInTheOrderOfTheFullImport) {
+  TempDir dir;
+  const uint32_t n = 300, h = 2, w = 2;
+  const Source src = write_source(dir, n, h, w, false);  // label = row % 10
+  for (const std::optional<uint64_t> seed :
+       {std::optional<uint64_t>{}, std::optional<uint64_t>{5}}) {
+    import_idx(dir.file("img"), dir.file("lab"), dir.file("all.h5"), seed);
+    const DatasetSummary s =
+        import_idx(dir.file("img"), dir.file("lab"), dir.file("some.h5"), seed, 4, {9, 3});
+    EXPECT_EQ(s.rows, 240);
+    h5::File fa = h5::open_file(dir.file("all.h5")), fs = h5::open_file(dir.file("some.h5"));
+    const auto ia = h5::read_dataset<uint8_t>(fa, "/images"),
+               is = h5::read_dataset<uint8_t>(fs, "/images");
+    const auto la = h5::read_dataset<uint8_t>(fa, "/labels").data;
+    const auto ls = h5::read_dataset<uint8_t>(fs, "/labels").data;
+    EXPECT_EQ(is.dims, (std::vector<int64_t>{240, 1, 2, 2}));
+    // The full import's rows without labels 3 and 9, in its order.
+    std::vector<uint8_t> want_img, want_lab;
+    for (size_t r = 0; r < n; ++r)
+      if (la[r] != 3 && la[r] != 9) {
+        want_img.insert(want_img.end(), ia.data.begin() + static_cast<int64_t>(r * 4),
+                        ia.data.begin() + static_cast<int64_t>((r + 1) * 4));
+        want_lab.push_back(la[r]);
+      }
+    EXPECT_EQ(is.data, want_img);
+    EXPECT_EQ(ls, want_lab);
+    EXPECT_EQ(h5::read_string_attribute(fs, "dropped_labels"), "9,3");
+  }
+  // A label the file does not hold, every label, or no labels at all: clear errors, no file.
+  const auto message = [&](const std::string& labels, const std::vector<int64_t>& drop) {
+    try {
+      import_idx(dir.file("img"), labels, dir.file("bad.h5"), std::nullopt, 4, drop);
+    } catch (const DataError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message(dir.file("lab"), {12}).find("label 12 does not occur in"), std::string::npos);
+  EXPECT_NE(message(dir.file("lab"), {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}).find("drops every row"),
+            std::string::npos);
+  EXPECT_NE(message("", {1}).find("--drop-labels needs the labels"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("bad.h5")));
+}
+
 TEST(ImportIdx, ShufflePermutationIsAPermutation) {
   for (int64_t n : {0, 1, 2, 17, 1000}) {
     auto p = shuffle_permutation(n, 7);

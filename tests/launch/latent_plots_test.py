@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Tests of launch/latent_plots.py: the PCA projection against an SVD computed here with
 numpy, the raw 2-D latent, t-SNE on separated clusters, the charts written from files shaped
-like vae_latent's and vae_dist's (old and new metrics.csv columns), and the message naming the
+like vae_latent's and vae_dist's (old and new metrics.csv columns), the ROC-AUC of a scores
+file's evaluated rows against a hand count, and the message naming the
 missing package. Exits 77 (ctest: skipped) when the chart packages are not installed."""
 import os
 import subprocess
@@ -102,6 +103,23 @@ class Charts(unittest.TestCase):
             r = self.run_script("curves", "--metrics", self.path(name), "--out",
                                 self.path(name + ".png"))
             self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_roc_of_a_scores_file_uses_the_evaluated_rows(self):
+        # D: 6 rows, row 1 held out; anomalies: 2 rows. Evaluated: rows 0, 2..5 of D, then both.
+        with h5py.File(self.path("s.h5"), "w") as f:
+            f["neg_elbo"] = np.array([1.0, 9.0, 2.0, 5.0, 3.0, 4.0])
+            f["psnr"] = -np.array([1.0, 9.0, 2.0, 5.0, 3.0, 4.0])
+            f["anomalous"] = np.array([0, 0, 0, 1, 0, 0], np.uint8)
+            f["held_out"] = np.array([0, 1, 0, 0, 0, 0], np.uint8)
+            f["anomalies/neg_elbo"] = np.array([4.0, 0.5])
+            f["anomalies/psnr"] = -np.array([4.0, 0.5])
+        got = latent_plots.roc_curves(self.path("s.h5"))
+        # Anomalies 5, 4, 0.5 against normal 1, 2, 3, 4: pairs won 4 + (3 + 1/2) + 0 of 12.
+        self.assertAlmostEqual(got["neg_elbo"][2], 7.5 / 12, places=12)
+        self.assertAlmostEqual(got["psnr"][2], 7.5 / 12, places=12)  # ranked by its negative
+        r = self.run_script("roc", "--scores", self.path("s.h5"), "--out", self.path("roc.png"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.getsize(self.path("roc.png")) > 1000)
 
     def test_a_missing_package_is_named_with_the_setup_command(self):
         # A sklearn that fails to import stands in for the missing package.

@@ -59,6 +59,29 @@ TEST(Comm, BroadcastAndGatherMoveRankData) {
   }
 }
 
+TEST(Comm, GatherConcatenatesInRankOrder) {
+  vd::Comm comm;
+  // Rank r sends r + 1 values r * 10 + i.
+  std::vector<double> mine;
+  std::vector<float> mine_f;
+  for (int i = 0; i <= comm.rank(); ++i) {
+    mine.push_back(comm.rank() * 10 + i);
+    mine_f.push_back(static_cast<float>(comm.rank() * 10 + i) + 0.5f);
+  }
+  const auto all = comm.gather(std::span<const double>(mine), 0);
+  const auto all_f = comm.gather(std::span<const float>(mine_f), 0);
+  if (!comm.is_root()) {
+    EXPECT_TRUE(all.empty());
+    return;
+  }
+  std::vector<double> want;
+  for (int r = 0; r < comm.size(); ++r)
+    for (int i = 0; i <= r; ++i) want.push_back(r * 10 + i);
+  EXPECT_EQ(all, want);
+  ASSERT_EQ(all_f.size(), want.size());
+  for (size_t j = 0; j < want.size(); ++j) EXPECT_EQ(all_f[j], static_cast<float>(want[j]) + 0.5f);
+}
+
 TEST(Comm, ReplicaMismatchIsDetectedOnEveryRank) {
   vd::Comm comm;
   std::vector<float> params(100);
