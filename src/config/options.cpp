@@ -396,9 +396,10 @@ const std::vector<Spec>& table() {
       t.push_back(l);
     }
     // The names of vae/models.cpp's table (tests/vae/models_test.cpp holds them equal).
-    t.push_back(string_spec("model", &O::model, false, {"vae", "iwae"},
+    t.push_back(string_spec("model", &O::model, false, {"vae", "iwae", "btcvae"},
                             "the model family: vae = the Gaussian VAE (a beta-VAE with --beta), "
-                            "iwae = trained on the importance-weighted bound (docs/model.md)"));
+                            "iwae = trained on the importance-weighted bound, btcvae = "
+                            "beta-TCVAE, --beta weighing the total correlation (docs/model.md)"));
     t.push_back(hidden_spec());
     t.push_back(string_spec(
         "encoder", &O::encoder, true, {},

@@ -30,6 +30,7 @@ std::string RunReport::terms_text(const ReportSums& sums, double n, int digits) 
   char buf[64];
   for (size_t i = 0; i < term_names_.size(); ++i) {
     const double v = i < sums.terms.size() ? sums.terms[i] / n : 0.0;
+    if (std::isnan(v)) continue;  // a term this evaluation does not estimate
     std::snprintf(buf, sizeof buf, "  %s %.*f", term_names_[i].c_str(), digits, v);
     s += buf;
   }

@@ -7,6 +7,7 @@
 #include <map>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace vd {
 
@@ -26,6 +27,9 @@ class BatchReducer {
   virtual ~BatchReducer() = default;
   virtual void start(std::span<double> values) = 0;
   virtual void finish() = 0;
+  // Every rank's `mine` (any length, also 0) concatenated in rank order into all; offset is
+  // where this rank's values start. Blocking.
+  virtual void gather(std::span<const double> mine, std::vector<double>& all, size_t& offset) = 0;
 };
 
 // Seconds spent per kind of node ("conv fwd", "gn bwd", "sum fwd", "reorder", ...), summed

@@ -21,4 +21,21 @@ void MpiBatchReducer::finish() {
   VD_MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE));
 }
 
+void MpiBatchReducer::gather(std::span<const double> mine, std::vector<double>& all,
+                             size_t& offset) {
+  const int P = comm_.size();
+  int count = static_cast<int>(mine.size());
+  std::vector<int> counts(static_cast<size_t>(P)), displs(static_cast<size_t>(P));
+  VD_MPI_CHECK(MPI_Allgather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, comm_.raw()));
+  size_t total = 0;
+  for (int r = 0; r < P; ++r) {
+    displs[static_cast<size_t>(r)] = static_cast<int>(total);
+    if (r == comm_.rank()) offset = total;
+    total += static_cast<size_t>(counts[static_cast<size_t>(r)]);
+  }
+  all.resize(total);
+  VD_MPI_CHECK(MPI_Allgatherv(mine.data(), count, MPI_DOUBLE, all.data(), counts.data(),
+                              displs.data(), MPI_DOUBLE, comm_.raw()));
+}
+
 }  // namespace vd

@@ -83,7 +83,9 @@ ModelConfig model_config(const Options& opt, const Shard& train, const Shard* te
     if (test) check_labels(*test, classes, "test data", counted);
     if (val) check_labels(*val, classes, "validation data", counted);
   }
-  return model_config(opt, data_shape_of(train), classes);
+  ModelConfig vc = model_config(opt, data_shape_of(train), classes);
+  vc.dataset_rows = train.global_rows();
+  return vc;
 }
 
 void check_labels(const Shard& shard, int classes, const std::string& role,

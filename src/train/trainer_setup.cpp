@@ -93,8 +93,9 @@ Trainer::Trainer(const Options& options, const Comm& comm)
   s.grad_sync->set_grad_clip(opt.grad_clip);
   s.guard = std::make_unique<StepGuard>(opt, comm.size(), comm.is_root());
   s.guard->arm(*s.grad_sync);
-  if (opt.free_bits > 0 && comm.size() > 1) {
-    // The free-bits floor needs the global batch's KL per dimension: one small exchange.
+  if (comm.size() > 1) {
+    // For a model whose step needs the global batch (free bits: the KL per dimension;
+    // beta-TCVAE: every sample's mu and logvar); unused otherwise.
     s.batch_reducer = std::make_unique<MpiBatchReducer>(comm);
     s.ctx.batch_reducer = s.batch_reducer.get();
   }

@@ -55,6 +55,9 @@ struct ModelConfig {
   // Training objective: k = 1 the ELBO (analytic KL); k > 1 the importance-weighted bound of
   // Burda et al. 2016 with k samples per data point (Batch::eps then holds [N, k, L]).
   int iw_train_samples = 1;
+  // Rows of the whole training set (all ranks): beta-TCVAE's minibatch-weighted sampling
+  // estimator weighs the batch by it. 0 = not known (a model loaded to evaluate).
+  int64_t dataset_rows = 0;
 
   // The classic MLP: encoder widths `hidden`, mirrored in the decoder.
   static ModelConfig mlp(int data_dim, std::vector<int> hidden, int latent_dim);

@@ -61,7 +61,8 @@ class Vae : public LatentModel {
 
   double flops_per_sample_forward() const override;
 
- private:
+ protected:
+  // For the families that share these networks (vae/btcvae.hpp).
   void ensure_workspace(int n);
   void set_condition(int n, const int32_t* labels);
   // The graph's inputs: x (or z), then the one-hot label of a conditional model.

@@ -4,6 +4,7 @@
 #include <array>
 
 #include "core/error.hpp"
+#include "vae/btcvae.hpp"
 #include "vae/model.hpp"
 
 namespace vd {
@@ -28,6 +29,21 @@ void check_iwae(ModelConfig& c) {
   if (c.iw_train_samples == 0) c.iw_train_samples = 5;
 }
 
+std::unique_ptr<LatentModel> build_btcvae(const ModelConfig& c, ParamStore& store) {
+  return std::make_unique<BtcVae>(c, store);
+}
+
+void check_btcvae(ModelConfig& c) {
+  if (c.free_bits > 0)
+    throw ConfigError(
+        "--free-bits floors the VAE's KL per dimension, which --model btcvae splits into mutual "
+        "information, total correlation and dimension-wise KL; drop --free-bits");
+  if (c.iw_train_samples == 0) c.iw_train_samples = 1;
+  if (c.iw_train_samples > 1)
+    throw ConfigError("--train-iw-samples " + std::to_string(c.iw_train_samples) +
+                      " belongs to --model iwae; --model btcvae trains on one sample per image");
+}
+
 constexpr std::array kFamilies = {
     ModelFamily{"vae",
                 "the Gaussian VAE (Kingma & Welling 2014) trained on the ELBO: a beta-VAE with "
@@ -37,6 +53,11 @@ constexpr std::array kFamilies = {
                 "the importance-weighted autoencoder (Burda et al. 2016): the same networks "
                 "trained on the bound with --train-iw-samples k samples (default 5)",
                 check_iwae, build_vae},
+    ModelFamily{"btcvae",
+                "beta-TCVAE (Chen et al. 2018): the KL split into mutual information, total "
+                "correlation and dimension-wise KL, estimated over the global batch, with "
+                "--beta on the total correlation",
+                check_btcvae, build_btcvae},
 };
 
 }  // namespace

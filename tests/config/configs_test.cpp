@@ -45,6 +45,8 @@ TEST(Configs, EveryConfigFileBuildsItsModel) {
       // The MLP with the one-hot label of 10 classes at fc1 and fc3: + 10*400 + 10*400.
       {"fashion_cvae.cfg", {vd::Shape{1, 28, 28}, 10, 660824}},
       {"fashion_iwae.cfg", {vd::Shape{1, 28, 28}, 0, 652824}},  // fashion_mlp's networks
+      // 784-400-10: (784*400+400) + 2*(400*10+10) + (10*400+400) + (400*784+784)
+      {"fashion_btcvae.cfg", {vd::Shape{1, 28, 28}, 0, 640804}},
       // 784-128-8: (784*128+128) + 2*(128*8+8) + (8*128+128) + (128*784+784)
       {"smoke.cfg", {vd::Shape{1, 28, 28}, 0, 204832}},
       // 32-128-64-8 and back: 4224 + 8256 + 2*520 + 576 + 8320 + 4128
