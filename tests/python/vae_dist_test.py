@@ -133,7 +133,10 @@ def bad_checkpoints(tmp, ckpt):
     p = copy("model_kind")
     with h5py.File(p, "r+") as f:
         f.attrs["model"] = "flow"
-    expect_error(p, ["'flow'", "'vae' only"], "another model kind (attribute model)")
+    expect_error(p, ["'flow'", "builds vae, iwae"], "another model kind (attribute model)")
+    p = copy("model_option")
+    rewrite_config(p, "\nmodel = vae", "\nmodel = flow")
+    expect_error(p, ["'flow' (--model)", "builds vae, iwae"], "another model family (model = flow)")
     expect_error(ckpt, ["no moving average"], "weights='ema' without --ema-decay", weights="ema")
     m = vae_dist.load(ckpt)
     try:

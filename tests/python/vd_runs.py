@@ -45,6 +45,7 @@ CASES = {
     "gauss1": ("feat12", ["--hidden", "10", "--latent-dim", "2", "--likelihood", "gaussian", "--gaussian-sigma",
                           "learned", "--standardize"]),
     "ema": ("img8", ["--hidden", "16", "--latent-dim", "3", "--ema-decay", "0.5", "--eval-weights", "ema"]),
+    "iwae": ("img8", ["--model", "iwae", "--train-iw-samples", "3", "--hidden", "12", "--latent-dim", "2"]),
 }
 
 

@@ -11,9 +11,9 @@ import torch.nn as nn
 from .layers import CONV, Chain, VaeDistError
 
 CHECKPOINT_FORMAT = "vae_dist-checkpoint"
-# Options that shape the model; every other option of a run (optimiser, schedules, data, ...) does not.
-MODEL_OPTIONS = ("encoder", "decoder", "hidden", "latent-dim", "latent-shape", "conditional", "classes",
-                 "likelihood", "gaussian-sigma", "logvar-clamp", "standardize", "model")
+# The model families (--model, src/vae/models.cpp) this package builds: both are the same networks, the IWAE's
+# trained on the importance-weighted bound. Another family is refused by name.
+FAMILIES = ("vae", "iwae")
 
 
 def parse_config(text):
@@ -47,9 +47,11 @@ class ModelSpec:
     """What the checkpoint says the model is: layer lists, shapes, classes, likelihood, clamp, scaling."""
 
     def __init__(self, cfg, data_shape, classes, where):
-        kind = cfg.get("model", "vae") or "vae"
-        if kind != "vae":
-            raise VaeDistError(f"{where} holds a model of kind '{kind}'; this package builds 'vae' only")
+        kind = cfg.get("model", "vae") or "vae"  # checkpoints before --model are VAEs
+        if kind not in FAMILIES:
+            raise VaeDistError(f"{where} holds a model of kind '{kind}' (--model); this package builds "
+                               f"{', '.join(FAMILIES)}")
+        self.model = kind
         self.data_shape = self.stored_shape = tuple(int(v) for v in data_shape)
         if len(self.data_shape) == 3 and self.data_shape[1:] == (1, 1):
             self.data_shape = self.data_shape[:1]  # C x 1 x 1 is a flat vector to vae_dist (nn/shape.hpp)
@@ -231,8 +233,9 @@ def _read_checkpoint(path, weights):
         cfg = parse_config(text.decode() if isinstance(text, bytes) else str(text))
         model = f.attrs.get("model", "vae")
         model = model.decode() if isinstance(model, bytes) else str(model)
-        if model != "vae":
-            raise VaeDistError(f"{where} holds a model of kind '{model}'; this package builds 'vae' only")
+        if model not in FAMILIES:
+            raise VaeDistError(f"{where} holds a model of kind '{model}' (attribute model); this package builds "
+                               f"{', '.join(FAMILIES)}")
         if "data_shape" not in f:
             raise VaeDistError(f"{where} does not record its data shape (/data_shape): it was written by an older "
                                "vae_dist; resume it for one step with a current build to rewrite it")
@@ -259,7 +262,7 @@ def load(path, weights="auto"):
     """The model of a vae_dist checkpoint as a torch.nn.Module (VaeModel, in eval mode). weights: 'auto' (the ones
     the run evaluated, its --eval-weights), 'raw' (the optimizer's) or 'ema' (the moving average of --ema-decay),
     as vae_latent --weights. Raises VaeDistError naming what it cannot build: an unknown layer kind or option, a
-    model kind other than vae, or a parameter missing from / extra to / shaped differently in the checkpoint."""
+    model family other than vae and iwae, or a parameter missing from / extra to / shaped differently in the checkpoint."""
     cfg, data_shape, classes, params, chosen, mean, std, step = _read_checkpoint(path, weights)
     spec = ModelSpec(cfg, data_shape, classes, f"checkpoint '{path}'")
     if spec.standardize and mean is None:
