@@ -4,7 +4,7 @@
 # repository's committed HEAD into it, and runs the Quickstart's commands, read from README.md,
 # verbatim as root; then, on that build, `launch/setup.sh --with-cluster` and the cluster tests
 # (ctest -L 'slurm|multi_host': a real Slurm on localhost, network-namespace hosts), which must
-# run, not skip; then `launch/setup.sh --with-charts` and the Python reference tests (ctest -L
+# run, not skip; then `launch/setup.sh --with-charts --with-python` and the Python tests (ctest -L
 # python), which must run too; then `launch/setup.sh --with-fuzz` and a fixed set of inputs to
 # each libFuzzer target (launch/fuzz.sh --ci), which must find nothing. Prints every phase's
 # time. Removes all it mounted and made on every exit: the mounts (and the root itself, in RAM
@@ -192,12 +192,16 @@ cluster_phase() {
   say "cluster tests passed"
 }
 
-# The Python references (label python: numpy, scipy, scikit-learn, scikit-image, h5py, matplotlib), which the
+# The Python references and the Python package's tests (label python: numpy, scipy,
+# scikit-learn, scikit-image, h5py, matplotlib; torch, onnx and npm's onnxruntime-node), which the
 # Quickstart's ctest reports as skipped in a bare root: their packages, then the tests, which
 # must run here. A skipped test fails the phase.
 reference_phase() {
   local root=$1 status=0 log=$work/reference_ctest.log
-  local setup="bash launch/setup.sh --with-charts"
+  # npm fetches onnxruntime-node over HTTPS: the root trusts the certificates the host trusts,
+  # as a booted machine would (a host behind a TLS-inspecting proxy lists its CA there).
+  cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/host-ca-certificates.crt"
+  local setup="NODE_EXTRA_CA_CERTS=/etc/ssl/host-ca-certificates.crt bash launch/setup.sh --with-charts --with-python"
   local tests="ctest --test-dir build -L python --output-on-failure --no-tests=error"
   mark "reference: \$ $setup"
   say "\$ $setup"

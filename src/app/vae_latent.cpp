@@ -1,7 +1,8 @@
 // vae_latent: uses a trained model (any vae_dist checkpoint; its architecture comes from the
-// configuration stored in it). Subcommands encode a data set into HDF5 and draw PNG grids:
-// interpolations, class arithmetic, samples near an image, the 2-D manifold, prior samples;
-// disentanglement metrics against known factors; anomaly scores of every row (score).
+// configuration stored in it). Subcommands encode a data set into HDF5, decode codes back
+// into the data's units (HDF5), and draw PNG grids: interpolations, class arithmetic, samples
+// near an image, the 2-D manifold, prior samples; disentanglement metrics against known
+// factors; anomaly scores of every row (score).
 // Runs on 1 or P MPI ranks: encode, the class means, the codes of disentanglement and the
 // scores read one shard per rank; the pictures are drawn by rank 0. Options are parsed before
 // MPI starts, as in vae_dist.
@@ -74,6 +75,22 @@ const std::vector<Subcommand>& subcommands() {
                          "HDF5 file to write")(
              "batch-size", po::value<int>()->value_name("<int>")->default_value(1000),
              "rows encoded at once; an integer in 1..100000");
+       }},
+      {"decode", "decode --checkpoint C --latent F.h5 --out G.h5 [--z mu]",
+       "Writes /mean [N, data shape] float32: the mean of p(x|z) for every row z of F's /mu\n"
+       "(the file encode writes; --z names another float data set [N, L]), in the data's units\n"
+       "(a --standardize run's mapped back). A conditional model decodes row i with F's\n"
+       "/labels[i], or every row with --class; /labels is written beside /mean.",
+       [](po::options_description& d) {
+         d.add_options()("latent", po::value<std::string>()->value_name("<str>")->required(),
+                         "HDF5 file of codes, e.g. vae_latent encode's output")(
+             "z", po::value<std::string>()->value_name("<str>")->default_value("mu"),
+             "data set of the codes in --latent, float [N, L]")(
+             "out", po::value<std::string>()->value_name("<str>")->required(),
+             "HDF5 file to write")("class",
+                                   po::value<int>()->value_name("<int>")->default_value(-1),
+                                   "conditional model: the label of every row; -1 = --latent's "
+                                   "/labels");
        }},
       {"interpolate", "interpolate --checkpoint C --out F.png [--pairs 8 --steps 10 --spherical]",
        "Rows that go from one image to another: image a, the decodings of points between\n"
@@ -683,6 +700,74 @@ int32_t decode_class(const Session& s, int k, bool allow_all) {
                         std::to_string(K - 1) + ")");
 }
 
+// Codes [N, L] from --latent decoded into /mean [N, data shape] in the data's units, written
+// by rank 0 to <out>.tmp and renamed.
+void run_decode(Session& s) {
+  if (!s.comm.is_root()) return;
+  const std::string latent = s.vm["latent"].as<std::string>(), name = s.vm["z"].as<std::string>();
+  if (!vd::h5::is_hdf5(latent))
+    throw vd::IoError("--latent '" + latent +
+                      "' is not a readable HDF5 file; give the file "
+                      "vae_latent encode wrote");
+  const vd::h5::File f = vd::h5::open_file(latent);
+  if (!vd::h5::is_dataset(f, name))
+    throw vd::DataError("--latent '" + latent + "' has no data set '" + name +
+                        "'; name the codes with --z");
+  const vd::h5::Array<float> z = vd::h5::read_dataset<float>(f, name);
+  const int L = s.model->latent_dim();
+  if (z.dims.size() != 2 || z.dims[1] != L)
+    throw vd::DataError("--latent '" + latent + "' /" + name + " has shape " +
+                        vd::shape_text(z.dims) + " but the model's codes are [N, " +
+                        std::to_string(L) + "]");
+  const int64_t n = z.dims[0];
+  std::vector<int32_t> labels(static_cast<size_t>(n), 0);
+  const int K = s.model->classes();
+  if (K > 0) {
+    const int k = s.vm["class"].as<int>();
+    if (k >= 0) {
+      std::fill(labels.begin(), labels.end(), decode_class(s, k, false));
+    } else {
+      if (!vd::h5::is_dataset(f, "labels"))
+        throw vd::DataError("the model is conditional and --latent '" + latent +
+                            "' has no /labels; give --class");
+      labels = vd::h5::read_dataset<int32_t>(f, "labels").data;
+      if (static_cast<int64_t>(labels.size()) != n)
+        throw vd::DataError("--latent '" + latent + "' has " + std::to_string(labels.size()) +
+                            " labels for " + std::to_string(n) + " codes");
+      for (size_t i = 0; i < labels.size(); ++i)
+        if (labels[i] < 0 || labels[i] >= K)
+          throw vd::DataError("--latent '" + latent + "' has label " + std::to_string(labels[i]) +
+                              " at row " + std::to_string(i) + ", outside the model's 0.." +
+                              std::to_string(K - 1));
+    }
+  }
+  std::vector<float> mean = vd::decode_rows(s.ctx, s.vae(), n, z.data.data(), labels.data());
+  if (!s.model->scaling.empty()) s.model->scaling.invert(mean.data(), n);
+  std::vector<int64_t> dims{n};
+  const vd::Shape& shape = s.shape();
+  for (int64_t d : shape.flat() ? std::vector<int64_t>{shape.size()} : shape.dims())
+    dims.push_back(d);
+  const std::string out = s.out();
+  TempFile tmp(out + ".tmp");
+  make_parent(out);
+  {
+    const vd::h5::File g = vd::h5::create_file(tmp.path());
+    vd::h5::write_dataset<float>(g, "mean", mean, dims);
+    if (K > 0) {
+      const std::vector<int64_t> ld{n};
+      vd::h5::write_dataset<int32_t>(g, "labels", labels, ld);
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp.path(), out, ec);
+  if (ec)
+    throw vd::IoError("cannot rename '" + tmp.path() + "' to '" + out + "': " + ec.message() +
+                      "; choose another --out");
+  tmp.keep();
+  std::printf("wrote %s: /mean %s of the codes /%s of %s\n", out.c_str(),
+              vd::shape_text(dims).c_str(), name.c_str(), latent.c_str());
+}
+
 void run_manifold(Session& s) {
   if (!s.comm.is_root()) return;
   const int n = int_in(s.vm, "size", 2, 64);
@@ -1261,11 +1346,13 @@ int main(int argc, char** argv) {
     const std::string& name = sub->name;
     // Every subcommand but arithmetic (whose --out is a directory) writes one file.
     if (name != "arithmetic")
-      check_file_out(vm["out"].as<std::string>(), name == "encode"  ? "latents.h5"
-                                                  : name == "score" ? "scores.h5"
-                                                                    : "grid.png");
+      check_file_out(vm["out"].as<std::string>(), name == "encode"   ? "latents.h5"
+                                                  : name == "decode" ? "decoded.h5"
+                                                  : name == "score"  ? "scores.h5"
+                                                                     : "grid.png");
     Session s(comm, vm);
     if (name == "encode") run_encode(s);
+    if (name == "decode") run_decode(s);
     if (name == "interpolate") run_interpolate(s);
     if (name == "arithmetic") run_arithmetic(s);
     if (name == "similar") run_similar(s);

@@ -159,6 +159,65 @@ TEST_F(AppLatent, EncodeOnTwoAndThreeRanksEqualsOneRankBitForBit) {
   }
 }
 
+// decode: /mean [N, C, H, W] of encode's codes, in [0, 1] for the Bernoulli model, equal to the
+// pixels of similar's reconstructions (row 0's second image decodes mu of row 0); a
+// conditional model decodes with the codes' labels or --class. The Python package's test
+// (tests/python/vae_dist_test.py) compares the values with torch's on every model variant.
+TEST_F(AppLatent, DecodeWritesTheMeanOfEveryCode) {
+  const std::string enc = file("dec_codes.h5"), dec = file("decoded.h5");
+  ASSERT_EQ(latent("encode", "mlp2", "--out " + shell_quote(enc)).exit_code, 0);
+  CommandResult r =
+      latent("decode", "mlp2", "--latent " + shell_quote(enc) + " --out " + shell_quote(dec));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "/mean [203, 1, 8, 8]")) << r.output;
+  {
+    h5::File f = h5::open_file(dec);
+    const auto mean = h5::read_dataset<float>(f, "/mean");
+    ASSERT_EQ(mean.dims, (std::vector<int64_t>{203, 1, 8, 8}));
+    for (float v : mean.data) ASSERT_TRUE(v > 0.0f && v < 1.0f) << v;
+    const PngImage png = [&] {
+      EXPECT_EQ(
+          latent("similar", "mlp2", "--index 0 --count 1 --out " + shell_quote(file("sim.png")))
+              .exit_code,
+          0);
+      return read_png(file("sim.png"));
+    }();
+    // The grid pads every cell by 2 pixels; the reconstruction is the second cell.
+    for (int y = 0; y < 8; ++y)
+      for (int x = 0; x < 8; ++x) {
+        const float v = mean.data[static_cast<size_t>(y * 8 + x)];
+        const int pixel = png.pixels[static_cast<size_t>((2 + y) * png.width + 2 + 8 + 2 + x)];
+        EXPECT_NEAR(pixel, v * 255.0f, 0.5f + 1e-3f) << y << " " << x;
+      }
+  }
+  const std::string cenc = file("dec_ccodes.h5"), cdec = file("cdecoded.h5");
+  ASSERT_EQ(latent("encode", "cvae3", "--out " + shell_quote(cenc)).exit_code, 0);
+  r = latent("decode", "cvae3", "--latent " + shell_quote(cenc) + " --out " + shell_quote(cdec));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(read_all<int32_t>(cdec, "/labels"), read_all<int32_t>(cenc, "/labels"));
+  r = latent("decode", "cvae3",
+             "--latent " + shell_quote(cenc) + " --class 1 --out " + shell_quote(cdec));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(read_all<int32_t>(cdec, "/labels"), std::vector<int32_t>(203, 1));
+
+  // Codes of another width, a missing data set, a file that is not HDF5.
+  r = latent("decode", "mlp2", "--latent " + shell_quote(cenc) + " --out " + shell_quote(dec));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "/mu has shape [203, 3] but the model's codes are [N, 2]"))
+      << r.output;
+  r = latent("decode", "mlp2", "--latent " + shell_quote(enc) + " --z z --out " + shell_quote(dec));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "has no data set 'z'")) << r.output;
+  r = latent("decode", "mlp2",
+             "--latent " + shell_quote(file("sim.png")) + " --out " + shell_quote(dec));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(contains(r.output, "is not a readable HDF5 file")) << r.output;
+  r = latent("decode", "cvae3",
+             "--latent " + shell_quote(cenc) + " --class 7 --out " + shell_quote(cdec));
+  EXPECT_EQ(r.exit_code, 2) << r.output;  // a ConfigError
+  EXPECT_TRUE(contains(r.output, "--class: 7 is not a class of this model")) << r.output;
+}
+
 TEST_F(AppLatent, ClassMeansAreTheMeansOfTheEncodedRowsOfEachClass) {
   const std::string enc = file("enc_means.h5"), out = file("arith");
   ASSERT_EQ(latent("encode", "mlp2", "--out " + shell_quote(enc)).exit_code, 0);
