@@ -262,8 +262,11 @@ Image8 decode_image(std::span<const uint8_t> bytes, int64_t max_pixels) {
   }
   if (!ok) {
     const ImageFault fault = st.truncated ? ImageFault::Truncated : st.fault;
-    throw ImageError(fault,
-                     std::string(format == ImageFormat::Png ? "PNG: " : "JPEG: ") + st.message);
+    // The decoders' own messages ("IDAT: CRC error") need the format beside them.
+    const char* from = fault != ImageFault::Corrupt ? ""
+                       : format == ImageFormat::Png ? "libpng: "
+                                                    : "libjpeg: ";
+    throw ImageError(fault, from + std::string(st.message));
   }
   return image;
 }

@@ -66,7 +66,7 @@ void write_rgb_png(const std::string& path, int w, int h, const std::vector<uint
   write_png_raw(path, w, h, PNG_COLOR_TYPE_RGB, 8, px);
 }
 
-// A baseline JPEG of 1 or 3 components at `quality`.
+// A baseline JPEG of 1 (gray), 3 (RGB) or 4 (CMYK) components at `quality`.
 void write_jpeg(const std::string& path, int w, int h, int comps, const std::vector<uint8_t>& px,
                 int quality = 100) {
   std::FILE* fp = std::fopen(path.c_str(), "wb");
@@ -79,7 +79,7 @@ void write_jpeg(const std::string& path, int w, int h, int comps, const std::vec
   c.image_width = static_cast<JDIMENSION>(w);
   c.image_height = static_cast<JDIMENSION>(h);
   c.input_components = comps;
-  c.in_color_space = comps == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  c.in_color_space = comps == 1 ? JCS_GRAYSCALE : comps == 4 ? JCS_CMYK : JCS_RGB;
   jpeg_set_defaults(&c);
   jpeg_set_quality(&c, quality, TRUE);
   jpeg_start_compress(&c, TRUE);
@@ -404,7 +404,7 @@ TEST(ImageImport, TheFileIsTheSameForOneAndTwoThreads) {
   EXPECT_EQ(lab[0].data, lab[1].data);
 }
 
-// A folder with one good PNG and each kind of bad file, named so that import order is a..e.
+// A folder with one good PNG and each kind of bad file, named so that import order is a..g.
 void make_bad_folder(const TempDir& dir) {
   fs::create_directories(dir.path() / "bad");
   write_gray_png(dir.file("bad/a_good.png"), 8, 8, pattern(8, 8, 1, 0));
@@ -414,6 +414,11 @@ void make_bad_folder(const TempDir& dir) {
   cut_file(dir.file("bad/c_truncated.jpg"), 0.6);
   std::ofstream(dir.file("bad/d_text.png")) << "this is a text file, not a picture\n";
   std::ofstream(dir.file("bad/e_empty.jpg")).flush();
+  write_rgb_png(dir.file("bad/f_corrupt.png"), 32, 32, pattern(32, 32, 3, 3));
+  std::vector<uint8_t> b = file_bytes(dir.file("bad/f_corrupt.png"));
+  b[b.size() / 2] ^= 0xff;  // inside IDAT: its CRC no longer matches
+  write_bytes(dir.file("bad/f_corrupt.png"), b);
+  write_jpeg(dir.file("bad/g_cmyk.jpg"), 8, 8, 4, pattern(8, 8, 4, 4));
 }
 
 TEST(ImageImport, BadFilesAreSkippedAndNamedWithTheirReason) {
@@ -421,15 +426,15 @@ TEST(ImageImport, BadFilesAreSkippedAndNamedWithTheirReason) {
   make_bad_folder(dir);
   const ImageImportReport r = import_images(dir.file("bad"), dir.file("b.h5"), opts(8, 8, 1));
   EXPECT_EQ(r.summary.rows, 1);
-  ASSERT_EQ(r.skipped.size(), 4u);
+  ASSERT_EQ(r.skipped.size(), 6u);
   const struct {
     const char* name;
     ImageFault fault;
-  } want[] = {{"b_truncated.png", ImageFault::Truncated},
-              {"c_truncated.jpg", ImageFault::Truncated},
-              {"d_text.png", ImageFault::NotAnImage},
-              {"e_empty.jpg", ImageFault::Empty}};
-  for (size_t i = 0; i < 4; ++i) {
+  } want[] = {
+      {"b_truncated.png", ImageFault::Truncated}, {"c_truncated.jpg", ImageFault::Truncated},
+      {"d_text.png", ImageFault::NotAnImage},     {"e_empty.jpg", ImageFault::Empty},
+      {"f_corrupt.png", ImageFault::Corrupt},     {"g_cmyk.jpg", ImageFault::Unsupported}};
+  for (size_t i = 0; i < 6; ++i) {
     EXPECT_EQ(r.skipped[i].path, dir.file(std::string("bad/") + want[i].name));
     EXPECT_EQ(r.skipped[i].fault, want[i].fault) << r.skipped[i].reason;
     EXPECT_NE(r.skipped[i].reason.find(image_fault_name(want[i].fault)), std::string::npos);
@@ -438,7 +443,7 @@ TEST(ImageImport, BadFilesAreSkippedAndNamedWithTheirReason) {
   EXPECT_EQ(r.skipped_by_fault[static_cast<size_t>(ImageFault::NotAnImage)], 1);
   EXPECT_EQ(r.skipped_by_fault[static_cast<size_t>(ImageFault::Empty)], 1);
   h5::File f = h5::open_file(dir.file("b.h5"));
-  EXPECT_EQ(h5::read_int_attribute(f, "skipped_files"), 4);
+  EXPECT_EQ(h5::read_int_attribute(f, "skipped_files"), 6);
 }
 
 TEST(ImageImport, StrictRefusesTheFirstBadFileByNameAndWritesNothing) {
@@ -460,7 +465,8 @@ TEST(ImageImport, StrictRefusesTheFirstBadFileByNameAndWritesNothing) {
     EXPECT_FALSE(fs::exists(dir.file("s.h5.tmp")));
   }
   // Each bad file alone, under --strict, is named.
-  for (const char* name : {"c_truncated.jpg", "d_text.png", "e_empty.jpg"}) {
+  for (const char* name :
+       {"c_truncated.jpg", "d_text.png", "e_empty.jpg", "f_corrupt.png", "g_cmyk.jpg"}) {
     TempDir one;
     fs::create_directories(one.path() / "f");
     fs::copy_file(dir.file(std::string("bad/") + name), one.file(std::string("f/") + name));
