@@ -64,11 +64,14 @@ void class_files(const fs::path& class_dir, std::vector<std::string>& out) {
 }
 
 std::vector<uint8_t> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw ImageError(ImageFault::Unreadable, std::strerror(errno));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                             std::istreambuf_iterator<char>());
-  if (in.bad()) throw ImageError(ImageFault::Unreadable, "reading failed");
+  const std::streamoff size = in.tellg();
+  if (size < 0) throw ImageError(ImageFault::Unreadable, "its size cannot be read");
+  std::vector<uint8_t> bytes(static_cast<size_t>(size));
+  in.seekg(0);
+  in.read(reinterpret_cast<char*>(bytes.data()), size);
+  if (in.gcount() != size) throw ImageError(ImageFault::Unreadable, "reading it failed");
   return bytes;
 }
 

@@ -59,36 +59,47 @@ uint8_t clip8(int32_t ss) {
   return static_cast<uint8_t>(v > 255 ? 255 : v);
 }
 
-// One pass along x (horizontal) or y, of an interleaved image.
-Image8 resample_axis(const Image8& src, int out_size, bool horizontal) {
-  const int in_size = horizontal ? src.width : src.height;
-  const Taps t = bilinear_taps(in_size, out_size);
-  Image8 dst;
-  dst.channels = src.channels;
-  dst.width = horizontal ? out_size : src.width;
-  dst.height = horizontal ? src.height : out_size;
-  dst.pixels.resize(static_cast<size_t>(dst.width) * static_cast<size_t>(dst.height) *
-                    static_cast<size_t>(dst.channels));
+// The horizontal pass: each output pixel sums its taps along the row, channel by channel.
+Image8 resample_horizontal(const Image8& src, int width) {
+  const Taps t = bilinear_taps(src.width, width);
+  Image8 dst{width, src.height, src.channels, {}};
   const size_t c = static_cast<size_t>(src.channels);
-  const size_t src_stride = static_cast<size_t>(src.width) * c;
-  const size_t dst_stride = static_cast<size_t>(dst.width) * c;
-  for (int y = 0; y < dst.height; ++y) {
-    for (int x = 0; x < dst.width; ++x) {
-      const int i = horizontal ? x : y;
-      const int32_t* w = t.w.data() + static_cast<size_t>(i) * static_cast<size_t>(t.ksize);
-      const int lo = t.first[static_cast<size_t>(i)];
-      const int n = t.count[static_cast<size_t>(i)];
+  dst.pixels.resize(static_cast<size_t>(width) * static_cast<size_t>(src.height) * c);
+  for (size_t y = 0; y < static_cast<size_t>(src.height); ++y) {
+    const uint8_t* row = src.pixels.data() + y * static_cast<size_t>(src.width) * c;
+    uint8_t* out = dst.pixels.data() + y * static_cast<size_t>(width) * c;
+    for (size_t x = 0; x < static_cast<size_t>(width); ++x) {
+      const int32_t* w = t.w.data() + x * static_cast<size_t>(t.ksize);
+      const uint8_t* in = row + static_cast<size_t>(t.first[x]) * c;
+      const int n = t.count[x];
       for (size_t ch = 0; ch < c; ++ch) {
         int32_t ss = 1 << (kPrecisionBits - 1);
-        for (int k = 0; k < n; ++k) {
-          const size_t sx = horizontal ? static_cast<size_t>(lo + k) : static_cast<size_t>(x);
-          const size_t sy = horizontal ? static_cast<size_t>(y) : static_cast<size_t>(lo + k);
-          ss += src.pixels[sy * src_stride + sx * c + ch] * w[k];
-        }
-        dst.pixels[static_cast<size_t>(y) * dst_stride + static_cast<size_t>(x) * c + ch] =
-            clip8(ss);
+        for (int k = 0; k < n; ++k) ss += in[static_cast<size_t>(k) * c + ch] * w[k];
+        out[x * c + ch] = clip8(ss);
       }
     }
+  }
+  return dst;
+}
+
+// The vertical pass: an output row is a weighted sum of whole input rows (a loop the compiler
+// vectorises), rounded as Pillow rounds each pixel.
+Image8 resample_vertical(const Image8& src, int height) {
+  const Taps t = bilinear_taps(src.height, height);
+  Image8 dst{src.width, height, src.channels, {}};
+  const size_t stride = static_cast<size_t>(src.width) * static_cast<size_t>(src.channels);
+  dst.pixels.resize(stride * static_cast<size_t>(height));
+  std::vector<int32_t> acc(stride);
+  for (size_t y = 0; y < static_cast<size_t>(height); ++y) {
+    std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
+    const int32_t* w = t.w.data() + y * static_cast<size_t>(t.ksize);
+    for (int k = 0; k < t.count[y]; ++k) {
+      const uint8_t* in = src.pixels.data() + static_cast<size_t>(t.first[y] + k) * stride;
+      const int32_t wk = w[k];
+      for (size_t j = 0; j < stride; ++j) acc[j] += in[j] * wk;
+    }
+    uint8_t* out = dst.pixels.data() + y * stride;
+    for (size_t j = 0; j < stride; ++j) out[j] = clip8(acc[j]);
   }
   return dst;
 }
@@ -127,10 +138,10 @@ Image8 resize_bilinear(const Image8& src, int width, int height) {
   // Pillow resamples only the axes whose size changes, horizontal first. (It also limits the
   // horizontal pass to the rows the vertical one reads, which changes no value.)
   if (width == src.width && height == src.height) return src;
-  if (width == src.width) return resample_axis(src, height, false);
-  Image8 h = resample_axis(src, width, true);
+  if (width == src.width) return resample_vertical(src, height);
+  Image8 h = resample_horizontal(src, width);
   if (height == src.height) return h;
-  return resample_axis(h, height, false);
+  return resample_vertical(h, height);
 }
 
 ResizePlan plan_resize(int src_width, int src_height, int width, int height) {
