@@ -35,8 +35,8 @@ using testing::TempDir;
 // A PNG of any colour type and bit depth; `samples` are the rows' bytes as PNG stores them
 // (16-bit samples big-endian). Fails the test on a libpng error.
 void write_png_raw(const std::string& path, int w, int h, int color_type, int bit_depth,
-                   const std::vector<uint8_t>& samples,
-                   const std::vector<png_color>& palette = {}) {
+                   const std::vector<uint8_t>& samples, const std::vector<png_color>& palette = {},
+                   bool interlace = false) {
   std::FILE* fp = std::fopen(path.c_str(), "wb");
   ASSERT_NE(fp, nullptr) << path;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
@@ -48,12 +48,16 @@ void write_png_raw(const std::string& path, int w, int h, int color_type, int bi
   }
   png_init_io(png, fp);
   png_set_IHDR(png, info, static_cast<png_uint_32>(w), static_cast<png_uint_32>(h), bit_depth,
-               color_type, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-               PNG_FILTER_TYPE_DEFAULT);
+               color_type, interlace ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   if (!palette.empty()) png_set_PLTE(png, info, palette.data(), static_cast<int>(palette.size()));
   png_write_info(png, info);
+  // Adam7: every row once per pass; libpng picks each pass's pixels.
+  const int passes = interlace ? png_set_interlace_handling(png) : 1;
   const size_t stride = samples.size() / static_cast<size_t>(h);
-  for (int y = 0; y < h; ++y) png_write_row(png, samples.data() + static_cast<size_t>(y) * stride);
+  for (int pass = 0; pass < passes; ++pass)
+    for (int y = 0; y < h; ++y)
+      png_write_row(png, samples.data() + static_cast<size_t>(y) * stride);
   png_write_end(png, nullptr);
   png_destroy_write_struct(&png, &info);
   std::fclose(fp);
@@ -202,7 +206,7 @@ TEST(ImageImport, RgbToGrayIsTheItu601LumaFormulaRoundedForEveryColour) {
   }
 }
 
-TEST(ImageImport, PaletteSixteenBitAlphaAndOneBitPngsDecodeAsDocumented) {
+TEST(ImageImport, PaletteSixteenBitAlphaInterlacedAndOneBitPngsDecodeAsDocumented) {
   TempDir dir;
   // Palette: indices into three colours.
   write_png_raw(dir.file("p.png"), 3, 1, PNG_COLOR_TYPE_PALETTE, 8, {2, 0, 1},
@@ -227,6 +231,10 @@ TEST(ImageImport, PaletteSixteenBitAlphaAndOneBitPngsDecodeAsDocumented) {
   // Gray + alpha -> gray.
   write_png_raw(dir.file("ga.png"), 2, 1, PNG_COLOR_TYPE_GRAY_ALPHA, 8, {9, 0, 200, 7});
   EXPECT_EQ(decode_file(dir.file("ga.png")).pixels, (std::vector<uint8_t>{9, 200}));
+  // Interlaced (Adam7): the same pixels.
+  const std::vector<uint8_t> px = pattern(11, 9, 3, 5);
+  write_png_raw(dir.file("i.png"), 11, 9, PNG_COLOR_TYPE_RGB, 8, px, {}, true);
+  EXPECT_EQ(decode_file(dir.file("i.png")).pixels, px);
   // 1-bit gray, 8 pixels in one byte: 1 -> 255.
   write_png_raw(dir.file("b1.png"), 8, 1, PNG_COLOR_TYPE_GRAY, 1, {0b10110000});
   EXPECT_EQ(decode_file(dir.file("b1.png")).pixels,
