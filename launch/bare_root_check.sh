@@ -192,9 +192,9 @@ cluster_phase() {
   say "cluster tests passed"
 }
 
-# The Python references (label python: numpy, scipy, scikit-learn, scikit-image, h5py, matplotlib), which the
-# Quickstart's ctest reports as skipped in a bare root: their packages, then the tests, which
-# must run here. A skipped test fails the phase.
+# The Python references (label python: numpy, scipy, scikit-learn, scikit-image, h5py,
+# matplotlib, PIL), which the Quickstart's ctest reports as skipped in a bare root: their
+# packages, then the tests, which must run here. A skipped test fails the phase.
 reference_phase() {
   local root=$1 status=0 log=$work/reference_ctest.log
   local setup="bash launch/setup.sh --with-charts"
