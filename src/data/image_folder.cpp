@@ -63,15 +63,24 @@ void class_files(const fs::path& class_dir, std::vector<std::string>& out) {
   }
 }
 
-std::vector<uint8_t> read_file(const std::string& path) {
+// The file's bytes; a file that does not begin as a PNG or JPEG is refused after its first
+// bytes, so a large non-image (a video beside the photos) is not read whole.
+std::vector<uint8_t> read_image_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw ImageError(ImageFault::Unreadable, std::strerror(errno));
   const std::streamoff size = in.tellg();
   if (size < 0) throw ImageError(ImageFault::Unreadable, "its size cannot be read");
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
+  std::vector<uint8_t> bytes(static_cast<size_t>(std::min<std::streamoff>(size, 8)));
   in.seekg(0);
-  in.read(reinterpret_cast<char*>(bytes.data()), size);
-  if (in.gcount() != size) throw ImageError(ImageFault::Unreadable, "reading it failed");
+  in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (in.gcount() != static_cast<std::streamsize>(bytes.size()))
+    throw ImageError(ImageFault::Unreadable, "reading it failed");
+  if (!bytes.empty() && sniff_image(bytes) == ImageFormat::Unknown) return bytes;
+  bytes.resize(static_cast<size_t>(size));
+  const std::streamsize rest =
+      size - static_cast<std::streamsize>(std::min<std::streamoff>(size, 8));
+  in.read(reinterpret_cast<char*>(bytes.data()) + 8 * (size >= 8), rest);
+  if (in.gcount() != rest) throw ImageError(ImageFault::Unreadable, "reading it failed");
   return bytes;
 }
 
@@ -85,7 +94,7 @@ struct Slot {
 
 void decode_one(const std::string& path, const ImageImportOptions& o, Slot& slot) {
   try {
-    const Image8 image = decode_image(read_file(path));
+    const Image8 image = decode_image(read_image_file(path));
     slot.pixels = fit_image(image, o.channels, o.height, o.width);
     slot.ok = true;
   } catch (const ImageError& e) {
@@ -94,6 +103,9 @@ void decode_one(const std::string& path, const ImageImportOptions& o, Slot& slot
   } catch (const std::bad_alloc&) {
     slot.fault = ImageFault::Unsupported;
     slot.reason = std::string(image_fault_name(slot.fault)) + ": not enough memory to decode it";
+  } catch (const std::exception& e) {  // nothing else is expected; a worker must not throw
+    slot.fault = ImageFault::Corrupt;
+    slot.reason = std::string(image_fault_name(slot.fault)) + ": " + e.what();
   }
 }
 
