@@ -193,7 +193,7 @@ cluster_phase() {
 }
 
 # The Python references and the Python package's tests (label python: numpy, scipy,
-# scikit-learn, scikit-image, h5py, matplotlib; torch, onnx and npm's onnxruntime-node), which the
+# scikit-learn, scikit-image, h5py, matplotlib, PIL; torch, onnx and npm's onnxruntime-node), which the
 # Quickstart's ctest reports as skipped in a bare root: their packages, then the tests, which
 # must run here. A skipped test fails the phase.
 reference_phase() {

@@ -21,12 +21,12 @@ while (($#)); do
 done
 # Inputs per target under --ci: 30 to 45 s each on a busy 2-core EPYC (HDF5 targets write and
 # open a file per input, so they run far fewer per second).
-declare -A ci_runs=([idx]=600 [npy]=3000 [h5_dataset]=3000 [checkpoint]=4000 [options]=15000)
+declare -A ci_runs=([idx]=600 [npy]=3000 [image]=50000 [h5_dataset]=3000 [checkpoint]=4000 [options]=15000)
 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
   -DCMAKE_CXX_COMPILER=clang++ -DVD_FUZZ=ON -DVD_BUILD_TESTS=OFF >/dev/null
-cmake --build build-fuzz -j2 --target fuzz_idx fuzz_npy fuzz_h5_dataset fuzz_checkpoint fuzz_options
+cmake --build build-fuzz -j2 --target fuzz_idx fuzz_npy fuzz_image fuzz_h5_dataset fuzz_checkpoint fuzz_options
 status=0
-for t in idx npy h5_dataset checkpoint options; do
+for t in idx npy image h5_dataset checkpoint options; do
   work="build-fuzz/corpus/$t" findings="build-fuzz/findings/$t"
   # Under --ci each run starts from the seeds alone, so the sequence is the same every time.
   limits=(-max_total_time="$seconds")

@@ -5,8 +5,9 @@
 #   bash launch/setup.sh [--with-reference] [--with-charts] [--with-python] [--with-cluster] [--with-fuzz]
 #   (flags combine, in any order)
 #     --with-reference  also PyTorch, OpenBLAS, jemalloc and tcmalloc for tests/reference and launch/bench.sh
-#     --with-charts     also matplotlib, scikit-learn, scikit-image, h5py, numpy for launch/latent_plots.py
-#                       and the Python references (tests/reference)
+#     --with-charts     also matplotlib, scikit-learn, scikit-image, h5py, numpy and PIL for
+#                       launch/latent_plots.py and the Python references (tests/reference,
+#                       tests/data/image_import_pil_test.py)
 #     --with-python     also PyTorch, h5py, numpy and onnx for src/python/vae_dist, and Node.js with npm's
 #                       onnxruntime-node (npm ci in tests/python/onnx) for its ONNX test
 #     --with-cluster    also Slurm, munge and iproute2 for the cluster tests (ctest -L 'slurm|multi_host')
@@ -19,7 +20,7 @@ cd "$root"
 # so the build needs ocl-icd-opencl-dev, which libdnnl-dev only recommends. procps: the tests use
 # pgrep. launch/bare_root_check.sh proves this list on a bare bookworm.
 packages=(g++ cmake make pkg-config openmpi-bin libopenmpi-dev libdnnl-dev ocl-icd-opencl-dev
-          libhdf5-dev libboost-program-options-dev libgtest-dev libpng-dev zlib1g-dev libdeflate-dev
+          libhdf5-dev libboost-program-options-dev libgtest-dev libpng-dev libjpeg62-turbo-dev zlib1g-dev libdeflate-dev
           dataset-fashion-mnist procps)
 with_onnxruntime=0
 for flag in "$@"; do
@@ -27,7 +28,8 @@ for flag in "$@"; do
     # jemalloc and tcmalloc: launch/bench.sh tries PyTorch on each allocator.
     --with-reference) packages+=(python3 python3-torch python3-h5py python3-numpy libopenblas0-openmp
                                  libjemalloc2 libtcmalloc-minimal4) ;;
-    --with-charts) packages+=(python3 python3-matplotlib python3-sklearn python3-skimage python3-h5py python3-numpy) ;;
+    --with-charts) packages+=(python3 python3-matplotlib python3-sklearn python3-skimage python3-h5py
+                              python3-numpy python3-pil) ;;
     # Node.js from Debian unless a node with npm is already there (e.g. NodeSource's, which
     # Debian's npm package would conflict with).
     --with-python) packages+=(python3 python3-torch python3-h5py python3-numpy python3-onnx)

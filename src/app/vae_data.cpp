@@ -12,11 +12,13 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.hpp"
 #include "core/version.hpp"
 #include "data/dataset_file.hpp"
+#include "data/image_folder.hpp"
 #include "data/shapes.hpp"
 
 namespace po = boost::program_options;
@@ -35,6 +37,9 @@ constexpr const char* kUsage =
     "  import-idx  convert IDX files (MNIST, Fashion-MNIST) to an HDF5 data set file\n"
     "  import-npy  convert NumPy .npy arrays (images and optional labels) to an HDF5 data set "
     "file\n"
+    "  import-images  convert a folder of PNG/JPEG images (one subfolder per class, or flat) to "
+    "an\n"
+    "              HDF5 data set file of one size\n"
     "  synth       write a synthetic data set file: images, 1-D signals, 3-D volumes or\n"
     "              feature vectors (tests, scale benchmarks)\n"
     "  shapes      write dSprites-like shapes with known factors (disentanglement)\n"
@@ -178,6 +183,91 @@ int cmd_import_npy(int argc, char** argv) {
       vd::import_npy(vm["images"].as<std::string>(), vm["labels"].as<std::string>(), out, in.seed,
                      in.deflate, vm["signals"].as<bool>(), in.drop_labels);
   print_summary(s, out, seconds_since(t0));
+  return 0;
+}
+
+// "64x48" (height x width) or "64" (square) -> {height, width}.
+std::pair<int, int> parse_size(const std::string& text) {
+  const size_t x = text.find('x');
+  try {
+    size_t used = 0;
+    const int h = std::stoi(text.substr(0, x), &used);
+    if (used != (x == std::string::npos ? text.size() : x)) throw std::invalid_argument(text);
+    int w = h;
+    if (x != std::string::npos) {
+      w = std::stoi(text.substr(x + 1), &used);
+      if (used != text.size() - x - 1) throw std::invalid_argument(text);
+    }
+    if (h >= 1 && w >= 1 && h <= 65535 && w <= 65535) return {h, w};
+  } catch (const std::logic_error&) {
+  }
+  throw UsageError(
+      "--size must be HEIGHTxWIDTH (e.g. 64x64) or one number for a square, each "
+      "1..65535, not '" +
+      text + "'");
+}
+
+int cmd_import_images(int argc, char** argv) {
+  po::options_description desc("import-images options");
+  desc.add_options()("help,h", "show this help")(
+      "dir", po::value<std::string>()->required(),
+      "folder of PNG/JPEG images: one subfolder per class (torchvision's ImageFolder), or the "
+      "images directly in it (no labels); positional")("out", po::value<std::string>()->required(),
+                                                       "output HDF5 file")(
+      "size", po::value<std::string>()->required(),
+      "HEIGHTxWIDTH of every image: resized (PIL's antialiased bilinear) to cover it, then "
+      "centre-cropped, as torchvision's Resize + CenterCrop")(
+      "channels", po::value<int>()->default_value(3),
+      "3 (RGB) or 1 (gray, PIL's convert('L'): L = R*299/1000 + G*587/1000 + B*114/1000)")(
+      "shuffle-seed", po::value<uint64_t>(),
+      "shuffle rows (images and labels together) with this seed; default: the folder's order")(
+      "strict", po::bool_switch(),
+      "fail at the first file that cannot be imported, instead of skipping it")(
+      "deflate", po::value<int>()->default_value(4),
+      "deflate level of the images, 1..9, or 0 to store them uncompressed")(
+      "threads", po::value<int>()->default_value(0),
+      "decoding threads; 0 = all cores (the file is the same for any number)");
+  po::positional_options_description pos;
+  pos.add("dir", 1);
+  po::variables_map vm;
+  const std::string synopsis =
+      "import-images DIR --out FILE.h5 --size HxW [--channels 1|3] [--shuffle-seed N] "
+      "[--strict] [--deflate L] [--threads N]";
+  if (!parse(argc, argv, desc, pos, synopsis, vm)) return 0;
+  const ImportSettings in = import_settings(vm);
+  vd::ImageImportOptions o;
+  const auto [height, width] = parse_size(vm["size"].as<std::string>());
+  o.height = height;
+  o.width = width;
+  o.channels = vm["channels"].as<int>();
+  if (o.channels != 1 && o.channels != 3)
+    throw UsageError("--channels must be 1 (gray) or 3 (RGB), not " + std::to_string(o.channels));
+  o.threads = vm["threads"].as<int>();
+  if (o.threads < 0)
+    throw UsageError("--threads must be 0 (all cores) or more, not " + std::to_string(o.threads));
+  o.shuffle_seed = in.seed;
+  o.strict = vm["strict"].as<bool>();
+  o.deflate = in.deflate;
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string dir = vm["dir"].as<std::string>();
+  const vd::ImageImportReport r = vd::import_images(dir, in.out, o);
+  for (const vd::SkippedImage& s : r.skipped)
+    std::fprintf(stderr, "skipped %s: %s\n", s.path.c_str(), s.reason.c_str());
+  for (const std::string& c : r.empty_classes)
+    std::fprintf(stderr, "note: class '%s' has no image; its label stays in /labels' numbering\n",
+                 c.c_str());
+  std::string counts;
+  for (int f = 0; f < vd::kImageFaultKinds; ++f)
+    if (r.skipped_by_fault[static_cast<size_t>(f)] > 0)
+      counts += (counts.empty() ? "" : ", ") +
+                std::to_string(r.skipped_by_fault[static_cast<size_t>(f)]) + " " +
+                vd::image_fault_name(static_cast<vd::ImageFault>(f));
+  std::printf("imported %lld images%s from %s; skipped %zu%s\n",
+              static_cast<long long>(r.summary.rows),
+              r.classes.empty() ? " (flat folder, no labels)"
+                                : (" of " + std::to_string(r.classes.size()) + " classes").c_str(),
+              dir.c_str(), r.skipped.size(), counts.empty() ? "" : (" (" + counts + ")").c_str());
+  print_summary(r.summary, in.out, seconds_since(t0));
   return 0;
 }
 
@@ -376,6 +466,7 @@ int run(int argc, char** argv) {
   // The command's parser sees argv[1..]; it skips its first element like a program name.
   if (cmd == "import-idx") return cmd_import(argc - 1, argv + 1);
   if (cmd == "import-npy") return cmd_import_npy(argc - 1, argv + 1);
+  if (cmd == "import-images") return cmd_import_images(argc - 1, argv + 1);
   if (cmd == "synth") return cmd_synth(argc - 1, argv + 1);
   if (cmd == "shapes") return cmd_shapes(argc - 1, argv + 1);
   if (cmd == "info") return cmd_info(argc - 1, argv + 1);

@@ -439,6 +439,45 @@ void write_attribute(hid_t obj, const std::string& name, const std::string& valu
   VD_H5(H5Awrite(attr, type, value.c_str()), "cannot write HDF5 attribute '" + name + "'");
 }
 
+void write_string_array_attribute(hid_t obj, const std::string& name,
+                                  const std::vector<std::string>& values) {
+  if (has_attribute(obj, name))
+    VD_H5(H5Adelete(obj, name.c_str()), "cannot replace HDF5 attribute '" + name + "'");
+  Datatype type(VD_H5(H5Tcopy(H5T_C_S1), "cannot create a string type"));
+  VD_H5(H5Tset_size(type, H5T_VARIABLE), "cannot size a string type");
+  VD_H5(H5Tset_cset(type, H5T_CSET_UTF8), "cannot set a string type's charset");
+  const hsize_t n = values.size();
+  Dataspace space(VD_H5(H5Screate_simple(1, &n, nullptr), "cannot create a dataspace"));
+  Attribute attr(VD_H5(H5Acreate2(obj, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT),
+                       "cannot create HDF5 attribute '" + name + "'"));
+  std::vector<const char*> ptrs;
+  for (const std::string& v : values) ptrs.push_back(v.c_str());
+  VD_H5(H5Awrite(attr, type, ptrs.data()), "cannot write HDF5 attribute '" + name + "'");
+}
+
+std::vector<std::string> read_string_array_attribute(hid_t obj, const std::string& name) {
+  Attribute attr(
+      VD_H5(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "HDF5 attribute '" + name + "' is missing"));
+  Datatype ftype(VD_H5(H5Aget_type(attr), "cannot read the type of attribute '" + name + "'"));
+  Dataspace space(VD_H5(H5Aget_space(attr), "cannot read the shape of attribute '" + name + "'"));
+  if (H5Tget_class(ftype) != H5T_STRING ||
+      VD_H5(H5Tis_variable_str(ftype), "cannot inspect a string type") <= 0)
+    throw IoError("HDF5 attribute '" + name + "' is a " + type_name(ftype) +
+                  ", not an array of variable-length strings");
+  const hssize_t n = H5Sget_simple_extent_npoints(space);
+  Datatype mtype(VD_H5(H5Tcopy(H5T_C_S1), "cannot create a string type"));
+  VD_H5(H5Tset_size(mtype, H5T_VARIABLE), "cannot size a string type");
+  VD_H5(H5Tset_cset(mtype, H5Tget_cset(ftype)), "cannot set a string type's charset");
+  std::vector<char*> ptrs(static_cast<size_t>(std::max<hssize_t>(n, 0)), nullptr);
+  VD_H5(H5Aread(attr, mtype, ptrs.data()), "cannot read HDF5 attribute '" + name + "'");
+  std::vector<std::string> out;
+  for (char* p : ptrs) {
+    out.emplace_back(p ? p : "");
+    H5free_memory(p);
+  }
+  return out;
+}
+
 void write_attribute(hid_t obj, const std::string& name, hid_t mem_type, const void* value) {
   if (has_attribute(obj, name))
     VD_H5(H5Adelete(obj, name.c_str()), "cannot replace HDF5 attribute '" + name + "'");
@@ -494,6 +533,14 @@ std::string attribute_text(hid_t obj, const std::string& name) {
   Dataspace space(VD_H5(H5Aget_space(attr), "cannot read the shape of attribute '" + name + "'"));
   const hssize_t n = H5Sget_simple_extent_npoints(space);
   const H5T_class_t cls = H5Tget_class(ftype);
+  if (cls == H5T_STRING && n > 1 && H5Tis_variable_str(ftype) > 0) {
+    std::string list(1, '[');
+    const std::vector<std::string> values = read_string_array_attribute(obj, name);
+    for (size_t i = 0; i < values.size(); ++i)
+      list.append(i ? ", \"" : "\"").append(values[i]).push_back('"');
+    list.push_back(']');
+    return list;
+  }
   if (cls == H5T_STRING && n == 1) {
     // Appending (not "\"" + string&&) dodges a false -Wrestrict in g++ 12's libstdc++.
     std::string quoted(1, '"');

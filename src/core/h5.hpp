@@ -232,6 +232,11 @@ requires(std::is_arithmetic_v<T> &&
   write_attribute(obj, name, native_type<T>(), &value);
 }
 std::string read_string_attribute(hid_t obj, const std::string& name);
+// A 1-D array of variable-length UTF-8 strings (h5py reads it as an array of str), e.g. the
+// class names of an image import; replaces an attribute of the same name.
+void write_string_array_attribute(hid_t obj, const std::string& name,
+                                  const std::vector<std::string>& values);
+std::vector<std::string> read_string_array_attribute(hid_t obj, const std::string& name);
 void read_attribute(hid_t obj, const std::string& name, hid_t mem_type, void* value);
 template <class T>
 requires std::is_arithmetic_v<T> T read_attribute(hid_t obj, const std::string& name) {

@@ -59,7 +59,8 @@ void write_format_attributes(hid_t file, const std::string& created_by) {
   h5::write_attribute(file, "created_by", created_by);
 }
 
-// An importer's root attributes: the format, the source files' names and the shuffle.
+}  // namespace
+
 void write_import_attributes(hid_t file, const std::string& created_by,
                              const std::string& images_path, const std::string& labels_path,
                              std::optional<uint64_t> shuffle_seed) {
@@ -75,6 +76,8 @@ void write_import_attributes(hid_t file, const std::string& created_by,
     h5::write_attribute(file, "shuffle_method", "fisher-yates, vd::Rng(seed).below(i + 1)");
   }
 }
+
+namespace {
 
 // The source rows an import writes, in output order: the shuffle's order (or the file's),
 // without the rows whose label is in `drop` (label(i): row i's label). Dropping keeps the

@@ -100,6 +100,13 @@ DatasetSummary write_synthetic_features(const std::string& out_path, int64_t n, 
 void write_dataset_file(const std::string& out_path, const std::string& created_by,
                         const std::function<void(hid_t file)>& write);
 
+// An importer's root attributes: the format attributes (as write_dataset_file writes them), the
+// source files' names (labels_path "" for none) and the shuffle (shuffled, shuffle_seed,
+// shuffle_method).
+void write_import_attributes(hid_t file, const std::string& created_by,
+                             const std::string& images_path, const std::string& labels_path,
+                             std::optional<uint64_t> shuffle_seed);
+
 // A 1-D int64 attribute on obj (e.g. the factor sizes on /factors), an array to h5py.
 // Replaces an attribute of the same name.
 void write_int64_array_attribute(hid_t obj, const std::string& name,
