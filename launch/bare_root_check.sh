@@ -86,10 +86,11 @@ $mirror $release-updates
 http://deb.debian.org/debian-security $release-security"
   fi
 
-  # The root (about 1.6 GB at its largest) in RAM when there is room: faster on a small
-  # machine, and it vanishes with this namespace, leaving nothing to delete.
-  if ((keep == 0 && $(awk '/^MemAvailable:/ { print int($2 / 1048576) }' /proc/meminfo) >= 6)); then
-    mount -t tmpfs -o size=4g,mode=755 vae_dist_bare_root "$root" && mounted+=("$root")
+  # The root (over 4 GB at its largest, with torch, Node.js and clang) in RAM when there is
+  # room: faster on a small machine, and it vanishes with this namespace, leaving nothing to
+  # delete. tmpfs takes RAM only for what is written.
+  if ((keep == 0 && $(awk '/^MemAvailable:/ { print int($2 / 1048576) }' /proc/meminfo) >= 16)); then
+    mount -t tmpfs -o size=10g,mode=755 vae_dist_bare_root "$root" && mounted+=("$root")
   fi
 
   mark debootstrap
@@ -264,6 +265,8 @@ cleanup() {
   set +e
   trap '' INT TERM
   mark cleanup
+  # What the root grew to, for the tmpfs size above.
+  [[ -d $work/root/usr ]] && say "root size: $(du -sxh "$work/root" 2>/dev/null | cut -f1)"
   # Everything the check started: its own session (debootstrap, chroot, the build, the tests),
   # and anything inside the root that left that session; each by its ID, TERM, then KILL.
   mapfile -t pids < <(processes_in "$work/root")
