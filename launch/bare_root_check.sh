@@ -143,7 +143,10 @@ http://deb.debian.org/debian-security $release-security"
   say "all ${#commands[@]} Quickstart commands passed"
   cluster_phase "$root" || return
   reference_phase "$root" || return
-  fuzz_phase "$root"
+  fuzz_phase "$root" || status=$?
+  # What the root grew to, for the tmpfs size above.
+  say "root size: $(du -sxh "$root" 2>/dev/null | cut -f1)"
+  return "$status"
 }
 
 # Runs a command line as root in the checkout inside the root: a clean login-like environment
@@ -265,8 +268,6 @@ cleanup() {
   set +e
   trap '' INT TERM
   mark cleanup
-  # What the root grew to, for the tmpfs size above.
-  [[ -d $work/root/usr ]] && say "root size: $(du -sxh "$work/root" 2>/dev/null | cut -f1)"
   # Everything the check started: its own session (debootstrap, chroot, the build, the tests),
   # and anything inside the root that left that session; each by its ID, TERM, then KILL.
   mapfile -t pids < <(processes_in "$work/root")

@@ -4,17 +4,38 @@
 #pragma once
 #include <mpi.h>
 
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/error.hpp"
 #include "parallel/comm.hpp"
 
 namespace vd::app {
+
+// "0,1,2" -> {0, 1, 2}: a comma-separated list of integers >= 0 (--index, --labels-normal,
+// --drop-labels); nullopt when an item is empty, not a number or negative.
+inline std::optional<std::vector<int64_t>> nonnegative_list(const std::string& text) {
+  std::vector<int64_t> out;
+  for (size_t pos = 0; pos <= text.size();) {
+    const size_t end = std::min(text.find(',', pos), text.size());
+    const std::string item = text.substr(pos, end - pos);
+    int64_t v = -1;
+    const auto res = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (item.empty() || res.ec != std::errc() || res.ptr != item.data() + item.size() || v < 0)
+      return std::nullopt;
+    out.push_back(v);
+    pos = end + 1;
+  }
+  return out;
+}
 
 // The rank a launcher gave this process, read from its environment because MPI has not started
 // (Open MPI, PMIx, MPICH's Hydra, Slurm); nullopt for a process started on its own.

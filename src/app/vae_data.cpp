@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "app/main_support.hpp"
 #include "core/error.hpp"
 #include "core/version.hpp"
 #include "data/dataset_file.hpp"
@@ -100,19 +101,11 @@ struct ImportSettings {
 
 // --drop-labels 9 or 3,9: the labels whose rows an importer leaves out.
 std::vector<int64_t> drop_label_list(const std::string& text) {
-  std::vector<int64_t> out;
-  for (size_t pos = 0; pos <= text.size();) {
-    const size_t end = std::min(text.find(',', pos), text.size());
-    const std::string item = text.substr(pos, end - pos);
-    int64_t v = -1;
-    const auto res = std::from_chars(item.data(), item.data() + item.size(), v);
-    if (item.empty() || res.ec != std::errc() || res.ptr != item.data() + item.size() || v < 0)
-      throw UsageError("--drop-labels: '" + text +
-                       "' is not a comma-separated list of labels >= 0 (e.g. 9 or 3,9)");
-    out.push_back(v);
-    pos = end + 1;
-  }
-  return out;
+  const auto list = vd::app::nonnegative_list(text);
+  if (!list)
+    throw UsageError("--drop-labels: '" + text +
+                     "' is not a comma-separated list of labels >= 0 (e.g. 9 or 3,9)");
+  return *list;
 }
 
 ImportSettings import_settings(const po::variables_map& vm) {

@@ -344,21 +344,12 @@ void check_file_out(const std::string& out, const std::string& example) {
 }
 
 std::vector<int64_t> index_list(const std::string& text) {
-  std::vector<int64_t> out;
-  size_t pos = 0;
-  while (pos <= text.size()) {
-    const size_t end = std::min(text.find(',', pos), text.size());
-    const std::string item = text.substr(pos, end - pos);
-    int64_t v = -1;
-    const auto res = std::from_chars(item.data(), item.data() + item.size(), v);
-    if (item.empty() || res.ec != std::errc() || res.ptr != item.data() + item.size() || v < 0)
-      throw vd::ConfigError("--index: '" + text +
-                            "' is not a comma-separated list of rows >= 0 (e.g. 0,1,2)");
-    out.push_back(v);
-    pos = end + 1;
-  }
-  if (out.size() > 64) throw vd::ConfigError("--index: give at most 64 rows");
-  return out;
+  const auto out = vd::app::nonnegative_list(text);
+  if (!out)
+    throw vd::ConfigError("--index: '" + text +
+                          "' is not a comma-separated list of rows >= 0 (e.g. 0,1,2)");
+  if (out->size() > 64) throw vd::ConfigError("--index: give at most 64 rows");
+  return *out;
 }
 
 // ---- Running ------------------------------------------------------------------------------
@@ -917,19 +908,11 @@ ScoreOptions score_options(const Session& s) {
         "anomalies), not both");
   if (vm.count("labels-normal")) {
     const std::string text = vm["labels-normal"].as<std::string>();
-    std::vector<int64_t> list;
-    for (size_t pos = 0; pos <= text.size();) {
-      const size_t end = std::min(text.find(',', pos), text.size());
-      const std::string item = text.substr(pos, end - pos);
-      int64_t v = -1;
-      const auto res = std::from_chars(item.data(), item.data() + item.size(), v);
-      if (item.empty() || res.ec != std::errc() || res.ptr != item.data() + item.size() || v < 0)
-        throw vd::ConfigError("--labels-normal: '" + text +
-                              "' is not a comma-separated list of labels >= 0 (e.g. 0,1,2)");
-      list.push_back(v);
-      pos = end + 1;
-    }
-    o.labels_normal = list;
+    const auto list = vd::app::nonnegative_list(text);
+    if (!list)
+      throw vd::ConfigError("--labels-normal: '" + text +
+                            "' is not a comma-separated list of labels >= 0 (e.g. 0,1,2)");
+    o.labels_normal = *list;
   }
   if (vm.count("anomalies")) o.anomalies = vm["anomalies"].as<std::string>();
   const std::string val = vm["normal-val"].as<std::string>();

@@ -126,11 +126,7 @@ LossSums BtcVae::train_step(Context& ctx, const Batch& batch, float beta, float 
       const size_t final_entry[] = {out_logvar_};
       ctx.grad_listener->backward_done(final_entry);
     }
-    const std::vector<const float*> in = graph_inputs(z_.data());
-    float* diff_out = diff_out_.data();
-    std::vector<float*> diff_in(in.size(), nullptr);
-    diff_in[0] = diff_z_.data();
-    decoder_.backward(ctx, n, in, std::span<float* const>(&diff_out, 1), diff_in);
+    decoder_backward(ctx, n);
     own_.resize(ns);
     for (size_t b = 0; b < ns; ++b) own_[b] = static_cast<int64_t>(offset / L2 + b);
     const TcTerms t =
@@ -167,10 +163,7 @@ LossSums BtcVae::train_step(Context& ctx, const Batch& batch, float beta, float 
   if (clamps_logvar())
     clamp_backward(ns * Ls, logvar_raw_, config_.logvar_min, config_.logvar_max,
                    diff_logvar_.data());
-  const std::vector<const float*> in = graph_inputs(batch.x);
-  float* const diff_heads[] = {diff_mu_.data(), diff_logvar_.data()};
-  const std::vector<float*> diff_in(in.size(), nullptr);
-  encoder_.backward(ctx, n, in, diff_heads, diff_in);
+  encoder_backward(ctx, n, batch.x);
   return sums;
 }
 

@@ -245,6 +245,22 @@ void Vae::reconstruction(int n, const float* out, const float* x, float* diff, f
   }
 }
 
+void Vae::decoder_backward(Context& ctx, int n) {
+  const std::vector<const float*> in = graph_inputs(z_.data());
+  float* diff_out = diff_out_.data();
+  std::vector<float*> diff_in(in.size(), nullptr);  // the label needs no gradient
+  diff_in[0] = diff_z_.data();
+  decoder_.backward(ctx, n, in, std::span<float* const>(&diff_out, 1), diff_in);
+}
+
+void Vae::encoder_backward(Context& ctx, int n, const float* x) {
+  // The data and the label need no gradient, so the first layer skips its backward-data.
+  const std::vector<const float*> in = graph_inputs(x);
+  float* const diff_heads[] = {diff_mu_.data(), diff_logvar_.data()};
+  const std::vector<float*> diff_in(in.size(), nullptr);
+  encoder_.backward(ctx, n, in, diff_heads, diff_in);
+}
+
 LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float grad_scale) {
   if (config_.iw_train_samples > 1 && batch.n > 0) return train_step_iw(ctx, batch, grad_scale);
   LossSums sums;
@@ -286,13 +302,7 @@ LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float gra
     const size_t final_entry[] = {out_logvar_};
     ctx.grad_listener->backward_done(final_entry);
   }
-  {
-    const std::vector<const float*> in = graph_inputs(z_.data());
-    float* diff_out = diff_out_.data();
-    std::vector<float*> diff_in(in.size(), nullptr);  // the label needs no gradient
-    diff_in[0] = diff_z_.data();
-    decoder_.backward(ctx, n, in, std::span<float* const>(&diff_out, 1), diff_in);
-  }
+  decoder_backward(ctx, n);
   reparameterize_backward(n, L, logvar_, batch.eps, diff_z_.data(), diff_mu_.data(),
                           diff_logvar_.data());
   double kl_loss = 0;  // the KL part of the loss, summed over this rank's samples
@@ -325,12 +335,8 @@ LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float gra
     clamp_backward(static_cast<size_t>(n) * L, logvar_raw_, config_.logvar_min, config_.logvar_max,
                    diff_logvar_.data());
 
-  // The encoder, from both heads; the data and the label need no gradient, so the first
-  // layer skips its backward-data.
-  const std::vector<const float*> in = graph_inputs(batch.x);
-  float* const diff_heads[] = {diff_mu_.data(), diff_logvar_.data()};
-  const std::vector<float*> diff_in(in.size(), nullptr);
-  encoder_.backward(ctx, n, in, diff_heads, diff_in);
+  // The encoder, from both heads.
+  encoder_backward(ctx, n, batch.x);
   return sums;
 }
 
@@ -422,13 +428,7 @@ LossSums Vae::train_step_iw(Context& ctx, const Batch& batch, float grad_scale) 
       ctx.grad_listener->backward_done(final_entry);
     }
   }
-  {
-    const std::vector<const float*> in = graph_inputs(z_.data());
-    float* diff_out = diff_out_.data();
-    std::vector<float*> diff_in(in.size(), nullptr);
-    diff_in[0] = diff_z_.data();
-    decoder_.backward(ctx, nk, in, std::span<float* const>(&diff_out, 1), diff_in);
-  }
+  decoder_backward(ctx, nk);
   // -log w_bi = recon_bi - log p(z_bi) + log q(z_bi|x_b): add the prior's and the posterior's
   // terms to the reconstruction's diff_z, then through z = mu + sigma eps, plus log q's own
   // dependence on mu and logvar.
@@ -454,10 +454,7 @@ LossSums Vae::train_step_iw(Context& ctx, const Batch& batch, float grad_scale) 
     clamp_backward(static_cast<size_t>(n) * L, logvar_raw_, config_.logvar_min, config_.logvar_max,
                    diff_logvar_.data());
   set_condition(n, batch.labels);
-  const std::vector<const float*> in = graph_inputs(batch.x);
-  float* const diff_heads[] = {diff_mu_.data(), diff_logvar_.data()};
-  const std::vector<float*> diff_in(in.size(), nullptr);
-  encoder_.backward(ctx, n, in, diff_heads, diff_in);
+  encoder_backward(ctx, n, batch.x);
   return sums;
 }
 

@@ -69,6 +69,10 @@ class Vae : public LatentModel {
   std::vector<const float*> graph_inputs(const float* first) const;
   void encoder_forward(Context& ctx, int n, const float* x);
   const float* decoder_forward(Context& ctx, int n, const float* z);
+  // diff_out_ [n, D] -> diff_z_ [n, L] through the decoder (its parameter gradients written).
+  void decoder_backward(Context& ctx, int n);
+  // diff_mu_, diff_logvar_ [n, L] -> the encoder's parameter gradients, for the batch's x.
+  void encoder_backward(Context& ctx, int n, const float* x);
   bool clamps_logvar() const;
   // train_step for iw_train_samples > 1: the importance-weighted bound and its gradient.
   LossSums train_step_iw(Context& ctx, const Batch& batch, float grad_scale);
