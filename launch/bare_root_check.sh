@@ -86,7 +86,7 @@ $mirror $release-updates
 http://deb.debian.org/debian-security $release-security"
   fi
 
-  # The root (over 4 GB at its largest, with torch, Node.js and clang) in RAM when there is
+  # The root (4.3 GB at its largest, with torch, Node.js and clang) in RAM when there is
   # room: faster on a small machine, and it vanishes with this namespace, leaving nothing to
   # delete. tmpfs takes RAM only for what is written.
   if ((keep == 0 && $(awk '/^MemAvailable:/ { print int($2 / 1048576) }' /proc/meminfo) >= 16)); then
