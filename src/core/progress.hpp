@@ -20,7 +20,7 @@ class Progress {
   // The final state: the full bar and a newline on a terminal, nothing elsewhere.
   void finish(int64_t done);
 
-  // "[######----]  600/1000  60%  250 images/s  ETA 0:02", for tests and the plain lines.
+  // "[######----]  600/1000  60%  <rate> images/s  ETA 0:02", for tests and the plain lines.
   static std::string line(const std::string& what, const std::string& unit, int64_t done,
                           int64_t total, double seconds, int bar_width);
 

@@ -35,8 +35,8 @@ std::vector<std::pair<std::string, const std::vector<double>*>> RowScores::colum
   return c;
 }
 
-void feature_log_likelihood(const ModelConfig& config, const std::vector<float>& output_logvar, int D,
-                            const float* out, const float* x, double* ll) {
+void feature_log_likelihood(const ModelConfig& config, const std::vector<float>& output_logvar,
+                            int D, const float* out, const float* x, double* ll) {
   const double half_log_2pi = 0.5 * std::log(2.0 * std::numbers::pi);
   if (config.likelihood == Likelihood::Bernoulli) {
     for (int d = 0; d < D; ++d) {

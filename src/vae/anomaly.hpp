@@ -55,7 +55,7 @@ void score_batch(Context& ctx, LatentModel& vae, int B, const float* x, const in
 // log p(x_d | decoder output o_d) per feature of one sample, in double: Bernoulli on logits,
 // x l - softplus(l); Gaussian with a fixed sigma or a learned log-variance (one value, or one
 // per feature). out [D]; they sum to minus the likelihood's NLL.
-void feature_log_likelihood(const ModelConfig& config, const std::vector<float>& output_logvar, int D,
-                            const float* out, const float* x, double* ll);
+void feature_log_likelihood(const ModelConfig& config, const std::vector<float>& output_logvar,
+                            int D, const float* out, const float* x, double* ll);
 
 }  // namespace vd

@@ -120,13 +120,7 @@ LossSums BtcVae::train_step(Context& ctx, const Batch& batch, float beta, float 
   dstats_.assign(all_stats_.size(), 0.0);
   if (n > 0) {
     reparameterize(n, L, mu_, logvar_, batch.eps, z_.data());
-    const float* out = decoder_forward(ctx, n, z_.data());
-    reconstruction(n, out, batch.x, diff_out_.data(), grad_scale);
-    if (learns_variance() && ctx.grad_listener) {
-      const size_t final_entry[] = {out_logvar_};
-      ctx.grad_listener->backward_done(final_entry);
-    }
-    decoder_backward(ctx, n);
+    decoder_step(ctx, n, batch.x, grad_scale);
     own_.resize(ns);
     for (size_t b = 0; b < ns; ++b) own_[b] = static_cast<int64_t>(offset / L2 + b);
     const TcTerms t =

@@ -253,6 +253,16 @@ void Vae::decoder_backward(Context& ctx, int n) {
   decoder_.backward(ctx, n, in, std::span<float* const>(&diff_out, 1), diff_in);
 }
 
+void Vae::decoder_step(Context& ctx, int n, const float* x, float grad_scale) {
+  const float* out = decoder_forward(ctx, n, z_.data());
+  reconstruction(n, out, x, diff_out_.data(), grad_scale);
+  if (learns_variance() && ctx.grad_listener) {
+    const size_t final_entry[] = {out_logvar_};
+    ctx.grad_listener->backward_done(final_entry);
+  }
+  decoder_backward(ctx, n);
+}
+
 void Vae::encoder_backward(Context& ctx, int n, const float* x) {
   // The data and the label need no gradient, so the first layer skips its backward-data.
   const std::vector<const float*> in = graph_inputs(x);
@@ -294,15 +304,8 @@ LossSums Vae::train_step(Context& ctx, const Batch& batch, float beta, float gra
     if (ctx.batch_reducer) ctx.batch_reducer->start(kl_dim_);
   }
   reparameterize(n, L, mu_, logvar_, batch.eps, z_.data());
-  const float* out = decoder_forward(ctx, n, z_.data());
-
-  // Backward, in reverse order. The likelihood's gradient w.r.t. the decoder output first.
-  reconstruction(n, out, batch.x, diff_out_.data(), grad_scale);
-  if (learns_variance() && ctx.grad_listener) {
-    const size_t final_entry[] = {out_logvar_};
-    ctx.grad_listener->backward_done(final_entry);
-  }
-  decoder_backward(ctx, n);
+  // Backward, in reverse order, from the likelihood's gradient at the decoder's output.
+  decoder_step(ctx, n, batch.x, grad_scale);
   reparameterize_backward(n, L, logvar_, batch.eps, diff_z_.data(), diff_mu_.data(),
                           diff_logvar_.data());
   double kl_loss = 0;  // the KL part of the loss, summed over this rank's samples

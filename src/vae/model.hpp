@@ -71,6 +71,9 @@ class Vae : public LatentModel {
   const float* decoder_forward(Context& ctx, int n, const float* z);
   // diff_out_ [n, D] -> diff_z_ [n, L] through the decoder (its parameter gradients written).
   void decoder_backward(Context& ctx, int n);
+  // z_ [n, L] -> the decoder -> each sample's NLL of x (recon_ws_) and its gradient times
+  // grad_scale, back through the decoder to diff_z_ (its parameter gradients written).
+  void decoder_step(Context& ctx, int n, const float* x, float grad_scale);
   // diff_mu_, diff_logvar_ [n, L] -> the encoder's parameter gradients, for the batch's x.
   void encoder_backward(Context& ctx, int n, const float* x);
   bool clamps_logvar() const;
