@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstddef>
 #include <functional>
+#include <span>
 #include <sstream>
 #include <vector>
 
@@ -93,6 +94,23 @@ inline ::testing::AssertionResult check_gradient(const ScalarFn& f, const std::v
                                                  const std::vector<double>& analytic,
                                                  double tol = 1e-4, double rel_step = 1e-6) {
   return gradients_close(analytic, numeric_gradient(f, x, rel_step), tol);
+}
+
+// P ranks' summed gradient `got` against one process's `want` on the union batch: each within
+// 1e-5 relative plus 1e-6 of the largest |want| (the sums are taken in another order), and
+// the gradient must not be trivially small. Reports the first five misses.
+inline void expect_union_gradient(std::span<const float> got, std::span<const float> want,
+                                  int ranks) {
+  double gmax = 0;
+  for (float g : want) gmax = std::max(gmax, static_cast<double>(std::abs(g)));
+  ASSERT_GT(gmax, 1e-3);
+  ASSERT_EQ(got.size(), want.size());
+  size_t bad = 0;
+  for (size_t i = 0; i < want.size(); ++i)
+    if (std::abs(got[i] - want[i]) > 1e-5 * std::abs(want[i]) + 1e-6 * gmax && bad++ < 5)
+      ADD_FAILURE() << "gradient " << i << ": " << ranks << " ranks " << got[i] << ", union "
+                    << want[i];
+  EXPECT_EQ(bad, 0u);
 }
 
 }  // namespace vd::testing
